@@ -1,0 +1,167 @@
+"""Training configuration and the small validation helpers every config shares.
+
+Configs are frozen dataclasses validated in ``__post_init__``; they convert to
+and from plain JSON dicts, and ``from_dict`` rejects unknown keys with a
+"did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from embrec.errors import ConfigError
+
+__all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "require", "require_choice"]
+
+T = TypeVar("T")
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
+SCHEDULES = ("constant", "onecycle", "cosine", "step")
+VALIDATION_MODES = ("random", "last")
+
+
+def require(condition: bool, field: str, value: Any, constraint: str) -> None:
+    """Raise ``ConfigError`` for ``field`` unless ``condition`` holds.
+
+    Args:
+        condition: what must be true.
+        field: the configuration field being checked.
+        value: its value, shown in the message.
+        constraint: what the value must satisfy, e.g. ``"must be at least 1"``.
+
+    Raises:
+        ConfigError: if ``condition`` is false.
+    """
+    if not condition:
+        raise ConfigError(field, value, constraint)
+
+
+def require_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ConfigError`` unless ``value`` is one of ``choices``.
+
+    Args:
+        field: the configuration field being checked.
+        value: its value.
+        choices: the allowed values.
+
+    Raises:
+        ConfigError: naming the allowed values and the closest match.
+    """
+    options = list(choices)
+    if value in options:
+        return
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    hint = f"did you mean {close[0]!r}?" if close else None
+    raise ConfigError(field, value, f"must be one of {options}", hint=hint)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Return a dataclass config as a JSON-ready dict (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build config ``cls`` from ``data``, rejecting unknown keys with a suggestion.
+
+    Args:
+        cls: a dataclass config type.
+        data: field values; lists are turned back into tuples where the field
+            default is a tuple.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: for an unknown key or an invalid value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {sorted(fields)}"
+            raise ConfigError(key, data[key], f"is not a field of {cls.__name__}", hint=hint)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """How to train: optimiser, batches, epochs, validation, early stopping, device.
+
+    Attributes:
+        epochs: passes over the training ratings.
+        batch_size: ratings per optimiser step.
+        learning_rate: peak learning rate.
+        weight_decay: L2 penalty; on embeddings it applies only to the rows a
+            batch uses (so rare users are not shrunk to zero between visits).
+        optimizer: one of ``adam``, ``adamw``, ``sgd``, ``adagrad``.
+        adam_epsilon: Adam's epsilon (Keras uses 1e-7, PyTorch 1e-8).
+        schedule: learning-rate schedule: ``constant``, ``onecycle``, ``cosine``, ``step``.
+        validation: fraction of the training ratings held out to watch
+            over-fitting (0 disables it).
+        validation_mode: ``random`` rows, or the ``last`` rows as Keras'
+            ``validation_split`` takes them.
+        early_stopping: stop after this many epochs without a better
+            validation RMSE and restore the best weights (``None`` disables).
+        seed: seeds shuffling, initialisation and dropout; ``None`` is random.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        progress: show a progress bar per epoch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    adam_epsilon: float = 1e-8
+    schedule: str = "constant"
+    validation: float = 0.0
+    validation_mode: str = "random"
+    early_stopping: int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        require(self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "must be > 0")
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("schedule", self.schedule, SCHEDULES)
+        require_choice("validation_mode", self.validation_mode, VALIDATION_MODES)
+        require(0 <= self.validation < 1, "validation", self.validation, "must be in [0, 1)")
+        require(
+            self.early_stopping is None or self.early_stopping >= 1,
+            "early_stopping",
+            self.early_stopping,
+            "must be None or at least 1",
+        )
+        require(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            "device",
+            self.device,
+            "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-ready dict."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from a dict, rejecting unknown keys.
+
+        Raises:
+            ConfigError: for an unknown key or an invalid value.
+        """
+        return config_from_dict(cls, data)

@@ -1,0 +1,1 @@
+"""Reading, indexing, generating and splitting rating data."""

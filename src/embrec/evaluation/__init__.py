@@ -1,0 +1,1 @@
+"""embrec.evaluation package."""

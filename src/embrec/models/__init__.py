@@ -1,0 +1,1 @@
+"""embrec.models package."""

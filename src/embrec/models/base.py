@@ -1,0 +1,101 @@
+"""The contract every rating model meets, so one fit loop and one recommender serve them all.
+
+A model splits into three parts: the per-user vector, the per-item vector, and
+a ``score`` that turns a (user vector, item vector) pair into a rating. That
+split is what lets the recommender score a block of users against the whole
+catalogue, fold a new user in with the item side frozen, and find similar
+items, without knowing which model it holds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ModelConfig", "RatingModel"]
+
+C = TypeVar("C", bound="ModelConfig")
+
+
+class RatingModel(nn.Module, ABC):
+    """Predicts ratings for (user, item) index pairs.
+
+    Subclasses define :meth:`user_vectors`, :meth:`item_vectors` and
+    :meth:`score`; :meth:`score_matrix` and :meth:`item_factors` have generic
+    defaults that a model may override with something faster.
+
+    Args:
+        n_users: number of users (rows of the user embedding).
+        n_items: number of items (rows of the item embedding).
+    """
+
+    def __init__(self, n_users: int, n_items: int) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+
+    @abstractmethod
+    def user_vectors(self, user: Tensor) -> Tensor:
+        """Return every per-user parameter for ``user`` indices: ``(batch, user_dim)``."""
+
+    @abstractmethod
+    def item_vectors(self, item: Tensor) -> Tensor:
+        """Return every per-item parameter for ``item`` indices: ``(batch, item_dim)``."""
+
+    @abstractmethod
+    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Score aligned rows of user and item vectors: ``(batch,)`` predicted ratings."""
+
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        """Predict ratings for aligned ``user`` and ``item`` index tensors: ``(batch,)``."""
+        return self.score(self.user_vectors(user), self.item_vectors(item))
+
+    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Score every user against every item: ``(n_users_block, n_items_block)``.
+
+        The default expands the pairs and calls :meth:`score`; dot-product
+        models override it with one matrix product.
+        """
+        n_u, n_i = user_vectors.shape[0], item_vectors.shape[0]
+        users = user_vectors.unsqueeze(1).expand(n_u, n_i, -1).reshape(n_u * n_i, -1)
+        items = item_vectors.unsqueeze(0).expand(n_u, n_i, -1).reshape(n_u * n_i, -1)
+        return self.score(users, items).reshape(n_u, n_i)
+
+    def item_factors(self) -> Tensor:
+        """Return the vectors used for item-item similarity: ``(n_items, dim)``."""
+        all_items = torch.arange(self.n_items, device=self._device())
+        return self.item_vectors(all_items)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+class ModelConfig(Protocol):
+    """What every model config offers: a registry name, ``build`` and a JSON round trip."""
+
+    name: ClassVar[str]
+
+    def build(self, n_users: int, n_items: int, *, scale: tuple[float, float],
+              mean: float) -> RatingModel:
+        """Create the untrained model for a data set.
+
+        Args:
+            n_users: number of users in the training data.
+            n_items: number of items in the training data.
+            scale: the rating scale, used when the config bounds outputs to it.
+            mean: the training mean rating, used to initialise a global bias.
+        """
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-ready dict."""
+        ...
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Build the config from a dict, rejecting unknown keys."""
+        ...
