@@ -84,7 +84,8 @@ class IdIndex:
 
     def __repr__(self) -> str:
         head = ", ".join(repr(i) for i in self.ids[:3].tolist())
-        return f"IdIndex({self.kind}, n={len(self)}, ids=[{head}{', ...' if len(self) > 3 else ''}])"
+        more = ", ..." if len(self) > 3 else ""
+        return f"IdIndex({self.kind}, n={len(self)}, ids=[{head}{more}])"
 
     @property
     def is_integer(self) -> bool:
@@ -139,7 +140,8 @@ class IdIndex:
 
     def id_of(self, indices: Any) -> np.ndarray:
         """Return the raw ids at ``indices`` (the inverse of :meth:`index`)."""
-        return self.ids[np.asarray(indices, dtype=np.int64)]
+        ids: np.ndarray = self.ids[np.asarray(indices, dtype=np.int64)]
+        return ids
 
     def to_list(self) -> list[Any]:
         """Return the raw ids as plain Python values, in index order."""

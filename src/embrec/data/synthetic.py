@@ -48,7 +48,8 @@ class Synthetic:
 def _power_law_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     weights = (np.arange(1, n + 1, dtype=np.float64)) ** -exponent
     rng.shuffle(weights)
-    return weights / weights.sum()
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 def generate(
