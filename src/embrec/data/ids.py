@@ -131,7 +131,7 @@ class IdIndex:
             UnknownIdError: for unknown ids when ``on_unknown="error"``.
         """
         array = _as_array(raw)
-        positions = self._lookup.get_indexer(array).astype(np.int64, copy=False)
+        positions: np.ndarray = self._lookup.get_indexer(array).astype(np.int64, copy=False)
         if on_unknown == "error":
             unknown = positions < 0
             if unknown.any():
