@@ -119,7 +119,7 @@ class Recommender:
             UnknownIdError: for unknown ids when ``on_unknown="error"``.
         """
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
-        policy = "error" if on_unknown == "error" else "missing"
+        policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"
         u = self.users.index(self.users.coerce(user), on_unknown=policy)
         i = self.items.index(self.items.coerce(item), on_unknown=policy)
         u, i = np.broadcast_arrays(u, i)
