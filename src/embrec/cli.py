@@ -1,0 +1,337 @@
+"""The ``embrec`` command: the library's verbs from the shell.
+
+Each subcommand parses flags into the library's configs and calls the public
+API; none holds logic of its own, so the shell cannot drift from Python.
+``main`` prints an ``EmbrecError`` as one message and exits 2; anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from embrec.errors import ConfigError, EmbrecError
+
+__all__ = ["main"]
+
+SUBCOMMANDS = ("datasets", "train", "evaluate", "predict", "recommend", "similar", "serve")
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _print_frame(frame: pd.DataFrame) -> None:
+    print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+# ----------------------------------------------------------------------------- datasets
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from embrec.data.datasets import dataset_info, fetch, list_datasets
+
+    if args.action == "list":
+        rows = list_datasets()
+        if args.json:
+            _print_json(rows)
+        else:
+            _print_frame(pd.DataFrame(rows))
+    elif args.action == "fetch":
+        print(fetch(args.name, progress=not args.json))
+    else:
+        info = dataset_info(args.name)
+        if args.json:
+            _print_json(info)
+        else:
+            for key, value in info.items():
+                print(f"{key:>18}: {value}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from embrec.models import MODELS
+    from embrec.presets import PRESETS
+    from embrec.runs import SplitSpec
+
+    file = _read_toml(args.config) if args.config else {}
+    preset_name = args.preset or file.get("preset") or ("default" if not args.model else None)
+    preset = PRESETS[_known("preset", preset_name, PRESETS)] if preset_name else None
+    model_name = args.model or file.get("model", {}).get("name")
+    if model_name:
+        model = MODELS[_known("model", model_name, MODELS)]()
+    else:
+        model = preset.model if preset is not None else PRESETS["default"].model
+    train = preset.train if preset is not None else PRESETS["default"].train
+    model = _override(model, {**file.get("model", {}), "embedding_dim": args.embedding_dim},
+                      skip=("name",))
+    train = _override(train, {**file.get("train", {}), "epochs": args.epochs,
+                              "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                              "weight_decay": args.weight_decay, "validation": args.validation,
+                              "seed": args.seed, "device": args.device,
+                              "progress": not args.json and not args.quiet})
+    test_size = args.test_size or file.get("split", {}).get("test_size")
+    if test_size is None:
+        test_size = preset.test_size if preset is not None else 0.2
+    split_seed = args.seed if args.seed is not None else file.get("split", {}).get("seed", 0)
+    method = args.split or file.get("split", {}).get("method", "random")
+    return model, train, SplitSpec(method=method, test_size=test_size, seed=split_seed)
+
+
+def _known(kind: str, name: str, registry: dict[str, Any]) -> str:
+    if name not in registry:
+        from embrec.config import require_choice
+
+        require_choice(kind, name, registry)
+    return name
+
+
+def _override(config: Any, values: dict[str, Any], skip: Sequence[str] = ()) -> Any:
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {k: v for k, v in values.items() if v is not None and k not in skip}
+    unknown = [k for k in changes if k not in fields]
+    if unknown:
+        raise ConfigError(unknown[0], changes[unknown[0]],
+                          f"is not a setting of {type(config).__name__}",
+                          hint=f"its settings are {sorted(fields)}")
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    return dataclasses.replace(config, **changes)
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError("config", path, f"cannot be read ({error.strerror})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("config", path, f"is not valid TOML: {error}") from error
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from embrec.runs import train_run
+
+    model, train, split_spec = _train_configs(args)
+    result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data)
+    rec = result.recommender
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
+    rec.save(out)
+    summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
+               "fit_seconds": result.fit_seconds,
+               "ratings_per_second": result.ratings_per_second, "out": str(out),
+               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
+    if args.json:
+        _print_json(summary)
+        return 0
+    table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
+    _print_frame(table[["rmse", "mae", "mse"]].reset_index(names="split"))
+    print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
+          f"saved to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- use a model
+def _load(path: str) -> Any:
+    from embrec.artifacts import load
+
+    return load(path)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from embrec.data.datasets import load_dataset
+    from embrec.evaluation.evaluate import evaluate
+    from embrec.runs import recorded_test_split
+
+    rec = _load(args.model_dir)
+    test = load_dataset(args.data) if args.data else recorded_test_split(rec)
+    metrics = evaluate(rec, test, metrics=args.metrics, k=args.k)
+    if args.json:
+        _print_json(metrics)
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    rec = _load(args.model_dir)
+    if args.input:
+        pairs = pd.read_csv(args.input)
+        missing = [c for c in ("user", "item") if c not in pairs.columns]
+        if missing:
+            raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
+                              hint="give a CSV with a header 'user,item'")
+        pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
+                                          on_unknown=args.on_unknown)
+        if args.output:
+            pairs.to_csv(args.output, index=False)
+        else:
+            print(pairs.to_csv(index=False), end="")
+        return 0
+    if args.user is None or args.item is None:
+        raise ConfigError("predict", None, "needs --user and --item, or --input pairs.csv")
+    user, item = rec.users.coerce(args.user), rec.items.coerce(args.item)
+    value = rec.predict(user, item, on_unknown=args.on_unknown)
+    if args.json:
+        _print_json({"user": user, "item": item, "prediction": value})
+    else:
+        print(f"{value:.4f}")
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    rec = _load(args.model_dir)
+    frame = rec.recommend(user=rec.users.coerce(args.user), n=args.n,
+                          exclude_seen=not args.include_seen)
+    _print_result(frame, args.json)
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    rec = _load(args.model_dir)
+    _print_result(rec.similar_items(rec.items.coerce(args.item), n=args.n), args.json)
+    return 0
+
+
+def _print_result(frame: pd.DataFrame, as_json: bool) -> None:
+    if as_json:
+        _print_json(frame.to_dict(orient="records"))
+    else:
+        _print_frame(frame)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from embrec.serving.server import serve
+
+    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model, evaluate it and save it",
+                       description="Train on a data set (default: the embedded synthetic one), "
+                       "evaluate on a held-out split and save the model directory.")
+    p.add_argument("--data", default="synthetic", help="data set name or ratings path")
+    p.add_argument("--model", help="model name (biased-mf, gmf, mlp, neumf)")
+    p.add_argument("--preset", help="named preset (default, movielens-notebook, ...)")
+    p.add_argument("--config", help="TOML file with [model], [train], [split] tables")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--embedding-dim", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--validation", type=float, help="fraction of train held out to validate")
+    p.add_argument("--test-size", type=float, help="fraction held out for the test split")
+    p.add_argument("--split", choices=("random", "user", "time"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--test-data", help="evaluate on this file instead of splitting")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", help="output directory (default runs/<data>-<model>-<time>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _add_model_commands(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a saved model")
+    p.add_argument("model_dir")
+    p.add_argument("--data", help="test ratings (default: the model's recorded test split)")
+    p.add_argument("--metrics", nargs="+", default=["rmse", "mae", "mse"])
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict ratings for user-item pairs")
+    p.add_argument("model_dir")
+    p.add_argument("--user")
+    p.add_argument("--item")
+    p.add_argument("--input", help="CSV with columns user,item")
+    p.add_argument("--output", help="CSV to write (default: standard output)")
+    p.add_argument("--on-unknown", choices=("error", "nan", "mean"), default="error")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("recommend", help="top-N items for a user")
+    p.add_argument("model_dir")
+    p.add_argument("--user", required=True)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_recommend)
+
+    p = sub.add_parser("similar", help="items nearest to an item")
+    p.add_argument("model_dir")
+    p.add_argument("--item", required=True)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_similar)
+
+    p = sub.add_parser("serve", help="serve a saved model over HTTP")
+    p.add_argument("model_dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``embrec`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="embrec", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("datasets", help="list, fetch and describe data sets")
+    p.add_argument("action", choices=("list", "fetch", "info"))
+    p.add_argument("name", nargs="?", default="synthetic", help="data set name or path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_datasets)
+    _add_train(sub)
+    _add_model_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``embrec`` command line.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 2 for a user error (bad input, unknown
+        id, bad setting), 130 on Ctrl-C.
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.handler(args)
+    except EmbrecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
