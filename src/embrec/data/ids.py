@@ -26,8 +26,9 @@ def _as_array(values: Any) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        return np.asarray([values])
-    return np.asarray(list(values))
+        values = [values]
+    # a Series keeps mixed ids (3 and "a") as objects instead of turning 3 into "3"
+    return pd.Series(list(values)).to_numpy()
 
 
 class IdIndex:

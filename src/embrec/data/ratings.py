@@ -274,6 +274,11 @@ class Ratings:
         }
 
 
+def _plain(value: Any) -> Any:
+    """Turn a NumPy scalar into the Python value it holds, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _numeric_ratings(rating: Any, source: str) -> np.ndarray:
     raw = rating.to_numpy() if isinstance(rating, pd.Series) else np.asarray(rating)
     if raw.dtype.kind not in "iufb":
@@ -281,9 +286,9 @@ def _numeric_ratings(rating: Any, source: str) -> np.ndarray:
         bad = np.flatnonzero(np.isnan(parsed) & pd.notna(pd.Series(raw)).to_numpy())
         if len(bad):
             raise ParseError(
-                f"row {bad[0]}: column 'rating': cannot parse {raw[bad[0]]!r} as a number"
+                f"row {bad[0]}: column 'rating': cannot parse {_plain(raw[bad[0]])!r} as a number"
                 f" ({len(bad)} such rows)",
-                path=source or None, column="rating", value=raw[bad[0]],
+                path=source or None, column="rating", value=_plain(raw[bad[0]]),
                 hint="ratings must be numbers; fix or drop those rows",
             )
         raw = parsed
@@ -293,7 +298,7 @@ def _numeric_ratings(rating: Any, source: str) -> np.ndarray:
         raise ParseError(
             f"row {missing[0]}: column 'rating': missing or non-finite value"
             f" ({len(missing)} such rows)",
-            path=source or None, column="rating", value=raw[missing[0]],
+            path=source or None, column="rating", value=_plain(raw[missing[0]]),
             hint="drop rows without a rating before loading, or use a lenient reader",
         )
     return values
@@ -340,7 +345,7 @@ def _resolve_duplicates(
     if len(repeat) == 0:
         return None, values
     first = order[repeat[0]]
-    pair = (users.ids[user[first]], items.ids[item[first]])
+    pair = (users.id_of(user[first]).tolist(), items.id_of(item[first]).tolist())
     if policy == "error":
         raise DuplicateRatingError(
             f"{len(repeat)} duplicate (user, item) ratings, first: user {pair[0]!r}, "
