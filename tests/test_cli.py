@@ -1,0 +1,146 @@
+"""The command line, end to end and in process: every subcommand, --json, and error exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embrec.cli import SUBCOMMANDS, build_parser, main
+
+
+@pytest.fixture(scope="module")
+def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from embrec.data.synthetic import generate
+
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
+        .ratings.to_pandas().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(ratings_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("runs") / "model"
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--epochs", "3",
+                     "--seed", "1", "--out", str(out), "--json"])
+    assert code == 0
+    return out, json.loads(buffer.getvalue())
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in text
+
+
+def test_train_json_summary(trained: tuple[Path, dict]) -> None:
+    out, summary = trained
+    for key in ("model", "data", "epochs", "fit_seconds", "ratings_per_second", "out"):
+        assert key in summary
+    for side in ("train", "test"):
+        assert set(summary[side]) >= {"rmse", "mae", "mse"}
+        assert summary[side]["mse"] == pytest.approx(summary[side]["rmse"] ** 2, rel=1e-4)
+    assert summary["model"] == "biased-mf" and summary["epochs"] == 3
+    assert (out / "weights.safetensors").is_file() and (out / "config.json").is_file()
+
+
+def test_evaluate_recreates_the_recorded_test_split(
+    trained: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, summary = trained
+    assert main(["evaluate", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-5)
+    assert metrics["n"] == summary["test"]["n"]
+
+
+def test_predict_single_and_file(trained: tuple[Path, dict], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    from embrec.artifacts import load
+
+    rec = load(out)
+    user, item = rec.users.ids[0], rec.items.ids[0]
+    assert main(["predict", str(out), "--user", str(user), "--item", str(item)]) == 0
+    assert float(capsys.readouterr().out) == pytest.approx(rec.predict(user, item), abs=1e-4)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"user,item\n{user},{item}\n{rec.users.ids[1]},{rec.items.ids[2]}\n")
+    result = tmp_path / "pred.csv"
+    assert main(["predict", str(out), "--input", str(pairs), "--output", str(result)]) == 0
+    lines = result.read_text().splitlines()
+    assert lines[0] == "user,item,prediction" and len(lines) == 3
+
+
+def test_recommend_and_similar_json(trained: tuple[Path, dict],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    from embrec.artifacts import load
+
+    rec = load(out)
+    user = rec.users.ids[0]
+    assert main(["recommend", str(out), "--user", str(user), "-n", "4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4
+    seen = set(rec.items.id_of(rec.seen[0].indices).tolist())
+    assert not seen & {row["item"] for row in rows}
+    item = rec.items.ids[0]
+    assert main(["similar", str(out), "--item", str(item), "-n", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and item not in {row["item"] for row in rows}
+
+
+def test_datasets_info_json_for_a_path(ratings_csv: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets", "info", str(ratings_csv), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["ratings"] == 1500
+    assert {"users", "items", "density", "scale"} <= set(info)
+
+
+def test_datasets_list_names_synthetic(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets", "list", "--json"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert {"ml-100k", "synthetic", "goodbooks-10k"} <= names
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["train", "--data", "no/such/file.csv"], "no/such/file.csv"),
+     (["train", "--model", "mpl"], "did you mean 'mlp'"),
+     (["train", "--epochs", "0", "--data", "synthetic"], "epochs=0"),
+     (["evaluate", "no/such/dir"], "no/such/dir")],
+)
+def test_user_errors_exit_2_without_traceback(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_user_exits_2(trained: tuple[Path, dict],
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    assert main(["recommend", str(out), "--user", "999999"]) == 2
+    assert "unknown user 999999" in capsys.readouterr().err
+
+
+def test_train_with_no_options_uses_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMBREC_HOME", str(tmp_path / "home"))
+    assert main(["train", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "test" in text and "saved to runs/synthetic-" in text
+    assert any((tmp_path / "runs").iterdir())
+
+
