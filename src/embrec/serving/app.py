@@ -1,0 +1,268 @@
+"""The HTTP service: ``create_app(rec)`` wraps one ``Recommender`` in a FastAPI app.
+
+The app is built by a factory, never held in module state, and reads no
+environment. Handlers coerce ids that arrive as text (``"196"`` -> ``196``),
+call one vectorised ``Recommender`` method and answer with a pydantic body.
+One exception handler gives every error the body ``{"error", "detail"}``:
+unknown ids are 404, bad input is 422, an oversized request is 413 and
+anything else is a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
+from embrec.recommender import Recommender
+from embrec.serving.schemas import (
+    ErrorBody,
+    FoldInRequest,
+    Health,
+    ModelInfo,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    RawId,
+    Recommendations,
+    ScoredItem,
+    SimilarItem,
+    SimilarItems,
+)
+
+__all__ = ["RequestTooLargeError", "create_app"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown user or item id"},
+    413: {"model": ErrorBody, "description": "n or the batch exceeds the server's limit"},
+    422: {"model": ErrorBody, "description": "Malformed request"},
+}
+
+
+class RequestTooLargeError(ValueError):
+    """A request asks for more than the server allows (``n`` over ``max_n``, or a big batch)."""
+
+    def __init__(self, field: str, value: int, limit: int) -> None:
+        super().__init__(
+            f"{field}={value} exceeds this server's limit of {limit}\n"
+            f"  hint: ask for at most {limit}, or split the request"
+        )
+
+
+def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) -> FastAPI:
+    """Build the HTTP app serving ``rec``.
+
+    Args:
+        rec: the recommender to serve.
+        max_n: the largest ``n`` a recommendation or similar-items request may ask for.
+        max_batch: the most pairs one ``POST /predict`` (or ratings one
+            ``POST /recommendations``) may carry.
+
+    Returns:
+        A FastAPI app with OpenAPI docs at ``/docs``.
+
+    Raises:
+        ConfigError: if a limit is below 1.
+    """
+    for field, value in (("max_n", max_n), ("max_batch", max_batch)):
+        if value < 1:
+            raise ConfigError(field, value, "must be at least 1")
+    app = FastAPI(
+        title="embrec",
+        summary=f"Recommendations from a {rec.model_name} model "
+        f"({rec.n_users} users, {rec.n_items} items)",
+        responses=_ERRORS,
+    )
+    for exc_class in (EmbrecError, RequestTooLargeError, RequestValidationError,
+                      StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_class, _error_response)
+    _add_info_routes(app, rec)
+    _add_user_routes(app, rec, max_n)
+    _add_item_routes(app, rec, max_n, max_batch)
+    return app
+
+
+# ----------------------------------------------------------------------------- errors
+async def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Answer any exception with ``{"error": <class name>, "detail": <message>}``."""
+    status, name, detail = _describe(exc)
+    headers = getattr(exc, "headers", None) if isinstance(exc, StarletteHTTPException) else None
+    return JSONResponse({"error": name, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe(exc: Exception) -> tuple[int, str, str]:
+    """Return the HTTP status, error name and message for ``exc``."""
+    name = type(exc).__name__
+    if isinstance(exc, UnknownIdError):
+        return 404, name, str(exc)
+    if isinstance(exc, DataError | ConfigError):
+        return 422, name, str(exc)
+    if isinstance(exc, RequestTooLargeError):
+        return 413, name, str(exc)
+    if isinstance(exc, RequestValidationError):
+        return 422, name, _validation_message(exc)
+    if isinstance(exc, StarletteHTTPException):
+        try:
+            name = "".join(HTTPStatus(exc.status_code).phrase.split())
+        except ValueError:
+            name = "HTTPError"
+        return exc.status_code, name, str(exc.detail)
+    return 500, name, str(exc) or name
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """Summarise pydantic's errors in one line: ``where: what; ...``."""
+    errors = list(exc.errors())
+    parts = [".".join(str(p) for p in e.get("loc", ())) + f": {e.get('msg', 'invalid')}"
+             for e in errors[:5]]
+    more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return "; ".join(parts) + more + "\n  hint: see /docs for the request schema"
+
+
+def _check_limit(field: str, value: int, limit: int) -> None:
+    if value > limit:
+        raise RequestTooLargeError(field, value, limit)
+
+
+# ----------------------------------------------------------------------------- routes
+def _add_info_routes(app: FastAPI, rec: Recommender) -> None:
+    """``GET /health`` and ``GET /model``."""
+
+    @app.get("/health", tags=["service"])
+    async def health() -> Health:
+        """Say the service is up and which model it serves."""
+        return Health(model=rec.model_name)
+
+    info = _model_info(rec)
+
+    @app.get("/model", tags=["service"])
+    async def model() -> ModelInfo:
+        """Describe the served model: name, size, training data and metrics."""
+        return info
+
+
+def _model_info(rec: Recommender) -> ModelInfo:
+    meta = rec.metadata
+    return ModelInfo(
+        model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
+        data=_text_or_none(meta.get("data")), fingerprint=_text_or_none(meta.get("fingerprint")),
+        metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
+    """``GET /users/{user_id}/recommendations``."""
+
+    @app.get("/users/{user_id}/recommendations", tags=["recommend"])
+    async def recommend(
+        user_id: str,
+        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
+        exclude_seen: bool = Query(True, description="leave out items the user rated"),
+    ) -> Recommendations:
+        """Recommend the top ``n`` items for a known user."""
+        _check_limit("n", n, max_n)
+        user = rec.users.coerce(user_id)
+        frame = rec.recommend(user, n=n, exclude_seen=exclude_seen)
+        return Recommendations(user=_plain(user), items=_scored(frame))
+
+
+def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int) -> None:
+    """``GET /items/{item_id}/similar``, ``POST /predict`` and ``POST /recommendations``."""
+
+    @app.get("/items/{item_id}/similar", tags=["recommend"])
+    async def similar(
+        item_id: str,
+        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
+    ) -> SimilarItems:
+        """The ``n`` items most similar to ``item_id`` (the item itself excluded)."""
+        _check_limit("n", n, max_n)
+        item = rec.items.coerce(item_id)
+        frame = rec.similar_items(item, n=n)
+        return SimilarItems(item=_plain(item), items=_neighbours(frame))
+
+    @app.post("/predict", tags=["predict"])
+    def predict(body: PredictRequest) -> PredictResponse:
+        """Predict the ratings of a batch of (user, item) pairs in one vectorised call."""
+        _check_limit("pairs", len(body.pairs), max_batch)
+        users = [pair.user for pair in body.pairs]
+        items = [pair.item for pair in body.pairs]
+        ratings = rec.predict(_ids(users), _ids(items), on_unknown=body.on_unknown).tolist()
+        return PredictResponse(predictions=[
+            Prediction(user=u, item=i, rating=None if math.isnan(r) else r)
+            for u, i, r in zip(users, items, ratings, strict=True)
+        ])
+
+    @app.post("/recommendations", tags=["recommend"])
+    def fold_in(body: FoldInRequest) -> Recommendations:
+        """Recommend for a new user given their ratings, without retraining."""
+        _check_limit("n", body.n, max_n)
+        _check_limit("ratings", len(body.ratings), max_batch)
+        ratings = _coerce_keys(rec, body.ratings)
+        frame = rec.recommend_for_ratings(ratings, n=body.n, exclude_seen=body.exclude_seen,
+                                          on_unknown=body.on_unknown)
+        return Recommendations(user=None, items=_scored(frame))
+
+
+# ----------------------------------------------------------------------------- conversions
+def _ids(values: list[RawId]) -> np.ndarray:
+    """Raw ids as an array: int64 when all are ints, else object (never numpy's str)."""
+    if all(type(v) is int for v in values):
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except OverflowError:
+            pass
+    return np.asarray(values, dtype=object)
+
+
+def _coerce_keys(rec: Recommender, ratings: Mapping[str, float]) -> dict[Any, float]:
+    """Convert the text keys of a JSON object to the item id type, all at once if possible."""
+    keys = list(ratings)
+    converted = rec.items.coerce(np.asarray(keys, dtype=object))
+    if rec.items.is_integer and np.asarray(converted).dtype.kind not in "iu":
+        converted = [rec.items.coerce(key) for key in keys]  # some keys are not numbers
+    return dict(zip(_plain_list(converted), ratings.values(), strict=True))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a plain Python value (pydantic wants int/str)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _plain_list(values: Any) -> list[Any]:
+    return [_plain(v) for v in values] if isinstance(values, list) else list(values.tolist())
+
+
+def _columns(frame: pd.DataFrame, value: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """The item, value and title columns of a result frame as plain lists."""
+    items = frame["item"].tolist()
+    values = [None if math.isnan(v) else v for v in frame[value].tolist()]
+    if "title" in frame.columns:
+        titles = [t if isinstance(t, str) else None for t in frame["title"].tolist()]
+    else:
+        titles = [None] * len(items)
+    return items, values, titles
+
+
+def _scored(frame: pd.DataFrame) -> list[ScoredItem]:
+    items, scores, titles = _columns(frame, "score")
+    return [ScoredItem(item=i, score=s, title=t)
+            for i, s, t in zip(items, scores, titles, strict=True)]
+
+
+def _neighbours(frame: pd.DataFrame) -> list[SimilarItem]:
+    items, values, titles = _columns(frame, "similarity")
+    return [SimilarItem(item=i, similarity=s, title=t)
+            for i, s, t in zip(items, values, titles, strict=True)]

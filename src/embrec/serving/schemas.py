@@ -1,0 +1,142 @@
+"""Pydantic request and response bodies of the HTTP service (the only pydantic in embrec).
+
+Raw ids travel as JSON numbers or strings (``RawId``); the app converts them
+to the model's id type with ``IdIndex.coerce``. Every error, whatever its
+cause, has the one body :class:`ErrorBody`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ErrorBody",
+    "FoldInRequest",
+    "Health",
+    "ModelInfo",
+    "Pair",
+    "PredictRequest",
+    "PredictResponse",
+    "Prediction",
+    "RawId",
+    "Recommendations",
+    "ScoredItem",
+    "SimilarItem",
+    "SimilarItems",
+]
+
+RawId = int | str
+"""A raw user or item id as it appears in the training data."""
+
+
+class _Body(BaseModel):
+    """Request bodies reject unknown fields, so a typo is a 422, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response.
+
+    Attributes:
+        error: the exception class name, e.g. ``"UnknownIdError"``.
+        detail: the message, with a ``hint:`` line saying how to fix it.
+    """
+
+    error: str = Field(examples=["UnknownIdError"])
+    detail: str = Field(examples=["unknown user 99999\n  hint: ..."])
+
+
+class Health(BaseModel):
+    """Liveness answer: the service is up and has a model loaded."""
+
+    status: Literal["ok"] = "ok"
+    model: str
+
+
+class ModelInfo(BaseModel):
+    """What model is served and what it was trained on."""
+
+    model: str = Field(description="model name, e.g. 'biased-mf'")
+    n_users: int
+    n_items: int
+    data: str | None = Field(None, description="training data source")
+    fingerprint: str | None = Field(None, description="fingerprint of the training data")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="recorded metrics")
+    config: dict[str, Any] = Field(default_factory=dict, description="model hyperparameters")
+
+
+class ScoredItem(BaseModel):
+    """One recommended item and its predicted rating."""
+
+    item: RawId
+    score: float | None
+    title: str | None = None
+
+
+class Recommendations(BaseModel):
+    """Top-n items for a known user (``user`` set) or a folded-in new user (``user`` null)."""
+
+    user: RawId | None = None
+    items: list[ScoredItem]
+
+
+class SimilarItem(BaseModel):
+    """One neighbour of an item and its similarity."""
+
+    item: RawId
+    similarity: float | None
+    title: str | None = None
+
+
+class SimilarItems(BaseModel):
+    """The items most similar to ``item``, the item itself excluded."""
+
+    item: RawId
+    items: list[SimilarItem]
+
+
+class Pair(_Body):
+    """One (user, item) pair to score."""
+
+    user: RawId
+    item: RawId
+
+
+class PredictRequest(_Body):
+    """A batch of pairs, scored in one vectorised call."""
+
+    pairs: list[Pair] = Field(examples=[[{"user": 196, "item": 242}]])
+    on_unknown: Literal["error", "nan", "mean"] = Field(
+        "error", description="unknown ids: 404 ('error'), null ('nan') or the mean rating"
+    )
+
+
+class Prediction(BaseModel):
+    """The predicted rating of one pair (null for an unknown id under ``on_unknown='nan'``)."""
+
+    user: RawId
+    item: RawId
+    rating: float | None
+
+
+class PredictResponse(BaseModel):
+    """Predictions, in the order of the request's pairs."""
+
+    predictions: list[Prediction]
+
+
+class FoldInRequest(_Body):
+    """A new user's ratings, folded in to recommend for them."""
+
+    ratings: dict[str, float] = Field(
+        min_length=1, examples=[{"50": 5.0, "181": 4.5}],
+        description="raw item id -> rating (JSON object keys are strings)",
+    )
+    n: int = Field(10, ge=1, description="number of items to return")
+    exclude_seen: bool = True
+    on_unknown: Literal["error", "ignore"] = Field(
+        "error", description="unknown items in 'ratings': 404 ('error') or skip them"
+    )
