@@ -1,12 +1,17 @@
 """Recommender: a trained model together with its id maps, scale and training facts.
 
 ``fit()`` returns one, so there is no unfitted state. It takes raw ids in and
-gives raw ids out; the model inside only ever sees contiguous indices.
+gives raw ids out; the model inside only ever sees contiguous indices. Its
+model is frozen after training, so what is derived from it (every item's
+vector, the normalised item factors, the per-user and per-item mean ratings,
+the prior of the fold-in) is computed once, on first use, and kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -14,14 +19,20 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from embrec.config import TrainConfig
+from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
+from embrec.errors import ConfigError
+from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
+from embrec.topn import item_frame, score_block, titles_by_index, top_k, top_n, top_similar
 
-__all__ = ["OnUnknown", "Recommender"]
+__all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender"]
 
 OnUnknown = Literal["error", "nan", "mean"]
+
+BIAS_DAMPING = 5.0
+"""Pseudo-ratings at the global mean added to a user's or item's mean rating (the fallback)."""
 
 
 @dataclass(eq=False)
@@ -56,6 +67,7 @@ class Recommender:
     history: list[dict[str, float]] = field(default_factory=list)
     item_info: pd.DataFrame | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_training(
@@ -90,11 +102,44 @@ class Recommender:
         return cls(model, model_config, train_config, train.users, train.items, train.scale,
                    float(train.rating.mean()), seen, list(history or []), train.item_info, facts)
 
+    # ------------------------------------------------------------------ facts
     @property
     def device(self) -> torch.device:
         """The device the model's weights live on."""
         return next(self.model.parameters()).device
 
+    @property
+    def n_users(self) -> int:
+        """Number of users the model knows."""
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the catalogue."""
+        return len(self.items)
+
+    @property
+    def model_name(self) -> str:
+        """The registry name of the model, e.g. ``"biased-mf"``."""
+        return str(self.model_config.name)
+
+    def save(self, path: str | Path) -> Path:
+        """Save to a model directory; see :func:`embrec.artifacts.save`.
+
+        Args:
+            path: the directory to write (replaced atomically if it exists).
+
+        Returns:
+            The directory's path.
+
+        Raises:
+            ArtifactError: if ``path`` exists and is not a model directory.
+        """
+        from embrec.artifacts import save
+
+        return save(self, path)
+
+    # ------------------------------------------------------------------ predict
     def predict(
         self,
         user: Any,
@@ -109,7 +154,9 @@ class Recommender:
             user: one raw user id or an array of them.
             item: one raw item id or an array of them, aligned with ``user``.
             on_unknown: ``"error"`` raises for unknown ids, ``"nan"`` gives
-                NaN, ``"mean"`` gives the training mean rating.
+                NaN, ``"mean"`` falls back on the data: the item's damped mean
+                rating for an unknown user, the user's for an unknown item,
+                the global mean when both are unknown.
             clip: clip predictions to the rating scale.
 
         Returns:
@@ -117,16 +164,41 @@ class Recommender:
 
         Raises:
             UnknownIdError: for unknown ids when ``on_unknown="error"``.
+            ConfigError: for an unknown ``on_unknown`` policy.
         """
+        require_choice("on_unknown", on_unknown, ("error", "nan", "mean"))
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
         policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"
         u = self.users.index(self.users.coerce(user), on_unknown=policy)
         i = self.items.index(self.items.coerce(item), on_unknown=policy)
-        u, i = np.broadcast_arrays(u, i)
-        known = (u >= 0) & (i >= 0)
-        out = np.full(len(u), np.nan if on_unknown == "nan" else self.mean, dtype=np.float32)
-        out[known] = self.predict_indices(u[known], i[known], clip=clip)
+        out = self.predict_with_fallback(u, i, on_unknown=on_unknown, clip=clip)
         return float(out[0]) if scalar else out
+
+    def predict_with_fallback(self, user: np.ndarray, item: np.ndarray, *,
+                              on_unknown: OnUnknown = "mean", clip: bool = True) -> np.ndarray:
+        """Predict for index arrays where -1 marks an unknown id.
+
+        Args:
+            user: int user indices, -1 for unknown users.
+            item: int item indices, -1 for unknown items (broadcast with ``user``).
+            on_unknown: ``"nan"`` or ``"mean"``: the value for pairs with a -1
+                (see :meth:`predict`).
+            clip: clip predictions to the rating scale.
+
+        Returns:
+            A float32 array of predictions.
+        """
+        u, i = np.broadcast_arrays(np.asarray(user, dtype=np.int64),
+                                   np.asarray(item, dtype=np.int64))
+        u, i = u.ravel(), i.ravel()
+        known = (u >= 0) & (i >= 0)
+        out = np.full(len(u), np.nan, dtype=np.float32)
+        if on_unknown == "mean" and not known.all():
+            user_means, item_means = self._data_means()
+            fallback = np.where(i >= 0, item_means[np.maximum(i, 0)], self.mean)
+            out[~known] = np.where(u >= 0, user_means[np.maximum(u, 0)], fallback)[~known]
+        out[known] = self.predict_indices(u[known], i[known], clip=clip)
+        return out
 
     def predict_indices(self, user: np.ndarray, item: np.ndarray, *, clip: bool = True,
                         batch_size: int = 65_536) -> np.ndarray:
@@ -153,3 +225,179 @@ class Recommender:
         if clip:
             np.clip(out, self.scale[0], self.scale[1], out=out)
         return out
+
+    # ------------------------------------------------------------------ recommend
+    def recommend(self, user: Any = None, *, users: Any = None, n: int = 10,
+                  exclude_seen: bool = True) -> pd.DataFrame:
+        """Recommend the ``n`` best-scored items for one user or for many.
+
+        Items are ranked by the model's raw score (ties to the item seen first
+        in the index); the ``score`` column is clipped to the rating scale.
+
+        Args:
+            user: one raw user id; gives columns ``item``, ``score`` (and
+                ``title`` when the data has titles), best first.
+            users: many raw user ids instead; gives columns ``user``, ``rank``
+                (from 1), ``item``, ``score`` (and ``title``).
+            n: items per user; a user with fewer unseen items gets them all.
+            exclude_seen: leave out the items each user rated in training.
+
+        Returns:
+            The recommendations as a DataFrame.
+
+        Raises:
+            UnknownIdError: for a user not seen in training.
+            ConfigError: unless exactly one of ``user`` and ``users`` is given,
+                or if ``n`` is not a positive integer.
+        """
+        _check_n(n)
+        if (user is None) == (users is None) or (user is not None and np.ndim(user) != 0):
+            raise ConfigError("user", user, "needs exactly one user id, or users=[...]",
+                              hint="pass user=<id> for one user or users=[ids] for many")
+        raw = self.users.coerce(user if users is None else users)
+        index = self.users.index(raw)
+        items, scores = self.top_n_indices(index, n=n, exclude_seen=exclude_seen)
+        keep = items >= 0
+        if users is None:
+            return self._item_frame(items[0][keep[0]], scores[0][keep[0]], "score")
+        rank = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
+        frame = self._item_frame(items[keep], scores[keep], "score")
+        rows = np.broadcast_to(np.arange(len(index))[:, None], items.shape)[keep]
+        frame.insert(0, "rank", rank[keep])
+        frame.insert(0, "user", self.users.id_of(index)[rows])
+        return frame
+
+    def top_n_indices(self, users: np.ndarray, *, n: int = 10,
+                      exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Rank the catalogue for user indices: the index-level form of :meth:`recommend`.
+
+        Args:
+            users: int user indices.
+            n: items per user.
+            exclude_seen: leave out the items each user rated in training.
+
+        Returns:
+            ``(items, scores)``, each ``(len(users), min(n, n_items))``: int64
+            item indices padded with -1, and clipped float32 scores padded with NaN.
+        """
+        seen = (self.seen.indptr, self.seen.indices) if exclude_seen else None
+        items, scores = top_n(self.model, users, self._item_vectors(), n, seen=seen)
+        np.clip(scores, self.scale[0], self.scale[1], out=scores)
+        return items, scores
+
+    def similar_items(self, item: Any, *, n: int = 10) -> pd.DataFrame:
+        """Return the ``n`` items whose factors are closest in cosine to ``item``'s.
+
+        Args:
+            item: one raw item id.
+            n: how many neighbours (the item itself is excluded).
+
+        Returns:
+            A DataFrame with columns ``item``, ``similarity`` (and ``title``), best first.
+
+        Raises:
+            UnknownIdError: for an item not seen in training.
+            ConfigError: if ``n`` is not a positive integer.
+        """
+        _check_n(n)
+        index = int(self.items.index(self.items.coerce(item))[0])
+        neighbours, similarity = top_similar(self._unit_factors(), index, n)
+        return self._item_frame(neighbours, similarity, "similarity")
+
+    def recommend_for_ratings(self, ratings: Mapping[Any, float], *, n: int = 10,
+                              exclude_seen: bool = True,
+                              on_unknown: Literal["error", "ignore"] = "error") -> pd.DataFrame:
+        """Recommend for a new user given their ratings, without retraining.
+
+        A user vector is fitted to the ratings with the items frozen (see
+        :mod:`embrec.foldin`); with no usable rating it is the mean user's.
+
+        Args:
+            ratings: raw item id -> rating.
+            n: how many items to return.
+            exclude_seen: leave out the items in ``ratings``.
+            on_unknown: ``"error"`` raises for items not seen in training,
+                ``"ignore"`` skips them.
+
+        Returns:
+            A DataFrame with columns ``item``, ``score`` (and ``title``), best first.
+
+        Raises:
+            UnknownIdError: for unknown items when ``on_unknown="error"``.
+            DataError: for a rating that is not a finite number.
+            ConfigError: for a bad ``n`` or ``on_unknown``.
+        """
+        _check_n(n)
+        require_choice("on_unknown", on_unknown, ("error", "ignore"))
+        index, values = rated_items(self.items, ratings, on_unknown=on_unknown)
+        item_vectors = self._item_vectors()
+        targets = torch.as_tensor(values, device=item_vectors.device)
+        vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets, self._prior())
+        with torch.inference_mode():
+            scores = score_block(self.model, vector.to(item_vectors.dtype), item_vectors)
+            if exclude_seen:
+                scores[0, torch.as_tensor(index, device=scores.device)] = -torch.inf
+            best, items = top_k(scores, n)
+        keep = torch.isfinite(best[0]).cpu().numpy()
+        clipped = best[0].clamp(self.scale[0], self.scale[1]).cpu().numpy()
+        return self._item_frame(items[0].cpu().numpy()[keep], clipped[keep], "score")
+
+    # ------------------------------------------------------------------ helpers
+    def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
+        if "titles" not in self._cache:
+            self._cache["titles"] = titles_by_index(self.item_info, self.items)
+        return item_frame(self.items.id_of(items), values, column, self._cache["titles"], items)
+
+    def _cached_tensor(self, key: str, build: Any) -> Any:
+        value = self._cache.get(key)
+        device = self.device
+        if value is None or _device_of(value) != device:
+            with torch.no_grad():
+                value = build()
+            self._cache[key] = value
+        return value
+
+    def _item_vectors(self) -> torch.Tensor:
+        all_items = torch.arange(self.n_items, device=self.device)
+        vectors: torch.Tensor = self._cached_tensor(
+            "item_vectors", lambda: self.model.item_vectors(all_items).detach())
+        return vectors
+
+    def _unit_factors(self) -> torch.Tensor:
+        def build() -> torch.Tensor:
+            factors = self.model.item_factors().detach().float()
+            unit: torch.Tensor = factors / factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            return unit
+
+        cached: torch.Tensor = self._cached_tensor("unit_factors", build)
+        return cached
+
+    def _prior(self) -> UserPrior:
+        prior: UserPrior = self._cached_tensor("prior", lambda: user_prior(self.model))
+        return prior
+
+    def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
+        if "means" not in self._cache:
+            indptr, indices = self.seen.indptr, self.seen.indices
+            data = np.asarray(self.seen.data, dtype=np.float64)
+            user_counts = np.diff(indptr)
+            rows = np.repeat(np.arange(self.n_users), user_counts)
+            user_sums = np.bincount(rows, weights=data, minlength=self.n_users)
+            item_sums = np.bincount(indices, weights=data, minlength=self.n_items)
+            item_counts = np.bincount(indices, minlength=self.n_items)
+            prior = BIAS_DAMPING * self.mean
+            self._cache["means"] = ((user_sums + prior) / (user_counts + BIAS_DAMPING),
+                                    (item_sums + prior) / (item_counts + BIAS_DAMPING))
+        means: tuple[np.ndarray, np.ndarray] = self._cache["means"]
+        return means
+
+
+def _device_of(value: Any) -> torch.device:
+    tensor = value[0] if isinstance(value, tuple) else value
+    device: torch.device = tensor.device
+    return device
+
+
+def _check_n(n: int) -> None:
+    require(isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1,
+            "n", n, "must be a positive integer")
