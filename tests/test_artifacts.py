@@ -194,7 +194,8 @@ def test_unknown_model_name(saved: tuple[Recommender, Path]) -> None:
     config = json.loads((path / "config.json").read_text())
     config["model"]["name"] = "dot-tset"
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ArtifactError, match="(?s)unknown model 'dot-tset'.*did you mean 'dot-test'"):
+    with pytest.raises(ArtifactError,
+                       match="(?s)unknown model 'dot-tset'.*did you mean 'dot-test'"):
         load(path)
 
 
