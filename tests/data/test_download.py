@@ -201,6 +201,11 @@ def test_progress_bar_goes_to_stderr_only_when_asked(
     assert (received, digest) == (len(body), hashlib.sha256(body).hexdigest())
 
 
+def test_malformed_url(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="full URL"):
+        download("files.example/ml-100k.zip", tmp_path / "x.zip", progress=False)
+
+
 def test_verify_says_what_it_checked() -> None:
     digest = hashlib.sha256(b"x").hexdigest()
     assert verify("u", 1, digest, size=1, sha256=digest.upper()) == "SHA-256 verified"

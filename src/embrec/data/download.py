@@ -59,13 +59,18 @@ def download(
         The number of bytes received and their SHA-256 as hex.
 
     Raises:
-        DownloadError: the server is unreachable, answers with an HTTP error,
-            or the connection drops before the announced length arrived.
+        DownloadError: the URL is malformed, the server is unreachable or answers
+            with an HTTP error, or the connection drops before the announced
+            length arrived.
     """
     digest = hashlib.sha256()
     received = 0
     announced: int | None = None
-    request = Request(url, headers={"User-Agent": "embrec (Python urllib)"})
+    try:
+        request = Request(url, headers={"User-Agent": "embrec (Python urllib)"})
+    except ValueError as error:
+        raise DownloadError(f"cannot download {url!r}: {error}",
+                            hint="pass a full URL such as https://host/file.zip") from None
     try:
         with urlopen(request, timeout=timeout) as response, dest.open("wb") as out:
             length = response.headers.get("Content-Length")
