@@ -1,0 +1,347 @@
+"""Delimited text read by PyArrow's multi-threaded CSV reader, with exact 1-based file lines.
+
+:func:`sniff` looks at the first lines to settle the separator and whether a header
+row is present; :func:`read_text` reads only the wanted columns with typed
+conversion, collects malformed lines through PyArrow's ``invalid_row_handler``
+instead of dropping them, falls back to reading a column as text when a value
+does not convert (so the bad values can be located, vectorised), and supports
+multi-character separators such as MovieLens' ``::``. Row positions are mapped
+back to physical file lines only when a message needs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from embrec.data.columns import arrow_column
+from embrec.data.validation import SHOWN, Locator, Problem, RawRatings, raise_problems
+from embrec.errors import DataError, ParseError
+
+__all__ = ["TextFormat", "TextTable", "column_label", "read_raw_ratings", "read_text", "sniff"]
+
+SEPARATORS = ("::", "\t", ",", ";", "|")
+_SAMPLE_BYTES = 1 << 16
+_SUBSTITUTES = (b"\x1f", b"\x1e", b"\x1d")
+_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_FAILED_COLUMN = re.compile(r"In CSV column #(\d+)")
+BAD_LINE_LIMIT = 1000  # in strict mode, stop parsing after this many malformed lines
+
+
+@dataclass(frozen=True, slots=True)
+class TextFormat:
+    """How a delimited file is laid out.
+
+    Attributes:
+        sep: the field separator (one or more characters).
+        header: whether the first line names the columns.
+        names: the header's names, or ``"0"``, ``"1"``... without a header.
+        encoding: the text encoding.
+        quoting: whether ``"`` quotes fields.
+    """
+
+    sep: str
+    header: bool
+    names: list[str]
+    encoding: str = "utf-8"
+    quoting: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TextTable:
+    """The wanted columns of a delimited file, with where each row came from."""
+
+    columns: dict[str, Any]
+    locator: Locator
+    invalid: list[Problem] = field(default_factory=list)
+    n_invalid: int = 0
+
+
+def _head(path: Path, encoding: str) -> list[str]:
+    with pa.input_stream(str(path), compression="detect") as stream:
+        head = stream.read(_SAMPLE_BYTES)
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    lines = head.decode(codec, errors="replace").splitlines()
+    if len(head) == _SAMPLE_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # cut mid-line
+    return [line for line in lines if line.strip()][:20]
+
+
+def _guess_sep(lines: list[str], prefer: str | None) -> str:
+    for sep in (prefer, *SEPARATORS, " "):
+        if sep is None:
+            continue
+        counts = [line.count(sep) for line in lines]
+        if counts[0] > 0 and all(count == counts[0] for count in counts):
+            return sep
+    best = max(SEPARATORS, key=lambda sep: lines[0].count(sep))
+    return best if lines[0].count(best) else ","
+
+
+def _split(line: str, sep: str, quoting: bool) -> list[str]:
+    if len(sep) == 1 and quoting:
+        return next(csv.reader([line], delimiter=sep))
+    return line.split(sep)
+
+
+def _is_number(text: str) -> bool:
+    return re.match(_NUMBER, text) is not None
+
+
+def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
+          encoding: str = "utf-8", quoting: bool = True, prefer: str | None = None) -> TextFormat:
+    """Settle the separator and header of a delimited file from its first lines.
+
+    A first line is taken for a header when none of its fields is a number.
+
+    Args:
+        path: the file (may be compressed: ``.gz``, ``.bz2``...).
+        sep: the separator; guessed among ``:: \\t , ; |`` and space when None.
+        header: whether there is a header row; guessed when None.
+        encoding: the text encoding.
+        quoting: whether ``"`` quotes fields.
+        prefer: a separator to try first when guessing (``","`` for ``.csv``).
+
+    Returns:
+        The file's layout.
+
+    Raises:
+        DataError: if the file holds no text.
+    """
+    lines = _head(path, encoding)
+    if not lines:
+        raise DataError("the file is empty", path=path,
+                        hint="pass a file that holds ratings, one per line")
+    sep = sep or _guess_sep(lines, prefer)
+    fields = _split(lines[0], sep, quoting)
+    if header is None:
+        header = not any(_is_number(f) for f in fields)
+    names = fields if header else [str(i) for i in range(len(fields))]
+    return TextFormat(sep, header, names, encoding, quoting)
+
+
+class _BadLines:
+    """PyArrow ``invalid_row_handler``: remember malformed lines, skip them, stop at a limit."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.numbers: list[int | None] = []
+        self.first: list[Any] = []
+        self.limit = limit
+        self.stopped = False
+
+    def __call__(self, row: Any) -> str:
+        self.numbers.append(row.number)
+        if len(self.first) < SHOWN:
+            self.first.append(row)
+        if self.limit is not None and len(self.numbers) >= self.limit:
+            self.stopped = True
+            return "error"
+        return "skip"
+
+
+@dataclass(slots=True)
+class _Source:
+    """A file path, or its bytes with a multi-character separator replaced by one byte."""
+
+    path: Path
+    fmt: TextFormat
+    data: Any = None  # pyarrow Buffer when the separator was replaced
+    sep: str = ""
+
+    def __post_init__(self) -> None:
+        self.sep = self.fmt.sep
+        if len(self.fmt.sep) == 1:
+            return
+        with pa.input_stream(str(self.path), compression="detect") as stream:
+            raw = stream.read()
+        free = next((b for b in _SUBSTITUTES if b not in raw), None)
+        if free is None:
+            raise DataError(f"cannot split on {self.fmt.sep!r}", path=self.path,
+                            hint="convert the file to CSV or TSV first")
+        self.data = pa.py_buffer(raw.replace(self.fmt.sep.encode(self.fmt.encoding), free))
+        self.sep = free.decode()
+
+    def arrow_input(self) -> Any:
+        return str(self.path) if self.data is None else pa.BufferReader(self.data)
+
+    def stream(self) -> Any:
+        if self.data is None:
+            return pa.input_stream(str(self.path), compression="detect")
+        return pa.BufferReader(self.data)
+
+    def text(self, line: str) -> str:
+        return line if self.sep == self.fmt.sep else line.replace(self.sep, self.fmt.sep)
+
+
+def _blank_lines(source: _Source) -> np.ndarray:
+    """Physical numbers of the empty lines PyArrow skipped, by a chunked byte scan."""
+    found: list[np.ndarray] = []
+    previous, lines, last_byte, offset = -1, 0, 0, 0
+    with source.stream() as stream:
+        while chunk := stream.read(1 << 24):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10) + offset
+            if len(ends):
+                starts = np.concatenate(([previous + 1], ends[:-1] + 1))
+                length = ends - starts
+                local = starts - offset
+                first_byte = np.where(local >= 0, data[np.clip(local, 0, None)], last_byte)
+                blank = (length == 0) | ((length == 1) & (first_byte == 13))
+                found.append(np.flatnonzero(blank) + lines + 1)
+                previous, lines = int(ends[-1]), lines + len(ends)
+            last_byte, offset = int(data[-1]), offset + len(data)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _skip_over(positions: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+    """Shift 1-based positions past the sorted line numbers in ``skipped``."""
+    if len(skipped) == 0:
+        return positions
+    shifted: np.ndarray = positions + np.searchsorted(skipped - np.arange(len(skipped)),
+                                                      positions, side="right")
+    return shifted
+
+
+class _Lines:
+    """Maps row positions to physical file lines, past the header, malformed and blank lines.
+
+    PyArrow numbers malformed rows by non-blank line ("logical" numbers); blank
+    lines are found by a byte scan, done only when a message needs a line.
+    """
+
+    def __init__(self, source: _Source, header: bool, invalid: np.ndarray) -> None:
+        self.source, self.header, self.invalid = source, header, invalid
+        self._blanks: np.ndarray | None = None
+
+    def file_lines(self, logical: np.ndarray) -> np.ndarray:
+        if self._blanks is None:
+            self._blanks = _blank_lines(self.source)
+        return _skip_over(logical, self._blanks)
+
+    def keys(self, rows: np.ndarray) -> np.ndarray:
+        return self.file_lines(_skip_over(rows + 1 + int(self.header), self.invalid))
+
+    def locator(self) -> Locator:
+        return Locator(str(self.source.path), "line", keys=self.keys)
+
+    def problems(self, bad: _BadLines) -> list[Problem]:
+        logical = np.asarray([row.number for row in bad.first], dtype=np.int64)
+        return [Problem(line, f"line {line}",
+                        f"expected {row.expected_columns} fields, found {row.actual_columns}: "
+                        f"{self.source.text(row.text)!r}", kind="fields")
+                for row, line in zip(bad.first, self.file_lines(logical).tolist(), strict=True)]
+
+
+def _read(source: _Source, wanted: list[str], types: dict[str, Any], threads: bool,
+          bad: _BadLines) -> Any:
+    fmt = source.fmt
+    read = pcsv.ReadOptions(use_threads=threads, encoding=fmt.encoding, block_size=1 << 22,
+                            column_names=None if fmt.header else fmt.names)
+    parse = pcsv.ParseOptions(delimiter=source.sep, quote_char='"' if fmt.quoting else False,
+                              invalid_row_handler=bad)
+    convert = pcsv.ConvertOptions(include_columns=wanted, column_types=types, null_values=[""],
+                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
+    return pcsv.read_csv(source.arrow_input(), read_options=read, parse_options=parse,
+                         convert_options=convert)
+
+
+def _arrow_error(error: Exception, path: Path) -> DataError:
+    text = str(error)
+    if "Empty CSV file" in text:
+        return DataError("the file is empty", path=path,
+                         hint="pass a file that holds ratings, one per line")
+    if "UTF8" in text:
+        return ParseError("the file is not valid UTF-8 text", path=path,
+                          hint="re-save it as UTF-8, or read it with pandas and pass the DataFrame")
+    return ParseError(f"cannot read the file: {text}", path=path,
+                      hint="check that it is delimited text and pass sep=... and format=...")
+
+
+def _failed_column(error: Exception, names: list[str]) -> str | None:
+    match = _FAILED_COLUMN.search(str(error))
+    if match is None or int(match.group(1)) >= len(names):
+        return None
+    return names[int(match.group(1))]
+
+
+def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, Any], *,
+              strict: bool) -> TextTable:
+    """Read the ``wanted`` columns of a delimited file.
+
+    Args:
+        path: the file.
+        fmt: its layout, from :func:`sniff`.
+        wanted: the column names (positions as text, without a header) to read.
+        types: PyArrow types for some columns; a column whose values do not
+            convert is read again as text, for the bad values to be located.
+        strict: stop after ``BAD_LINE_LIMIT`` malformed lines (an error anyway).
+
+    Returns:
+        The columns by name, the row locator, and the malformed lines met.
+
+    Raises:
+        ParseError: for a file PyArrow cannot read, or too many malformed lines.
+        DataError: for an empty file.
+    """
+    source, types, threads = _Source(path, fmt), dict(types), True
+    for _ in range(len(wanted) + 3):
+        bad = _BadLines(BAD_LINE_LIMIT if strict else None)
+        try:
+            table = _read(source, wanted, types, threads, bad)
+        except pa.ArrowInvalid as error:
+            column = _failed_column(error, fmt.names)
+            if bad.stopped and not threads:
+                lines = _Lines(source, fmt.header, np.zeros(0, dtype=np.int64))
+                raise_problems(lines.problems(bad), len(bad.numbers), lines.locator(),
+                               at_least=True)
+            if bad.stopped:
+                threads = False  # PyArrow numbers malformed lines only on one thread
+            elif column in wanted and types.get(column) != pa.string():
+                types[column] = pa.string()
+            else:
+                raise _arrow_error(error, path) from None
+            continue
+        if bad.numbers and threads:
+            threads = False
+            continue
+        lines = _Lines(source, fmt.header, np.asarray(bad.numbers, dtype=np.int64))
+        columns = {name: table.column(name) for name in wanted}
+        return TextTable(columns, lines.locator(), lines.problems(bad), len(bad.numbers))
+    raise ParseError("cannot read the file", path=path, hint="pass sep=... and format=...")
+
+
+def column_label(fmt: TextFormat, name: str, role: str) -> str:
+    """How messages name a column: by its header name, or by position and role."""
+    return f"column {name!r}" if fmt.header else f"column {name} ({role})"
+
+
+def read_raw_ratings(path: Path, fmt: TextFormat, chosen: dict[str, str], *,
+                     strict: bool) -> RawRatings:
+    """Read the rating columns of a delimited file, ready for validation.
+
+    Args:
+        path: the file.
+        fmt: its layout, from :func:`sniff`.
+        chosen: column name (or position as text) per role; ``timestamp`` is optional.
+        strict: whether malformed lines will be an error (reading stops early then).
+
+    Returns:
+        The raw columns with their file lines and the malformed lines met.
+
+    Raises:
+        ParseError: for a file PyArrow cannot read, or too many malformed lines.
+        DataError: for an empty file.
+    """
+    wanted = list(dict.fromkeys(chosen.values()))
+    table = read_text(path, fmt, wanted, {chosen["rating"]: pa.float64()}, strict=strict)
+    columns = {role: arrow_column(table.columns[name], role, column_label(fmt, name, role))
+               for role, name in chosen.items()}
+    return RawRatings(columns["user"], columns["item"], columns["rating"],
+                      columns.get("timestamp"), table.locator, table.invalid, table.n_invalid)
