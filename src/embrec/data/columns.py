@@ -85,13 +85,17 @@ def _times(values: np.ndarray, missing: np.ndarray | None
     missing = _or(missing, np.asarray(text.isna() | (text.astype(str).str.strip() == "")))
     absent = np.zeros(len(text), dtype=bool) if missing is None else missing
     numbers = pd.to_numeric(text, errors="coerce")
-    if bool((numbers.notna() | absent).all()):
-        return numbers.fillna(0).to_numpy(dtype=np.int64), missing, None
-    moments = pd.to_datetime(text.where(~absent), errors="coerce", utc=True, format="mixed")
-    unparsed = np.asarray(moments.isna()) & ~absent
-    seconds = moments.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    seconds[absent | unparsed] = 0
-    return seconds, missing, unparsed if unparsed.any() else None
+    numeric = np.asarray(numbers.notna())
+    seconds = numbers.fillna(0).to_numpy(dtype=np.int64)
+    dated = ~numeric & ~absent
+    if dated.any():  # text that is not a number: a date
+        moments = pd.to_datetime(text[dated], errors="coerce", utc=True, format="mixed")
+        parsed = moments.dt.tz_convert(None).to_numpy(dtype="datetime64[s]")
+        unparsed = np.zeros(len(text), dtype=bool)
+        unparsed[dated] = np.isnat(parsed)
+        seconds[dated] = np.where(np.isnat(parsed), 0, parsed.astype(np.int64))
+        return seconds, missing, unparsed if unparsed.any() else None
+    return seconds, missing, None
 
 
 def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray | None = None,

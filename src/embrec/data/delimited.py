@@ -264,6 +264,15 @@ def _arrow_error(error: Exception, path: Path) -> DataError:
                       hint="check that it is delimited text and pass sep=... and format=...")
 
 
+def _check_text(columns: dict[str, Any], path: Path, fmt: TextFormat) -> None:
+    """PyArrow reads text that is not valid in the encoding as binary: say so."""
+    for name, column in columns.items():
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            raise ParseError(f"column {name!r}: the text is not valid {fmt.encoding}",
+                             path=path, column=name,
+                             hint="re-save the file as UTF-8 (older MovieLens files are latin-1)")
+
+
 def _failed_column(error: Exception, names: list[str]) -> str | None:
     match = _FAILED_COLUMN.search(str(error))
     if match is None or int(match.group(1)) >= len(names):
@@ -313,6 +322,7 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
             continue
         lines = _Lines(source, fmt.header, np.asarray(bad.numbers, dtype=np.int64))
         columns = {name: table.column(name) for name in wanted}
+        _check_text(columns, path, fmt)
         return TextTable(columns, lines.locator(), lines.problems(bad), len(bad.numbers))
     raise ParseError("cannot read the file", path=path, hint="pass sep=... and format=...")
 

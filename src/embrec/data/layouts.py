@@ -28,6 +28,7 @@ from embrec.data.validation import (
     build_ratings,
     check_options,
     raise_problems,
+    summarise,
     warn_skipped,
 )
 from embrec.errors import ConfigError, DataError, MissingColumnError
@@ -181,8 +182,7 @@ def _info(folder: Path, spec: InfoFile | None,
     if table.n_invalid and strict:
         raise_problems(table.invalid, table.n_invalid, table.locator)
     if table.n_invalid:
-        skipped.append(f"{path}: skipped {table.n_invalid} bad lines, first: "
-                       f"{table.invalid[0].where}: {table.invalid[0].message}")
+        skipped.append(summarise(table.invalid, table.n_invalid, table.locator))
     ids = arrow_column(table.columns[spec.id], "item", f"column {spec.id!r}").values
     info = pd.DataFrame({name: table.columns[column].to_pandas() for column, name in spec.keep})
     if spec.flags:

@@ -32,6 +32,7 @@ __all__ = [
     "build_ratings",
     "check_options",
     "raise_problems",
+    "summarise",
     "warn_skipped",
 ]
 
@@ -241,7 +242,8 @@ def raise_problems(problems: list[Problem], total: int, locator: Locator, *,
                      value=first.value, hint=_hint(problems, locator.unit))
 
 
-def _summary(problems: list[Problem], total: int, locator: Locator) -> str:
+def summarise(problems: list[Problem], total: int, locator: Locator) -> str:
+    """One line saying how many rows were skipped and where the first few were."""
     shown = "; ".join(f"{p.where}: {p.message}" for p in problems)
     more = f" (first {len(problems)} shown)" if total > len(problems) else ""
     noun = locator.unit if total == 1 else f"{locator.unit}s"
@@ -296,7 +298,7 @@ def build_ratings(
     if total:
         if on_bad_lines == "error":
             raise_problems(problems, total, raw.locator)
-        summary = _summary(problems, total, raw.locator)
+        summary = summarise(problems, total, raw.locator)
     keep = None if bad is None else np.flatnonzero(~bad)
     columns = [c.values if keep is None else c.values[keep]
                for c in (raw.user, raw.item, raw.rating)]
@@ -305,8 +307,9 @@ def build_ratings(
         times = times[keep]
     if len(columns[2]) == 0:
         left = f"; all {total} were bad" if total else ""
-        raise DataError(f"no ratings found{left}", path=raw.locator.source,
-                        hint="check that the file holds ratings below its header")
+        hint = (f"first: {problems[0].where}: {problems[0].message}" if problems
+                else "check that the file holds ratings below its header")
+        raise DataError(f"no ratings found{left}", path=raw.locator.source, hint=hint)
     try:
         ratings = Ratings.from_arrays(columns[0], columns[1], columns[2], times, scale=scale,
                                       duplicates=duplicates, source=source)
