@@ -203,3 +203,15 @@ def test_rec_save_delegates(tmp_path: Path) -> None:
     rec = _rec()
     assert rec.save(tmp_path / "x") == tmp_path / "x"
     assert load(tmp_path / "x").n_items == rec.n_items
+
+
+@pytest.mark.parametrize("name", sorted(set(getattr(embrec.models, "MODELS", {})) - {"dot-test"}))
+def test_every_registered_model_round_trips(tmp_path: Path, name: str) -> None:
+    from tests.test_recommender import model_rec
+
+    rec = model_rec(name)
+    loaded = load(save(rec, tmp_path / name))
+    users, items = rec.users.ids.repeat(25), np.tile(rec.items.ids, 15)
+    np.testing.assert_array_equal(loaded.predict(users, items), rec.predict(users, items))
+    pd.testing.assert_frame_equal(loaded.recommend(users=[1, 2, 3]), rec.recommend(users=[1, 2, 3]))
+    assert loaded.model_config == rec.model_config

@@ -281,3 +281,66 @@ def test_recommend_is_vectorised_over_blocks(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(topn, "SCORE_BUDGET", 60)  # two users per block
     monkeypatch.setattr(topn, "PAIR_BUDGET", 60)
     pd.testing.assert_frame_equal(rec.recommend(users=list(range(1, 21)), n=4), expected)
+
+
+# ----------------------------------------------------------------------------- every model
+def _registry() -> dict[str, Any]:
+    import embrec.models
+
+    return dict(getattr(embrec.models, "MODELS", {}))
+
+
+def model_rec(name: str, n_users: int = 15, n_items: int = 25, seed: int = 0) -> Recommender:
+    """A recommender around registry model ``name`` with random, spread-out weights."""
+    torch.manual_seed(seed)
+    config = _registry()[name]()
+    model = config.build(n_users, n_items, scale=(1.0, 5.0), mean=3.0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)
+    model.eval()
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.3
+    seen = sp.csr_matrix(np.where(dense, rng.integers(1, 6, dense.shape), 0).astype(np.float32))
+    users = IdIndex(np.arange(1, n_users + 1), kind="user")
+    items = IdIndex(np.arange(1, n_items + 1), kind="item")
+    return Recommender(model, config, TrainConfig(), users, items, (1.0, 5.0), 3.0, seen)
+
+
+@pytest.mark.parametrize("name", sorted(_registry()))
+def test_every_model_recommends_its_best_unseen_items(name: str) -> None:
+    rec = model_rec(name)
+    batch = rec.recommend(users=list(range(1, rec.n_users + 1)), n=5)
+    for user in range(rec.n_users):
+        rows = batch[batch["user"] == user + 1]
+        raw = rec.predict_indices(np.full(rec.n_items, user), np.arange(rec.n_items), clip=False)
+        unseen = np.setdiff1d(np.arange(rec.n_items), rec.seen[user].indices)
+        best = np.sort(raw[unseen])[::-1][:5]
+        picked = raw[rec.items.index(rows["item"].to_numpy())]
+        np.testing.assert_allclose(picked, best, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(rows["score"], np.clip(best, 1, 5), rtol=1e-5, atol=1e-5)
+        assert not set(rec.items.index(rows["item"].to_numpy())) & set(rec.seen[user].indices)
+    similar = rec.similar_items(3, n=5)
+    assert len(similar) == 5 and 3 not in set(similar["item"])
+
+
+@pytest.mark.parametrize("name", sorted(_registry()))
+def test_every_model_folds_a_user_in(name: str) -> None:
+    from embrec.foldin import fold_in
+
+    rec = model_rec(name)
+    rated = np.arange(0, rec.n_items, 2)
+    with torch.no_grad():
+        target = rec.model(torch.full((len(rated),), 4), torch.as_tensor(rated))
+        vectors = rec.model.item_vectors(torch.as_tensor(rated))
+    prior = rec._prior()
+    fitted = fold_in(rec.model, vectors, target, prior, regularization=1e-3)
+    with torch.no_grad():
+        def error(vector: Tensor) -> float:
+            scores = rec.model.score(vector.float().expand(len(rated), -1), vectors)
+            return float(((scores - target) ** 2).mean())
+
+        assert error(fitted) < 0.5 * error(prior[0]) + 1e-6
+    ratings = dict(zip(rec.items.id_of(rated).tolist(), target.tolist(), strict=True))
+    frame = rec.recommend_for_ratings(ratings, n=5)
+    assert len(frame) == 5 and not set(frame["item"]) & set(ratings)

@@ -5,8 +5,9 @@ plus a Gaussian prior centred on the mean user vector, with the per-dimension
 variance of the trained users' vectors. When the model's score is affine in
 the user vector (a dot product with biases, such as biased MF) the estimate is
 an exact ridge least-squares solve; the affinity is *measured*, not assumed,
-by probing the model. Otherwise a few L-BFGS steps on a single ``(1, user_dim)``
-vector do the job. Both take milliseconds.
+by probing the model. Otherwise a few Levenberg-Marquardt (damped Gauss-Newton)
+steps on the single ``(1, user_dim)`` vector do the job; each gets the whole
+Jacobian from one backward pass. Both take milliseconds.
 """
 
 from __future__ import annotations
@@ -66,22 +67,33 @@ def _scores(model: RatingModel, points: Tensor, item_vectors: Tensor) -> Tensor:
     return model.score(users, items).double().reshape(n_points, n_items)
 
 
+def _close(expected: Tensor, actual: Tensor) -> bool:
+    size = float(actual.abs().max()) + 1.0 if actual.numel() else 1.0
+    return torch.allclose(expected, actual, atol=AFFINE_TOLERANCE * size, rtol=0)
+
+
+@torch.no_grad()
 def _affine_map(model: RatingModel, item_vectors: Tensor, prior: UserPrior,
                 generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
-    """Measure ``scores = A @ u + c``; ``None`` when the model is not affine in ``u``."""
+    """Measure ``scores = A @ u + c``; ``None`` when the model is not affine in ``u``.
+
+    Five points first (the origin, two random users, their midpoint and a
+    reflection) rule most non-affine models out cheaply; only then is the
+    model probed along every axis to read ``A`` off.
+    """
     mean, variance = prior
-    width = mean.shape[1]
-    device = mean.device
+    width, device = mean.shape[1], mean.device
     noise = torch.randn(2, width, generator=generator, dtype=torch.float64).to(device)
-    probes = mean + noise * variance.sqrt()
-    points = torch.cat([torch.zeros(1, width, dtype=torch.float64, device=device),
-                        torch.eye(width, dtype=torch.float64, device=device), probes])
-    scores = _scores(model, points, item_vectors)
-    offset = scores[0]  # (n_items,)
-    slope = (scores[1:width + 1] - offset).T  # (n_items, width)
-    predicted = probes @ slope.T + offset
-    size = float(scores.abs().max()) + 1.0
-    if not torch.allclose(predicted, scores[width + 1:], atol=AFFINE_TOLERANCE * size, rtol=0):
+    a, b = mean + noise * variance.sqrt()  # two plausible users, (width,) each
+    origin = torch.zeros(width, dtype=torch.float64, device=device)
+    quick = _scores(model, torch.stack([origin, a, b, (a + b) / 2, 2 * a - b]), item_vectors)
+    if not (_close((quick[1] + quick[2]) / 2, quick[3])
+            and _close(2 * quick[1] - quick[2], quick[4])):
+        return None
+    axes = _scores(model, torch.eye(width, dtype=torch.float64, device=device), item_vectors)
+    offset = quick[0]  # (n_items,)
+    slope = (axes - offset).T  # (n_items, width)
+    if not _close(torch.stack([a, b]) @ slope.T + offset, quick[1:3]):
         return None
     return slope, offset
 
@@ -97,26 +109,52 @@ def _ridge(slope: Tensor, offset: Tensor, ratings: Tensor, prior: UserPrior,
     return solution.unsqueeze(0)
 
 
-def _gradient(model: RatingModel, item_vectors: Tensor, ratings: Tensor, prior: UserPrior,
-              regularization: float, steps: int) -> Tensor:
-    """Minimise the same objective with L-BFGS from the mean user vector."""
-    mean, variance = prior
-    vector = mean.clone().float().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([vector], max_iter=steps, line_search_fn="strong_wolfe")
-    targets = ratings.float()
-    precision = (regularization / variance).float()
-    start = mean.float()
+def _jacobian(model: RatingModel, vector: Tensor, item_vectors: Tensor,
+              ratings: Tensor) -> tuple[Tensor, Tensor]:
+    """Residuals ``(m,)`` and their Jacobian ``(m, user_dim)`` at ``vector``, in one backward.
 
-    def closure() -> Tensor:
-        users = vector.expand(item_vectors.shape[0], -1)
-        error = model.score(users, item_vectors).float() - targets
-        loss = (error**2).sum() + (precision * (vector - start) ** 2).sum()
-        (vector.grad,) = torch.autograd.grad(loss, [vector])  # leaves model .grad untouched
-        return loss.detach()
-
+    Each item gets its own copy of the user vector, so the gradient of the
+    summed scores with respect to the copies is the Jacobian, row by row.
+    ``autograd.grad`` leaves the model's ``.grad`` untouched.
+    """
     with torch.enable_grad():
-        optimizer.step(closure)  # type: ignore[no-untyped-call]
-    return vector.detach().double()
+        users = vector.float().expand(item_vectors.shape[0], -1).clone().requires_grad_(True)
+        scores = model.score(users, item_vectors)
+        (jacobian,) = torch.autograd.grad(scores.sum(), [users])
+    return scores.detach().double() - ratings, jacobian.double()
+
+
+@torch.no_grad()
+def _levenberg_marquardt(model: RatingModel, item_vectors: Tensor, ratings: Tensor,
+                         prior: UserPrior, regularization: float, steps: int) -> Tensor:
+    """Minimise the same objective by damped Gauss-Newton from the mean user vector."""
+    mean, variance = prior
+    precision = regularization / variance[0]  # (width,)
+    vector = mean[0].clone()
+
+    def cost(point: Tensor, residual: Tensor) -> float:
+        return float(residual @ residual + (precision * (point - mean[0]) ** 2).sum())
+
+    residual, jacobian = _jacobian(model, vector, item_vectors, ratings)
+    current, damping = cost(vector, residual), 1e-3
+    for _ in range(steps):
+        hessian = jacobian.T @ jacobian + torch.diag(precision)
+        gradient = jacobian.T @ residual + precision * (vector - mean[0])
+        step = torch.linalg.solve(hessian + damping * torch.diag(hessian.diagonal()), -gradient)
+        candidate = vector + step
+        scores = model.score(candidate.float().expand(item_vectors.shape[0], -1), item_vectors)
+        trial = cost(candidate, scores.double() - ratings)
+        if trial < current:
+            converged = current - trial <= 1e-9 * (current + 1e-12)
+            vector, current, damping = candidate, trial, max(damping / 3, 1e-9)
+            if converged:
+                break
+            residual, jacobian = _jacobian(model, vector, item_vectors, ratings)
+        elif damping > 1e8:
+            break
+        else:
+            damping *= 4
+    return vector.unsqueeze(0)
 
 
 def fold_in(
@@ -126,7 +164,7 @@ def fold_in(
     prior: UserPrior,
     *,
     regularization: float = 1.0,
-    steps: int = 50,
+    steps: int = 20,
     seed: int = 0,
 ) -> Tensor:
     """Fit the user vector that best explains ``ratings`` of items with ``item_vectors``.
@@ -138,8 +176,8 @@ def fold_in(
         prior: ``(mean, variance)`` from :func:`user_prior`.
         regularization: the noise variance of a rating, in squared rating
             units: larger values pull the vector towards the mean user.
-        steps: most L-BFGS iterations for models that are not affine in the
-            user vector.
+        steps: most Levenberg-Marquardt iterations for models that are not
+            affine in the user vector.
         seed: seeds the probes of the affinity check.
 
     Returns:
@@ -155,11 +193,11 @@ def fold_in(
         affine = _affine_map(model, item_vectors, prior, generator)
         if affine is not None:
             vector = _ridge(*affine, ratings, prior, regularization)
-            check = _scores(model, vector, item_vectors)[0]
-            if torch.allclose(check, vector[0] @ affine[0].T + affine[1],
-                              atol=AFFINE_TOLERANCE * (float(check.abs().max()) + 1.0)):
+            if _close(vector[0] @ affine[0].T + affine[1], _scores(model, vector, item_vectors)[0]):
                 return vector.to(dtype)
-    return _gradient(model, item_vectors, ratings, prior, regularization, steps).to(dtype)
+        vector = _levenberg_marquardt(model, item_vectors, ratings, prior, regularization,
+                                      steps)
+    return vector.to(dtype)
 
 
 def rated_items(items: IdIndex, ratings: Mapping[Any, float], *,
