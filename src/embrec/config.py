@@ -102,9 +102,13 @@ class TrainConfig:
         learning_rate: peak learning rate.
         weight_decay: L2 penalty; on embeddings it applies only to the rows a
             batch uses (so rare users are not shrunk to zero between visits).
-        optimizer: one of ``adam``, ``adamw``, ``sgd``, ``adagrad``.
+        optimizer: one of ``adam``, ``adamw``, ``sgd``, ``adagrad``. Updates are
+            dense, as in Keras: every embedding row's moments decay at every step.
         adam_epsilon: Adam's epsilon (Keras uses 1e-7, PyTorch 1e-8).
-        schedule: learning-rate schedule: ``constant``, ``onecycle``, ``cosine``, ``step``.
+        momentum: SGD momentum (ignored by the other optimisers).
+        schedule: learning-rate schedule, per step: ``constant``; ``onecycle``
+            (warm up from lr/25 over the first 25% of steps, cosine down to lr/1e4);
+            ``cosine`` (cosine from lr to 0); ``step`` (x0.1 at 50% and 75%).
         validation: fraction of the training ratings held out to watch
             over-fitting (0 disables it).
         validation_mode: ``random`` rows, or the ``last`` rows as Keras'
@@ -114,6 +118,9 @@ class TrainConfig:
         seed: seeds shuffling, initialisation and dropout; ``None`` is random.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar per epoch.
+        num_threads: CPU threads for torch during ``fit`` (restored afterwards);
+            ``None`` uses one thread for batches under 1,024 ratings, where
+            a second thread only adds synchronisation, and torch's setting otherwise.
     """
 
     epochs: int = 10
@@ -122,6 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adam"
     adam_epsilon: float = 1e-8
+    momentum: float = 0.0
     schedule: str = "constant"
     validation: float = 0.0
     validation_mode: str = "random"
@@ -129,6 +137,7 @@ class TrainConfig:
     seed: int | None = None
     device: str = "auto"
     progress: bool = False
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -136,6 +145,9 @@ class TrainConfig:
         require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         require(self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "must be > 0")
+        require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
+        require(self.num_threads is None or self.num_threads >= 1, "num_threads",
+                self.num_threads, "must be None or at least 1")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("schedule", self.schedule, SCHEDULES)
         require_choice("validation_mode", self.validation_mode, VALIDATION_MODES)

@@ -1,1 +1,52 @@
-"""embrec.models package."""
+"""Rating models: one config class per model, listed in the explicit ``MODELS`` registry.
+
+Each config is a frozen dataclass whose ``build(n_users, n_items, scale=, mean=)``
+makes the :class:`~embrec.models.base.RatingModel`; ``MODELS[name]`` maps the
+registry name (the ``--model`` flag of the CLI) to the config class.
+"""
+
+from __future__ import annotations
+
+from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.gmf import GMFConfig
+from embrec.models.mlp import MLPConfig
+from embrec.models.neumf import NeuMFConfig
+
+__all__ = [
+    "MODELS",
+    "BiasedMFConfig",
+    "GMFConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "NeuMFConfig",
+    "RatingModel",
+    "model_config_from_dict",
+]
+
+MODELS: dict[str, type[BiasedMFConfig] | type[GMFConfig] | type[MLPConfig] | type[NeuMFConfig]] = {
+    "biased-mf": BiasedMFConfig,
+    "gmf": GMFConfig,
+    "mlp": MLPConfig,
+    "neumf": NeuMFConfig,
+}
+
+
+def model_config_from_dict(name: str, data: dict[str, object]) -> ModelConfig:
+    """Rebuild a registered model config from its registry name and ``to_dict()``.
+
+    Args:
+        name: a key of ``MODELS``.
+        data: the config's fields.
+
+    Returns:
+        The config.
+
+    Raises:
+        ConfigError: for an unknown model name (with the closest match) or bad fields.
+    """
+    from embrec.config import require_choice
+
+    require_choice("model", name, MODELS)
+    config: ModelConfig = MODELS[name].from_dict(data)
+    return config

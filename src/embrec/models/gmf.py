@@ -1,0 +1,158 @@
+"""GMF: element-wise product of user and item embeddings, then a dense head (Goodreads notebook).
+
+``GMFConfig(embedding_dim=99, hidden=(1,), activation="relu", dropout=0.2)`` is
+the notebook's network: embeddings of 99, multiplied element-wise, dropout 0.2,
+Dense(1, relu), Dense(1). With ``hidden=()`` the head is a single weighted sum,
+He et al.'s generalised matrix factorisation. Beware the notebook's one-unit
+ReLU: once its input turns negative for every pair the unit is dead and the
+model predicts one constant; the training diagnostics report it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.models.base import RatingModel
+from embrec.models.init import INITS, init_dense, init_embedding, output_bounds
+from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, Tower, bound, output_and_gradient
+
+__all__ = ["GMF", "GMFConfig"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GMFConfig:
+    """Element-wise product of embeddings, then dense layers.
+
+    Attributes:
+        embedding_dim: size of each user and item embedding.
+        hidden: widths of the dense layers between the product and the output.
+        activation: their activation: ``relu``, ``tanh`` or ``linear``.
+        dropout: dropout rate on the product.
+        bounded: squash outputs into the (slightly widened) rating scale.
+        init: ``keras`` or ``normal`` (see :mod:`embrec.models.init`).
+        init_std: embedding standard deviation for ``init="normal"``.
+    """
+
+    name: ClassVar[str] = "gmf"
+    embedding_dim: int = 99
+    hidden: tuple[int, ...] = (1,)
+    activation: str = "relu"
+    dropout: float = 0.2
+    bounded: bool = False
+    init: str = "keras"
+    init_std: float = 0.05
+
+    def __post_init__(self) -> None:
+        require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
+        require(all(w >= 1 for w in self.hidden), "hidden", self.hidden, "widths must be >= 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        require_choice("activation", self.activation, ACTIVATIONS)
+        require_choice("init", self.init, INITS)
+        require(self.init_std > 0, "init_std", self.init_std, "must be > 0")
+
+    def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
+              mean: float = 3.0) -> GMF:
+        """Create the untrained network (``mean`` is unused: Keras starts biases at zero).
+
+        Args:
+            n_users: number of users.
+            n_items: number of items.
+            scale: rating scale, used when ``bounded``.
+            mean: training mean rating (unused).
+
+        Returns:
+            The model.
+        """
+        return GMF(n_users, n_items, self, scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-ready dict."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GMFConfig:
+        """Build the config from a dict.
+
+        Raises:
+            ConfigError: for an unknown key or an invalid value.
+        """
+        return config_from_dict(cls, data)
+
+
+class GMF(RatingModel):
+    """User embedding ⊙ item embedding -> dropout -> dense layers -> one output."""
+
+    def __init__(self, n_users: int, n_items: int, config: GMFConfig,
+                 scale: tuple[float, float]) -> None:
+        super().__init__(n_users, n_items)
+        dim = config.embedding_dim
+        self.user_embedding = nn.Embedding(n_users, dim)
+        self.item_embedding = nn.Embedding(n_items, dim)
+        dropout = (config.dropout,) + (0.0,) * len(config.hidden)
+        self.tower = Tower((dim, *config.hidden, 1), dropout, config.activation)
+        self.bounds = output_bounds(scale) if config.bounded else None
+        for table in (self.user_embedding, self.item_embedding):
+            init_embedding(table.weight, config.init, config.init_std)
+        for k in range(len(self.tower.layers)):
+            init_dense(self.tower.layer(k), config.init)
+
+    def user_vectors(self, user: Tensor) -> Tensor:
+        """Return user embeddings: ``(batch, embedding_dim)``."""
+        vectors: Tensor = self.user_embedding(user)
+        return vectors
+
+    def item_vectors(self, item: Tensor) -> Tensor:
+        """Return item embeddings: ``(batch, embedding_dim)``."""
+        vectors: Tensor = self.item_embedding(item)
+        return vectors
+
+    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Predict ratings for aligned rows: ``(batch,)``."""
+        return bound(self.tower(user_vectors * item_vectors).squeeze(1), self.bounds)
+
+    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Score every user against every item with matrix products.
+
+        The first layer's unit ``h`` sees ``sum_d u_d i_d W_hd``, which is
+        ``(u * W_h) @ i.T``: one ``(b * width, dim) @ (dim, n)`` product.
+
+        Returns:
+            ``(n_users_block, n_items_block)`` predictions.
+        """
+        first = self.tower.layer(0)
+        b, n = user_vectors.shape[0], item_vectors.shape[0]
+        width = first.weight.shape[0]
+        scaled = user_vectors.unsqueeze(1) * first.weight.unsqueeze(0)  # (b, width, dim)
+        chunk = max(1, PAIR_BUDGET // max(b * width, 1))
+        blocks = []
+        for start in range(0, n, chunk):
+            items = item_vectors[start:start + chunk]
+            z = (scaled.reshape(b * width, -1) @ items.t()).reshape(b, width, -1)  # (b, width, n)
+            blocks.append(self.tower.finish(z.transpose(1, 2) + first.bias))  # (b, chunk, 1)
+        return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
+
+    def hand_backward(self, user: Tensor, item: Tensor, rating: Tensor, l2: float) -> Tensor:
+        """Training forward and hand-written backward of ``mean((pred - rating)²)`` + L2.
+
+        Adds every parameter's gradient to its ``.grad`` (which must exist; call
+        under ``torch.no_grad()``) and returns the predictions. ``l2`` penalises
+        the embedding rows the batch uses: ``l2 * mean(|u|² + |i|²)``.
+        """
+        u = self.user_embedding.weight.index_select(0, user)  # (batch, embedding_dim)
+        i = self.item_embedding.weight.index_select(0, item)  # (batch, embedding_dim)
+        z, saved = self.tower.forward_saved(u * i)
+        prediction, grad = output_and_gradient(z.squeeze(1), rating, self.bounds)
+        grad_product = self.tower.backward_saved(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
+        grad_u, grad_i = grad_product * i, grad_product.mul_(u)
+        if l2 > 0:
+            grad_u.add_(u, alpha=2.0 * l2 / len(rating))
+            grad_i.add_(i, alpha=2.0 * l2 / len(rating))
+        self.user_embedding.weight.grad.index_add_(0, user, grad_u)  # type: ignore[union-attr]
+        self.item_embedding.weight.grad.index_add_(0, item, grad_i)  # type: ignore[union-attr]
+        return prediction

@@ -1,0 +1,77 @@
+"""Weight initialisation schemes shared by every model, named after where they come from.
+
+``keras`` reproduces Keras' defaults, so the notebook presets start where the
+notebooks started: embeddings uniform in [-0.05, 0.05], dense kernels
+Glorot-uniform, biases zero. ``normal`` draws embeddings from N(0, std²) (the
+usual matrix-factorisation start, std 0.01 to 0.1) and dense kernels He-normal,
+which suits ReLU towers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["INITS", "init_dense", "init_embedding", "output_bounds"]
+
+INITS = ("keras", "normal")
+
+KERAS_EMBEDDING_RANGE = 0.05
+"""Keras' ``RandomUniform(-0.05, 0.05)`` default for ``Embedding``."""
+
+BOUND_MARGIN = 0.1
+"""Bounded outputs cover the rating scale widened by this fraction of its range on
+each side (fastai's ``y_range=(0, 5.5)`` for 0.5-5 stars is the same idea), so the
+sigmoid can reach the end ratings without saturating."""
+
+
+def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
+    """Initialise an embedding table in place.
+
+    Args:
+        weight: the ``(rows, dim)`` table.
+        scheme: ``keras`` (uniform ±0.05) or ``normal`` (N(0, std²)).
+        std: standard deviation for ``normal``.
+    """
+    with torch.no_grad():
+        if scheme == "keras":
+            weight.uniform_(-KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE)
+        else:
+            weight.normal_(0.0, std)
+
+
+def init_dense(layer: nn.Linear, scheme: str) -> None:
+    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias.
+
+    Args:
+        layer: the layer.
+        scheme: ``keras`` or ``normal``.
+    """
+    with torch.no_grad():
+        if scheme == "keras":
+            nn.init.xavier_uniform_(layer.weight)
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def output_bounds(scale: tuple[float, float]) -> tuple[float, float]:
+    """Return ``(low, width)`` of the widened scale a bounded model's sigmoid spans.
+
+    Args:
+        scale: the rating scale ``(min, max)``.
+
+    Returns:
+        ``(low, width)`` so that a prediction is ``low + width * sigmoid(z)``.
+    """
+    margin = BOUND_MARGIN * (scale[1] - scale[0])
+    return scale[0] - margin, scale[1] - scale[0] + 2 * margin
+
+
+def logit(value: float) -> float:
+    """Return the inverse sigmoid of ``value`` in (0, 1), clamped away from 0 and 1."""
+    value = min(max(value, 1e-6), 1 - 1e-6)
+    return math.log(value / (1 - value))

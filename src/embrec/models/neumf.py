@@ -1,0 +1,147 @@
+"""NeuMF: a GMF tower and an MLP tower side by side, fused by one output layer (He et al. 2017).
+
+He et al. fuse the two towers for implicit feedback with a sigmoid output and
+log loss; here the fused layer predicts an explicit rating under squared error
+(optionally bounded to the scale). Each tower has its own embeddings, so a
+user's vector is ``[gmf factors, mlp factors]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.models.base import RatingModel
+from embrec.models.init import INITS, init_dense, init_embedding, output_bounds
+from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, Tower, bound
+
+__all__ = ["NeuMF", "NeuMFConfig"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NeuMFConfig:
+    """Fused GMF and MLP towers.
+
+    Attributes:
+        embedding_dim: GMF embedding size (the element-wise product's width).
+        mlp_embedding_dim: MLP embedding size per side.
+        hidden: widths of the MLP tower's layers (at least one).
+        activation: the MLP tower's activation: ``relu``, ``tanh`` or ``linear``.
+        dropout: dropout rate on the input of each MLP tower layer.
+        bounded: squash outputs into the (slightly widened) rating scale.
+        init: ``normal`` or ``keras`` (see :mod:`embrec.models.init`).
+        init_std: embedding standard deviation for ``init="normal"``.
+    """
+
+    name: ClassVar[str] = "neumf"
+    embedding_dim: int = 16
+    mlp_embedding_dim: int = 32
+    hidden: tuple[int, ...] = (64, 32, 16)
+    activation: str = "relu"
+    dropout: float = 0.0
+    bounded: bool = True
+    init: str = "normal"
+    init_std: float = 0.05
+
+    def __post_init__(self) -> None:
+        require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
+        require(self.mlp_embedding_dim >= 1, "mlp_embedding_dim", self.mlp_embedding_dim,
+                "must be >= 1")
+        require(len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden), "hidden",
+                self.hidden, "needs at least one layer, each of width >= 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        require_choice("activation", self.activation, ACTIVATIONS)
+        require_choice("init", self.init, INITS)
+        require(self.init_std > 0, "init_std", self.init_std, "must be > 0")
+
+    def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
+              mean: float = 3.0) -> NeuMF:
+        """Create the untrained network.
+
+        Args:
+            n_users: number of users.
+            n_items: number of items.
+            scale: rating scale, used when ``bounded``.
+            mean: training mean rating, the output bias's starting value when unbounded.
+
+        Returns:
+            The model.
+        """
+        return NeuMF(n_users, n_items, self, scale, mean)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-ready dict."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NeuMFConfig:
+        """Build the config from a dict.
+
+        Raises:
+            ConfigError: for an unknown key or an invalid value.
+        """
+        return config_from_dict(cls, data)
+
+
+class NeuMF(RatingModel):
+    """``out([p_u ⊙ q_i, mlp([p'_u; q'_i])])`` with separate GMF and MLP embeddings."""
+
+    def __init__(self, n_users: int, n_items: int, config: NeuMFConfig,
+                 scale: tuple[float, float], mean: float) -> None:
+        super().__init__(n_users, n_items)
+        self.gmf_dim = config.embedding_dim
+        width = config.embedding_dim + config.mlp_embedding_dim
+        self.user_embedding = nn.Embedding(n_users, width)  # [gmf, mlp]
+        self.item_embedding = nn.Embedding(n_items, width)  # [gmf, mlp]
+        self.tower = Tower((2 * config.mlp_embedding_dim, *config.hidden),
+                           (config.dropout,) * len(config.hidden), config.activation,
+                           activate_last=True)
+        self.output = nn.Linear(config.embedding_dim + config.hidden[-1], 1)
+        self.bounds = output_bounds(scale) if config.bounded else None
+        for table in (self.user_embedding, self.item_embedding):
+            init_embedding(table.weight, config.init, config.init_std)
+        for layer in (*(self.tower.layer(k) for k in range(len(self.tower.layers))), self.output):
+            init_dense(layer, config.init)
+        if self.bounds is None:
+            with torch.no_grad():
+                self.output.bias.fill_(mean)
+
+    def user_vectors(self, user: Tensor) -> Tensor:
+        """Return ``[gmf, mlp]`` user embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""
+        vectors: Tensor = self.user_embedding(user)
+        return vectors
+
+    def item_vectors(self, item: Tensor) -> Tensor:
+        """Return ``[gmf, mlp]`` item embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""
+        vectors: Tensor = self.item_embedding(item)
+        return vectors
+
+    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Predict ratings for aligned rows: ``(batch,)``."""
+        g = self.gmf_dim
+        gmf = user_vectors[:, :g] * item_vectors[:, :g]  # (batch, embedding_dim)
+        mlp = self.tower(torch.cat((user_vectors[:, g:], item_vectors[:, g:]), 1))  # (batch, h)
+        return bound(self.output(torch.cat((gmf, mlp), 1)).squeeze(1), self.bounds)
+
+    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Score every user against every item: one product for GMF, a split first layer for MLP.
+
+        Returns:
+            ``(n_users_block, n_items_block)`` predictions.
+        """
+        g = self.gmf_dim
+        weight = self.output.weight[0]  # (embedding_dim + h,)
+        gmf = (user_vectors[:, :g] * weight[:g]) @ item_vectors[:, :g].t()  # (b, n)
+        first = self.tower.layer(0)
+        half = first.weight.shape[1] // 2
+        user_part = user_vectors[:, g:] @ first.weight[:, :half].t()  # (b, h_1)
+        item_part = torch.addmm(first.bias, item_vectors[:, g:], first.weight[:, half:].t())
+        chunk = max(1, PAIR_BUDGET // max(user_part.numel(), 1))
+        blocks = [self.tower.finish(user_part.unsqueeze(1) + item_part[s:s + chunk]) @ weight[g:]
+                  for s in range(0, item_part.shape[0], chunk)]  # (b, chunk) each
+        return bound(gmf + torch.cat(blocks, 1) + self.output.bias, self.bounds)

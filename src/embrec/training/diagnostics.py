@@ -1,0 +1,120 @@
+"""Health checks after training: dead ReLU units, constant predictions and over-fitting.
+
+Each finding is issued as a :class:`~embrec.errors.TrainingWarning` and recorded
+in ``rec.metadata["diagnostics"]`` as ``{"kind": ..., "message": ...}``. The
+checks run in eval mode on a fixed sample of up to 4,096 training pairs:
+
+- **dead units**: a ReLU unit of a dense tower that is zero for every sampled
+  pair never passes a gradient again. The Goodreads notebook's single
+  Dense(1, relu) often dies, and then the model predicts one constant.
+- **constant predictions**: the predictions' standard deviation over the sample
+  is below 0.1% of the rating scale's range.
+- **over-fitting**: validation RMSE more than ``OVERFIT_RATIO`` = 1.3 times the
+  train RMSE (both in eval mode, predictions clipped to the scale). On ML-100K
+  well-regularised models stay at 1.1-1.25 (biased MF at the default preset:
+  0.91 / 0.79 = 1.15); the Goodreads notebook's train/test MSE of 0.26 vs
+  0.77 is a ratio of 1.71.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from embrec.errors import TrainingWarning
+from embrec.models.base import RatingModel
+from embrec.models.mlp import Tower
+from embrec.training.batches import Columns
+
+__all__ = ["OVERFIT_RATIO", "diagnose", "error_metrics"]
+
+OVERFIT_RATIO = 1.3
+CONSTANT_SPREAD = 1e-3
+SAMPLE = 4096
+
+
+def error_metrics(predictions: Tensor, rating: Tensor, prefix: str) -> dict[str, float]:
+    """Return ``{prefix}_rmse`` and ``{prefix}_mae`` (one host sync for both)."""
+    error = predictions - rating
+    both = torch.stack((error.square().mean(), error.abs().mean())).tolist()
+    return {f"{prefix}_rmse": float(both[0]) ** 0.5, f"{prefix}_mae": float(both[1])}
+
+
+def diagnose(model: RatingModel, data: Columns, held: Columns | None,
+             history: list[dict[str, float]], scale: tuple[float, float]) -> list[dict[str, Any]]:
+    """Run the checks, warn about each finding and return them.
+
+    Args:
+        model: the trained model.
+        data: the training columns.
+        held: the validation columns, if any.
+        history: the per-epoch records (unused when empty).
+        scale: the rating scale.
+
+    Returns:
+        One ``{"kind", "message", ...}`` dict per finding.
+    """
+    if len(data) == 0 or not history:
+        return []
+    rows = torch.linspace(0, len(data) - 1, min(SAMPLE, len(data)), device=data.rating.device)
+    sample = Columns(*(c[rows.long()] for c in (data.user, data.item, data.rating)))
+    findings = _dead_units(model, sample)
+    predictions = _predict(model, sample, scale)
+    spread = float(predictions.std()) if len(predictions) > 1 else 0.0
+    if spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
+        findings.append({"kind": "constant_predictions", "std": spread, "message": (
+            f"the model predicts (almost) one constant, {float(predictions.mean()):.3f}, for "
+            f"every pair (std {spread:.2g})\n  hint: a dead ReLU unit or too much "
+            "regularisation; try init='normal', bounded=True or a lower learning_rate")})
+    if held is not None and len(held):
+        train_rmse = error_metrics(predictions, sample.rating, "t")["t_rmse"]
+        held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
+        ratio = held_rmse / max(train_rmse, 1e-12)
+        if ratio > OVERFIT_RATIO:
+            findings.append({"kind": "overfitting", "ratio": ratio, "message": (
+                f"over-fitting: validation RMSE {held_rmse:.3f} is {ratio:.2f}x the train "
+                f"RMSE {train_rmse:.3f} (threshold {OVERFIT_RATIO})\n  hint: raise "
+                "weight_decay or dropout, or stop earlier with early_stopping")})
+    for finding in findings:
+        warnings.warn(finding["message"], TrainingWarning, stacklevel=3)
+    return findings
+
+
+def _predict(model: RatingModel, data: Columns, scale: tuple[float, float],
+             chunk: int = 1 << 16) -> Tensor:
+    model.eval()
+    with torch.no_grad():
+        out = [model(data.user[s:s + chunk].long(), data.item[s:s + chunk].long())
+               for s in range(0, len(data), chunk)]
+    return torch.cat(out).clamp_(scale[0], scale[1])
+
+
+def _dead_units(model: RatingModel, sample: Columns) -> list[dict[str, Any]]:
+    """Find ReLU units of every dense tower that are zero for every sampled pair."""
+    inputs: dict[str, Tensor] = {}
+    towers = {name: m for name, m in model.named_modules()
+              if isinstance(m, Tower) and m.activation == "relu"}
+    hooks = [tower.register_forward_pre_hook(
+        lambda module, args, name=name: inputs.__setitem__(name, args[0]))
+        for name, tower in towers.items()]
+    try:
+        _predict(model, sample, (-float("inf"), float("inf")))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    findings: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for name, tower in towers.items():
+            for layer, output in enumerate(tower.hidden_outputs(inputs[name])):
+                dead = int((output.amax(0) <= 0).sum())
+                if dead:
+                    findings.append({"kind": "dead_units", "layer": f"{name}.{layer}",
+                                     "dead": dead, "units": output.shape[1], "message": (
+                        f"{dead} of {output.shape[1]} ReLU units of {name} layer {layer} are "
+                        f"never active on {len(sample)} training pairs (dead)\n  hint: they "
+                        "pass no gradient; use more units, activation='tanh', bounded=True "
+                        "or a lower learning_rate")})
+    return findings
