@@ -15,7 +15,6 @@ import pytest
 from embrec.data import download as download_module
 from embrec.data.datasets import (
     DATASETS,
-    _detect_layout,
     data_home,
     dataset_dir,
     dataset_info,
@@ -114,17 +113,15 @@ def test_unknown_name_suggests_a_known_one(tmp_path: Path) -> None:
         load_dataset("no/such/file.csv", home=tmp_path)
 
 
-def test_layout_is_detected_by_folder_name_then_by_files(tmp_path: Path) -> None:
+def test_a_folder_path_is_read_in_its_detected_layout(tmp_path: Path) -> None:
     books = tmp_path / "my-books"
     books.mkdir()
-    for file in ("ratings.csv", "books.csv"):
-        (books / file).write_text("")
-    assert _detect_layout(books) == "goodbooks-10k"
-    named = tmp_path / "ml-25m"
-    named.mkdir()
-    assert _detect_layout(named) == "ml-25m"
-    with pytest.raises(DataError, match="not in a known data set layout"):
-        _detect_layout(tmp_path)
+    (books / "ratings.csv").write_text("user_id,book_id,rating\n1,10,4\n2,10,5\n2,11,3\n")
+    (books / "books.csv").write_text("book_id,authors,title\n10,Herbert,Dune\n11,Austen,Emma\n")
+    ratings = load_dataset(books)
+    assert (len(ratings), ratings.n_users, ratings.n_items) == (3, 2, 2)
+    titles = ratings.item_titles
+    assert titles is not None and set(titles) == {"Dune", "Emma"}
 
 
 def test_dataset_info_describes_synthetic() -> None:
@@ -136,7 +133,6 @@ def test_dataset_info_describes_synthetic() -> None:
 
 
 def test_cached_ml100k_loads_offline_with_titles(ml100k_dir: Path) -> None:
-    pytest.importorskip("embrec.data.layouts")
     home = ml100k_dir.parent.parent
     ratings = load_dataset("ml-100k", home=home)
     assert (len(ratings), ratings.n_users, ratings.n_items) == (100_000, 943, 1682)
@@ -149,13 +145,11 @@ def test_cached_ml100k_loads_offline_with_titles(ml100k_dir: Path) -> None:
 
 
 def test_a_folder_path_loads_through_its_layout(ml100k_dir: Path) -> None:
-    pytest.importorskip("embrec.data.layouts")
     ratings = load_dataset(str(ml100k_dir))
     assert len(ratings) == 100_000
 
 
 def test_a_file_path_loads_through_the_reader(tmp_path: Path) -> None:
-    pytest.importorskip("embrec.data.readers")
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating\n1,10,4.5\n2,10,3\n2,11,5\n")
     ratings = load_dataset(str(path))

@@ -310,25 +310,12 @@ def load_dataset(
 
 
 def _load_path(path: Path) -> Ratings:
-    if path.is_file():
-        from embrec.data.readers import read_ratings
+    """Read a ratings file, or a folder in a publisher's layout (detected by the reader)."""
+    if not path.exists():
+        raise _unknown(str(path))
+    from embrec.data.readers import read_ratings
 
-        return read_ratings(path)
-    if path.is_dir():
-        return _read_folder(path, _detect_layout(path))
-    raise _unknown(str(path))
-
-
-def _detect_layout(folder: Path) -> str:
-    """Name the registry layout of ``folder``: by its name first, then by its files."""
-    if folder.name in DATASETS and DATASETS[folder.name].files:
-        return DATASETS[folder.name].layout
-    for info in DATASETS.values():
-        if info.files and all((folder / file).is_file() for file in info.files):
-            return info.layout
-    known = {info.layout: info.files for info in DATASETS.values() if info.files}
-    raise DataError(f"{folder} is not in a known data set layout", path=folder,
-                    hint=f"expected one of {known}; or pass the ratings file itself")
+    return read_ratings(path)
 
 
 def _read_folder(folder: Path, layout: str) -> Ratings:
