@@ -28,6 +28,8 @@ def test_health_and_model(client: TestClient, rec: Any) -> None:
     assert (info["n_users"], info["n_items"]) == (rec.n_users, rec.n_items)
     assert info["fingerprint"] == rec.metadata["fingerprint"]
     assert info["data"] == rec.metadata["data"]
+    assert info["metrics"] == {"test": {"rmse": 0.9}}
+    assert info["config"] == rec.model_config.to_dict()
 
 
 def test_recommendations_exclude_seen_items(client: TestClient, rec: Any) -> None:
@@ -170,7 +172,5 @@ def test_limits_must_be_positive(rec: Any) -> None:
 
 def seen_items(rec: Any, user: int) -> set[int]:
     """Raw ids of the items ``user`` rated in training."""
-    if hasattr(rec, "seen"):
-        row = rec.seen[int(rec.users.index(user)[0])]
-        return {int(i) for i in rec.items.id_of(row.indices)}
-    return {10 + user}
+    row = rec.seen[int(rec.users.index(user)[0])]
+    return {int(i) for i in rec.items.id_of(row.indices)}

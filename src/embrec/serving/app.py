@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
 from embrec.serving.schemas import (
@@ -174,9 +175,9 @@ def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
     ) -> Recommendations:
         """Recommend the top ``n`` items for a known user."""
         _check_limit("n", n, max_n)
-        user = rec.users.coerce(user_id)
+        user = _coerce_text(rec.users, user_id)
         frame = rec.recommend(user, n=n, exclude_seen=exclude_seen)
-        return Recommendations(user=_plain(user), items=_scored(frame))
+        return Recommendations(user=user, items=_scored(frame))
 
 
 def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int) -> None:
@@ -189,9 +190,9 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int)
     ) -> SimilarItems:
         """The ``n`` items most similar to ``item_id`` (the item itself excluded)."""
         _check_limit("n", n, max_n)
-        item = rec.items.coerce(item_id)
+        item = _coerce_text(rec.items, item_id)
         frame = rec.similar_items(item, n=n)
-        return SimilarItems(item=_plain(item), items=_neighbours(frame))
+        return SimilarItems(item=item, items=_neighbours(frame))
 
     @app.post("/predict", tags=["predict"])
     def predict(body: PredictRequest) -> PredictResponse:
@@ -217,6 +218,13 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int)
 
 
 # ----------------------------------------------------------------------------- conversions
+def _coerce_text(index: IdIndex, raw: str) -> Any:
+    """An id from a URL path as the index's id type (a fast path for plain digits)."""
+    if index.is_integer and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return _plain(index.coerce(raw))
+
+
 def _ids(values: list[RawId]) -> np.ndarray:
     """Raw ids as an array: int64 when all are ints, else object (never numpy's str)."""
     if all(type(v) is int for v in values):

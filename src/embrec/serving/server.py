@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from embrec.config import require
 from embrec.errors import ArtifactError
@@ -80,6 +83,11 @@ def app_from_environment() -> FastAPI:
         raise ArtifactError(f"{SETTINGS_VARIABLE} is not set",
                             hint="start the service with embrec.serving.server.serve(path)")
     settings: dict[str, Any] = json.loads(raw)
+    threads = settings.pop("threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))  # one worker per core: no oversubscription
     return load_app(**settings)
 
 
@@ -103,7 +111,8 @@ def serve(
         path: a directory written by ``Recommender.save``.
         host: interface to bind (``"0.0.0.0"`` for every interface).
         port: TCP port to bind.
-        workers: number of worker processes.
+        workers: number of worker processes; with more than one, each
+            worker's PyTorch uses ``cpu_count // workers`` threads.
         device: where to put the weights.
         max_n: the largest ``n`` a request may ask for.
         max_batch: the most pairs (or ratings) one request may carry.
@@ -113,8 +122,6 @@ def serve(
         ArtifactError: if ``path`` is missing or does not hold a valid model.
         ConfigError: if ``workers`` or ``port`` is out of range.
     """
-    import uvicorn
-
     require(workers >= 1, "workers", workers, "must be at least 1")
     require(0 <= port <= 65535, "port", port, "must be between 0 and 65535")
     settings = {"path": str(Path(path).resolve()), "device": device,
@@ -126,6 +133,26 @@ def serve(
         uvicorn.run(app, **options)
         return
     del app  # each worker loads its own copy
-    os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
-    uvicorn.run("embrec.serving.server:app_from_environment", factory=True,
-                workers=workers, **options)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "threads": threads})
+    config = _TCPConfig("embrec.serving.server:app_from_environment", factory=True,
+                        workers=workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+class _TCPConfig(uvicorn.Config):
+    """uvicorn's config, binding a listener that keeps ``TCP_NODELAY`` on accepted sockets.
+
+    With ``workers > 1`` uvicorn binds the socket itself with ``proto=0``; accepted
+    connections inherit that, asyncio then leaves Nagle's algorithm on, and every
+    keep-alive response waits ~40 ms for the client's delayed ACK (uvicorn issue
+    #3149). Re-wrapping the listener with ``proto=IPPROTO_TCP`` fixes it.
+    """
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto:
+            return sock
+        tcp = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        tcp.set_inheritable(True)
+        return tcp
