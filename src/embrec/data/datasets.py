@@ -38,7 +38,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
-MOVIELENS_LICENCE = "GroupLens research licence: research use, no redistribution, cite the paper"
+MOVIELENS_LICENCE = "GroupLens terms: research use only, no redistribution"
 MOVIELENS_CITATION = (
     "F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and "
     "Context. ACM Transactions on Interactive Intelligent Systems 5, 4: 19:1-19:19. "
