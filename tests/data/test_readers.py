@@ -203,7 +203,7 @@ def test_non_numeric_rating_names_line_column_and_value(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match=r"ratings.csv:4: column 'rating': cannot parse 'five' "
                                          "as a number") as info:
         read_ratings(path)
-    assert info.value.column == "column 'rating'" and info.value.value == "five"
+    assert info.value.column == "rating" and info.value.value == "five"
 
 
 def test_nan_and_empty_ratings(tmp_path: Path) -> None:
@@ -412,3 +412,11 @@ def test_reported_line_is_the_physical_line(tmp_path_factory: pytest.TempPathFac
         what = "cannot parse 'oops'" if physical[line] == "bad" else "expected 3 fields, found 1"
         assert f"line {line}: {what}" in message or f"line {line}: column 'rating': {what}" \
             in message
+
+
+def test_sparse_problems_name_the_entry() -> None:
+    matrix = sp.csr_matrix(np.array([[np.nan, 1.0], [2.0, np.inf]]))
+    with pytest.raises(ParseError, match=r"sparse matrix: entry \(0, 0\): value: nan is not a "
+                                         "finite number") as info:
+        read_ratings(matrix)
+    assert "entry (1, 1): value: inf" in str(info.value) and "those entries" in str(info.value)

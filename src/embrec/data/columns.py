@@ -99,7 +99,8 @@ def _times(values: np.ndarray, missing: np.ndarray | None
 
 
 def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray | None = None,
-                 *, original: Callable[[int], Any] | None = None) -> Column:
+                 *, original: Callable[[int], Any] | None = None,
+                 name: str | None = None) -> Column:
     """Convert a NumPy array of any dtype to a :class:`Column` for ``role``.
 
     Args:
@@ -108,6 +109,7 @@ def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray 
         label: how messages name the column.
         missing: True where the source had no value, if known.
         original: returns the source value at a row, for messages; ``values[row]`` by default.
+        name: the column's name in the source (for ``DataError.column``); ``label`` by default.
 
     Returns:
         The converted column with its problem masks.
@@ -117,20 +119,20 @@ def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray 
                         else _plain(source[row]))
     if role in ("user", "item"):
         ids, missing = _ids(values, missing)
-        return Column(ids, label, show, missing)
+        return Column(ids, label, show, missing, name=name or label)
     convert = _ratings if role == "rating" else _times
     converted, missing, unparsed = convert(values, missing)
     what = "a number" if role == "rating" else "a time"
-    return Column(converted, label, show, missing, unparsed, what)
+    return Column(converted, label, show, missing, unparsed, what, name or label)
 
 
-def series_column(series: pd.Series, role: str, label: str) -> Column:
+def series_column(series: pd.Series, role: str, name: str) -> Column:
     """Convert one pandas column (NumPy or extension dtype) to a :class:`Column`.
 
     Args:
         series: the column.
         role: ``"user"``, ``"item"``, ``"rating"`` or ``"timestamp"``.
-        label: how messages name the column.
+        name: the column's name, for messages.
 
     Returns:
         The converted column with its problem masks.
@@ -148,8 +150,8 @@ def series_column(series: pd.Series, role: str, label: str) -> Column:
         values = series.to_numpy(dtype="datetime64[s]")
     else:
         values = series.to_numpy(dtype=object)
-    return numpy_column(values, role, label, missing,
-                        original=lambda row: _plain(series.iloc[row]))
+    return numpy_column(values, role, f"column {name!r}", missing,
+                        original=lambda row: _plain(series.iloc[row]), name=name)
 
 
 # ----------------------------------------------------------------------------- PyArrow
@@ -157,23 +159,25 @@ def _arrow_original(column: Any) -> Callable[[int], Any]:
     return lambda row: column[row].as_py()
 
 
-def _arrow_rating_text(column: Any, label: str, missing: np.ndarray | None) -> Column:
+def _arrow_rating_text(column: Any, label: str, name: str,
+                       missing: np.ndarray | None) -> Column:
     ok = pc.match_substring_regex(column, _NUMBER)
     unparsed = np.asarray(pc.invert(ok).fill_null(False).to_numpy(zero_copy_only=False))
     clean = pc.if_else(ok, pc.utf8_trim_whitespace(column), pa.scalar(None, pa.string()))
     values = np.asarray(pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False),
                         dtype=np.float64)
     return Column(values, label, _arrow_original(column), missing,
-                  unparsed if unparsed.any() else None)
+                  unparsed if unparsed.any() else None, name=name)
 
 
-def arrow_column(column: Any, role: str, label: str) -> Column:
+def arrow_column(column: Any, role: str, name: str, *, label: str | None = None) -> Column:
     """Convert one PyArrow ChunkedArray to a :class:`Column` for ``role``.
 
     Args:
         column: the PyArrow column.
         role: ``"user"``, ``"item"``, ``"rating"`` or ``"timestamp"``.
-        label: how messages name the column.
+        name: the column's name in the source.
+        label: how messages name the column; ``column '<name>'`` by default.
 
     Returns:
         The converted column with its problem masks.
@@ -183,7 +187,7 @@ def arrow_column(column: Any, role: str, label: str) -> Column:
         missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     kind = column.type
     if role == "rating" and _is_text(kind):
-        return _arrow_rating_text(column, label, missing)
+        return _arrow_rating_text(column, label or f"column {name!r}", name, missing)
     # text keeps the PyArrow column for messages; numbers are shown from the NumPy copy
     original = _arrow_original(column) if _is_text(kind) else None
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
@@ -193,4 +197,5 @@ def arrow_column(column: Any, role: str, label: str) -> Column:
     if missing is not None and not _is_text(column.type):
         column = column.fill_null(False if pa.types.is_boolean(column.type) else 0)
     values = np.asarray(column.to_numpy())
-    return numpy_column(values, role, label, missing, original=original)
+    return numpy_column(values, role, label or f"column {name!r}", missing, original=original,
+                        name=name)

@@ -351,7 +351,8 @@ def read_raw_ratings(path: Path, fmt: TextFormat, chosen: dict[str, str], *,
     """
     wanted = list(dict.fromkeys(chosen.values()))
     table = read_text(path, fmt, wanted, {chosen["rating"]: pa.float64()}, strict=strict)
-    columns = {role: arrow_column(table.columns[name], role, column_label(fmt, name, role))
+    columns = {role: arrow_column(table.columns[name], role, name,
+                                  label=column_label(fmt, name, role))
                for role, name in chosen.items()}
     return RawRatings(columns["user"], columns["item"], columns["rating"],
                       columns.get("timestamp"), table.locator, table.invalid, table.n_invalid)

@@ -183,7 +183,7 @@ def _info(folder: Path, spec: InfoFile | None,
         raise_problems(table.invalid, table.n_invalid, table.locator)
     if table.n_invalid:
         skipped.append(summarise(table.invalid, table.n_invalid, table.locator))
-    ids = arrow_column(table.columns[spec.id], "item", f"column {spec.id!r}").values
+    ids = arrow_column(table.columns[spec.id], "item", spec.id).values
     info = pd.DataFrame({name: table.columns[column].to_pandas() for column, name in spec.keep})
     if spec.flags:
         info["genres"] = _genres(table, spec.flags)

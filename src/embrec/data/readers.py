@@ -191,7 +191,7 @@ def _parquet_raw(path: Path, requested: dict[str, ColumnRef | None]) -> RawRatin
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"not a readable Parquet file: {error}", path=path,
                         hint="check the file, or pass format= if it is not Parquet") from None
-    columns = {role: arrow_column(table.column(str(name)), role, f"column {name!r}")
+    columns = {role: arrow_column(table.column(str(name)), role, str(name))
                for role, name in chosen.items()}
     return RawRatings(columns["user"], columns["item"], columns["rating"],
                       columns.get("timestamp"), Locator(str(path), "row"))
@@ -207,7 +207,7 @@ def _row_labels(index: pd.Index) -> Any:
 def _frame_raw(frame: pd.DataFrame, requested: dict[str, ColumnRef | None],
                source: str) -> RawRatings:
     chosen = resolve_columns(list(frame.columns), requested, source=source)
-    columns = {role: series_column(frame[name], role, f"column {name!r}")
+    columns = {role: series_column(frame[name], role, str(name))
                for role, name in chosen.items()}
     locator = Locator(source, "row", labels=_row_labels(frame.index))
     return RawRatings(columns["user"], columns["item"], columns["rating"],

@@ -114,6 +114,7 @@ class Column:
         missing: True where the source had no value.
         unparsed: True where a value was present but could not be converted.
         what: what an unparsed value should have been (``"a number"``, ``"a time"``).
+        name: the column's name in the source, for ``DataError.column``.
     """
 
     values: np.ndarray
@@ -122,6 +123,7 @@ class Column:
     missing: np.ndarray | None = None
     unparsed: np.ndarray | None = None
     what: str = "a number"
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +201,13 @@ def _gather(raw: RawRatings, issues: list[_Issue]) -> tuple[np.ndarray | None, l
                                    strict=True):
             value = issue.column.original(row)
             problems.append(Problem(key, where, f"{issue.column.label}: {issue.describe(value)}",
-                                    issue.column.label, value, issue.kind))
+                                    issue.column.name or issue.column.label, value, issue.kind))
     problems.sort()
     return bad, problems[:SHOWN], int(bad.sum()) + raw.n_invalid
+
+
+def _plural(unit: str) -> str:
+    return "entries" if unit == "entry" else f"{unit}s"
 
 
 def _hint(problems: list[Problem], unit: str) -> str:
@@ -211,7 +217,7 @@ def _hint(problems: list[Problem], unit: str) -> str:
         parts.append("check the separator (pass sep=...) and that every line has the same fields")
     if "scale" in kinds:
         parts.append("pass the data set's real scale=(min, max) if the scale is wider")
-    parts.append(f"fix or remove those {unit}s, or pass on_bad_lines='skip' "
+    parts.append(f"fix or remove those {_plural(unit)}, or pass on_bad_lines='skip' "
                  "to skip them with a warning")
     return "; ".join(parts)
 
@@ -233,7 +239,7 @@ def raise_problems(problems: list[Problem], total: int, locator: Locator, *,
     lines = [first.message] + [f"  {p.where}: {p.message}" for p in problems[1:]]
     if total > len(problems) or at_least:
         count = f"at least {total}" if at_least else str(total)
-        lines.append(f"  ... {count} bad {locator.unit}s in all")
+        lines.append(f"  ... {count} bad {_plural(locator.unit)} in all")
     message = "\n".join(lines)
     if locator.unit == "line":
         raise ParseError(message, path=locator.source, line=first.key, column=first.column,
@@ -246,7 +252,7 @@ def summarise(problems: list[Problem], total: int, locator: Locator) -> str:
     """One line saying how many rows were skipped and where the first few were."""
     shown = "; ".join(f"{p.where}: {p.message}" for p in problems)
     more = f" (first {len(problems)} shown)" if total > len(problems) else ""
-    noun = locator.unit if total == 1 else f"{locator.unit}s"
+    noun = locator.unit if total == 1 else _plural(locator.unit)
     return f"{locator.source}: skipped {total} bad {noun}: {shown}{more}"
 
 
