@@ -130,6 +130,8 @@ def test_read_ratings_delegates_folders(tmp_path: Path) -> None:
     folder = make_ml100k(tmp_path / "anything")
     assert read_ratings(folder).source == "ml-100k"
     assert read_ratings(folder, format="ml-100k").item_titles is not None
+    with pytest.raises(ConfigError, match="does not apply to a folder"):
+        read_ratings(folder, rating="stars")
 
 
 def test_unknown_folder_and_layout(tmp_path: Path) -> None:

@@ -172,6 +172,16 @@ def test_rds_file_with_ids_stored_as_doubles(tmp_path: Path) -> None:
     assert ratings.items.is_integer
 
 
+def test_rdata_problems_use_r_row_numbers(tmp_path: Path) -> None:
+    pyreadr = pytest.importorskip("pyreadr")
+    frame = _movielens_frame()
+    frame.loc[1, "rating"] = np.nan  # the second row, row 2 in R
+    path = tmp_path / "ratings.rda"
+    pyreadr.write_rdata(str(path), frame, df_name="ratings")
+    with pytest.raises(ParseError, match=r"ratings.rda: row 2: column 'rating': no rating"):
+        read_ratings(path)
+
+
 def test_rdata_without_a_ratings_frame_lists_what_it_holds(tmp_path: Path) -> None:
     rdata = pytest.importorskip("rdata")
     path = tmp_path / "two.rda"

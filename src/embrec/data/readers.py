@@ -264,7 +264,10 @@ def _r_raw(path: Path, requested: dict[str, ColumnRef | None], kind: str) -> Raw
     frames = {name: obj for name, obj in objects.items() if isinstance(obj, pd.DataFrame)}
     if isinstance(frames.get("ratings"), pd.DataFrame) or len(frames) == 1:
         name = "ratings" if "ratings" in frames else next(iter(frames))
-        return _frame_raw(frames[name].reset_index(drop=True), requested, str(path))
+        frame = frames[name]  # rows keep R's row names, "1", "2"... read as numbers
+        if len(frame) and bool(frame.index.astype(str).str.fullmatch(r"\d+").all()):
+            frame = frame.set_axis(frame.index.astype(np.int64))
+        return _frame_raw(frame, requested, str(path))
     raise DataError(f"holds {len(frames)} data frames {sorted(frames)} and none is named "
                     f"'ratings'", path=path, value=sorted(objects),
                     hint="load it with rdata.read_rda() and pass the data frame to read_ratings")
@@ -329,6 +332,11 @@ def read_ratings(
     elif isinstance(source, str | os.PathLike):
         path = _existing(source)
         if path.is_dir():
+            for option, value in (*requested.items(), ("sep", sep)):
+                if value is not None:
+                    raise ConfigError(option, value, "does not apply to a folder",
+                                      hint="a folder layout names its own columns; pass "
+                                           "the ratings file itself to choose them")
             ratings, skipped = load_layout(path, format, scale=scale, duplicates=duplicates,
                                            on_bad_lines=on_bad_lines)
             warn_skipped(skipped)
