@@ -49,7 +49,7 @@ def build_model(folder: Path, *, n_users: int, n_items: int, n_ratings: int, dim
     from embrec.recommender import Recommender
 
     ratings = generate(n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=0).ratings
-    config = BiasedMFConfig(embedding_dim=dim, init_std=0.3)
+    config = BiasedMFConfig(embedding_dim=dim, init_std=0.15)
     model = config.build(ratings.n_users, ratings.n_items, scale=ratings.scale,
                          mean=float(ratings.rating.mean()))
     rec = Recommender.from_training(model, config, TrainConfig(epochs=1, seed=0), ratings)
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.drive:
         run_driver(args)
         return 0
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.model_dir or Path(tmp) / "model"
         if not (folder / "config.json").is_file():
@@ -242,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(server)
     result = {**json.loads(output.splitlines()[-1]), "workers": args.workers,
               "concurrency": args.concurrency, "client": args.client, "items": args.items,
-              "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+              "load_average_1m_before": round(load_before, 2),
+              "load_average_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
     return 0
 

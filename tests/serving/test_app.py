@@ -53,6 +53,22 @@ def test_recommendations_can_include_seen_items(client: TestClient, rec: Any) ->
     assert seen_items(rec, user) <= {row["item"] for row in body["items"]}
 
 
+def test_short_list_when_few_items_are_unseen(client: TestClient, rec: Any) -> None:
+    user = int(rec.users.ids[0])
+    body = client.get(f"/users/{user}/recommendations", params={"n": rec.n_items}).json()
+    assert len(body["items"]) == rec.n_items - len(seen_items(rec, user))
+    assert all(isinstance(row["score"], float) for row in body["items"])
+
+
+def test_titles_are_null_without_item_info(rec: Any) -> None:
+    rec.item_info = None
+    with TestClient(create_app(rec)) as client:
+        body = client.get(f"/users/{rec.users.ids[0]}/recommendations?n=2").json()
+        assert [row["title"] for row in body["items"]] == [None, None]
+        body = client.get(f"/items/{rec.items.ids[0]}/similar?n=2").json()
+        assert [row["title"] for row in body["items"]] == [None, None]
+
+
 def test_similar_items_exclude_the_item(client: TestClient, rec: Any) -> None:
     item = int(rec.items.ids[3])
     body = client.get(f"/items/{item}/similar", params={"n": 4}).json()
@@ -159,10 +175,10 @@ def test_bug_is_500_with_the_body_shape(rec: Any, monkeypatch: pytest.MonkeyPatc
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(rec, "recommend", broken)
+    monkeypatch.setattr(rec, "similar_items", broken)
     with TestClient(create_app(rec), raise_server_exceptions=False) as client:
-        user = rec.users.ids[0]
-        _assert_error(client.get(f"/users/{user}/recommendations"), 500, "RuntimeError", "boom")
+        item = rec.items.ids[0]
+        _assert_error(client.get(f"/items/{item}/similar"), 500, "RuntimeError", "boom")
 
 
 def test_limits_must_be_positive(rec: Any) -> None:
