@@ -7,6 +7,8 @@ registry name (the ``--model`` flag of the CLI) to the config class.
 
 from __future__ import annotations
 
+from typing import Any
+
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.gmf import GMFConfig
@@ -24,7 +26,7 @@ __all__ = [
     "model_config_from_dict",
 ]
 
-MODELS: dict[str, type[BiasedMFConfig] | type[GMFConfig] | type[MLPConfig] | type[NeuMFConfig]] = {
+MODELS: dict[str, type[Any]] = {
     "biased-mf": BiasedMFConfig,
     "gmf": GMFConfig,
     "mlp": MLPConfig,
