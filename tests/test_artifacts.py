@@ -215,3 +215,18 @@ def test_every_registered_model_round_trips(tmp_path: Path, name: str) -> None:
     np.testing.assert_array_equal(loaded.predict(users, items), rec.predict(users, items))
     pd.testing.assert_frame_equal(loaded.recommend(users=[1, 2, 3]), rec.recommend(users=[1, 2, 3]))
     assert loaded.model_config == rec.model_config
+
+
+def test_unsaveable_item_info_is_a_clear_error(tmp_path: Path) -> None:
+    rec = random_rec(item_info=pd.DataFrame({"title": ["a", "b"]}, index=[1, "x"]))
+    with pytest.raises(ArtifactError, match="cannot save item_info as Parquet"):
+        save(rec, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_odd_metadata_values_are_kept_readable(tmp_path: Path) -> None:
+    rec = random_rec()
+    rec.metadata = {"path": tmp_path, "count": np.int64(3), "weights": np.arange(2)}
+    loaded = load(save(rec, tmp_path / "run"))
+    assert loaded.metadata["path"] == str(tmp_path) and loaded.metadata["count"] == 3
+    assert loaded.metadata["weights"] == [0, 1]

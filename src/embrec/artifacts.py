@@ -108,7 +108,7 @@ def _write_all(rec: Recommender, folder: Path) -> None:
     _ids_frame(rec.users).to_parquet(folder / USERS, index=False)
     _ids_frame(rec.items).to_parquet(folder / ITEMS, index=False)
     if rec.item_info is not None:
-        rec.item_info.to_parquet(folder / ITEM_INFO)
+        _write_item_info(rec.item_info, folder / ITEM_INFO)
     (folder / METRICS).write_text(_json(rec.metadata.get("metrics", {})))
     if rec.history:
         pd.DataFrame(rec.history).to_csv(folder / HISTORY, index=False)
@@ -168,6 +168,15 @@ def _ids_frame(index: IdIndex) -> pd.DataFrame:
                         hint="use integer or string ids")
 
 
+def _write_item_info(item_info: pd.DataFrame, file: Path) -> None:
+    try:
+        item_info.to_parquet(file)
+    except (ValueError, TypeError, ImportError) as error:  # pyarrow's errors subclass these
+        raise ArtifactError(f"cannot save item_info as Parquet: {error}",
+                            hint="give item_info a single-type index and plain columns "
+                            "(text, numbers, lists)") from error
+
+
 def _plot_history(history: list[dict[str, float]], path: Path) -> None:
     frame = pd.DataFrame(history)
     if "train_rmse" not in frame.columns:
@@ -198,9 +207,7 @@ def _json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, Path | torch.device | torch.dtype):
-        return str(value)
-    raise TypeError(f"cannot save {type(value).__name__} in metadata as JSON")
+    return str(value)  # a Path, a device, or anything else: kept readable, never lost
 
 
 def _sha256(path: Path) -> str:
