@@ -25,7 +25,7 @@ from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
-from embrec.topn import item_frame, score_block, titles_by_index, top_k, top_n, top_similar
+from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
 
 __all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender"]
 
@@ -333,14 +333,9 @@ class Recommender:
         item_vectors = self._item_vectors()
         targets = torch.as_tensor(values, device=item_vectors.device)
         vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets, self._prior())
-        with torch.inference_mode():
-            scores = score_block(self.model, vector.to(item_vectors.dtype), item_vectors)
-            if exclude_seen:
-                scores[0, torch.as_tensor(index, device=scores.device)] = -torch.inf
-            best, items = top_k(scores, n)
-        keep = torch.isfinite(best[0]).cpu().numpy()
-        clipped = best[0].clamp(self.scale[0], self.scale[1]).cpu().numpy()
-        return self._item_frame(items[0].cpu().numpy()[keep], clipped[keep], "score")
+        items, scores = top_n_for_vector(self.model, vector, item_vectors, n,
+                                         exclude=index if exclude_seen else None)
+        return self._item_frame(items, np.clip(scores, *self.scale), "score")
 
     # ------------------------------------------------------------------ helpers
     def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:

@@ -28,6 +28,7 @@ __all__ = [
     "titles_by_index",
     "top_k",
     "top_n",
+    "top_n_for_vector",
     "top_similar",
 ]
 
@@ -185,6 +186,29 @@ def top_n(
             items_out[block] = np.where(keep, indices_np, -1)
             scores_out[block] = np.where(keep, values_np, np.nan)
     return items_out, scores_out
+
+
+def top_n_for_vector(model: RatingModel, vector: Tensor, item_vectors: Tensor, n: int, *,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rank the catalogue for one user vector that is not in the model (a folded-in user).
+
+    Args:
+        model: the rating model.
+        vector: the user vector, ``(1, user_dim)``.
+        item_vectors: every item's vector, ``(n_items, item_dim)``.
+        n: list length.
+        exclude: item indices to leave out, or ``None``.
+
+    Returns:
+        ``(items, scores)``: int64 item indices and raw float32 scores, best first.
+    """
+    with torch.inference_mode():
+        scores = score_block(model, vector.to(item_vectors.dtype), item_vectors)
+        if exclude is not None:
+            scores[0, torch.as_tensor(exclude, device=scores.device)] = -torch.inf
+        values, indices = top_k(scores, n)
+        keep = torch.isfinite(values[0])
+        return indices[0][keep].cpu().numpy(), values[0][keep].float().cpu().numpy()
 
 
 def top_similar(unit_factors: Tensor, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
