@@ -230,3 +230,15 @@ def test_odd_metadata_values_are_kept_readable(tmp_path: Path) -> None:
     loaded = load(save(rec, tmp_path / "run"))
     assert loaded.metadata["path"] == str(tmp_path) and loaded.metadata["count"] == 3
     assert loaded.metadata["weights"] == [0, 1]
+
+
+def test_config_missing_a_field_or_with_a_bad_train_config(saved: tuple[Recommender, Path]) -> None:
+    _, path = saved
+    config = json.loads((path / "config.json").read_text())
+    _edit_config(path, train_config={**config["train_config"], "epochs": 0})
+    with pytest.raises(ArtifactError, match=r"config\.json: invalid train_config: epochs=0"):
+        load(path)
+    del config["mean"]
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match=r"config\.json: has no 'mean' field"):
+        load(path)

@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 from embrec.config import TrainConfig
 from embrec.data.ids import IdIndex
 from embrec.errors import ArtifactError, EmbrecError
-from embrec.models.base import ModelConfig
+from embrec.models.base import ModelConfig, RatingModel
 from embrec.recommender import Recommender
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
@@ -50,6 +50,7 @@ FORMAT_VERSION = 1
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 USERS, ITEMS, ITEM_INFO = "users.parquet", "items.parquet", "item_info.parquet"
 METRICS, HISTORY, CURVES = "metrics.json", "history.csv", "learning-curves.png"
+REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "files", "tensors")
 RESAVE = "re-save the model with rec.save(path), or copy the whole directory again"
 
 
@@ -244,8 +245,27 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
         if len(ids) != n:
             raise _corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
     scale = (float(config["scale"][0]), float(config["scale"][1]))
+    model_config, model = _build_model(path, config, tensors, scale)
+    model.to(_device(device)).eval()
+    try:
+        train_config = TrainConfig.from_dict(config["train_config"])
+    except EmbrecError as error:
+        raise _corrupt(path / CONFIG, f"invalid train_config: {error.message}") from None
+    metadata = dict(config.get("metadata") or {})
+    metadata["metrics"] = json.loads((path / METRICS).read_text())
+    return Recommender(
+        model, model_config, train_config, users, items,
+        scale, float(config["mean"]), _seen(path, tensors, n_users, n_items),
+        _read_history(path), _read_item_info(path), metadata,
+    )
+
+
+def _build_model(path: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                 scale: tuple[float, float]) -> tuple[ModelConfig, RatingModel]:
+    """Rebuild the model from its registry config and load its weights strictly."""
     model_config = _model_config(path, config)
-    model = model_config.build(n_users, n_items, scale=scale, mean=float(config["mean"]))
+    model = model_config.build(int(config["n_users"]), int(config["n_items"]), scale=scale,
+                               mean=float(config["mean"]))
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
@@ -253,14 +273,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
         first = str(error).strip().splitlines()[-1].strip()
         raise _corrupt(path / WEIGHTS,
                        f"does not fit a {model_config.name} model: {first}") from None
-    model.to(_device(device)).eval()
-    metadata = dict(config.get("metadata") or {})
-    metadata["metrics"] = json.loads((path / METRICS).read_text())
-    return Recommender(
-        model, model_config, TrainConfig.from_dict(config["train_config"]), users, items,
-        scale, float(config["mean"]), _seen(path, tensors, n_users, n_items),
-        _read_history(path), _read_item_info(path), metadata,
-    )
+    return model_config, model
 
 
 def _corrupt(file: Path, problem: str) -> ArtifactError:
@@ -289,6 +302,9 @@ def _read_config(path: Path) -> dict[str, Any]:
             hint=f"load it with the embrec version that saved it ({saved}) and re-save it, "
             "or train the model again",
         )
+    missing = [key for key in REQUIRED if key not in config]
+    if missing:
+        raise _corrupt(file, f"has no {missing[0]!r} field")
     return config
 
 
