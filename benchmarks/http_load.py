@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -36,7 +37,8 @@ from typing import Any
 
 SERVER = (
     "from embrec.serving.server import serve\n"
-    "serve({path!r}, host='127.0.0.1', port={port}, workers={workers}, access_log={log})\n"
+    "serve({path!r}, host='127.0.0.1', port={port}, workers={workers}, access_log={log},\n"
+    "      threads={threads})\n"
 )
 
 
@@ -65,9 +67,10 @@ def free_port() -> int:
         return port
 
 
-def start_server(path: Path, port: int, workers: int, access_log: bool) -> subprocess.Popen[bytes]:
+def start_server(path: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """Start ``serve`` in a subprocess (its own session, so it can be stopped as a group)."""
-    code = SERVER.format(path=str(path), port=port, workers=workers, log=access_log)
+    code = SERVER.format(path=str(path), port=port, workers=args.workers, log=args.access_log,
+                         threads=args.threads)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -99,6 +102,27 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=15)
+
+
+# ----------------------------------------------------------------------------- CPU accounting
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds used so far by the live processes of process group ``group`` (Linux)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux ``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- clients
@@ -195,7 +219,7 @@ def run_driver(args: argparse.Namespace) -> None:
     warm = argparse.Namespace(**{**vars(args), "requests": min(500, args.requests)})
     asyncio.run(drive(args.port, users, warm))
     result = asyncio.run(drive(args.port, users, args))
-    print(json.dumps(result))
+    print(json.dumps({**result, "warm_up_requests": warm.requests}))
 
 
 # ----------------------------------------------------------------------------- main
@@ -211,11 +235,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=64, help="embedding_dim")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--ramp", type=float, default=0.5, help="seconds to open the connections")
+    parser.add_argument("--threads", type=int, help="PyTorch threads per worker")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--model-dir", type=Path, help="reuse (or create) a model here")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def measure(server: subprocess.Popen[bytes], port: int,
+            argv: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the driver process; return its result and where the CPU time went meanwhile."""
+    command = [sys.executable, __file__, "--drive", "--port", str(port),
+               *(argv if argv is not None else sys.argv[1:])]
+    before = (group_cpu_seconds(server.pid), machine_busy_seconds(),
+              resource.getrusage(resource.RUSAGE_CHILDREN))
+    output = subprocess.run(command, check=True, capture_output=True, text=True,
+                            timeout=600).stdout
+    after = (group_cpu_seconds(server.pid), machine_busy_seconds(),
+             resource.getrusage(resource.RUSAGE_CHILDREN))
+    result = json.loads(output.splitlines()[-1])
+    server_s = after[0] - before[0]
+    driver_s = (after[2].ru_utime + after[2].ru_stime) - (before[2].ru_utime + before[2].ru_stime)
+    served = result["requests"] + result["warm_up_requests"]
+    cpu = {"server_cpu_ms_per_request": round(1000 * server_s / served, 3),
+           "cpu_seconds": {"server": round(server_s, 2), "driver (incl. warm-up)":
+                           round(driver_s, 2), "whole machine": round(after[1] - before[1], 2)}}
+    return result, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,16 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                         n_ratings=args.ratings, dim=args.dim)
             print(f"built and saved the model in {time.perf_counter() - started:.1f} s")
         port = free_port()
-        server = start_server(folder, port, args.workers, args.access_log)
+        server = start_server(folder, port, args)
         try:
             wait_healthy(port, server)
-            command = [sys.executable, __file__, "--drive", "--port", str(port),
-                       *(argv if argv is not None else sys.argv[1:])]
-            output = subprocess.run(command, check=True, capture_output=True, text=True,
-                                    timeout=600).stdout
+            result, cpu = measure(server, port, argv)
         finally:
             stop_server(server)
-    result = {**json.loads(output.splitlines()[-1]), "workers": args.workers,
+    result = {**result, **cpu, "workers": args.workers,
               "concurrency": args.concurrency, "client": args.client, "items": args.items,
               "load_average_1m_before": round(load_before, 2),
               "load_average_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}

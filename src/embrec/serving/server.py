@@ -85,10 +85,15 @@ def app_from_environment() -> FastAPI:
     settings: dict[str, Any] = json.loads(raw)
     threads = settings.pop("threads", None)
     if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))  # one worker per core: no oversubscription
+        _set_threads(int(threads))
     return load_app(**settings)
+
+
+def _set_threads(threads: int) -> None:
+    """Set this (server) process's PyTorch intra-op thread count."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def serve(
@@ -101,6 +106,7 @@ def serve(
     max_n: int = 1000,
     max_batch: int = 10_000,
     access_log: bool = True,
+    threads: int | None = None,
 ) -> None:
     """Serve the model saved at ``path`` over HTTP until interrupted.
 
@@ -111,29 +117,34 @@ def serve(
         path: a directory written by ``Recommender.save``.
         host: interface to bind (``"0.0.0.0"`` for every interface).
         port: TCP port to bind.
-        workers: number of worker processes; with more than one, each
-            worker's PyTorch uses ``cpu_count // workers`` threads.
+        workers: number of worker processes.
         device: where to put the weights.
         max_n: the largest ``n`` a request may ask for.
         max_batch: the most pairs (or ratings) one request may carry.
         access_log: log one line per request.
+        threads: PyTorch threads per worker; by default ``cpu_count // workers``
+            with several workers (so they do not oversubscribe the cores), and
+            PyTorch's own default with one.
 
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.
-        ConfigError: if ``workers`` or ``port`` is out of range.
+        ConfigError: if ``workers``, ``port`` or ``threads`` is out of range.
     """
     require(workers >= 1, "workers", workers, "must be at least 1")
     require(0 <= port <= 65535, "port", port, "must be between 0 and 65535")
+    require(threads is None or threads >= 1, "threads", threads, "must be at least 1")
     settings = {"path": str(Path(path).resolve()), "device": device,
                 "max_n": max_n, "max_batch": max_batch}
     app = load_app(path, device=device, max_n=max_n, max_batch=max_batch)
     options: dict[str, Any] = {"host": host, "port": port, "access_log": access_log,
                                "log_level": "info"}
     if workers == 1:
+        if threads is not None:
+            _set_threads(threads)
         uvicorn.run(app, **options)
         return
     del app  # each worker loads its own copy
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "threads": threads})
     config = _TCPConfig("embrec.serving.server:app_from_environment", factory=True,
                         workers=workers, **options)
