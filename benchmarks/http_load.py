@@ -235,7 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=64, help="embedding_dim")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--ramp", type=float, default=0.5, help="seconds to open the connections")
-    parser.add_argument("--threads", type=int, help="PyTorch threads per worker")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads per worker")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--model-dir", type=Path, help="reuse (or create) a model here")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
