@@ -9,7 +9,8 @@ anything else is a 500.
 
 The GET handlers are ``async def``: a top-N or similar-items call takes a
 millisecond or two, and running it on the event loop saves the two threadpool
-hops a plain ``def`` handler costs (measured: ~15% more requests/s). The POST
+hops a plain ``def`` handler costs (measured on a 60,000-item biased-MF model:
+1.9-2.0 ms of server CPU per top-10 request against 2.4-2.7 ms). The POST
 handlers, whose cost grows with the batch, run in the threadpool.
 """
 
