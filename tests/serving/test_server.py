@@ -97,3 +97,9 @@ def test_real_server_on_loopback(model_dir: Path, tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+def test_core_imports_without_fastapi() -> None:
+    code = ("import sys, embrec, embrec.recommender, embrec.artifacts, embrec.cli\n"
+            "assert 'fastapi' not in sys.modules and 'uvicorn' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
