@@ -119,7 +119,7 @@ class TrainConfig:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar per epoch.
         num_threads: CPU threads for torch during ``fit`` (restored afterwards);
-            ``None`` uses one thread for batches under 1,024 ratings, where
+            ``None`` uses one thread for batches under 32,768 ratings, where
             a second thread only adds synchronisation, and torch's setting otherwise.
     """
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from embrec.config import config_from_dict, config_to_dict, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_embedding, logit, output_bounds
-from embrec.models.mlp import bound, output_and_gradient
+from embrec.models.mlp import Step, bound, grad_of, output_and_gradient
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
 
@@ -118,27 +118,35 @@ class BiasedMF(RatingModel):
         """Return the item factors without the bias column: ``(n_items, embedding_dim)``."""
         return self.item_embedding.weight[:, :-1]
 
-    def hand_backward(self, user: Tensor, item: Tensor, rating: Tensor, l2: float) -> Tensor:
-        """Training forward and hand-written backward of ``mean((pred - rating)²)`` + L2.
+    def gradient_step(self, l2: float) -> Step:
+        """Return the hand-written training step: forward, MSE + L2 gradient, no autograd.
 
-        Adds every parameter's gradient to its ``.grad`` (which must exist; call
-        under ``torch.no_grad()``) and returns the predictions. ``l2`` penalises
-        the rows the batch uses, biases included (as Surprise's ``reg``):
-        ``l2 * mean(|u|² + |i|²)``.
+        The step ``(user, item, rating) -> predictions`` adds every parameter's
+        gradient of ``mean((pred - rating)²) + l2 * mean(|u|² + |i|²)`` (biases
+        included, as Surprise's ``reg``) to its ``.grad``; build it once the
+        ``.grad`` buffers exist and call it under ``torch.no_grad()``.
         """
-        u = self.user_embedding.weight.index_select(0, user)  # (batch, embedding_dim + 1)
-        i = self.item_embedding.weight.index_select(0, item)  # (batch, embedding_dim + 1)
-        product = u * i
-        product[:, -1] = u[:, -1] + i[:, -1] + self.global_bias
-        prediction, grad = output_and_gradient(product.sum(1), rating, self.bounds)
-        column = grad.unsqueeze(1)  # (batch, 1)
-        grad_u, grad_i = i * column, u * column
-        grad_u[:, -1] = grad
-        grad_i[:, -1] = grad
-        if l2 > 0:
-            grad_u.add_(u, alpha=2.0 * l2 / len(rating))
-            grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-        self.user_embedding.weight.grad.index_add_(0, user, grad_u)  # type: ignore[union-attr]
-        self.item_embedding.weight.grad.index_add_(0, item, grad_i)  # type: ignore[union-attr]
-        self.global_bias.grad.add_(grad.sum())  # type: ignore[union-attr]
-        return prediction
+        user_table, item_table = self.user_embedding.weight, self.item_embedding.weight
+        users, items = user_table.detach(), item_table.detach()
+        user_grad, item_grad = grad_of(user_table), grad_of(item_table)
+        mean, mean_grad, bounds = self.global_bias.detach(), grad_of(self.global_bias), self.bounds
+
+        def step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
+            u = users.index_select(0, user)  # (batch, embedding_dim + 1)
+            i = items.index_select(0, item)  # (batch, embedding_dim + 1)
+            product = u * i
+            product[:, -1] = u[:, -1] + i[:, -1] + mean
+            prediction, grad = output_and_gradient(product.sum(1), rating, bounds)
+            column = grad.unsqueeze(1)  # (batch, 1)
+            grad_u, grad_i = i * column, u * column
+            grad_u[:, -1] = grad
+            grad_i[:, -1] = grad
+            if l2 > 0:
+                grad_u.add_(u, alpha=2.0 * l2 / len(rating))
+                grad_i.add_(i, alpha=2.0 * l2 / len(rating))
+            user_grad.index_put_((user,), grad_u, accumulate=True)
+            item_grad.index_put_((item,), grad_i, accumulate=True)
+            mean_grad.add_(grad.sum())
+            return prediction
+
+        return step

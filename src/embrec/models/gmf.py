@@ -19,8 +19,17 @@ from torch import Tensor, nn
 
 from embrec.config import config_from_dict, config_to_dict, require, require_choice
 from embrec.models.base import RatingModel
-from embrec.models.init import INITS, init_dense, init_embedding, output_bounds
-from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, Tower, bound, output_and_gradient
+from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
+from embrec.models.mlp import (
+    ACTIVATIONS,
+    PAIR_BUDGET,
+    Step,
+    Tower,
+    TowerStep,
+    bound,
+    grad_of,
+    output_and_gradient,
+)
 
 __all__ = ["GMF", "GMFConfig"]
 
@@ -58,18 +67,19 @@ class GMFConfig:
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> GMF:
-        """Create the untrained network (``mean`` is unused: Keras starts biases at zero).
+        """Create the untrained network.
 
         Args:
             n_users: number of users.
             n_items: number of items.
             scale: rating scale, used when ``bounded``.
-            mean: training mean rating (unused).
+            mean: training mean rating: the output bias starts there with
+                ``init="normal"`` (Keras, and so ``init="keras"``, starts it at zero).
 
         Returns:
             The model.
         """
-        return GMF(n_users, n_items, self, scale)
+        return GMF(n_users, n_items, self, scale, mean)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-ready dict."""
@@ -89,7 +99,7 @@ class GMF(RatingModel):
     """User embedding ⊙ item embedding -> dropout -> dense layers -> one output."""
 
     def __init__(self, n_users: int, n_items: int, config: GMFConfig,
-                 scale: tuple[float, float]) -> None:
+                 scale: tuple[float, float], mean: float) -> None:
         super().__init__(n_users, n_items)
         dim = config.embedding_dim
         self.user_embedding = nn.Embedding(n_users, dim)
@@ -101,6 +111,8 @@ class GMF(RatingModel):
             init_embedding(table.weight, config.init, config.init_std)
         for k in range(len(self.tower.layers)):
             init_dense(self.tower.layer(k), config.init)
+        if config.init == "normal":
+            start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return user embeddings: ``(batch, embedding_dim)``."""
@@ -137,22 +149,31 @@ class GMF(RatingModel):
             blocks.append(self.tower.finish(z.transpose(1, 2) + first.bias))  # (b, chunk, 1)
         return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
 
-    def hand_backward(self, user: Tensor, item: Tensor, rating: Tensor, l2: float) -> Tensor:
-        """Training forward and hand-written backward of ``mean((pred - rating)²)`` + L2.
+    def gradient_step(self, l2: float) -> Step:
+        """Return the hand-written training step: forward, MSE + L2 gradient, no autograd.
 
-        Adds every parameter's gradient to its ``.grad`` (which must exist; call
-        under ``torch.no_grad()``) and returns the predictions. ``l2`` penalises
-        the embedding rows the batch uses: ``l2 * mean(|u|² + |i|²)``.
+        The step ``(user, item, rating) -> predictions`` adds every parameter's
+        gradient of ``mean((pred - rating)²) + l2 * mean(|u|² + |i|²)`` to its
+        ``.grad``; build it once the ``.grad`` buffers exist and call it under
+        ``torch.no_grad()``.
         """
-        u = self.user_embedding.weight.index_select(0, user)  # (batch, embedding_dim)
-        i = self.item_embedding.weight.index_select(0, item)  # (batch, embedding_dim)
-        z, saved = self.tower.forward_saved(u * i)
-        prediction, grad = output_and_gradient(z.squeeze(1), rating, self.bounds)
-        grad_product = self.tower.backward_saved(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
-        grad_u, grad_i = grad_product * i, grad_product.mul_(u)
-        if l2 > 0:
-            grad_u.add_(u, alpha=2.0 * l2 / len(rating))
-            grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-        self.user_embedding.weight.grad.index_add_(0, user, grad_u)  # type: ignore[union-attr]
-        self.item_embedding.weight.grad.index_add_(0, item, grad_i)  # type: ignore[union-attr]
-        return prediction
+        user_table, item_table = self.user_embedding.weight, self.item_embedding.weight
+        users, items = user_table.detach(), item_table.detach()
+        user_grad, item_grad = grad_of(user_table), grad_of(item_table)
+        tower, bounds = TowerStep(self.tower), self.bounds
+
+        def step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
+            u = users.index_select(0, user)  # (batch, embedding_dim)
+            i = items.index_select(0, item)  # (batch, embedding_dim)
+            z, saved = tower.forward(u * i)
+            prediction, grad = output_and_gradient(z.squeeze(1), rating, bounds)
+            grad_product = tower.backward(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
+            grad_u, grad_i = grad_product * i, grad_product.mul_(u)
+            if l2 > 0:
+                grad_u.add_(u, alpha=2.0 * l2 / len(rating))
+                grad_i.add_(i, alpha=2.0 * l2 / len(rating))
+            user_grad.index_put_((user,), grad_u, accumulate=True)
+            item_grad.index_put_((item,), grad_i, accumulate=True)
+            return prediction
+
+        return step

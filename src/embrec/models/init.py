@@ -4,7 +4,9 @@
 notebooks started: embeddings uniform in [-0.05, 0.05], dense kernels
 Glorot-uniform, biases zero. ``normal`` draws embeddings from N(0, std²) (the
 usual matrix-factorisation start, std 0.01 to 0.1) and dense kernels He-normal,
-which suits ReLU towers.
+which suits ReLU towers, and starts the output bias at the mean rating so the
+first steps are not spent learning it. This module also holds the output
+bounding (a sigmoid over a slightly widened rating scale) that every model offers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INITS", "init_dense", "init_embedding", "output_bounds"]
+__all__ = ["INITS", "init_dense", "init_embedding", "logit", "output_bounds", "start_output"]
 
 INITS = ("keras", "normal")
 
@@ -75,3 +77,16 @@ def logit(value: float) -> float:
     """Return the inverse sigmoid of ``value`` in (0, 1), clamped away from 0 and 1."""
     value = min(max(value, 1e-6), 1 - 1e-6)
     return math.log(value / (1 - value))
+
+
+def start_output(layer: nn.Linear, mean: float, bounds: tuple[float, float] | None) -> None:
+    """Set a one-unit output layer's bias so the untrained model predicts ``mean``.
+
+    Args:
+        layer: the output layer.
+        mean: the training mean rating.
+        bounds: ``(low, width)`` of a bounded output (the bias is then the logit).
+    """
+    start = mean if bounds is None else logit((mean - bounds[0]) / bounds[1])
+    with torch.no_grad():
+        layer.bias.fill_(start)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from embrec.config import config_from_dict, config_to_dict, require, require_choice
 from embrec.models.base import RatingModel
-from embrec.models.init import INITS, init_dense, init_embedding, output_bounds
+from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, Tower, bound
 
 __all__ = ["NeuMF", "NeuMFConfig"]
@@ -67,7 +67,7 @@ class NeuMFConfig:
             n_users: number of users.
             n_items: number of items.
             scale: rating scale, used when ``bounded``.
-            mean: training mean rating, the output bias's starting value when unbounded.
+            mean: training mean rating, where the output starts.
 
         Returns:
             The model.
@@ -107,9 +107,7 @@ class NeuMF(RatingModel):
             init_embedding(table.weight, config.init, config.init_std)
         for layer in (*(self.tower.layer(k) for k in range(len(self.tower.layers))), self.output):
             init_dense(layer, config.init)
-        if self.bounds is None:
-            with torch.no_grad():
-                self.output.bias.fill_(mean)
+        start_output(self.output, mean, self.bounds)
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return ``[gmf, mlp]`` user embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""

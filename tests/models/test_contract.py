@@ -1,0 +1,183 @@
+"""Conformance suite: every registered model meets the RatingModel contract."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from embrec.config import TrainConfig
+from embrec.data.synthetic import generate
+from embrec.errors import ConfigError
+from embrec.models import MODELS, model_config_from_dict
+from embrec.training import fit
+
+SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings on tiny data)
+    "biased-mf": {"embedding_dim": 8},
+    "gmf": {"embedding_dim": 8, "hidden": (4,), "dropout": 0.1, "activation": "tanh",
+            "init": "normal"},
+    "mlp": {"embedding_dim": 8, "hidden": (16, 8), "dropout": (0.1, 0.1, 0.1),
+            "activation": "tanh", "init": "normal"},
+    "neumf": {"embedding_dim": 8, "mlp_embedding_dim": 8, "hidden": (16, 8), "dropout": 0.1,
+              "activation": "tanh"},
+}
+
+
+def small(name: str, **extra: Any) -> Any:
+    return MODELS[name](**{**SMALL[name], **extra})
+
+
+def reset_masks(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if hasattr(module, "reset_masks"):
+            module.reset_masks()
+
+
+@pytest.fixture(params=sorted(MODELS))
+def name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_registry_names_match_configs() -> None:
+    assert sorted(MODELS) == ["biased-mf", "gmf", "mlp", "neumf"]
+    for key, config in MODELS.items():
+        assert config.name == key
+
+
+def test_output_shape_and_dtype(name: str) -> None:
+    model = small(name).build(7, 5, scale=(1.0, 5.0), mean=3.0).eval()
+    user, item = torch.tensor([0, 3, 6]), torch.tensor([4, 0, 2])
+    out = model(user, item)
+    assert out.shape == (3,) and out.dtype == torch.float32
+    assert model.user_vectors(user).shape[0] == 3 and model.item_vectors(item).shape[0] == 3
+    assert model.item_factors().shape[0] == 5
+
+
+def test_score_matrix_agrees_with_pairwise_score(name: str) -> None:
+    torch.manual_seed(0)
+    model = small(name, bounded=True).build(6, 9, scale=(1.0, 5.0), mean=3.0).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        users = model.user_vectors(torch.arange(6))
+        items = model.item_vectors(torch.arange(9))
+        fast = model.score_matrix(users, items)
+        pairs = torch.stack([model(torch.full((9,), u), torch.arange(9)) for u in range(6)])
+    assert fast.shape == (6, 9)
+    torch.testing.assert_close(fast, pairs, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_both_embeddings(name: str) -> None:
+    model = small(name).build(7, 5, scale=(1.0, 5.0), mean=3.0).train()
+    loss = (model(torch.tensor([1, 2]), torch.tensor([3, 4])) - 4.0).square().mean()
+    loss.backward()
+    assert model.user_embedding.weight.grad[1:3].abs().sum() > 0
+    assert model.item_embedding.weight.grad[3:5].abs().sum() > 0
+
+
+@pytest.mark.parametrize(("bounded", "activation"), [(False, "relu"), (True, "tanh")])
+def test_hand_written_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
+    """The fast training step computes exactly autograd's gradients, dropout included."""
+    extra = {} if name == "biased-mf" else {"activation": activation}
+    model = small(name, bounded=bounded, **extra).build(9, 8, scale=(1.0, 5.0), mean=3.5)
+    model = model.double()
+    if not hasattr(model, "gradient_step"):
+        pytest.skip(f"{name} trains with autograd")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    user, item = torch.randint(0, 9, (32,)), torch.randint(0, 8, (32,))
+    rating = torch.rand(32, dtype=torch.float64) * 4 + 1
+    model.train()
+    torch.manual_seed(3)
+    reset_masks(model)
+    users, items = model.user_vectors(user), model.item_vectors(item)
+    prediction = model.score(users, items)
+    loss = (prediction - rating).square().mean() + 0.05 * (users.square().sum()
+                                                            + items.square().sum()) / 32
+    expected = torch.autograd.grad(loss, list(model.parameters()))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    torch.manual_seed(3)
+    reset_masks(model)
+    with torch.no_grad():
+        fast = model.gradient_step(0.05)(user, item, rating)
+    torch.testing.assert_close(fast, prediction.detach())
+    for want, p in zip(expected, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, want)
+
+
+def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, seed=11)
+    first = fit(small(name), tiny, config)
+    second = fit(small(name), tiny, config)
+    u, i = tiny.users.id_of(tiny.user[:50]), tiny.items.id_of(tiny.item[:50])
+    np.testing.assert_array_equal(first.predict(u, i), second.predict(u, i))
+    assert first.metadata["seed"] == 11
+
+
+def test_save_load_gives_identical_predictions(name: str, tiny: Any, tmp_path: Any) -> None:
+    artifacts = pytest.importorskip("embrec.artifacts")
+    rec = fit(small(name), tiny, TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, seed=1))
+    loaded = artifacts.load(rec.save(tmp_path / name))
+    u, i = tiny.users.id_of(tiny.user[:40]), tiny.items.id_of(tiny.item[:40])
+    np.testing.assert_array_equal(rec.predict(u, i), loaded.predict(u, i))
+
+
+def test_config_round_trips_through_json(name: str) -> None:
+    config = small(name, bounded=True)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert MODELS[name].from_dict(data) == config
+    assert model_config_from_dict(name, data) == config
+
+
+def test_from_dict_rejects_unknown_key_with_suggestion(name: str) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'embedding_dim'"):
+        MODELS[name].from_dict({"embeding_dim": 4})
+
+
+def test_invalid_values_are_rejected(name: str) -> None:
+    with pytest.raises(ConfigError, match="embedding_dim=0"):
+        MODELS[name](embedding_dim=0)
+    with pytest.raises(ConfigError, match="did you mean 'keras'"):
+        MODELS[name](init="kers")
+
+
+def test_unknown_model_name_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'neumf'"):
+        model_config_from_dict("numf", {})
+
+
+PLANTED = {  # a working model gets within these factors of the noise floor; a broken one ~3.9x
+    "biased-mf": ({"embedding_dim": 8}, 1.25),
+    "gmf": ({"embedding_dim": 8, "hidden": (), "dropout": 0.0, "init": "normal"}, 1.25),
+    "mlp": ({"embedding_dim": 16, "hidden": (32,), "dropout": (0.0, 0.0), "init": "normal"}, 1.35),
+    "neumf": ({"embedding_dim": 4, "mlp_embedding_dim": 8, "hidden": (16,),
+               "activation": "tanh"}, 1.3),
+}
+
+
+@pytest.mark.slow
+def test_reaches_the_noise_floor_on_planted_data(name: str) -> None:
+    """On low-rank data with known noise a working model nearly reaches the floor."""
+    data = generate(n_users=300, n_items=200, n_ratings=24_000, rank=3, noise=0.3,
+                    round_ratings=False, seed=5)
+    ratings = data.ratings
+    order = np.random.default_rng(0).permutation(len(ratings))
+    train, test = ratings.take(order[:20_000], reindex=False), order[20_000:]
+    settings, slack = PLANTED[name]
+    config = TrainConfig(epochs=25, batch_size=256, learning_rate=0.01 if name == "mlp" else 0.02,
+                         weight_decay=0.0 if name == "mlp" else 0.01, schedule="onecycle", seed=0)
+    rec = fit(MODELS[name](**settings), train, config)
+    truth = ratings.rating[test]
+    predicted = rec.predict(ratings.users.id_of(ratings.user[test]),
+                            ratings.items.id_of(ratings.item[test]))
+    floor = float(np.sqrt(np.mean((data.best_prediction(ratings.user[test],
+                                                        ratings.item[test]) - truth) ** 2)))
+    rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+    baseline = float(np.std(truth))
+    assert rmse < slack * floor, (rmse, floor, baseline)
+    assert rmse < 0.7 * baseline
