@@ -120,6 +120,10 @@ def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
     device = resolve_device(config.device)
     if validation is not None:
         known, dropped = known_rows(validation, train)
+        if len(known) == 0:
+            log.warning("no validation rating has a user and an item seen in training; "
+                        "training without validation")
+            return None, None, dropped
         return None, columns(known, None, device), dropped
     fit_rows, held = validation_rows(len(train), config.validation, config.validation_mode,
                                      np.random.default_rng(seed))

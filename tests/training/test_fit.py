@@ -1,0 +1,163 @@
+"""fit(): history, validation, early stopping, NaN handling, schedules, optimisers, threads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from embrec.config import TrainConfig
+from embrec.data.ratings import Ratings
+from embrec.errors import TrainingWarning
+from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
+from embrec.recommender import Recommender
+from embrec.training import fit
+from embrec.training.optim import learning_rate
+
+MF = BiasedMFConfig(embedding_dim=4)
+HISTORY_KEYS = {"epoch", "train_rmse", "train_mae", "validation_rmse", "validation_mae",
+                "seconds", "lr"}
+
+
+def test_returns_a_recommender_with_history(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=3, batch_size=100, validation=0.2, seed=0))
+    assert isinstance(rec, Recommender)
+    assert [h["epoch"] for h in rec.history] == [1, 2, 3]
+    assert set(rec.history[0]) == HISTORY_KEYS
+    assert rec.metadata["seed"] == 0 and rec.metadata["fit_seconds"] > 0
+    assert rec.metadata["diagnostics"] == []
+    assert not rec.model.training
+
+
+def test_training_lowers_the_error(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=10, batch_size=64, learning_rate=0.02, seed=0))
+    assert rec.history[-1]["train_rmse"] < 0.7 * rec.history[0]["train_rmse"]
+
+
+def test_parameters_get_their_own_storage_back(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=1, seed=0))
+    pointers = {p.data_ptr() for p in rec.model.parameters()}
+    assert len(pointers) == len(list(rec.model.parameters()))
+    assert all(p.grad is None for p in rec.model.parameters())
+
+
+def test_no_seed_still_records_the_seed_used(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=1))
+    again = fit(MF, tiny, TrainConfig(epochs=1, seed=rec.metadata["seed"]))
+    u, i = tiny.users.id_of(tiny.user[:20]), tiny.items.id_of(tiny.item[:20])
+    np.testing.assert_array_equal(rec.predict(u, i), again.predict(u, i))
+
+
+def test_given_validation_maps_raw_ids_and_counts_unknowns(tiny: Ratings) -> None:
+    order = np.random.default_rng(0).permutation(len(tiny))
+    train = tiny.take(order[:900])
+    held = tiny.take(order[900:])  # its own id indexes, some ids unseen in train
+    extra = Ratings.from_arrays(["nobody"], [held.items.ids[0]], [3.0], scale=(1.0, 5.0))
+    rec = fit(MF, train, TrainConfig(epochs=2, seed=0), validation=held)
+    assert "validation_rmse" in rec.history[-1]
+    unknown = int(np.sum(~np.isin(held.users.id_of(held.user), train.users.ids)
+                         | ~np.isin(held.items.id_of(held.item), train.items.ids)))
+    assert rec.metadata["validation_unknown"] == unknown
+    rec = fit(MF, train, TrainConfig(epochs=1, seed=0), validation=extra)
+    assert rec.metadata["validation_unknown"] == 1
+
+
+def test_keras_validation_split_takes_the_last_rows(tiny: Ratings) -> None:
+    """validation_mode="last": the model never trains on the final 20% of rows."""
+    n = len(tiny)
+    cut = math.ceil(n * 0.8)
+    ratings = tiny.rating.copy()
+    ratings[cut:] = 5.0  # the held-out tail differs wildly from the head
+    ratings[:cut] = 1.0
+    odd = Ratings(tiny.user, tiny.item, ratings, tiny.users, tiny.items, scale=(1.0, 5.0))
+    config = TrainConfig(epochs=5, batch_size=64, learning_rate=0.05, validation=0.2,
+                         validation_mode="last", seed=0)
+    with pytest.warns(TrainingWarning):  # constant predictions, and a 4-star validation error
+        rec = fit(MF, odd, config)
+    assert rec.history[-1]["train_rmse"] < 0.2
+    assert rec.history[-1]["validation_rmse"] > 3.5
+
+
+def test_early_stopping_restores_the_best_weights(tiny: Ratings) -> None:
+    """An over-fitting MLP: stop when validation RMSE stops improving, keep the best epoch."""
+    model = MLPConfig(embedding_dim=32, hidden=(64,), dropout=(0.0, 0.0), init="normal",
+                      activation="tanh")
+    config = TrainConfig(epochs=40, batch_size=32, learning_rate=0.02, validation=0.3,
+                         early_stopping=2, seed=0)
+    rec = fit(model, tiny, config)
+    scores = [h["validation_rmse"] for h in rec.history]
+    best = int(np.argmin(scores))
+    assert len(scores) < 40 and len(scores) - 1 - best == 2
+    fit_rows = np.sort(np.random.default_rng(0).permutation(len(tiny))[:math.ceil(0.7 * 1200)])
+    held = np.setdiff1d(np.arange(len(tiny)), fit_rows)
+    predictions = rec.predict(tiny.users.id_of(tiny.user[held]), tiny.items.id_of(tiny.item[held]))
+    rmse = float(np.sqrt(np.mean((predictions - tiny.rating[held]) ** 2)))
+    assert rmse == pytest.approx(scores[best], rel=1e-5)
+
+
+def test_nan_loss_stops_with_a_warning_and_keeps_good_weights(tiny: Ratings) -> None:
+    config = TrainConfig(epochs=5, batch_size=64, learning_rate=1e30, optimizer="sgd", seed=0)
+    with pytest.warns(TrainingWarning, match=r"training stopped in epoch 1: .*not finite.*"
+                                             r"kept the weights"):
+        rec = fit(MF, tiny, config)
+    assert rec.history == []
+    assert all(torch.isfinite(p).all() for p in rec.model.parameters())
+    assert np.isfinite(rec.predict(tiny.users.ids[:5], tiny.items.ids[:5])).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad"])
+def test_every_optimiser_trains(tiny: Ratings, optimizer: str) -> None:
+    lr = {"adam": 0.02, "adamw": 0.02, "sgd": 0.3, "adagrad": 0.1}[optimizer]
+    config = TrainConfig(epochs=8, batch_size=64, learning_rate=lr, optimizer=optimizer,
+                         momentum=0.9 if optimizer == "sgd" else 0.0, weight_decay=1e-3,
+                         seed=0)
+    rec = fit(MF, tiny, config)
+    assert rec.history[-1]["train_rmse"] < 0.6 * rec.history[0]["train_rmse"]
+
+
+def test_autograd_path_trains(tiny: Ratings) -> None:
+    model = NeuMFConfig(embedding_dim=4, mlp_embedding_dim=4, hidden=(8,), activation="tanh")
+    rec = fit(model, tiny, TrainConfig(epochs=6, batch_size=64, learning_rate=0.02,
+                                       weight_decay=0.01, seed=0))
+    assert rec.history[-1]["train_rmse"] < 0.8 * rec.history[0]["train_rmse"]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine", "step"])
+def test_schedules(schedule: str) -> None:
+    config = TrainConfig(learning_rate=0.1, schedule=schedule)
+    rates = [learning_rate(config, step, 100) for step in range(100)]
+    assert max(rates) == pytest.approx(0.1, rel=1e-3)
+    if schedule == "constant":
+        assert set(rates) == {0.1}
+    elif schedule == "onecycle":
+        assert rates[0] == pytest.approx(0.004) and np.argmax(rates) == 25 and rates[-1] < 1e-3
+    elif schedule == "cosine":
+        assert rates[0] == 0.1 and rates[-1] < 1e-3 and np.all(np.diff(rates) <= 0)
+    else:
+        assert rates[49] == 0.1 and rates[50] == pytest.approx(0.01)
+        assert rates[75] == pytest.approx(0.001)
+
+
+def test_history_records_the_schedule(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=3, schedule="cosine", learning_rate=0.01, seed=0))
+    assert rec.history[0]["lr"] > rec.history[1]["lr"] > rec.history[2]["lr"]
+
+
+def test_threads_are_restored(tiny: Ratings) -> None:
+    before = torch.get_num_threads()
+    fit(MF, tiny, TrainConfig(epochs=1, batch_size=64, seed=0))
+    assert torch.get_num_threads() == before
+
+
+def test_progress_bar(tiny: Ratings, capsys: Any) -> None:
+    fit(MF, tiny, TrainConfig(epochs=2, batch_size=8, progress=True, seed=0))
+    err = capsys.readouterr().err
+    assert "epoch 2/2" in err and "loss=" in err and "train_rmse=" in err
+
+
+def test_metadata_is_kept(tiny: Ratings) -> None:
+    rec = fit(MF, tiny, TrainConfig(epochs=1, seed=0), metadata={"split": {"seed": 3}})
+    assert rec.metadata["split"] == {"seed": 3} and rec.metadata["device"] == "cpu"
