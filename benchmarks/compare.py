@@ -70,8 +70,6 @@ def rmse(predictions: np.ndarray, truth: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- workers
 def run_embrec(frame: pd.DataFrame, task: str, seed: int) -> dict[str, Any]:
     """Fit embrec's preset for ``task`` on the split of ``seed``; score the test rows."""
-    import torch
-
     from embrec.data.ratings import Ratings
     from embrec.presets import fit_preset
 
@@ -89,7 +87,7 @@ def run_embrec(frame: pd.DataFrame, task: str, seed: int) -> dict[str, Any]:
     predictions = rec.predict(test.user.to_numpy(), test.item.to_numpy(), on_unknown="mean")
     return {"framework": f"embrec {preset}", "seconds": seconds,
             "rmse": rmse(predictions, test.rating.to_numpy()),
-            "threads": rec.train_config.num_threads or torch.get_num_threads(),
+            "threads": rec.metadata.get("threads"),
             "warnings": [str(w.message).splitlines()[0] for w in caught]}
 
 

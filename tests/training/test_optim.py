@@ -76,16 +76,16 @@ def test_flat_parameters_are_views_until_released() -> None:
 
 def test_validation_rows_last_is_keras_validation_split() -> None:
     fit_rows, held = validation_rows(10, 0.25, "last", np.random.default_rng(0))
-    assert held is not None
+    assert held is not None and fit_rows is not None
     assert fit_rows.tolist() == list(range(math.ceil(10 * 0.75)))  # Keras: ceil(n * (1 - f))
     assert held.tolist() == [8, 9]
 
 
 def test_validation_rows_random_partition() -> None:
     fit_rows, held = validation_rows(100, 0.2, "random", np.random.default_rng(0))
-    assert held is not None and len(held) == 20
+    assert held is not None and fit_rows is not None and len(held) == 20
     assert sorted(np.concatenate([fit_rows, held]).tolist()) == list(range(100))
-    assert validation_rows(5, 0.0, "random", np.random.default_rng(0))[1] is None
+    assert validation_rows(5, 0.0, "random", np.random.default_rng(0)) == (None, None)
 
 
 def test_columns_and_shuffle(tiny: Ratings) -> None:

@@ -82,22 +82,24 @@ class DropoutMasks:
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.block: Tensor | None = None
-        self.used = 0
+        self.used = self.rows = self.width = 0
 
     def take(self, like: Tensor) -> Tensor:
-        """Return the next mask for ``like``, a ``(rows, columns)`` batch of inputs."""
+        """Return the next mask for ``like``, a ``(rows, columns)`` batch of inputs.
+
+        The block takes ``like``'s dtype and device when drawn; call :meth:`reset`
+        after moving the model.
+        """
         rows, width = like.shape[0], like.shape[1]
-        block = self.block
-        if (block is None or self.used + rows > block.shape[0] or block.shape[1] != width
-                or block.dtype != like.dtype or block.device != like.device):
-            block = dropout_mask((max(rows, self.BLOCK // width), width), self.rate, like)
-            self.block, self.used = block, 0
+        if self.used + rows > self.rows or width != self.width:
+            self.rows, self.width = max(rows, self.BLOCK // width), width
+            self.block, self.used = dropout_mask((self.rows, width), self.rate, like), 0
         self.used += rows
-        return block[self.used - rows:self.used]
+        return self.block[self.used - rows:self.used]  # type: ignore[index]
 
     def reset(self) -> None:
         """Drop the masks drawn so far, so the next draw starts from the generator's state."""
-        self.block, self.used = None, 0
+        self.block, self.used, self.rows, self.width = None, 0, 0, 0
 
 
 class Tower(nn.Module):
@@ -192,6 +194,7 @@ class TowerStep:
     """
 
     def __init__(self, tower: Tower) -> None:
+        tower.reset_masks()
         self.layers = []
         for k in range(len(tower.layers)):
             layer = tower.layer(k)

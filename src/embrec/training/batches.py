@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,9 @@ class Columns:
 
     def __len__(self) -> int:
         return int(self.rating.shape[0])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter((self.user, self.item, self.rating))
 
 
 def columns(ratings: Ratings, rows: np.ndarray | None, device: torch.device) -> Columns:
@@ -67,7 +71,7 @@ def shuffled(data: Columns, generator: torch.Generator) -> Columns:
 
 
 def validation_rows(n: int, fraction: float, mode: str,
-                    generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+                    generator: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Split ``n`` training rows into fitted rows and validation rows.
 
     ``last`` takes the final rows in their given order, as Keras'
@@ -81,10 +85,11 @@ def validation_rows(n: int, fraction: float, mode: str,
         generator: seeds the ``random`` mode.
 
     Returns:
-        ``(fit rows, validation rows or None)``.
+        ``(fit rows, validation rows)``; both ``None`` without validation (fit on
+        every row, without copying).
     """
     if fraction <= 0:
-        return np.arange(n), None
+        return None, None
     cut = math.ceil(n * (1.0 - fraction))
     order = np.arange(n) if mode == "last" else generator.permutation(n)
     return np.sort(order[:cut]), np.sort(order[cut:])

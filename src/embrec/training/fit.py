@@ -32,6 +32,7 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import TrainingWarning
 from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.mlp import Tower
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns, columns, known_rows, shuffled, validation_rows
 from embrec.training.diagnostics import diagnose, error_metrics
@@ -70,6 +71,8 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
     device = resolve_device(config.device)
     facts: dict[str, Any] = {"seed": seed, "device": str(device), **(metadata or {})}
+    if device.type == "cpu":
+        facts["threads"] = threads_for(config)
     started = time.perf_counter()
     with _threads(config):
         torch.manual_seed(seed)
@@ -93,6 +96,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def threads_for(config: TrainConfig) -> int:
+    """Return the CPU threads ``fit`` uses for ``config`` (see ``TrainConfig.num_threads``)."""
+    return config.num_threads or (1 if config.batch_size < SMALL_BATCH else torch.get_num_threads())
+
+
 @contextlib.contextmanager
 def _threads(config: TrainConfig) -> Iterator[None]:
     """Set torch's CPU threads and flush denormals to zero for the duration of ``fit``.
@@ -103,7 +111,7 @@ def _threads(config: TrainConfig) -> Iterator[None]:
     flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
     """
     before = torch.get_num_threads()
-    wanted = config.num_threads or (1 if config.batch_size < SMALL_BATCH else before)
+    wanted = threads_for(config)
     torch.set_num_threads(wanted)
     flushing = torch.set_flush_denormal(True)
     try:
@@ -135,6 +143,9 @@ def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: Tra
     """The training loop: returns one history record per epoch."""
     flat = FlatParameters(model)
     optimizer = Optimizer(flat, config)
+    for module in model.modules():
+        if isinstance(module, Tower):
+            module.reset_masks()  # masks drawn on another device or dtype
     step, hand = _step_function(model, config.weight_decay)
     schedule = _Schedule(config, len(data))
     predictions = torch.empty_like(data.rating)
@@ -145,14 +156,14 @@ def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: Tra
         model.train()
         batch = shuffled(data, generator)
         bar = _progress(config, epoch, len(data))
-        with torch.no_grad() if hand else contextlib.nullcontext():
-            for start in range(0, len(data), config.batch_size):
-                stop = min(start + config.batch_size, len(data))
-                predictions[start:stop] = step(batch.user[start:stop], batch.item[start:stop],
-                                               batch.rating[start:stop])
+        with torch.inference_mode() if hand else contextlib.nullcontext():
+            slices = (c.split(config.batch_size) for c in (*batch, predictions))
+            for k, (user, item, rating, out) in enumerate(zip(*slices, strict=True)):
+                out.copy_(step(user, item, rating))
                 optimizer.step(schedule.next())
                 flat.grad.zero_()
-                _report(bar, schedule.done, predictions, batch.rating, stop, config.batch_size)
+                if bar is not None and k % 50 == 49:
+                    _report(bar, predictions, batch.rating, k + 1, config.batch_size)
         record = {"epoch": float(epoch), "lr": schedule.last,
                   **error_metrics(predictions, batch.rating, "train")}
         if not (math.isfinite(record["train_rmse"]) and bool(flat.data.isfinite().all())):
@@ -166,6 +177,7 @@ def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: Tra
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         _close(bar, record)
+        del batch  # free this epoch's shuffled copy before the next is made
         if best.update(record, flat.data, epoch, config.early_stopping):
             break
     if config.early_stopping is not None and best.epoch > 0:
@@ -246,11 +258,9 @@ def _validate(model: RatingModel, held: Columns, scale: tuple[float, float],
     return error_metrics(out.clamp_(scale[0], scale[1]), held.rating, "validation")
 
 
-def _report(bar: Any, done: int, predictions: Tensor, rating: Tensor, stop: int,
-            size: int) -> None:
-    """Every 50 steps, move the progress bar and show the loss over those steps."""
-    if bar is None or done % 50:
-        return
+def _report(bar: Any, predictions: Tensor, rating: Tensor, done: int, size: int) -> None:
+    """Move the progress bar past ``done`` batches; show the loss over the last 50."""
+    stop = min(done * size, len(rating))
     window = slice(max(0, stop - 50 * size), stop)
     bar.update(stop - bar.n)
     bar.set_postfix(loss=f"{float((predictions[window] - rating[window]).square().mean()):.4f}")
