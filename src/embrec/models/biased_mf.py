@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from embrec.config import config_from_dict, config_to_dict, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_embedding, logit, output_bounds
-from embrec.models.mlp import Step, bound, grad_of, output_and_gradient
+from embrec.models.mlp import Step, add_rows, bound, grad_of, output_and_gradient
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
 
@@ -144,8 +144,8 @@ class BiasedMF(RatingModel):
             if l2 > 0:
                 grad_u.add_(u, alpha=2.0 * l2 / len(rating))
                 grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-            user_grad.index_put_((user,), grad_u, accumulate=True)
-            item_grad.index_put_((item,), grad_i, accumulate=True)
+            add_rows(user_grad, user, grad_u)
+            add_rows(item_grad, item, grad_i)
             mean_grad.add_(grad.sum())
             return prediction
 

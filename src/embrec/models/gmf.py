@@ -26,6 +26,7 @@ from embrec.models.mlp import (
     Step,
     Tower,
     TowerStep,
+    add_rows,
     bound,
     grad_of,
     output_and_gradient,
@@ -172,8 +173,8 @@ class GMF(RatingModel):
             if l2 > 0:
                 grad_u.add_(u, alpha=2.0 * l2 / len(rating))
                 grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-            user_grad.index_put_((user,), grad_u, accumulate=True)
-            item_grad.index_put_((item,), grad_i, accumulate=True)
+            add_rows(user_grad, user, grad_u)
+            add_rows(item_grad, item, grad_i)
             return prediction
 
         return step

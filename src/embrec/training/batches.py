@@ -3,8 +3,8 @@
 No ``Dataset``/``DataLoader``: the whole training set lives on the device as
 int32 user and item indices and float32 ratings (12 bytes a rating, so 25M
 ratings take 300 MB); each epoch gathers them through one ``torch.randperm``
-into int64 copies (fastest to index with), and a batch is a slice of those, a
-view that costs nothing.
+into int64 copies (fastest to index with; ``index_select`` gathers twice as
+fast as ``[]``), and a batch is a slice of those, a view that costs nothing.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def shuffled(data: Columns, generator: torch.Generator) -> Columns:
     Returns:
         Shuffled copies.
     """
-    order = torch.randperm(len(data), generator=generator, device=data.rating.device)
-    return Columns(data.user[order].long(), data.item[order].long(), data.rating[order])
+    order = torch.randperm(len(data), generator=generator, device=data.rating.device,
+                           dtype=torch.int32 if len(data) < 2**31 else torch.int64)
+    return Columns(data.user.index_select(0, order).long(),
+                   data.item.index_select(0, order).long(), data.rating.index_select(0, order))
 
 
 def validation_rows(n: int, fraction: float, mode: str,

@@ -59,8 +59,9 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     """
     if len(data) == 0 or not history:
         return []
-    rows = torch.linspace(0, len(data) - 1, min(SAMPLE, len(data)), device=data.rating.device)
-    sample = Columns(*(c[rows.long()] for c in (data.user, data.item, data.rating)))
+    size = min(SAMPLE, len(data))
+    rows = torch.arange(size, device=data.rating.device) * (len(data) - 1) // max(size - 1, 1)
+    sample = Columns(*(c[rows] for c in (data.user, data.item, data.rating)))
     findings = _dead_units(model, sample)
     predictions = _predict(model, sample, scale)
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
