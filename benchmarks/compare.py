@@ -68,7 +68,8 @@ def rmse(predictions: np.ndarray, truth: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- workers
-def run_embrec(frame: pd.DataFrame, task: str, seed: int) -> dict[str, Any]:
+def run_embrec(frame: pd.DataFrame, task: str, seed: int,
+               threads: int | None = None) -> dict[str, Any]:
     """Fit embrec's preset for ``task`` on the split of ``seed``; score the test rows."""
     from embrec.data.ratings import Ratings
     from embrec.presets import fit_preset
@@ -82,10 +83,11 @@ def run_embrec(frame: pd.DataFrame, task: str, seed: int) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
-        rec = fit_preset(preset, train, seed=seed)
+        rec = fit_preset(preset, train, seed=seed, num_threads=threads)
         seconds = time.perf_counter() - started
     predictions = rec.predict(test.user.to_numpy(), test.item.to_numpy(), on_unknown="mean")
-    return {"framework": f"embrec {preset}", "seconds": seconds,
+    return {"framework": f"embrec {preset} ({rec.metadata.get('threads')} thread(s))",
+            "seconds": seconds,
             "rmse": rmse(predictions, test.rating.to_numpy()),
             "threads": rec.metadata.get("threads"),
             "warnings": [str(w.message).splitlines()[0] for w in caught]}
@@ -150,7 +152,8 @@ WORKERS = {"embrec": run_embrec, "keras": run_keras, "surprise": run_surprise}
 MODULES = {"embrec": "torch", "keras": "keras", "surprise": "surprise"}
 
 
-def in_subprocess(framework: str, task: str, seed: int, folder: Path) -> dict[str, Any] | None:
+def in_subprocess(framework: str, task: str, seed: int, folder: Path,
+                  threads: int | None = None) -> dict[str, Any] | None:
     """Run one worker in a fresh interpreter; ``None`` when its framework is not installed."""
     probe = subprocess.run([sys.executable, "-c", f"import {MODULES[framework]}"],
                            capture_output=True, check=False)
@@ -158,6 +161,8 @@ def in_subprocess(framework: str, task: str, seed: int, folder: Path) -> dict[st
         return None
     command = [sys.executable, __file__, "--worker", framework, "--tasks", task,
                "--seeds", str(seed), "--data", str(folder)]
+    if threads is not None:
+        command += ["--embrec-threads", str(threads)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
@@ -184,6 +189,17 @@ def machine() -> dict[str, Any]:
             "numpy": np.__version__}
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """Render a DataFrame as a Markdown table (without needing ``tabulate``)."""
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def summarise(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One line per (task, framework): mean and range of RMSE and fit seconds over seeds."""
     frame = pd.DataFrame(rows)
@@ -206,21 +222,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frameworks", nargs="+", default=list(WORKERS), choices=list(WORKERS))
+    parser.add_argument("--embrec-threads", nargs="+", type=int, default=[None],
+                        help="torch threads for embrec (default: its own choice, 1 here)")
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     frame = load_frame(args.data)
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](frame, args.tasks[0], args.seeds[0])))
+        extra = {"threads": args.embrec_threads[0]} if args.worker == "embrec" else {}
+        print(json.dumps(WORKERS[args.worker](frame, args.tasks[0], args.seeds[0], **extra)))
         return 0
     rows = []
     for task in args.tasks:
-        for framework in ("embrec", TASKS[task][2]):
+        runs = [("embrec", t) for t in args.embrec_threads] + [(TASKS[task][2], None)]
+        for framework, threads in runs:
             if framework not in args.frameworks:
                 continue
             for seed in args.seeds:
                 load = os.getloadavg()[0]
-                result = in_subprocess(framework, task, seed, args.data)
+                result = in_subprocess(framework, task, seed, args.data, threads)
                 if result is None:
                     print(f"skipped {framework} on {task} (not installed or failed)")
                     break
@@ -234,9 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                  *(f"- {key}: {value}" for key, value in facts.items()),
                  f"- load average at the end (1, 5, 15 min): {os.getloadavg()}",
                  f"- command: `python benchmarks/compare.py {' '.join(argv or sys.argv[1:])}`",
-                 "", table.to_markdown(index=False), "", "## Runs", "",
-                 pd.DataFrame(rows).drop(columns=["warnings"], errors="ignore")
-                 .round(4).to_markdown(index=False), ""]
+                 "", markdown(table), "", "## Runs", "",
+                 markdown(pd.DataFrame(rows).drop(columns=["warnings"], errors="ignore")), ""]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines))
     return 0
