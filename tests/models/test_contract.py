@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -181,3 +182,18 @@ def test_reaches_the_noise_floor_on_planted_data(name: str) -> None:
     baseline = float(np.std(truth))
     assert rmse < slack * floor, (rmse, floor, baseline)
     assert rmse < 0.7 * baseline
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cpu_and_gpu_agree(name: str, tiny: Any) -> None:
+    """The same weights predict the same on both devices; training on CUDA works as well."""
+    config = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=4)
+    rec = fit(small(name), tiny, config)
+    user, item = torch.as_tensor(tiny.user[:200]).long(), torch.as_tensor(tiny.item[:200]).long()
+    with torch.no_grad():
+        on_cpu = rec.model(user, item)
+        on_gpu = rec.model.to("cuda")(user.cuda(), item.cuda()).cpu()
+    torch.testing.assert_close(on_cpu, on_gpu, rtol=1e-4, atol=1e-4)
+    trained = fit(small(name), tiny, dataclasses.replace(config, device="cuda"))
+    assert trained.metadata["device"].startswith("cuda")
+    assert abs(trained.history[-1]["train_rmse"] - rec.history[-1]["train_rmse"]) < 0.1

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+import embrec.evaluation.metrics as m
 from embrec.config import require
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError, MetricWarning
-from embrec.evaluation import metrics as m
 from embrec.recommender import Recommender
 
 __all__ = ["METRICS", "evaluate"]

@@ -1,0 +1,30 @@
+"""The public surface: ``__all__`` lists exactly the public names, and each one resolves."""
+
+from __future__ import annotations
+
+import inspect
+
+import embrec
+import embrec.models
+
+
+def _public(module: object) -> set[str]:
+    names = {n for n in vars(module) if not n.startswith("_")}
+    return {n for n in names if not inspect.ismodule(getattr(module, n))} | {"__version__"}
+
+
+def test_all_equals_the_public_names() -> None:
+    assert set(embrec.__all__) == _public(embrec)
+    assert len(embrec.__all__) == len(set(embrec.__all__))
+
+
+def test_the_quickstart_verbs_are_exported() -> None:
+    for name in ("read_ratings", "load_dataset", "split", "fit", "fit_preset", "evaluate",
+                 "load", "save", "Recommender", "Ratings", "TrainConfig"):
+        assert callable(getattr(embrec, name)), name
+
+
+def test_models_registry_lists_every_config() -> None:
+    assert set(embrec.models.MODELS) == {"biased-mf", "gmf", "mlp", "neumf"}
+    for config in embrec.models.MODELS.values():
+        assert config.__name__ in embrec.models.__all__
