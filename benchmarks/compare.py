@@ -5,6 +5,7 @@ Usage::
     python benchmarks/compare.py                      # ML-100K, seeds 0 1 2, all tasks
     python benchmarks/compare.py --seeds 0 --tasks default --frameworks embrec surprise
     python benchmarks/compare.py --out benchmarks/results/compare.md
+    python benchmarks/compare.py --baseline-python venv/bin/python   # Keras/Surprise live there
 
 Each task fixes a split (a seeded ``numpy`` permutation; the last ``int(test_size * n)``
 rows are the test set, as ``embrec.split`` does) and every framework trains on exactly
@@ -152,14 +153,14 @@ WORKERS = {"embrec": run_embrec, "keras": run_keras, "surprise": run_surprise}
 MODULES = {"embrec": "torch", "keras": "keras", "surprise": "surprise"}
 
 
-def in_subprocess(framework: str, task: str, seed: int, folder: Path,
-                  threads: int | None = None) -> dict[str, Any] | None:
+def in_subprocess(framework: str, task: str, seed: int, folder: Path, threads: int | None = None,
+                  python: str = sys.executable) -> dict[str, Any] | None:
     """Run one worker in a fresh interpreter; ``None`` when its framework is not installed."""
-    probe = subprocess.run([sys.executable, "-c", f"import {MODULES[framework]}"],
+    probe = subprocess.run([python, "-c", f"import {MODULES[framework]}"],
                            capture_output=True, check=False)
     if probe.returncode != 0:
         return None
-    command = [sys.executable, __file__, "--worker", framework, "--tasks", task,
+    command = [python, __file__, "--worker", framework, "--tasks", task,
                "--seeds", str(seed), "--data", str(folder)]
     if threads is not None:
         command += ["--embrec-threads", str(threads)]
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embrec-threads", nargs="+", type=int, default=[None],
                         help="torch threads for embrec (default: its own choice, 1 here)")
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
+    parser.add_argument("--baseline-python", default=sys.executable,
+                        help="interpreter with Keras/Surprise installed (e.g. a separate venv)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     frame = load_frame(args.data)
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for seed in args.seeds:
                 load = os.getloadavg()[0]
-                result = in_subprocess(framework, task, seed, args.data, threads)
+                python = sys.executable if framework == "embrec" else args.baseline_python
+                result = in_subprocess(framework, task, seed, args.data, threads, python)
                 if result is None:
                     print(f"skipped {framework} on {task} (not installed or failed)")
                     break

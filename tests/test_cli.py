@@ -144,3 +144,67 @@ def test_train_with_no_options_uses_synthetic(tmp_path: Path, monkeypatch: pytes
     assert any((tmp_path / "runs").iterdir())
 
 
+
+
+def test_evaluate_ranking_metrics_and_segments(trained: tuple[Path, dict],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    assert main(["evaluate", str(out), "--metrics", "rmse", "ndcg@5", "coverage",
+                 "--segments", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["ndcg@5"] <= 1.0 and 0.0 < metrics["coverage"] <= 1.0
+    segments = metrics["segments"]
+    assert sum(part["n"] for name, part in segments.items()
+               if name in ("cold", "warm", "unknown-user")) <= metrics["n"]
+    assert main(["evaluate", str(out), "--metrics", "rmse", "--segments"]) == 0
+    assert "segment" in capsys.readouterr().out
+
+
+def test_train_last_split_and_fixed_test_file(ratings_csv: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "last"
+    assert main(["train", "--data", str(ratings_csv), "--split", "last", "--epochs", "10",
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["test"]["n"] == 80  # one rating per user: 80 users
+    assert main(["evaluate", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 80
+    assert main(["train", "--data", str(ratings_csv), "--test-data", str(ratings_csv),
+                 "--epochs", "10", "--out", str(tmp_path / "fixed"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["n"] == 1500
+
+
+def test_bad_split_method_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--split", "randon", "--quiet"]) == 2
+    assert "did you mean 'random'" in capsys.readouterr().err
+
+
+def test_serve_passes_its_flags(trained: tuple[Path, dict],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import embrec.serving.server as server
+
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(server, "serve", lambda path, **kw: calls.append((path, kw)))
+    out, _ = trained
+    assert main(["serve", str(out), "--port", "8123", "--workers", "2", "--threads", "2",
+                 "--no-access-log"]) == 0
+    path, options = calls[0]
+    assert path == str(out)
+    assert options == {"host": "127.0.0.1", "port": 8123, "workers": 2, "device": "cpu",
+                       "threads": 2, "access_log": False}
+
+
+def test_ml100k_info_and_recommend_with_titles(ml100k_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets", "info", str(ml100k_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["ratings"], info["users"], info["items"]) == (100_000, 943, 1_682)
+    out = tmp_path / "ml"
+    assert main(["train", "--data", str(ml100k_dir), "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "196", "-n", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "title" in text and text.count("(19") >= 5  # titles carry their year
+    assert main(["similar", str(out), "--item", "50", "-n", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and all(row["title"] for row in rows)

@@ -163,12 +163,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     rec = _load(args.model_dir)
     test = load_dataset(args.data) if args.data else recorded_test_split(rec)
-    metrics = evaluate(rec, test, metrics=args.metrics, k=args.k)
+    metrics = evaluate(rec, test, metrics=args.metrics, k=args.k, threshold=args.threshold,
+                       segments=args.segments)
     if args.json:
         _print_json(metrics)
-    else:
-        for key, value in metrics.items():
-            print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+        return 0
+    segments = metrics.pop("segments", None)
+    for key, value in metrics.items():
+        print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+    if segments:
+        print()
+        _print_frame(pd.DataFrame(segments).T.reset_index(names="segment"))
     return 0
 
 
@@ -222,7 +227,8 @@ def _print_result(frame: pd.DataFrame, as_json: bool) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from embrec.serving.server import serve
 
-    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers)
+    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
+          device=args.device, threads=args.threads, access_log=not args.no_access_log)
     return 0
 
 
@@ -242,7 +248,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--validation", type=float, help="fraction of train held out to validate")
     p.add_argument("--test-size", type=float, help="fraction held out for the test split")
-    p.add_argument("--split", choices=("random", "user", "time"))
+    p.add_argument("--split", help="random (default), user, time, last or leave-one-out")
     p.add_argument("--seed", type=int)
     p.add_argument("--test-data", help="evaluate on this file instead of splitting")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -256,8 +262,13 @@ def _add_model_commands(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a saved model")
     p.add_argument("model_dir")
     p.add_argument("--data", help="test ratings (default: the model's recorded test split)")
-    p.add_argument("--metrics", nargs="+", default=["rmse", "mae", "mse"])
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--metrics", nargs="+", default=["rmse", "mae", "mse"],
+                   help="e.g. rmse mae ndcg@10 precision@10 recall@10 map@10 hit_rate@10 coverage")
+    p.add_argument("-k", type=int, default=10, help="list length of ranking metrics without @K")
+    p.add_argument("--threshold", type=float, default=4.0,
+                   help="a test rating at or above it is relevant (ranking metrics)")
+    p.add_argument("--segments", action="store_true",
+                   help="break metrics down by cold/warm/unknown users and unknown items")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -290,7 +301,10 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("model_dir")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads per worker")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-access-log", action="store_true", help="no line per request")
     p.set_defaults(handler=_cmd_serve)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.datasets import load_dataset
 from embrec.data.ratings import Ratings
-from embrec.data.split import split
+from embrec.data.split import METHODS, split
 from embrec.errors import ArtifactError, DataError
 from embrec.evaluation.evaluate import evaluate
 from embrec.models.base import ModelConfig
@@ -25,7 +25,6 @@ from embrec.training.fit import fit
 
 __all__ = ["RunResult", "SplitSpec", "recorded_test_split", "train_run"]
 
-SPLIT_METHODS = ("random", "user", "time")
 RATING_METRICS = ("rmse", "mae", "mse")
 
 
@@ -34,17 +33,22 @@ class SplitSpec:
     """How a run splits its data into train and test.
 
     Attributes:
-        method: ``random`` rows, per-``user`` fraction, or ``time`` cut-off.
+        method: one of :data:`embrec.data.split.METHODS` (``random`` rows,
+            per-``user`` fraction, global ``time`` cut-off, each user's ``last``
+            ratings, ``leave-one-out``).
         test_size: fraction of ratings held out for testing.
         seed: seed of the split.
+        n_last: ratings per user held out by ``last``.
     """
 
     method: str = "random"
     test_size: float = 0.2
     seed: int = 0
+    n_last: int = 1
 
     def __post_init__(self) -> None:
-        require_choice("split", self.method, SPLIT_METHODS)
+        require_choice("split", self.method, METHODS)
+        require(self.n_last >= 1, "n_last", self.n_last, "must be at least 1")
         require(0 < self.test_size < 1, "test_size", self.test_size, "must be in (0, 1)")
 
 
@@ -98,9 +102,10 @@ def train_run(
     spec = split_spec or SplitSpec()
     ratings = load_dataset(data)
     if test_data is None:
-        train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method)
+        train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
+                            n_last=spec.n_last)
         record: dict[str, Any] = {"split": {"method": spec.method, "test_size": spec.test_size,
-                                           "seed": spec.seed}}
+                                           "seed": spec.seed, "n_last": spec.n_last}}
     else:
         train, test = ratings, load_dataset(test_data)
         record = {"split": {"test_data": _data_source(test_data)}}
@@ -153,7 +158,7 @@ def recorded_test_split(rec: Recommender) -> Ratings:
         return load_dataset(str(record["test_data"]))
     ratings = load_dataset(str(data))
     train, test = split(ratings, test_size=float(record["test_size"]), seed=int(record["seed"]),
-                        method=str(record["method"]))
+                        method=str(record["method"]), n_last=int(record.get("n_last", 1)))
     expected = rec.metadata.get("fingerprint")
     if expected and train.fingerprint() != expected:
         raise DataError(f"data {data!r} changed since the model was trained (fingerprint "
