@@ -197,3 +197,26 @@ def test_cpu_and_gpu_agree(name: str, tiny: Any) -> None:
     trained = fit(small(name), tiny, dataclasses.replace(config, device="cuda"))
     assert trained.metadata["device"].startswith("cuda")
     assert abs(trained.history[-1]["train_rmse"] - rec.history[-1]["train_rmse"]) < 0.1
+
+
+@pytest.mark.parametrize("tower", ["mlp", "neumf"])
+def test_cached_item_half_follows_weight_and_item_changes(tower: str) -> None:
+    """The item half of the first layer is reused between calls, but never when stale."""
+    model = small(tower).build(12, 30, scale=(1.0, 5.0), mean=3.0).eval()
+    users, items = torch.arange(12), torch.arange(30)
+    with torch.no_grad():
+        catalogue = model.item_vectors(items)
+        first = model.score_matrix(model.user_vectors(users), catalogue)
+        again = model.score_matrix(model.user_vectors(users), catalogue)
+        pairs = model(users.repeat_interleave(30), items.repeat(12)).reshape(12, 30)
+        model.tower.layer(0).weight.mul_(1.5)  # an optimiser step, in place
+        changed = model.score_matrix(model.user_vectors(users), catalogue)
+        changed_fresh = model.score_matrix(model.user_vectors(users), catalogue.clone())
+        catalogue.mul_(0.5)
+        moved = model.score_matrix(model.user_vectors(users), catalogue)
+        moved_fresh = model.score_matrix(model.user_vectors(users), catalogue.clone())
+    torch.testing.assert_close(first, pairs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(first, again)
+    assert not torch.allclose(first, changed)
+    torch.testing.assert_close(changed, changed_fresh)
+    torch.testing.assert_close(moved, moved_fresh)

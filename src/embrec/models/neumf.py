@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from embrec.config import config_from_dict, config_to_dict, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
-from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, Tower, bound
+from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, ItemHalfCache, Tower, bound
 
 __all__ = ["NeuMF", "NeuMFConfig"]
 
@@ -108,6 +108,7 @@ class NeuMF(RatingModel):
         for layer in (*(self.tower.layer(k) for k in range(len(self.tower.layers))), self.output):
             init_dense(layer, config.init)
         start_output(self.output, mean, self.bounds)
+        self.item_half = ItemHalfCache()
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return ``[gmf, mlp]`` user embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""
@@ -138,7 +139,7 @@ class NeuMF(RatingModel):
         first = self.tower.layer(0)
         half = first.weight.shape[1] // 2
         user_part = user_vectors[:, g:] @ first.weight[:, :half].t()  # (b, h_1)
-        item_part = torch.addmm(first.bias, item_vectors[:, g:], first.weight[:, half:].t())
+        item_part = self.item_half.get(first, item_vectors, g)  # (n, h_1), cached
         chunk = max(1, PAIR_BUDGET // max(user_part.numel(), 1))
         blocks = [self.tower.finish(user_part.unsqueeze(1) + item_part[s:s + chunk]) @ weight[g:]
                   for s in range(0, item_part.shape[0], chunk)]  # (b, chunk) each
