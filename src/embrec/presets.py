@@ -7,7 +7,10 @@ trains one, with any model or training field overridden by name.
 - ``movielens-notebook``: the MovieLens notebook (Dufourq/Durbach): embeddings of
   50 concatenated, dropout 0.3, Dense(70, relu), dropout 0.75, Dense(1); Keras
   initialisers; Adam with Keras' defaults (lr 1e-3, betas 0.9/0.999, epsilon
-  1e-7, dense updates); MSE; batch 64; 2 epochs; random 80/20 split.
+  1e-7, dense updates); MSE; batch 64; 2 epochs; random 80/20 split. (The
+  notebook's own test set, ``ratings[-train_indicator,]`` in R, is every row but
+  the first, since ``-TRUE`` is ``-1``: its test error is mostly training error.
+  ``embrec.split`` keeps the two sides disjoint.)
 - ``goodreads-notebook``: the Goodreads notebook: embeddings of 99 multiplied
   element-wise, dropout 0.2, Dense(1, relu), Dense(1); Keras initialisers and
   Adam; MSE; batch 32 (Keras' default); 10 epochs; ``validation_split=0.2``,
