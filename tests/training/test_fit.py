@@ -152,6 +152,31 @@ def test_threads_are_restored(tiny: Ratings) -> None:
     assert torch.get_num_threads() == before
 
 
+def test_wide_updates_change_nothing_but_speed(tiny: Ratings,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam on every thread while the step runs on one gives the very same weights."""
+    import sys
+
+    fit_module = sys.modules["embrec.training.fit"]
+
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, seed=3)
+    model = MLPConfig(embedding_dim=8, hidden=(6,), dropout=(0.1, 0.1), init="normal")
+    narrow = fit(model, tiny, config)
+    calls: list[int] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(fit_module, "WIDE_UPDATE", 0)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    before = torch.get_num_threads()
+    real(2)
+    try:
+        wide = fit(model, tiny, config)
+    finally:
+        real(before)
+    assert calls.count(2) > 10 and calls.count(1) > 10  # updates wide, steps narrow, per batch
+    for a, b in zip(narrow.model.parameters(), wide.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_progress_bar(tiny: Ratings, capsys: Any) -> None:
     fit(MF, tiny, TrainConfig(epochs=2, batch_size=8, progress=True, seed=0))
     err = capsys.readouterr().err

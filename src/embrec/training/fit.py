@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 Step = Callable[[Tensor, Tensor, Tensor], Tensor]
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
+WIDE_UPDATE = 65_536
+"""From this many parameters up, the optimiser step and the gradient reset use every thread
+torch has, even when the model's step runs on one: both are element-wise, so the result is
+the same, and on 2 cores Adam over ML-100K's 138,000 MLP parameters takes 40 us instead of 77."""
 
 
 def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | None = None, *,
@@ -74,7 +78,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     if device.type == "cpu":
         facts["threads"] = threads_for(config)
     started = time.perf_counter()
-    with _threads(config):
+    with _threads(config) as update_threads:
         torch.manual_seed(seed)
         fit_rows, held, facts["validation_unknown"] = _validation(train, validation, config, seed)
         data = columns(train, fit_rows, device)
@@ -82,7 +86,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         model = model_config.build(train.n_users, train.n_items, scale=train.scale,
                                    mean=mean).to(device)
         generator = torch.Generator(device=device).manual_seed(seed)
-        history = _epochs(model, data, held, config, generator, train.scale)
+        history = _epochs(model, data, held, config, generator, train.scale, update_threads)
         facts["fit_seconds"] = time.perf_counter() - started
         facts["diagnostics"] = diagnose(model, data, held, history, train.scale)
     return Recommender.from_training(model, model_config, config, train, history=history,
@@ -102,8 +106,11 @@ def threads_for(config: TrainConfig) -> int:
 
 
 @contextlib.contextmanager
-def _threads(config: TrainConfig) -> Iterator[None]:
+def _threads(config: TrainConfig) -> Iterator[int]:
     """Set torch's CPU threads and flush denormals to zero for the duration of ``fit``.
+
+    Yields the thread count for element-wise parameter updates: torch's own
+    setting unless ``num_threads`` fixes it (see :data:`WIDE_UPDATE`).
 
     Adam's moments of rarely used embedding rows decay geometrically into
     denormal floats, which x86 CPUs process ~100x slower: without flushing, the
@@ -115,7 +122,7 @@ def _threads(config: TrainConfig) -> Iterator[None]:
     torch.set_num_threads(wanted)
     flushing = torch.set_flush_denormal(True)
     try:
-        yield
+        yield config.num_threads or max(before, wanted)
     finally:
         torch.set_num_threads(before)
         if flushing:
@@ -139,10 +146,14 @@ def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
 
 
 def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: TrainConfig,
-            generator: torch.Generator, scale: tuple[float, float]) -> list[dict[str, float]]:
+            generator: torch.Generator, scale: tuple[float, float],
+            update_threads: int) -> list[dict[str, float]]:
     """The training loop: returns one history record per epoch."""
     flat = FlatParameters(model)
     optimizer = Optimizer(flat, config)
+    step_threads = torch.get_num_threads()
+    if flat.data.numel() < WIDE_UPDATE or flat.data.device.type != "cpu":
+        update_threads = step_threads
     for module in model.modules():
         if isinstance(module, Tower):
             module.reset_masks()  # masks drawn on another device or dtype
@@ -160,8 +171,10 @@ def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: Tra
             slices = (c.split(config.batch_size) for c in (*batch, predictions))
             for k, (user, item, rating, out) in enumerate(zip(*slices, strict=True)):
                 out.copy_(step(user, item, rating))
+                torch.set_num_threads(update_threads)
                 optimizer.step(schedule.next())
                 flat.grad.zero_()
+                torch.set_num_threads(step_threads)
                 if bar is not None and k % 50 == 49:
                     _report(bar, predictions, batch.rating, k + 1, config.batch_size)
         record = {"epoch": float(epoch), "lr": schedule.last,
