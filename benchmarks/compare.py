@@ -87,7 +87,8 @@ def run_embrec(frame: pd.DataFrame, task: str, seed: int,
         rec = fit_preset(preset, train, seed=seed, num_threads=threads)
         seconds = time.perf_counter() - started
     predictions = rec.predict(test.user.to_numpy(), test.item.to_numpy(), on_unknown="mean")
-    return {"framework": f"embrec {preset} ({rec.metadata.get('threads')} thread(s))",
+    threads_used = f"{rec.metadata.get('threads')}/{rec.metadata.get('update_threads')}"
+    return {"framework": f"embrec {preset} ({threads_used} threads: step/update)",
             "seconds": seconds,
             "rmse": rmse(predictions, test.rating.to_numpy()),
             "threads": rec.metadata.get("threads"),

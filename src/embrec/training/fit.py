@@ -78,7 +78,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     if device.type == "cpu":
         facts["threads"] = threads_for(config)
     started = time.perf_counter()
-    with _threads(config) as update_threads:
+    with _threads(config) as wide:
         torch.manual_seed(seed)
         fit_rows, held, facts["validation_unknown"] = _validation(train, validation, config, seed)
         data = columns(train, fit_rows, device)
@@ -86,6 +86,9 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         model = model_config.build(train.n_users, train.n_items, scale=train.scale,
                                    mean=mean).to(device)
         generator = torch.Generator(device=device).manual_seed(seed)
+        update_threads = _update_threads(model, wide)
+        if device.type == "cpu":
+            facts["update_threads"] = update_threads
         history = _epochs(model, data, held, config, generator, train.scale, update_threads)
         facts["fit_seconds"] = time.perf_counter() - started
         facts["diagnostics"] = diagnose(model, data, held, history, train.scale)
@@ -129,6 +132,13 @@ def _threads(config: TrainConfig) -> Iterator[int]:
             torch.set_flush_denormal(False)
 
 
+def _update_threads(model: RatingModel, wide: int) -> int:
+    """Threads for the optimiser step: ``wide`` for big CPU models, else the step's own."""
+    parameters = sum(p.numel() for p in model.parameters())
+    cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return wide if cpu and parameters >= WIDE_UPDATE else torch.get_num_threads()
+
+
 def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
                 seed: int) -> tuple[np.ndarray | None, Columns | None, int]:
     """Return the fitted rows of ``train``, the validation columns and the unknown count."""
@@ -152,8 +162,6 @@ def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: Tra
     flat = FlatParameters(model)
     optimizer = Optimizer(flat, config)
     step_threads = torch.get_num_threads()
-    if flat.data.numel() < WIDE_UPDATE or flat.data.device.type != "cpu":
-        update_threads = step_threads
     for module in model.modules():
         if isinstance(module, Tower):
             module.reset_masks()  # masks drawn on another device or dtype
