@@ -41,7 +41,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _print_frame(frame: pd.DataFrame) -> None:
-    print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print(frame.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4f}"))
 
 
 # ----------------------------------------------------------------------------- datasets
