@@ -127,6 +127,19 @@ def test_user_errors_exit_2_without_traceback(
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content", [None, "", "user,item\n1,2,3,4\n\"unclosed"])
+def test_unreadable_pairs_file_exits_2(trained: tuple[Path, dict], tmp_path: Path,
+                                       content: str | None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    pairs = tmp_path / "pairs.csv"
+    if content is not None:
+        pairs.write_text(content)
+    assert main(["predict", str(out), "--input", str(pairs)]) == 2
+    err = capsys.readouterr().err
+    assert str(pairs) in err and "Traceback" not in err
+
+
 def test_unknown_user_exits_2(trained: tuple[Path, dict],
                               capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = trained

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from embrec.errors import ConfigError, EmbrecError
+from embrec.errors import ConfigError, DataError, EmbrecError
 
 __all__ = ["main"]
 
@@ -180,7 +180,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     rec = _load(args.model_dir)
     if args.input:
-        pairs = pd.read_csv(args.input)
+        pairs = _read_pairs(args.input)
         missing = [c for c in ("user", "item") if c not in pairs.columns]
         if missing:
             raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
@@ -201,6 +201,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(f"{value:.4f}")
     return 0
+
+
+def _read_pairs(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError as error:
+        raise DataError("no such file", path=path,
+                        hint="give a CSV with a header 'user,item'") from error
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"cannot read the pairs: {str(error).splitlines()[0]}", path=path,
+                        hint="give a CSV with a header 'user,item'") from error
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
