@@ -140,6 +140,27 @@ def test_unreadable_pairs_file_exits_2(trained: tuple[Path, dict], tmp_path: Pat
     assert str(pairs) in err and "Traceback" not in err
 
 
+def test_unwritable_output_exits_2(trained: tuple[Path, dict], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = trained
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user,item\n1,1\n")
+    target = tmp_path / "missing" / "out.csv"
+    assert main(["predict", str(out), "--input", str(pairs), "--output", str(target),
+                 "--on-unknown", "mean"]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:over-fitting:embrec.errors.TrainingWarning")
+def test_early_stopping_flag(ratings_csv: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--epochs", "30",
+                 "--validation", "0.2", "--early-stopping", "1", "--weight-decay", "0",
+                 "--seed", "0", "--out", str(tmp_path / "m"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] < 30 and summary["validation"]["rmse"] > 0
+
+
 def test_unknown_user_exits_2(trained: tuple[Path, dict],
                               capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = trained

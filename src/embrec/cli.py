@@ -87,6 +87,7 @@ def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                               "weight_decay": args.weight_decay, "validation": args.validation,
                               "seed": args.seed, "device": args.device,
+                              "early_stopping": args.early_stopping,
                               "progress": not args.json and not args.quiet})
     test_size = args.test_size or file.get("split", {}).get("test_size")
     if test_size is None:
@@ -188,7 +189,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
                                           on_unknown=args.on_unknown)
         if args.output:
-            pairs.to_csv(args.output, index=False)
+            _write_csv(pairs, args.output)
         else:
             print(pairs.to_csv(index=False), end="")
         return 0
@@ -201,6 +202,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(f"{value:.4f}")
     return 0
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as error:
+        raise ConfigError("output", path, f"cannot be written ({error})",
+                          hint="pick a path in an existing, writable folder") from error
 
 
 def _read_pairs(path: str) -> pd.DataFrame:
@@ -258,6 +267,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--validation", type=float, help="fraction of train held out to validate")
+    p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
+                   help="stop after this many epochs without a better validation RMSE")
     p.add_argument("--test-size", type=float, help="fraction held out for the test split")
     p.add_argument("--split", help="random (default), user, time, last or leave-one-out")
     p.add_argument("--seed", type=int)
