@@ -156,6 +156,7 @@ def test_early_stopping_flag(ratings_csv: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--epochs", "30",
                  "--validation", "0.2", "--early-stopping", "1", "--weight-decay", "0",
+                 "--batch-size", "32", "--learning-rate", "0.05",
                  "--seed", "0", "--out", str(tmp_path / "m"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] < 30 and summary["validation"]["rmse"] > 0
