@@ -31,8 +31,8 @@ __all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "ItemHalfCache", "MLPConfig", "
 
 ACTIVATIONS = ("relu", "tanh", "linear")
 PAIR_BUDGET = 1 << 20
-"""Most (user, item, hidden) entries ``score_matrix`` builds at once (4 MB: stays in cache;
-measured on 60,000 items: 1.3 ms per user against 3.2 ms for the whole catalogue at once)."""
+"""Most (user, item, hidden) entries ``score_matrix`` builds at once: 4 MB, which stays in
+cache, where whole-catalogue blocks (60,000 items x 70 units, 17 MB) paid for fresh pages."""
 
 Saved = list[tuple[Tensor, Tensor | None, Tensor]]
 """Per dense layer: its input after dropout, the dropout mask, and its output."""
@@ -445,8 +445,8 @@ class MLP(RatingModel):
 
         The first dense layer splits, ``W [u; i] = W_u u + W_i i``, so it costs one
         product per side (the item side cached between calls) and a broadcast
-        add; items go in chunks that keep the
-        ``(users, items, width)`` block under 64 MB.
+        add; items go in chunks that keep the ``(users, items, width)`` block
+        within :data:`PAIR_BUDGET`.
 
         Returns:
             ``(n_users_block, n_items_block)`` predictions.
