@@ -11,11 +11,12 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from embrec.errors import ConfigError
 
-__all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "require", "require_choice"]
+__all__ = ["JsonConfig", "TrainConfig", "config_from_dict", "config_to_dict", "require",
+           "require_choice"]
 
 T = TypeVar("T")
 
@@ -92,8 +93,27 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     return cls(**kwargs)
 
 
+class JsonConfig:
+    """``to_dict``/``from_dict`` for the frozen config dataclasses (a mixin with no state)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-ready dict (tuples become lists)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build the config from a dict.
+
+        Raises:
+            ConfigError: for an unknown key (with the closest match) or an invalid value.
+        """
+        return config_from_dict(cls, data)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train: optimiser, batches, epochs, validation, early stopping, device.
 
     Attributes:
@@ -164,16 +184,3 @@ class TrainConfig:
             self.device,
             "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-ready dict."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build a config from a dict, rejecting unknown keys.
-
-        Raises:
-            ConfigError: for an unknown key or an invalid value.
-        """
-        return config_from_dict(cls, data)

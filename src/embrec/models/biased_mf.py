@@ -8,14 +8,13 @@ matrix product plus two broadcast adds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_embedding, logit, output_bounds
 from embrec.models.mlp import Step, add_rows, bound, grad_of, output_and_gradient
@@ -24,7 +23,7 @@ __all__ = ["BiasedMF", "BiasedMFConfig"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class BiasedMFConfig:
+class BiasedMFConfig(JsonConfig):
     """Global mean, user and item biases and a dot product of factors.
 
     Attributes:
@@ -60,19 +59,6 @@ class BiasedMFConfig:
             The model.
         """
         return BiasedMF(n_users, n_items, self, scale, mean)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-ready dict."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BiasedMFConfig:
-        """Build the config from a dict.
-
-        Raises:
-            ConfigError: for an unknown key or an invalid value.
-        """
-        return config_from_dict(cls, data)
 
 
 class BiasedMF(RatingModel):

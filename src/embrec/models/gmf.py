@@ -10,14 +10,13 @@ model predicts one constant; the training diagnostics report it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import (
@@ -36,7 +35,7 @@ __all__ = ["GMF", "GMFConfig"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class GMFConfig:
+class GMFConfig(JsonConfig):
     """Element-wise product of embeddings, then dense layers.
 
     Attributes:
@@ -81,19 +80,6 @@ class GMFConfig:
             The model.
         """
         return GMF(n_users, n_items, self, scale, mean)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-ready dict."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GMFConfig:
-        """Build the config from a dict.
-
-        Raises:
-            ConfigError: for an unknown key or an invalid value.
-        """
-        return config_from_dict(cls, data)
 
 
 class GMF(RatingModel):

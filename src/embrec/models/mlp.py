@@ -15,14 +15,14 @@ arithmetic. Both paths draw the same dropout masks from the same generator.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
-from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 
@@ -342,7 +342,7 @@ def bound(z: Tensor, bounds: tuple[float, float] | None) -> Tensor:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class MLPConfig:
+class MLPConfig(JsonConfig):
     """An MLP over concatenated embeddings.
 
     Attributes:
@@ -391,19 +391,6 @@ class MLPConfig:
             The model.
         """
         return MLP(n_users, n_items, self, scale, mean)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-ready dict."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MLPConfig:
-        """Build the config from a dict.
-
-        Raises:
-            ConfigError: for an unknown key or an invalid value.
-        """
-        return config_from_dict(cls, data)
 
 
 class MLP(RatingModel):

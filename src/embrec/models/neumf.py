@@ -8,14 +8,13 @@ user's vector is ``[gmf factors, mlp factors]``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from embrec.config import config_from_dict, config_to_dict, require, require_choice
+from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import RatingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, ItemHalfCache, Tower, bound
@@ -24,7 +23,7 @@ __all__ = ["NeuMF", "NeuMFConfig"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class NeuMFConfig:
+class NeuMFConfig(JsonConfig):
     """Fused GMF and MLP towers.
 
     Attributes:
@@ -73,19 +72,6 @@ class NeuMFConfig:
             The model.
         """
         return NeuMF(n_users, n_items, self, scale, mean)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-ready dict."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NeuMFConfig:
-        """Build the config from a dict.
-
-        Raises:
-            ConfigError: for an unknown key or an invalid value.
-        """
-        return config_from_dict(cls, data)
 
 
 class NeuMF(RatingModel):
