@@ -167,6 +167,8 @@ def test_unknown_user_exits_2(trained: tuple[Path, dict],
     out, _ = trained
     assert main(["recommend", str(out), "--user", "999999"]) == 2
     assert "unknown user 999999" in capsys.readouterr().err
+    assert main(["predict", str(out), "--user", "999999", "--item", "999999"]) == 2
+    assert "--on-unknown mean" in capsys.readouterr().err
 
 
 def test_train_with_no_options_uses_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

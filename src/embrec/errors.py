@@ -121,10 +121,7 @@ class UnknownIdError(EmbrecError, KeyError):
         shown = ", ".join(repr(i) for i in self.ids[:5])
         more = f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else ""
         noun = kind if len(self.ids) == 1 else f"{kind}s"
-        default_hint = (
-            f"the model knows only the {kind}s of its training data; "
-            "pass on_unknown='nan' or on_unknown='mean' to get a fallback instead"
-        )
+        default_hint = f"the model knows only the {kind}s of its training data"
         super().__init__(f"unknown {noun} {shown}{more}", hint=hint or default_hint)
 
 

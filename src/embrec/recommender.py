@@ -22,7 +22,7 @@ import torch
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ConfigError
+from embrec.errors import ConfigError, UnknownIdError
 from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
@@ -169,8 +169,14 @@ class Recommender:
         require_choice("on_unknown", on_unknown, ("error", "nan", "mean"))
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
         policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"
-        u = self.users.index(self.users.coerce(user), on_unknown=policy)
-        i = self.items.index(self.items.coerce(item), on_unknown=policy)
+        try:
+            u = self.users.index(self.users.coerce(user), on_unknown=policy)
+            i = self.items.index(self.items.coerce(item), on_unknown=policy)
+        except UnknownIdError as error:
+            raise UnknownIdError(error.kind, error.ids, hint=(
+                f"the model knows only the {error.kind}s of its training data; pass "
+                "on_unknown='mean' (CLI: --on-unknown mean) for a fallback from the data's "
+                "means, or on_unknown='nan'")) from None
         out = self.predict_with_fallback(u, i, on_unknown=on_unknown, clip=clip)
         return float(out[0]) if scalar else out
 
