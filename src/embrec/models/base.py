@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ModelConfig", "RatingModel"]
+__all__ = ["EmbeddingModel", "ModelConfig", "RatingModel"]
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -73,6 +73,34 @@ class RatingModel(nn.Module, ABC):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+
+
+class EmbeddingModel(RatingModel):
+    """A rating model whose user and item vectors are rows of one embedding table per side.
+
+    Every registered model is one; it differs only in what ``score`` does with
+    the rows (and in how it initialises them).
+
+    Args:
+        n_users: rows of ``user_embedding``.
+        n_items: rows of ``item_embedding``.
+        width: columns of both tables.
+    """
+
+    def __init__(self, n_users: int, n_items: int, width: int) -> None:
+        super().__init__(n_users, n_items)
+        self.user_embedding = nn.Embedding(n_users, width)
+        self.item_embedding = nn.Embedding(n_items, width)
+
+    def user_vectors(self, user: Tensor) -> Tensor:
+        """Return the users' embedding rows: ``(batch, width)``."""
+        vectors: Tensor = self.user_embedding(user)
+        return vectors
+
+    def item_vectors(self, item: Tensor) -> Tensor:
+        """Return the items' embedding rows: ``(batch, width)``."""
+        vectors: Tensor = self.item_embedding(item)
+        return vectors
 
 class ModelConfig(Protocol):
     """What every model config offers: a registry name, ``build`` and a JSON round trip."""

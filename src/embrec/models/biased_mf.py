@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import RatingModel
+from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_embedding, logit, output_bounds
 from embrec.models.mlp import Step, add_rows, bound, grad_of, output_and_gradient
 
@@ -61,15 +61,13 @@ class BiasedMFConfig(JsonConfig):
         return BiasedMF(n_users, n_items, self, scale, mean)
 
 
-class BiasedMF(RatingModel):
+class BiasedMF(EmbeddingModel):
     """``mean + b_u + b_i + p_u · q_i``; rows are ``[factors, bias]``."""
 
     def __init__(self, n_users: int, n_items: int, config: BiasedMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        super().__init__(n_users, n_items)
         dim = config.embedding_dim
-        self.user_embedding = nn.Embedding(n_users, dim + 1)  # [factors, bias]
-        self.item_embedding = nn.Embedding(n_items, dim + 1)  # [factors, bias]
+        super().__init__(n_users, n_items, dim + 1)  # rows are [factors, bias]
         self.bounds = output_bounds(scale) if config.bounded else None
         start = mean if self.bounds is None else logit((mean - self.bounds[0]) / self.bounds[1])
         self.global_bias = nn.Parameter(torch.tensor([float(start)]))
@@ -77,16 +75,6 @@ class BiasedMF(RatingModel):
             init_embedding(table.weight, config.init, config.init_std)
             with torch.no_grad():
                 table.weight[:, dim].zero_()
-
-    def user_vectors(self, user: Tensor) -> Tensor:
-        """Return ``[factors, bias]`` per user: ``(batch, embedding_dim + 1)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
-
-    def item_vectors(self, item: Tensor) -> Tensor:
-        """Return ``[factors, bias]`` per item: ``(batch, embedding_dim + 1)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import RatingModel
+from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import (
     ACTIVATIONS,
@@ -82,15 +82,13 @@ class GMFConfig(JsonConfig):
         return GMF(n_users, n_items, self, scale, mean)
 
 
-class GMF(RatingModel):
+class GMF(EmbeddingModel):
     """User embedding ⊙ item embedding -> dropout -> dense layers -> one output."""
 
     def __init__(self, n_users: int, n_items: int, config: GMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        super().__init__(n_users, n_items)
         dim = config.embedding_dim
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
+        super().__init__(n_users, n_items, dim)
         dropout = (config.dropout,) + (0.0,) * len(config.hidden)
         self.tower = Tower((dim, *config.hidden, 1), dropout, config.activation)
         self.bounds = output_bounds(scale) if config.bounded else None
@@ -100,16 +98,6 @@ class GMF(RatingModel):
             init_dense(self.tower.layer(k), config.init)
         if config.init == "normal":
             start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
-
-    def user_vectors(self, user: Tensor) -> Tensor:
-        """Return user embeddings: ``(batch, embedding_dim)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
-
-    def item_vectors(self, item: Tensor) -> Tensor:
-        """Return item embeddings: ``(batch, embedding_dim)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""

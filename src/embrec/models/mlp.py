@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import RatingModel
+from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 
 __all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "ItemHalfCache", "MLPConfig", "Step", "Tower",
@@ -393,15 +393,13 @@ class MLPConfig(JsonConfig):
         return MLP(n_users, n_items, self, scale, mean)
 
 
-class MLP(RatingModel):
+class MLP(EmbeddingModel):
     """Concatenated embeddings -> dense tower -> one output."""
 
     def __init__(self, n_users: int, n_items: int, config: MLPConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        super().__init__(n_users, n_items)
         dim = config.embedding_dim
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
+        super().__init__(n_users, n_items, dim)
         self.tower = Tower((2 * dim, *config.hidden, 1), config.dropout, config.activation)
         self.bounds = output_bounds(scale) if config.bounded else None
         for table in (self.user_embedding, self.item_embedding):
@@ -411,16 +409,6 @@ class MLP(RatingModel):
         if config.init == "normal":
             start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
         self.item_half = ItemHalfCache()
-
-    def user_vectors(self, user: Tensor) -> Tensor:
-        """Return user embeddings: ``(batch, embedding_dim)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
-
-    def item_vectors(self, item: Tensor) -> Tensor:
-        """Return item embeddings: ``(batch, embedding_dim)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""

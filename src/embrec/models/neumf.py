@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import RatingModel
+from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, ItemHalfCache, Tower, bound
 
@@ -74,16 +74,14 @@ class NeuMFConfig(JsonConfig):
         return NeuMF(n_users, n_items, self, scale, mean)
 
 
-class NeuMF(RatingModel):
+class NeuMF(EmbeddingModel):
     """``out([p_u ⊙ q_i, mlp([p'_u; q'_i])])`` with separate GMF and MLP embeddings."""
 
     def __init__(self, n_users: int, n_items: int, config: NeuMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        super().__init__(n_users, n_items)
-        self.gmf_dim = config.embedding_dim
         width = config.embedding_dim + config.mlp_embedding_dim
-        self.user_embedding = nn.Embedding(n_users, width)  # [gmf, mlp]
-        self.item_embedding = nn.Embedding(n_items, width)  # [gmf, mlp]
+        super().__init__(n_users, n_items, width)  # rows are [gmf, mlp]
+        self.gmf_dim = config.embedding_dim
         self.tower = Tower((2 * config.mlp_embedding_dim, *config.hidden),
                            (config.dropout,) * len(config.hidden), config.activation,
                            activate_last=True)
@@ -95,16 +93,6 @@ class NeuMF(RatingModel):
             init_dense(layer, config.init)
         start_output(self.output, mean, self.bounds)
         self.item_half = ItemHalfCache()
-
-    def user_vectors(self, user: Tensor) -> Tensor:
-        """Return ``[gmf, mlp]`` user embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
-
-    def item_vectors(self, item: Tensor) -> Tensor:
-        """Return ``[gmf, mlp]`` item embeddings: ``(batch, embedding_dim + mlp_embedding_dim)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""
