@@ -36,7 +36,9 @@ from embrec.recommender import Recommender
 
 __all__ = ["PRESETS", "Preset", "fit_preset"]
 
-KERAS_ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "adam_epsilon": 1e-7}
+KERAS_ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "adam_epsilon": 1e-7,
+              "embedding_updates": "dense"}
+"""Keras' Adam: every embedding row's moments decay at every step (O(catalogue) a step)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

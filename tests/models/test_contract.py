@@ -15,6 +15,8 @@ from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.models import MODELS, model_config_from_dict
 from embrec.training import fit
+from embrec.training.batches import Columns
+from embrec.training.step import make_step
 
 SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings on tiny data)
     "biased-mf": {"embedding_dim": 8},
@@ -31,10 +33,10 @@ def small(name: str, **extra: Any) -> Any:
     return MODELS[name](**{**SMALL[name], **extra})
 
 
-def reset_masks(model: torch.nn.Module) -> None:
+def reset_masks(model: torch.nn.Module, generator: torch.Generator | None = None) -> None:
     for module in model.modules():
         if hasattr(module, "reset_masks"):
-            module.reset_masks()
+            module.reset_masks(generator)
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -80,35 +82,49 @@ def test_gradients_reach_both_embeddings(name: str) -> None:
 
 
 @pytest.mark.parametrize(("bounded", "activation"), [(False, "relu"), (True, "tanh")])
-def test_hand_written_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
-    """The fast training step computes exactly autograd's gradients, dropout included."""
+def test_fast_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
+    """A hand-written step gives exactly the reference step's outputs, dropout included:
+    the predictions, every gathered row's gradient and every dense parameter's gradient."""
     extra = {} if name == "biased-mf" else {"activation": activation}
     model = small(name, bounded=bounded, **extra).build(9, 8, scale=(1.0, 5.0), mean=3.5)
     model = model.double()
     if not hasattr(model, "gradient_step"):
-        pytest.skip(f"{name} trains with autograd")
+        pytest.skip(f"{name} has no hand-written step: autograd is its only path")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    user, item = torch.randint(0, 9, (32,)), torch.randint(0, 8, (32,))
-    rating = torch.rand(32, dtype=torch.float64) * 4 + 1
+    batch = Columns(torch.randint(0, 9, (32,)), torch.randint(0, 8, (32,)),
+                    torch.rand(32, dtype=torch.float64) * 4 + 1)
+    config = TrainConfig(weight_decay=0.05, bias_weight_decay=0.02)
     model.train()
-    torch.manual_seed(3)
-    reset_masks(model)
-    users, items = model.user_vectors(user), model.item_vectors(item)
-    prediction = model.score(users, items)
-    loss = (prediction - rating).square().mean() + 0.05 * (users.square().sum()
-                                                            + items.square().sum()) / 32
-    expected = torch.autograd.grad(loss, list(model.parameters()))
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    torch.manual_seed(3)
-    reset_masks(model)
-    with torch.no_grad():
-        fast = model.gradient_step(0.05)(user, item, rating)
-    torch.testing.assert_close(fast, prediction.detach())
-    for want, p in zip(expected, model.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, want)
+    outputs, dense = [], []
+    for path in ("autograd", "auto"):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        reset_masks(model, torch.Generator().manual_seed(3))
+        step, taken = make_step(model, dataclasses.replace(config, step_path=path))
+        assert taken == ("autograd" if path == "autograd" else "fast")
+        outputs.append(step(batch))
+        dense.append([p.grad.clone() for n, p in model.named_parameters()
+                      if "embedding" not in n])
+    reference, fast = outputs
+    for field in ("prediction", "user_index", "user_grad", "item_index", "item_grad"):
+        torch.testing.assert_close(getattr(fast, field), getattr(reference, field))
+    for want, got in zip(*dense, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_fast_path_trains_to_the_same_weights(name: str, tiny: Any) -> None:
+    """Whole trainings through the fast path and through autograd end at the same weights."""
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, weight_decay=0.02,
+                         bias_weight_decay=0.01, seed=5)
+    fast = fit(small(name), tiny, config)
+    reference = fit(small(name), tiny, dataclasses.replace(config, step_path="autograd"))
+    assert reference.metadata["step_path"] == "autograd"
+    expected = "fast" if hasattr(reference.model, "gradient_step") else "autograd"
+    assert fast.metadata["step_path"] == expected
+    for a, b in zip(fast.model.parameters(), reference.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
