@@ -28,8 +28,9 @@ from embrec.models.base import RatingModel
 __all__ = ["EASE", "EASEConfig", "ease_weights", "history_matrix"]
 
 VALUES = ("binary", "rating")
-FIT_BYTES_PER_ENTRY = 20
-"""Bytes per item-item entry while fitting: float64 Gram and its Cholesky factor, float32 B."""
+FIT_BYTES_PER_ENTRY = 24
+"""Bytes per item-item entry at the peak of fitting: the float64 Gram matrix and its
+inverse, the float32 ``B`` and the model's copy of it."""
 
 
 def _gib(n_bytes: float) -> str:
@@ -47,7 +48,7 @@ class EASEConfig(JsonConfig):
         values: ``binary`` (1 for every rated item, whatever the rating) or
             ``rating`` (the rating value).
         max_items: the largest catalogue accepted; ``B`` holds ``n_items²``
-            float32 and fitting needs about 20 bytes per entry.
+            float32 and fitting needs about 24 bytes per entry.
     """
 
     name: ClassVar[str] = "ease"
@@ -121,14 +122,11 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     x = history.astype(np.float64)
     gram = torch.as_tensor((x.T @ x).toarray(), device=device)  # (n_items, n_items) float64
     gram.diagonal().add_(l2)
-    factor = torch.linalg.cholesky(gram)
+    precision = torch.linalg.inv(gram)  # P; symmetric positive definite since l2 > 0
     del gram
-    precision = torch.cholesky_inverse(factor)  # P
-    del factor
-    weights = precision / precision.diagonal().neg()  # column j divided by -P[j, j]
-    del precision
-    weights.diagonal().zero_()
-    return weights.float()
+    precision.div_(precision.diagonal().neg().clone())  # column j divided by -P[j, j]
+    precision.diagonal().zero_()
+    return precision.float()
 
 
 class EASE(RatingModel):
