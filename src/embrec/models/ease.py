@@ -122,7 +122,7 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     x = history.astype(np.float64)
     gram = torch.as_tensor((x.T @ x).toarray(), device=device)  # (n_items, n_items) float64
     gram.diagonal().add_(l2)
-    precision = torch.linalg.inv(gram)  # P; symmetric positive definite since l2 > 0
+    precision: Tensor = torch.linalg.inv(gram)  # P; symmetric positive definite: l2 > 0
     del gram
     precision.div_(precision.diagonal().neg().clone())  # column j divided by -P[j, j]
     precision.diagonal().zero_()
