@@ -1,13 +1,17 @@
 """In-process latency of top-N for one user over an ML-25M-sized catalogue (60,000 items).
 
 Usage: python benchmarks/topn_latency.py [--model biased-mf] [--items 60000] [--users 20000]
-                                         [--calls 2000] [--threads N]
+                                         [--calls 2000] [--threads N] [--preset ranking]
+                                         [--http]
 
 Builds the model directly from its config (random weights; latency does not
 depend on training), wraps it in a Recommender with about 100 seen ratings per
 user, warms up, then times ``rec.recommend(user=..., n=10)`` for random users,
 plus ``similar_items``, ``recommend_for_ratings`` (fold-in of 20 ratings) and a
-1,000-user batch. Prints a table and writes benchmarks/results/topn_latency.json.
+1,000-user batch. ``--preset`` takes the model (and what its scores mean) from a
+preset; ``--http`` also times ``GET /users/{id}/recommendations?n=10`` through the
+FastAPI app in process (Starlette's TestClient, no network). Prints a table and
+writes benchmarks/results/topn_latency.json.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def build(model_name: str, n_users: int, n_items: int, seen_per_user: int,
-          seed: int = 0) -> Recommender:
+          seed: int = 0, preset: str | None = None) -> Recommender:
     """A recommender around an untrained model and random seen ratings."""
     from embrec.models import MODELS
+    from embrec.presets import PRESETS
 
     torch.manual_seed(seed)
-    config = MODELS[model_name]()
+    config = PRESETS[preset].model if preset else MODELS[model_name]()
     model = config.build(n_users, n_items, scale=(0.5, 5.0), mean=3.5).eval()
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n_users), seen_per_user)
@@ -48,7 +53,10 @@ def build(model_name: str, n_users: int, n_items: int, seen_per_user: int,
     seen = sp.csr_matrix((ratings, (rows[keep], cols[keep])), shape=(n_users, n_items))
     users = IdIndex(np.arange(1, n_users + 1), kind="user")
     items = IdIndex(np.sort(rng.choice(209_171, n_items, replace=False)) + 1, kind="item")
-    return Recommender(model, config, TrainConfig(), users, items, (0.5, 5.0), 3.5, seen)
+    train = PRESETS[preset].train if preset else TrainConfig()
+    scores = "rating" if train.loss == "rating" or train.loss.startswith("rating+") else "ranking"
+    return Recommender(model, config, train, users, items, (0.5, 5.0), 3.5, seen,
+                       metadata={"scores": scores, "preset": preset})
 
 
 def time_calls(call: Callable[[int], Any], arguments: np.ndarray,
@@ -72,6 +80,23 @@ def time_calls(call: Callable[[int], Any], arguments: np.ndarray,
             "cpu_p99_ms": float(np.percentile(cpu, 99)), "calls": len(arguments)}
 
 
+def http_calls(rec: Recommender, users: np.ndarray) -> dict[str, float]:
+    """Time the recommendations endpoint through the app, in process."""
+    import warnings
+
+    from embrec.serving import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    with TestClient(create_app(rec)) as client:
+        def call(user: int) -> None:
+            response = client.get(f"/users/{user}/recommendations?n=10")
+            assert response.status_code == 200, response.text
+
+        return time_calls(call, users)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="biased-mf")
@@ -80,11 +105,13 @@ def main() -> None:
     parser.add_argument("--seen", type=int, default=100, help="seen ratings per user")
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--preset", help="take the model from this preset (e.g. ranking)")
+    parser.add_argument("--http", action="store_true", help="also time the HTTP endpoint")
     parser.add_argument("--out", type=Path, default=RESULTS / "topn_latency.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rec = build(args.model, args.users, args.items, args.seen)
+    rec = build(args.model, args.users, args.items, args.seen, preset=args.preset)
     rng = np.random.default_rng(1)
     users = rng.integers(1, args.users + 1, args.calls)
     items = rec.items.ids[rng.integers(0, args.items, args.calls)]
@@ -96,16 +123,19 @@ def main() -> None:
         "recommend_for_ratings(20 ratings)": time_calls(
             lambda _: rec.recommend_for_ratings(fold, n=10), users[: max(args.calls // 10, 60)]),
     }
+    if args.http:
+        results["GET /users/{id}/recommendations?n=10"] = http_calls(rec, users)
     batch = rng.integers(1, args.users + 1, 1000)
     start = time.perf_counter()
     rec.recommend(users=batch, n=10)
     seconds = time.perf_counter() - start
     results["recommend(users=1000, n=10)"] = {"seconds": seconds, "users_per_s": 1000 / seconds}
-    report = {"model": args.model, "items": args.items, "users": args.users,
+    report = {"model": rec.model_name, "preset": args.preset, "scores": rec.scores,
+              "items": args.items, "users": args.users,
               "load_average": list(os.getloadavg()),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "results": results}
-    print(f"{args.model}: {args.items:,} items, {args.users:,} users, "
+    print(f"{rec.model_name} ({args.preset or 'defaults'}): {args.items:,} items, {args.users:,} users, "
           f"{torch.get_num_threads()} torch threads")
     print(f"{'call':<36}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
           f"{'cpu p50':>9}{'cpu p99':>9}")

@@ -69,7 +69,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train
 def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from embrec.models import MODELS
-    from embrec.presets import PRESETS
+    from embrec.presets import PRESETS, default_training
     from embrec.runs import SplitSpec
 
     file = _read_toml(args.config) if args.config else {}
@@ -80,12 +80,13 @@ def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         model = MODELS[_known("model", model_name, MODELS)]()
     else:
         model = preset.model if preset is not None else PRESETS["default"].model
-    train = preset.train if preset is not None else PRESETS["default"].train
+    train = preset.train if preset is not None else default_training(model)
     model = _override(model, {**file.get("model", {}), "embedding_dim": args.embedding_dim},
                       skip=("name",))
     train = _override(train, {**file.get("train", {}), "epochs": args.epochs,
                               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                              "weight_decay": args.weight_decay, "validation": args.validation,
+                              "weight_decay": args.weight_decay, "loss": args.loss,
+                              "validation": args.validation,
                               "seed": args.seed, "device": args.device,
                               "early_stopping": args.early_stopping,
                               "progress": not args.json and not args.quiet})
@@ -273,6 +274,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--embedding-dim", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--loss", help="rating (default), bpr, softmax, sampled-softmax, in-batch, "
+                   "or rating+<ranking loss>")
     p.add_argument("--validation", type=float, help="fraction of train held out to validate")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after this many epochs without a better validation RMSE")

@@ -26,6 +26,10 @@ EMBEDDING_UPDATES = ("sparse", "dense")
 STEP_PATHS = ("auto", "autograd")
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 VALIDATION_MODES = ("random", "last")
+RANKING_LOSSES = ("bpr", "softmax", "sampled-softmax", "in-batch")
+LOSSES = ("rating", *RANKING_LOSSES, *(f"rating+{name}" for name in RANKING_LOSSES))
+"""Every ``TrainConfig.loss`` (see :mod:`embrec.training.losses`)."""
+NEGATIVE_SAMPLINGS = ("uniform", "popularity")
 
 
 def require(condition: bool, field: str, value: Any, constraint: str) -> None:
@@ -160,6 +164,19 @@ class TrainConfig(JsonConfig):
         step_path: ``auto`` takes a model's hand-written rating step when it has
             one (proven equal to autograd by the contract tests); ``autograd``
             always differentiates the model's forward pass.
+        loss: the objective (:mod:`embrec.training.losses`): ``rating`` (MSE), a
+            ranking loss (``bpr``, ``softmax``, ``sampled-softmax``, ``in-batch``;
+            the model's scores then rank items and are not ratings), or
+            ``rating+<ranking loss>`` (both; scores stay ratings).
+        negatives: sampled items per positive (``bpr``) or per batch
+            (``sampled-softmax``).
+        negative_sampling: ``uniform`` or ``popularity`` (in proportion to how
+            often an item is a positive in training).
+        positive_threshold: ratings at or above it are a ranking loss's
+            positives; ``None`` makes every rated item a positive.
+        rating_weighted: weight each positive by ``rating / max rating``.
+        ranking_weight: weight of the ranking loss (added to the MSE's weight 1 in
+            ``rating+...``).
     """
 
     epochs: int = 10
@@ -181,6 +198,12 @@ class TrainConfig(JsonConfig):
     progress: bool = False
     num_threads: int | None = None
     step_path: str = "auto"
+    loss: str = "rating"
+    negatives: int = 1
+    negative_sampling: str = "uniform"
+    positive_threshold: float | None = None
+    rating_weighted: bool = False
+    ranking_weight: float = 1.0
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -202,6 +225,7 @@ class TrainConfig(JsonConfig):
                 "'dense' (Keras' Adam) needs optimizer='adam'")
         require_choice("schedule", self.schedule, SCHEDULES)
         require_choice("validation_mode", self.validation_mode, VALIDATION_MODES)
+        self._check_loss()
         require(0 <= self.validation < 1, "validation", self.validation, "must be in [0, 1)")
         require(
             self.early_stopping is None or self.early_stopping >= 1,
@@ -215,3 +239,15 @@ class TrainConfig(JsonConfig):
             self.device,
             "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
         )
+
+    def _check_loss(self) -> None:
+        require_choice("loss", self.loss, LOSSES)
+        require_choice("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLINGS)
+        require(self.negatives >= 1, "negatives", self.negatives, "must be at least 1")
+        require(math.isfinite(self.ranking_weight) and self.ranking_weight > 0, "ranking_weight",
+                self.ranking_weight, "must be a finite number > 0")
+        require(self.positive_threshold is None or math.isfinite(self.positive_threshold),
+                "positive_threshold", self.positive_threshold, "must be None or a finite number")
+        require(self.early_stopping is None or self.loss.startswith("rating"), "early_stopping",
+                self.early_stopping, f"watches validation RMSE, which loss={self.loss!r} does "
+                "not optimise; use loss='rating+...' or leave early_stopping unset")

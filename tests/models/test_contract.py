@@ -110,15 +110,18 @@ def test_gradients_reach_both_embeddings(name: str) -> None:
     assert model.item_embedding.weight.grad[3:5].abs().sum() > 0
 
 
-@pytest.mark.parametrize(("bounded", "activation"), [(False, "relu"), (True, "tanh")])
-def test_fast_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
+@pytest.mark.parametrize(("bounded", "activation", "biases"),
+                         [(False, "relu", True), (True, "tanh", True), (False, "tanh", False)])
+def test_fast_step_equals_autograd(name: str, bounded: bool, activation: str,
+                                   biases: bool) -> None:
     """A hand-written step gives exactly the reference step's outputs, dropout included:
     the predictions, every gathered row's gradient and every dense parameter's gradient."""
     if closed(name):
         pytest.skip(f"{name} is fitted in closed form")
-    extra = {} if name == "biased-mf" else {"activation": activation}
+    extra = {} if name == "biased-mf" else {"activation": activation, "biases": biases}
     model = small(name, bounded=bounded, **extra).build(9, 8, scale=(1.0, 5.0), mean=3.5)
     model = model.double()
+    assert model.bias_columns == int(biases or name == "biased-mf")
     if not hasattr(model, "gradient_step"):
         pytest.skip(f"{name} has no hand-written step: autograd is its only path")
     with torch.no_grad():

@@ -23,11 +23,21 @@ def test_dead_relu_unit_is_reported(tiny: Ratings) -> None:
     """The Goodreads network's one-unit ReLU dies at a high learning rate."""
     config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, seed=0)
     with pytest.warns(TrainingWarning) as caught:
-        rec = fit(GMFConfig(embedding_dim=8, hidden=(1,)), tiny, config)
+        rec = fit(GMFConfig(embedding_dim=8, hidden=(1,), dropout=0.2, init="keras",
+                            biases=False), tiny, config)
     assert kinds(rec.metadata["diagnostics"]) == ["dead_units", "constant_predictions"]
     messages = [str(w.message) for w in caught]
     assert any("1 of 1 ReLU units of tower layer 0 are never active" in m for m in messages)
     assert any("predicts (almost) one constant" in m for m in messages)
+
+
+def test_bias_terms_keep_a_dead_unit_from_making_the_model_constant(tiny: Ratings) -> None:
+    """The same network with user and item biases still tells pairs apart."""
+    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, seed=0)
+    with pytest.warns(TrainingWarning):
+        rec = fit(GMFConfig(embedding_dim=8, hidden=(1,), dropout=0.2, init="keras",
+                            biases=True), tiny, config)
+    assert kinds(rec.metadata["diagnostics"]) == ["dead_units"]
 
 
 def test_dead_units_found_directly(tiny: Ratings) -> None:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EmbeddingModel", "ModelConfig", "RatingModel"]
+__all__ = ["EmbeddingModel", "ModelConfig", "RatingModel", "row_decay"]
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -107,6 +107,65 @@ class EmbeddingModel(RatingModel):
         """Return the items' embedding rows: ``(batch, width)``."""
         vectors: Tensor = self.item_embedding(item)
         return vectors
+
+    def factors(self, vectors: Tensor) -> Tensor:
+        """Return ``vectors`` without their trailing bias columns: ``(batch, width - bias)``."""
+        return vectors[:, :vectors.shape[1] - self.bias_columns]
+
+    def plus_biases(self, z: Tensor, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Add the user and item bias columns (when the rows have one) to raw scores ``z``.
+
+        Args:
+            z: ``(batch,)`` scores of aligned pairs, or a ``(b, n)`` block of every
+                user against every item.
+            user_vectors: ``(batch or b, width)`` user rows.
+            item_vectors: ``(batch or n, width)`` item rows.
+
+        Returns:
+            ``z`` plus the biases, the shape of ``z``.
+        """
+        if not self.bias_columns:
+            return z
+        if z.dim() == 1:
+            return z + user_vectors[:, -1] + item_vectors[:, -1]
+        return z + user_vectors[:, -1:] + item_vectors[:, -1]
+
+    def zero_biases(self) -> None:
+        """Start every bias column at zero (after the factors are initialised)."""
+        if self.bias_columns:
+            with torch.no_grad():
+                for table in (self.user_embedding, self.item_embedding):
+                    table.weight[:, -self.bias_columns:].zero_()
+
+    def item_factors(self) -> Tensor:
+        """Return the item rows without bias columns: ``(n_items, width - bias_columns)``."""
+        return self.factors(self.item_embedding.weight)
+
+def row_decay(u: Tensor, i: Tensor, grad_u: Tensor, grad_i: Tensor, grad: Tensor, d: int,
+              weight_decay: float, bias_weight_decay: float) -> None:
+    """Finish hand-written row gradients in place: bias columns and the L2 penalty.
+
+    Args:
+        u: ``(batch, width)`` user rows; columns from ``d`` on are a bias.
+        i: ``(batch, width)`` item rows.
+        grad_u: their gradients, factor columns filled, bias column to fill.
+        grad_i: likewise for the items.
+        grad: ``(batch,)`` loss gradient of the raw score (the biases' gradient).
+        d: number of factor columns.
+        weight_decay: L2 on the factors, per use (see :mod:`embrec.training.step`).
+        bias_weight_decay: L2 on the bias column.
+    """
+    n = len(grad)
+    if u.shape[1] > d:
+        grad_u[:, d].copy_(grad)
+        grad_i[:, d].copy_(grad)
+        if bias_weight_decay > 0:
+            grad_u[:, d].add_(u[:, d], alpha=2.0 * bias_weight_decay / n)
+            grad_i[:, d].add_(i[:, d], alpha=2.0 * bias_weight_decay / n)
+    if weight_decay > 0:
+        grad_u[:, :d].add_(u[:, :d], alpha=2.0 * weight_decay / n)
+        grad_i[:, :d].add_(i[:, :d], alpha=2.0 * weight_decay / n)
+
 
 class ModelConfig(Protocol):
     """What every model config offers: a registry name, ``build`` and a JSON round trip."""

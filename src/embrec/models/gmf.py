@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import EmbeddingModel
+from embrec.models.base import EmbeddingModel, row_decay
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 from embrec.models.mlp import (
     ACTIVATIONS,
@@ -44,16 +44,23 @@ class GMFConfig(JsonConfig):
         bounded: squash outputs into the (slightly widened) rating scale.
         init: ``keras`` or ``normal`` (see :mod:`embrec.models.init`).
         init_std: embedding standard deviation for ``init="normal"``.
+        biases: add a learned bias per user and per item to the output (a
+            trailing column of each embedding row, as in biased MF).
+
+    The defaults (``hidden=()``: He et al.'s GMF, a weighted dot product, plus
+    biases) were chosen by measurement on ML-100K (``benchmarks/results/neural.md``);
+    the Goodreads notebook's network is the ``goodreads-notebook`` preset.
     """
 
     name: ClassVar[str] = "gmf"
-    embedding_dim: int = 99
-    hidden: tuple[int, ...] = (1,)
+    embedding_dim: int = 32
+    hidden: tuple[int, ...] = ()
     activation: str = "relu"
-    dropout: float = 0.2
+    dropout: float = 0.0
     bounded: bool = False
-    init: str = "keras"
-    init_std: float = 0.05
+    init: str = "normal"
+    init_std: float = 0.01
+    biases: bool = True
 
     def __post_init__(self) -> None:
         require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
@@ -86,12 +93,14 @@ class GMF(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, config: GMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
         dim = config.embedding_dim
-        super().__init__(n_users, n_items, dim)
+        self.bias_columns = int(config.biases)
+        super().__init__(n_users, n_items, dim + self.bias_columns)  # rows are [factors, bias]
         dropout = (config.dropout,) + (0.0,) * len(config.hidden)
         self.tower = Tower((dim, *config.hidden, 1), dropout, config.activation)
         self.bounds = output_bounds(scale) if config.bounded else None
         for table in (self.user_embedding, self.item_embedding):
             init_embedding(table.weight, config.init, config.init_std)
+        self.zero_biases()
         for k in range(len(self.tower.layers)):
             init_dense(self.tower.layer(k), config.init)
         if config.init == "normal":
@@ -99,7 +108,9 @@ class GMF(EmbeddingModel):
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""
-        return bound(self.tower(user_vectors * item_vectors).squeeze(1), self.bounds)
+        product = self.factors(user_vectors) * self.factors(item_vectors)  # (batch, dim)
+        z = self.plus_biases(self.tower(product).squeeze(1), user_vectors, item_vectors)
+        return bound(z, self.bounds)
 
     def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Score every user against every item with matrix products.
@@ -113,14 +124,16 @@ class GMF(EmbeddingModel):
         first = self.tower.layer(0)
         b, n = user_vectors.shape[0], item_vectors.shape[0]
         width = first.weight.shape[0]
-        scaled = user_vectors.unsqueeze(1) * first.weight.unsqueeze(0)  # (b, width, dim)
+        scaled = self.factors(user_vectors).unsqueeze(1) * first.weight.unsqueeze(0)  # (b, w, d)
+        factors = self.factors(item_vectors)
         chunk = max(1, PAIR_BUDGET // max(b * width, 1))
         blocks = []
         for start in range(0, n, chunk):
-            items = item_vectors[start:start + chunk]
+            items = factors[start:start + chunk]
             z = (scaled.reshape(b * width, -1) @ items.t()).reshape(b, width, -1)  # (b, width, n)
             blocks.append(self.tower.finish(z.transpose(1, 2) + first.bias))  # (b, chunk, 1)
-        return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
+        z = self.plus_biases(torch.cat(blocks, 1).squeeze(2), user_vectors, item_vectors)
+        return bound(z, self.bounds)
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
@@ -128,22 +141,23 @@ class GMF(EmbeddingModel):
         The step ``(user, item, rating) -> (predictions, user row gradients, item
         row gradients)`` computes what :func:`embrec.training.step.autograd_step`
         does for the rating loss, adding the dense layers' gradients to their
-        ``.grad``; call it under ``torch.no_grad()``. (GMF rows have no bias
-        columns, so ``bias_weight_decay`` does not apply.)
+        ``.grad``; call it under ``torch.no_grad()``.
         """
         users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
-        tower, bounds = TowerStep(self.tower), self.bounds
+        tower, bounds, biased = TowerStep(self.tower), self.bounds, self.bias_columns
+        d = users.shape[1] - biased
 
         def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            u = users.index_select(0, user)  # (batch, embedding_dim)
-            i = items.index_select(0, item)  # (batch, embedding_dim)
-            z, saved = tower.forward(u * i)
-            prediction, grad = output_and_gradient(z.squeeze(1), rating, bounds)
+            u = users.index_select(0, user)  # (batch, embedding_dim [+ 1])
+            i = items.index_select(0, item)
+            z, saved = tower.forward(u[:, :d] * i[:, :d])
+            z = z.squeeze(1) + u[:, d] + i[:, d] if biased else z.squeeze(1)
+            prediction, grad = output_and_gradient(z, rating, bounds)
             grad_product = tower.backward(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
-            grad_u, grad_i = grad_product * i, grad_product.mul_(u)
-            if weight_decay > 0:
-                grad_u.add_(u, alpha=2.0 * weight_decay / len(rating))
-                grad_i.add_(i, alpha=2.0 * weight_decay / len(rating))
+            grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
+            torch.mul(grad_product, i[:, :d], out=grad_u[:, :d])
+            torch.mul(grad_product, u[:, :d], out=grad_i[:, :d])
+            row_decay(u, i, grad_u, grad_i, grad, d, weight_decay, bias_weight_decay)
             return prediction, grad_u, grad_i
 
         return step

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import EmbeddingModel
+from embrec.models.base import EmbeddingModel, row_decay
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 
 __all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "HandStep", "ItemHalfCache", "MLPConfig", "Tower",
@@ -271,15 +271,17 @@ class ItemHalfCache:
         self._value: Tensor | None = None
 
     def get(self, layer: nn.Linear, item_vectors: Tensor, start: int) -> Tensor:
-        """Return ``item_vectors[:, start:] @ W[:, half:].T + b``: ``(n_items, width_1)``."""
+        """Return ``item_vectors[:, start:start + half] @ W[:, half:].T + b``: ``(n, width_1)``."""
         half = layer.weight.shape[1] // 2
         if torch.is_grad_enabled():
-            return torch.addmm(layer.bias, item_vectors[:, start:], layer.weight[:, half:].t())
+            return torch.addmm(layer.bias, item_vectors[:, start:start + half],
+                               layer.weight[:, half:].t())
         key = (start, _version(item_vectors), _version(layer.weight), _version(layer.bias))
+        columns = item_vectors[:, start:start + half]
         if self._value is not None and self._key is not None and \
                 self._key[0] is item_vectors and self._key[1:] == key:
             return self._value
-        value = torch.addmm(layer.bias, item_vectors[:, start:], layer.weight[:, half:].t())
+        value = torch.addmm(layer.bias, columns, layer.weight[:, half:].t())
         self._key, self._value = (item_vectors, *key), value
         return value
 
@@ -347,16 +349,21 @@ class MLPConfig(JsonConfig):
         bounded: squash outputs into the (slightly widened) rating scale.
         init: ``keras`` or ``normal`` (see :mod:`embrec.models.init`).
         init_std: embedding standard deviation for ``init="normal"``.
+        biases: add a learned bias per user and per item to the output (a
+            trailing column of each embedding row). The defaults were chosen by
+            measurement (``benchmarks/results/neural.md``); the MovieLens
+            notebook's network is the ``movielens-notebook`` preset.
     """
 
     name: ClassVar[str] = "mlp"
-    embedding_dim: int = 50
-    hidden: tuple[int, ...] = (70,)
-    dropout: tuple[float, ...] = (0.3, 0.75)
+    embedding_dim: int = 32
+    hidden: tuple[int, ...] = (64,)
+    dropout: tuple[float, ...] = (0.0, 0.5)
     activation: str = "relu"
     bounded: bool = False
-    init: str = "keras"
-    init_std: float = 0.05
+    init: str = "normal"
+    init_std: float = 0.01
+    biases: bool = True
 
     def __post_init__(self) -> None:
         require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
@@ -392,11 +399,13 @@ class MLP(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, config: MLPConfig,
                  scale: tuple[float, float], mean: float) -> None:
         dim = config.embedding_dim
-        super().__init__(n_users, n_items, dim)
+        self.bias_columns = int(config.biases)
+        super().__init__(n_users, n_items, dim + self.bias_columns)  # rows are [factors, bias]
         self.tower = Tower((2 * dim, *config.hidden, 1), config.dropout, config.activation)
         self.bounds = output_bounds(scale) if config.bounded else None
         for table in (self.user_embedding, self.item_embedding):
             init_embedding(table.weight, config.init, config.init_std)
+        self.zero_biases()
         for k in range(len(self.tower.layers)):
             init_dense(self.tower.layer(k), config.init)
         if config.init == "normal":
@@ -405,8 +414,9 @@ class MLP(EmbeddingModel):
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""
-        x = torch.cat((user_vectors, item_vectors), 1)  # (batch, 2 * embedding_dim)
-        return bound(self.tower(x).squeeze(1), self.bounds)
+        x = torch.cat((self.factors(user_vectors), self.factors(item_vectors)), 1)  # (b, 2d)
+        z = self.plus_biases(self.tower(x).squeeze(1), user_vectors, item_vectors)
+        return bound(z, self.bounds)
 
     def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Score every user against every item without building the pairs.
@@ -420,13 +430,14 @@ class MLP(EmbeddingModel):
             ``(n_users_block, n_items_block)`` predictions.
         """
         first = self.tower.layer(0)
-        dim = user_vectors.shape[1]
-        user_part = user_vectors @ first.weight[:, :dim].t()  # (b, width_1)
+        dim = first.weight.shape[1] // 2
+        user_part = user_vectors[:, :dim] @ first.weight[:, :dim].t()  # (b, width_1)
         item_part = self.item_half.get(first, item_vectors, 0)  # (n, width_1)
         chunk = max(1, PAIR_BUDGET // max(user_part.numel(), 1))
         blocks = [self.tower.finish(user_part.unsqueeze(1) + item_part[start:start + chunk])
                   for start in range(0, item_part.shape[0], chunk)]  # (b, chunk, 1) each
-        return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
+        z = self.plus_biases(torch.cat(blocks, 1).squeeze(2), user_vectors, item_vectors)
+        return bound(z, self.bounds)
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
@@ -434,13 +445,26 @@ class MLP(EmbeddingModel):
         The step ``(user, item, rating) -> (predictions, user row gradients, item
         row gradients)`` computes what :func:`embrec.training.step.autograd_step`
         does for the rating loss, adding the dense layers' gradients to their
-        ``.grad``; call it under ``torch.no_grad()``. (MLP rows have no bias
-        columns, so ``bias_weight_decay`` does not apply.)
+        ``.grad``; call it under ``torch.no_grad()``.
         """
         users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
-        tower, bounds, dim = TowerStep(self.tower), self.bounds, users.shape[1]
+        tower, bounds, biased = TowerStep(self.tower), self.bounds, self.bias_columns
+        dim = users.shape[1] - biased
 
         def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            if not biased:
+                return plain(user, item, rating)
+            u, i = users.index_select(0, user), items.index_select(0, item)  # (b, d + 1)
+            z, saved = tower.forward(torch.cat((u[:, :dim], i[:, :dim]), 1))
+            prediction, grad = output_and_gradient(z.squeeze(1) + u[:, dim] + i[:, dim],
+                                                   rating, bounds)
+            grad_x = tower.backward(saved, grad.unsqueeze(1))  # (batch, 2 * embedding_dim)
+            grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
+            grad_u[:, :dim], grad_i[:, :dim] = grad_x[:, :dim], grad_x[:, dim:]
+            row_decay(u, i, grad_u, grad_i, grad, dim, weight_decay, bias_weight_decay)
+            return prediction, grad_u, grad_i
+
+        def plain(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             x = torch.cat((users.index_select(0, user), items.index_select(0, item)), 1)  # (b, 2d)
             z, saved = tower.forward(x)
             prediction, grad = output_and_gradient(z.squeeze(1), rating, bounds)

@@ -44,7 +44,8 @@ def error_metrics(predictions: Tensor, rating: Tensor, prefix: str) -> dict[str,
 
 
 def diagnose(model: RatingModel, data: Columns, held: Columns | None,
-             history: list[dict[str, float]], scale: tuple[float, float]) -> list[dict[str, Any]]:
+             history: list[dict[str, float]], scale: tuple[float, float],
+             *, ratings: bool = True) -> list[dict[str, Any]]:
     """Run the checks, warn about each finding and return them.
 
     Args:
@@ -53,6 +54,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
         held: the validation columns, if any.
         history: the per-epoch records (unused when empty).
         scale: the rating scale.
+        ratings: whether the model's scores are ratings; a ranking model's raw
+            scores are checked unclipped, and not for over-fitting (no RMSE).
 
     Returns:
         One ``{"kind", "message", ...}`` dict per finding.
@@ -63,14 +66,14 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     rows = torch.arange(size, device=data.rating.device) * (len(data) - 1) // max(size - 1, 1)
     sample = Columns(*(c[rows] for c in (data.user, data.item, data.rating)))
     findings = _dead_units(model, sample)
-    predictions = _predict(model, sample, scale)
+    predictions = _predict(model, sample, scale if ratings else (-torch.inf, torch.inf))
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
     if spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
         findings.append({"kind": "constant_predictions", "std": spread, "message": (
             f"the model predicts (almost) one constant, {float(predictions.mean()):.3f}, for "
             f"every pair (std {spread:.2g})\n  hint: a dead ReLU unit or too much "
             "regularisation; try init='normal', bounded=True or a lower learning_rate")})
-    if held is not None and len(held):
+    if ratings and held is not None and len(held):
         train_rmse = error_metrics(predictions, sample.rating, "t")["t_rmse"]
         held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
         ratio = held_rmse / max(train_rmse, 1e-12)

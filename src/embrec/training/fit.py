@@ -38,6 +38,7 @@ from embrec.models.mlp import Tower
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns, columns, known_rows, shuffled, validation_rows
 from embrec.training.diagnostics import diagnose, error_metrics
+from embrec.training.losses import objective_for
 from embrec.training.optim import DenseOptimizer, DenseParameters, learning_rate
 from embrec.training.sparse import DenseTableAdam, RowOptimizer, row_optimizer
 from embrec.training.step import Objective, Step, make_step
@@ -58,13 +59,19 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     Args:
         model_config: the model to build (``embrec.models.MODELS`` lists them).
         train: the training ratings.
-        train_config: how to train; ``TrainConfig()`` when omitted.
+        train_config: how to train; when omitted, the model's default training
+            (``embrec.presets.DEFAULT_TRAINING``, what ``embrec train --model``
+            uses too).
         validation: held-out ratings to watch (raw ids are mapped through
             ``train``'s indexes; pairs with unseen ids are left out and counted).
             Overrides ``train_config.validation``.
         metadata: extra facts to record in the recommender's ``metadata``.
-        objective: the training loss (:mod:`embrec.training.step`); the rating
-            loss, mean squared error, when omitted.
+        objective: the training loss (:mod:`embrec.training.step`); when omitted,
+            the one ``train_config.loss`` names (:mod:`embrec.training.losses`).
+            An objective with ``prepare(data, n_items, seed) -> data`` is bound to
+            the training rows first (popularity counts, its own seeded generator);
+            its ``scores`` attribute (``"rating"`` or ``"ranking"``) is recorded
+            as ``metadata["scores"]``.
 
     Returns:
         The trained recommender, with per-epoch ``history`` and ``metadata``
@@ -78,7 +85,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     if getattr(model_config, "closed_form", False):
         from embrec.training.closed_form import fit_closed_form
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
-    config = train_config or TrainConfig()
+    config = train_config or _default_training(model_config)
     seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
     device = resolve_device(config.device)
     facts: dict[str, Any] = {"seed": seed, "device": str(device), **(metadata or {})}
@@ -90,13 +97,30 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         data = columns(train, fit_rows, device)
         mean = float(data.rating.mean()) if len(data) else float(np.mean(train.scale))
         model = _build(model_config, train, mean, seed, device)
+        objective = objective or objective_for(config)
+        data = _prepare(objective, data, train.n_items, seed)
+        facts["scores"] = getattr(objective, "scores", "rating")
         generator = torch.Generator(device=device).manual_seed(seed)
         history, facts["step_path"] = _epochs(model, data, held, config, generator, train.scale,
                                               objective)
         facts["fit_seconds"] = time.perf_counter() - started
-        facts["diagnostics"] = diagnose(model, data, held, history, train.scale)
+        facts["diagnostics"] = diagnose(model, data, held, history, train.scale,
+                                        ratings=facts["scores"] == "rating")
     return Recommender.from_training(model, model_config, config, train, history=history,
                                      metadata=facts)
+
+
+def _default_training(model_config: ModelConfig) -> TrainConfig:
+    from embrec.presets import default_training  # presets import fit lazily too
+
+    return default_training(model_config)
+
+
+def _prepare(objective: Objective, data: Columns, n_items: int, seed: int) -> Columns:
+    """Bind ``objective`` to the training rows when it asks to be; return the rows to train on."""
+    prepare = getattr(objective, "prepare", None)
+    rows: Columns = data if prepare is None else prepare(data, n_items, seed)
+    return rows
 
 
 def _build(model_config: ModelConfig, train: Ratings, mean: float, seed: int,
