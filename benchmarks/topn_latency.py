@@ -135,8 +135,8 @@ def main() -> None:
               "load_average": list(os.getloadavg()),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "results": results}
-    print(f"{rec.model_name} ({args.preset or 'defaults'}): {args.items:,} items, {args.users:,} users, "
-          f"{torch.get_num_threads()} torch threads")
+    print(f"{rec.model_name} ({args.preset or 'defaults'}): {args.items:,} items, "
+          f"{args.users:,} users, {torch.get_num_threads()} torch threads")
     print(f"{'call':<36}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
           f"{'cpu p50':>9}{'cpu p99':>9}")
     for name, row in results.items():
