@@ -252,7 +252,7 @@ def test_train_threads_flag_sets_the_training_threads(ratings_csv: Path, tmp_pat
     import embrec
 
     out = tmp_path / "threads"
-    assert main(["train", "--data", str(ratings_csv), "--epochs", "1", "--seed", "0",
-                 "--threads", "2", "--out", str(out), "--json"]) == 0
+    assert main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--epochs", "3",
+                 "--seed", "1", "--threads", "2", "--out", str(out), "--json"]) == 0
     rec = embrec.load(out)
     assert rec.train_config.num_threads == 2 and rec.metadata["threads"] == 2
