@@ -145,7 +145,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _print_json(summary)
         return 0
     table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
-    _print_frame(table[["rmse", "mae", "mse"]].reset_index(names="split"))
+    shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
+    _print_frame(table[shown].dropna(how="all").reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
           f"saved to {out}")
     return 0
@@ -166,11 +167,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     rec = _load(args.model_dir)
     test = load_dataset(args.data) if args.data else recorded_test_split(rec)
     metrics = evaluate(rec, test, metrics=args.metrics, k=args.k, threshold=args.threshold,
-                       segments=args.segments)
+                       segments=args.segments, baselines=args.baselines)
     if args.json:
         _print_json(metrics)
         return 0
     segments = metrics.pop("segments", None)
+    compared = [key.removeprefix("popular:") for key in metrics if key.startswith("popular:")]
+    if compared:  # --baselines: the model beside popularity, one row per ranking metric
+        _print_frame(pd.DataFrame({"metric": compared, rec.model_name: [
+            metrics.pop(key) for key in compared], "popular": [
+            metrics.pop(f"popular:{key}") for key in compared], "ratio": [
+            metrics.pop(f"{key}/popular") for key in compared]}))
     for key, value in metrics.items():
         print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
     if segments:
@@ -259,7 +266,7 @@ def _add_train(sub: Any) -> None:
                        description="Train on a data set (default: the embedded synthetic one), "
                        "evaluate on a held-out split and save the model directory.")
     p.add_argument("--data", default="synthetic", help="data set name or ratings path")
-    p.add_argument("--model", help="model name (biased-mf, gmf, mlp, neumf)")
+    p.add_argument("--model", help="model name (biased-mf, gmf, mlp, neumf, popular, ease)")
     p.add_argument("--preset", help="named preset (default, movielens-notebook, ...)")
     p.add_argument("--config", help="TOML file with [model], [train], [split] tables")
     p.add_argument("--epochs", type=int)
@@ -294,6 +301,9 @@ def _add_model_commands(sub: Any) -> None:
                    help="a test rating at or above it is relevant (ranking metrics)")
     p.add_argument("--segments", action="store_true",
                    help="break metrics down by cold/warm/unknown users and unknown items")
+    p.add_argument("--baselines", action="store_true",
+                   help="also fit 'popular' on the model's training rows; show each ranking "
+                   "metric beside it, with the ratio")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)
 

@@ -75,6 +75,9 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         TrainingError: if the loss became non-finite and no earlier weights were
             kept to return (early stopping keeps them).
     """
+    if getattr(model_config, "closed_form", False):
+        from embrec.training.closed_form import fit_closed_form
+        return fit_closed_form(model_config, train, train_config, metadata=metadata)
     config = train_config or TrainConfig()
     seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
     device = resolve_device(config.device)
