@@ -27,12 +27,20 @@ from typing import Any
 import numpy as np
 
 GRID = {
+    "optimizer": ["adam"],
     "embedding_dim": [32, 64],
     "learning_rate": [0.005, 0.01],
-    "weight_decay": [0.05, 0.08, 0.12],
-    "bias_weight_decay": [0.0, 0.01, 0.05],
+    "weight_decay": [0.08, 0.12],
+    "bias_weight_decay": [0.0, 0.02],
     "epochs": [12, 20],
 }
+OPTIMIZERS = {  # the best adam setting, re-run with each row-sparse optimiser at a few rates
+    "adagrad": [0.05, 0.1, 0.2],
+    "rowwise-adagrad": [0.05, 0.1, 0.2],
+    "sgd": [1.0, 3.0],
+}
+"""A first, wider pass (weight decay 0.05-0.12, bias decay 0-0.05, 32 factors) found
+0.9097-0.9115 for every setting with weight decay 0.08-0.12: the grid is centred there."""
 FIXED = {"batch_size": 2048, "schedule": "onecycle", "init_std": 0.01, "num_threads": 1}
 
 
@@ -48,7 +56,8 @@ def score(setting: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
         fit_part, held = embrec.split(train, test_size=0.1, seed=100 + seed)
         model = BiasedMFConfig(embedding_dim=setting["embedding_dim"], init_std=FIXED["init_std"])
         config = embrec.TrainConfig(
-            epochs=setting["epochs"], batch_size=FIXED["batch_size"],
+            optimizer=setting["optimizer"], epochs=setting["epochs"],
+            batch_size=FIXED["batch_size"],
             learning_rate=setting["learning_rate"], weight_decay=setting["weight_decay"],
             bias_weight_decay=setting["bias_weight_decay"], schedule=FIXED["schedule"],
             num_threads=FIXED["num_threads"], seed=seed)
@@ -72,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     for values in itertools.product(*(GRID[k] for k in keys)):
         rows.append(score(dict(zip(keys, values, strict=True)), args.seeds))
         print(json.dumps(rows[-1]), flush=True)
+    best = min(rows, key=lambda r: r["validation_rmse"])
+    for optimizer, rates in OPTIMIZERS.items():
+        for rate in rates:
+            setting = {**{k: best[k] for k in keys}, "optimizer": optimizer, "learning_rate": rate}
+            rows.append(score(setting, args.seeds))
+            print(json.dumps(rows[-1]), flush=True)
     rows.sort(key=lambda r: r["validation_rmse"])
     lines = ["# `default` preset: selection on validation rows carved from the training data", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s in all",
@@ -81,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
              "- data: ML-100K; for each split seed s in "
              f"{args.seeds}, the training part of the random 90/10 split (seed s) is split again "
              "90/10 (seed 100 + s); settings train on the first part and are scored on the second",
-             f"- fixed: biased MF, {json.dumps(FIXED)}, lazy (row-sparse) Adam", "",
+             f"- fixed: biased MF, {json.dumps(FIXED)}; row-sparse updates; after the grid, "
+             "the best setting is re-run with each other row-sparse optimiser", "",
              "| " + " | ".join([*keys, "validation RMSE", "fit s"]) + " |",
              "|" + "---|" * (len(keys) + 2)]
     for r in rows:
