@@ -241,7 +241,7 @@ class _Engine:
         """Apply update ``step`` (from 1): the rows used, then the dense layers."""
         with torch.no_grad():
             if self.keras is not None:
-                self.keras.step(user_index, user_grad, item_index, item_grad, lr)
+                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step)
             else:
                 self.tables[0].step(user_index, user_grad, lr, step)
                 self.tables[1].step(item_index, item_grad, lr, step)
