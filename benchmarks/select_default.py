@@ -51,6 +51,7 @@ def score(setting: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
 
     ratings = embrec.load_dataset("ml-100k")
     rmses, seconds = [], []
+    diverged = False
     for seed in seeds:
         train, _test = embrec.split(ratings, test_size=0.1, seed=seed)
         fit_part, held = embrec.split(train, test_size=0.1, seed=100 + seed)
@@ -63,10 +64,23 @@ def score(setting: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
             num_threads=FIXED["num_threads"], seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rec = embrec.fit(model, fit_part, config)
+            try:
+                rec = embrec.fit(model, fit_part, config)
+            except embrec.TrainingError:  # diverged: this setting is out
+                diverged = True
+                break
             rmses.append(float(embrec.evaluate(rec, held, metrics=["rmse"])["rmse"]))
         seconds.append(rec.metadata["fit_seconds"])
-    return {**setting, "validation_rmse": float(np.mean(rmses)), "fit_s": float(np.median(seconds))}
+    rmse = float("inf") if diverged else float(np.mean(rmses))
+    return {**setting, "validation_rmse": rmse, "fit_s": float(np.median(seconds or [0.0]))}
+
+
+def cached(setting: dict[str, Any], done: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """The row for ``setting`` from an earlier run's JSON lines (``--cache``), or a new score."""
+    for row in done:
+        if all(row.get(k) == v for k, v in setting.items()):
+            return row
+    return score(setting, seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,18 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cache", type=Path, help="JSON lines of an earlier run to reuse")
     args = parser.parse_args(argv)
+    done = [json.loads(line) for line in args.cache.read_text().splitlines()
+            if line.startswith("{")] if args.cache else []
     keys = list(GRID)
     rows = []
     started = time.time()
     for values in itertools.product(*(GRID[k] for k in keys)):
-        rows.append(score(dict(zip(keys, values, strict=True)), args.seeds))
+        rows.append(cached(dict(zip(keys, values, strict=True)), done, args.seeds))
         print(json.dumps(rows[-1]), flush=True)
     best = min(rows, key=lambda r: r["validation_rmse"])
     for optimizer, rates in OPTIMIZERS.items():
         for rate in rates:
             setting = {**{k: best[k] for k in keys}, "optimizer": optimizer, "learning_rate": rate}
-            rows.append(score(setting, args.seeds))
+            rows.append(cached(setting, done, args.seeds))
             print(json.dumps(rows[-1]), flush=True)
     rows.sort(key=lambda r: r["validation_rmse"])
     lines = ["# `default` preset: selection on validation rows carved from the training data", "",
