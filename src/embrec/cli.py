@@ -88,6 +88,7 @@ def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                               "weight_decay": args.weight_decay, "loss": args.loss,
                               "validation": args.validation,
                               "seed": args.seed, "device": args.device,
+                              "num_threads": args.threads,
                               "early_stopping": args.early_stopping,
                               "progress": not args.json and not args.quiet})
     test_size = args.test_size or file.get("split", {}).get("test_size")
@@ -284,6 +285,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--test-data", help="evaluate on this file instead of splitting")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for training (default: 1 below batch 32768, else torch's)")
     p.add_argument("--out", help="output directory (default runs/<data>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -15,7 +15,13 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.training.batches import Columns, columns, shuffled, validation_rows
 from embrec.training.optim import DenseOptimizer, DenseParameters
-from embrec.training.sparse import DenseTableAdam, coalesce, row_optimizer
+from embrec.training.sparse import (
+    FUSED_ADAM,
+    DenseTableAdam,
+    adam_update,
+    coalesce,
+    row_optimizer,
+)
 
 
 class Toy(nn.Module):
@@ -129,8 +135,7 @@ def test_row_optimisers_match_torch_sparse_optimisers(name: str) -> None:
     """Lazy Adam is torch's SparseAdam; row Adagrad and SGD are torch's on sparse gradients."""
     torch.manual_seed(0)
     reference = nn.Embedding(20, 4, sparse=True).double()
-    table = reference.weight.detach().clone()
-    ours = row_optimizer(name, table, 1e-8 if name == "adam" else 1e-10)
+    ours = row_optimizer(name, reference.weight.detach(), 1e-8 if name == "adam" else 1e-10)
     theirs: torch.optim.Optimizer
     if name == "adam":
         theirs = torch.optim.SparseAdam(reference.parameters(), lr=0.05, eps=1e-8)
@@ -144,22 +149,21 @@ def test_row_optimisers_match_torch_sparse_optimisers(name: str) -> None:
         with torch.sparse.check_sparse_tensor_invariants():
             reference.weight.grad = torch.sparse_coo_tensor(index.unsqueeze(0), rows, (20, 4))
             theirs.step()
-    torch.testing.assert_close(table, reference.weight.detach())
+    torch.testing.assert_close(ours.weight, reference.weight.detach())
 
 
 def test_rows_outside_the_batch_never_change() -> None:
-    table = torch.randn(1000, 8, dtype=torch.float64)
-    before = table.clone()
-    optimizer = row_optimizer("adam", table, 1e-8)
+    before = torch.randn(1000, 8, dtype=torch.float64)
+    optimizer = row_optimizer("adam", before, 1e-8)
     index = torch.tensor([3, 3, 500])
     optimizer.step(index, torch.ones(3, 8, dtype=torch.float64), 0.1, 1)
-    changed = (table != before).any(1).nonzero().flatten().tolist()
+    changed = (optimizer.weight != before).any(1).nonzero().flatten().tolist()
     assert changed == [3, 500]
 
 
 def test_rowwise_adagrad_keeps_one_accumulator_per_row() -> None:
-    table = torch.zeros(5, 2, dtype=torch.float64)
-    optimizer = row_optimizer("rowwise-adagrad", table, 1e-10)
+    optimizer = row_optimizer("rowwise-adagrad", torch.zeros(5, 2, dtype=torch.float64), 1e-10)
+    table = optimizer.weight
     assert optimizer.state_dict()["total"].shape == (5, 1)
     grad = torch.tensor([[3.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
     optimizer.step(torch.tensor([1, 1]), grad, 0.5, 1)  # coalesced: [4, 5]
@@ -169,23 +173,51 @@ def test_rowwise_adagrad_keeps_one_accumulator_per_row() -> None:
     assert float(table[[0, 2, 3, 4]].abs().sum()) == 0
 
 
-def test_dense_table_adam_is_keras_adam_on_the_whole_table() -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_dense_table_adam_is_keras_adam_on_the_whole_table(fused: bool) -> None:
     """Keras semantics: every row's moments decay every step, even rows not in the batch.
 
-    The reference is SparseAdam given a gradient that names every row (zeros included).
+    The reference is SparseAdam given a gradient that names every row (zeros
+    included); torch's fused kernel and the plain path both match it.
     """
     torch.manual_seed(0)
-    weight = nn.Parameter(torch.randn(12, 3, dtype=torch.float64))
-    table = weight.detach().clone()
-    ours = DenseTableAdam(table, 1e-7)
-    theirs = torch.optim.SparseAdam([weight], lr=0.01, eps=1e-7)
-    every = torch.arange(12).unsqueeze(0)
-    for step, (index, rows) in enumerate(sparse_batches(12, 3, 5), start=1):
-        ours.step(index, rows, 0.01, step)
-        dense = torch.zeros(12, 3, dtype=torch.float64).index_add_(0, index, rows)
-        weight.grad = torch.sparse_coo_tensor(every, dense, (12, 3), check_invariants=True)
-        theirs.step()
-    torch.testing.assert_close(table, weight.detach())
+    users = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+    items = nn.Parameter(torch.randn(7, 3, dtype=torch.float64))
+    ours = DenseTableAdam(users.detach(), items.detach(), 1e-7, fused=fused)
+    theirs = torch.optim.SparseAdam([users, items], lr=0.01, eps=1e-7)
+    batches = zip(sparse_batches(5, 3, 5), sparse_batches(7, 3, 5), strict=True)
+    for step, ((user_index, user_rows), (item_index, item_rows)) in enumerate(batches, start=1):
+        ours.step(user_index, user_rows, item_index, item_rows, 0.01, step)
+        with torch.sparse.check_sparse_tensor_invariants():
+            users.grad = full_sparse(torch.zeros(5, 3, dtype=torch.float64)
+                                     .index_add_(0, user_index, user_rows))
+            items.grad = full_sparse(torch.zeros(7, 3, dtype=torch.float64)
+                                     .index_add_(0, item_index, item_rows))
+            theirs.step()
+    torch.testing.assert_close(ours.weights[0], users.detach())
+    torch.testing.assert_close(ours.weights[1], items.detach())
+    assert float(ours.grad.abs().sum()) == 0  # touched rows cleared
+
+
+def full_sparse(dense: torch.Tensor) -> torch.Tensor:
+    """A sparse gradient naming every row of ``dense``, zero rows included."""
+    every = torch.arange(dense.shape[0]).unsqueeze(0)
+    return torch.sparse_coo_tensor(every, dense, dense.shape)
+
+
+@pytest.mark.skipif(FUSED_ADAM is None, reason="this torch has no fused Adam kernel")
+def test_fused_adam_equals_the_plain_update() -> None:
+    torch.manual_seed(0)
+    tensors = [torch.randn(40, 7) for _ in range(2)] + [torch.zeros(40, 7), torch.zeros(40, 7)]
+    plain = [t.clone() for t in tensors]
+    for step in range(1, 8):
+        grad = torch.randn(40, 7)
+        tensors[1].copy_(grad)
+        plain[1].copy_(grad)
+        adam_update(*tensors, lr=0.01, step=step, epsilon=1e-7, fused=True)
+        adam_update(*plain, lr=0.01, step=step, epsilon=1e-7)
+    for fused, reference in zip(tensors, plain, strict=True):
+        torch.testing.assert_close(fused, reference)
 
 
 def test_coalesce_sums_repeats() -> None:

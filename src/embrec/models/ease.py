@@ -42,11 +42,14 @@ class EASEConfig(JsonConfig):
     """EASE's hyperparameters.
 
     Attributes:
-        l2: the ridge penalty λ added to the diagonal of ``XᵀX`` (Steck uses
-            hundreds on MovieLens; the default was chosen on validation rows
-            of ML-100K's training part, see ``benchmarks/results/baselines.md``).
-        values: ``binary`` (1 for every rated item, whatever the rating) or
-            ``rating`` (the rating value).
+        l2: the ridge penalty λ added to the diagonal of ``XᵀX``. It grows with
+            the size of ``XᵀX``: with the square of the rating values and with
+            the number of users. The default was chosen on validation rows of
+            ML-100K's training part (``benchmarks/results/baselines.md``), where
+            rating-valued ``X`` with λ = 10,000 beat the best binary setting
+            (λ = 800) by 7% in NDCG@10.
+        values: ``rating`` (the rating value) or ``binary`` (1 for every rated
+            item, whatever the rating; Steck's setting, independent of the scale).
         max_items: the largest catalogue accepted; ``B`` holds ``n_items²``
             float32 and fitting needs about 24 bytes per entry.
     """
@@ -54,8 +57,8 @@ class EASEConfig(JsonConfig):
     name: ClassVar[str] = "ease"
     closed_form: ClassVar[bool] = True
     scores: ClassVar[str] = "ranking"
-    l2: float = 500.0
-    values: str = "binary"
+    l2: float = 10_000.0
+    values: str = "rating"
     max_items: int = 30_000
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
@@ -244,30 +244,45 @@ class _Engine:
     """The model's optimisers: row-sparse (or Keras-dense) for the tables, flat for the rest."""
 
     def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
-        tables = [model.user_embedding.weight, model.item_embedding.weight]
-        self.dense = DenseParameters(model, tables)
+        self.modules = [model.user_embedding, model.item_embedding]
+        self.dense = DenseParameters(model, [m.weight for m in self.modules])
         self.dense_optimizer = DenseOptimizer(self.dense, config)
         epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
-        self.tables: list[RowOptimizer] = [
-            DenseTableAdam(t.detach(), epsilon) if config.embedding_updates == "dense"
-            else row_optimizer(config.optimizer, t.detach(), epsilon) for t in tables]
+        weights = [m.weight.detach() for m in self.modules]
+        self.keras: DenseTableAdam | None = None
+        self.tables: list[RowOptimizer] = []
+        if config.embedding_updates == "dense":
+            self.keras = DenseTableAdam(weights[0], weights[1], epsilon)
+            trained = list(self.keras.weights)
+        else:
+            self.tables = [row_optimizer(config.optimizer, w, epsilon) for w in weights]
+            trained = [table.weight for table in self.tables]
+        for module, weight in zip(self.modules, trained, strict=True):
+            module.weight = nn.Parameter(weight)  # trained in the optimiser's buffer
 
     def update(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor,
                item_grad: Tensor, lr: float, step: int) -> None:
         """Apply update ``step`` (from 1): the rows used, then the dense layers."""
         with torch.no_grad():
-            self.tables[0].step(user_index, user_grad, lr, step)
-            self.tables[1].step(item_index, item_grad, lr, step)
+            if self.keras is not None:
+                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step)
+            else:
+                self.tables[0].step(user_index, user_grad, lr, step)
+                self.tables[1].step(item_index, item_grad, lr, step)
             self.dense_optimizer.step(lr, step)
             self.dense.grad.zero_()
 
     def release(self) -> None:
-        """Give the dense parameters their own storage back."""
+        """Give every parameter its own contiguous storage back; drop the optimiser state."""
         self.dense.release()
+        for module in self.modules:
+            module.weight = nn.Parameter(module.weight.detach().contiguous().clone())
+        self.tables, self.keras = [], None
 
 
 def _finite(model: EmbeddingModel) -> bool:
-    return all(bool(p.detach().isfinite().all()) for p in model.parameters())
+    """Whether every parameter is finite: one sum per tensor (NaN and inf survive a sum)."""
+    return all(math.isfinite(float(p.detach().sum())) for p in model.parameters())
 
 
 class _Schedule:

@@ -89,7 +89,7 @@ class DenseOptimizer:
         if self.kind in ("adam", "adamw"):
             if self.kind == "adamw" and self.decay:
                 data[:kernels].mul_(1 - lr * self.decay)
-            adam_update(data, grad, self.first, self.second, lr, step, self.epsilon)
+            adam_update(data, grad, self.first, self.second, lr, step, self.epsilon, fused=True)
         elif self.kind == "sgd":
             if self.momentum:
                 grad = self.first.mul_(self.momentum).add_(grad)
