@@ -36,10 +36,9 @@ import embrec
 from embrec.errors import ConfigError
 from embrec.models.ease import EASEConfig
 from embrec.models.popular import PopularConfig
-from embrec.presets import PRESETS
 
 METRICS = ["ndcg@10", "precision@10", "recall@10", "hit_rate@10", "coverage"]
-RANKING = PRESETS.get("ranking")
+EASE_LABEL = f"ease (l2 {EASEConfig().l2:g} on {EASEConfig().values} values, its default)"
 
 
 def header(title: str) -> list[str]:
@@ -95,7 +94,7 @@ def search(ratings: Any, match: str | None) -> list[str]:
     fit_rows, validation = embrec.split(train, test_size=0.1, seed=1)
     lines = list(TABLE)
     for label, build in (("popular", lambda: embrec.fit(PopularConfig(), fit_rows)),
-                         ("ease (l2 500)", lambda: embrec.fit(EASEConfig(), fit_rows))):
+                         (EASE_LABEL, lambda: embrec.fit(EASEConfig(), fit_rows))):
         rec, seconds = timed_fit(build)
         lines.append(row(label, scored(rec, validation), seconds))
         print(lines[-1], flush=True)
@@ -113,7 +112,7 @@ def ml100k(ratings: Any, seeds: list[int]) -> list[str]:
     train, test = embrec.split(ratings, test_size=0.2, seed=0)
     lines = list(TABLE)
     for label, build in (("popular", lambda s: embrec.fit(PopularConfig(), train)),
-                         ("ease (l2 500)", lambda s: embrec.fit(EASEConfig(), train)),
+                         (EASE_LABEL, lambda s: embrec.fit(EASEConfig(), train)),
                          ("default", lambda s: embrec.fit_preset("default", train, seed=s)),
                          ("ranking", lambda s: embrec.fit_preset("ranking", train, seed=s))):
         for seed in seeds if label in ("default", "ranking") else seeds[:1]:

@@ -102,10 +102,14 @@ def test_rows_name_the_sampled_and_the_whole_catalogue_items(tiny: Ratings) -> N
     data = Columns(torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7]),
                    torch.tensor([5.0, 3.0, 4.0]))
     bpr = RankingLoss("bpr", negatives=2, positive_threshold=4.0)
-    bpr.prepare(data, 10, seed=0)
-    users, items = bpr.rows(data)
-    assert users.tolist() == [0, 1, 2] and items[:3].tolist() == [5, 6, 7]
-    assert len(items) == 3 + 2 * 2  # two negatives for each of the two positives
+    kept = bpr.prepare(data, 10, seed=0)  # a ranking-only loss trains on the positives
+    users, items = bpr.rows(kept)
+    assert users.tolist() == [0, 2] and items[:2].tolist() == [5, 7]
+    assert len(items) == 2 + 2 * 2  # two negatives for each of the two positives
+    both = RankingLoss("bpr", negatives=2, positive_threshold=4.0, rating_weight=1.0)
+    assert len(both.prepare(data, 10, seed=0)) == 3  # the rating loss needs every row
+    users, items = both.rows(data)
+    assert users.tolist() == [0, 1, 2] and len(items) == 3 + 2 * 2
     softmax = RankingLoss("softmax")
     softmax.prepare(data, 10, seed=0)
     assert softmax.rows(data)[1].tolist() == list(range(10))

@@ -168,7 +168,7 @@ class RankingLoss:
         b = len(batch)
         pairs = items.index_select(0, batch.item) if self.kind == "softmax" else items[:b]
         prediction = model.score(users, pairs)  # (b,)
-        mask = self._mask(batch.rating)
+        mask = self._trained_mask(batch.rating)
         index = None if mask is None else mask.nonzero().squeeze(1)
         u, p, rated = (users, pairs, batch) if index is None else (
             users.index_select(0, index), pairs.index_select(0, index),
@@ -219,8 +219,13 @@ class RankingLoss:
         return F.cross_entropy(logits, torch.zeros_like(item), reduction="none")
 
     def _count(self, batch: Columns) -> int:
-        mask = self._mask(batch.rating)
+        mask = self._trained_mask(batch.rating)
         return len(batch) if mask is None else int(mask.sum())
+
+    def _trained_mask(self, rating: Tensor) -> Tensor | None:
+        """Which batch rows are positives; ``None`` when all are (a ranking-only loss trains
+        on the positives :meth:`prepare` kept)."""
+        return None if self.scores == "ranking" else self._mask(rating)
 
     def _mask(self, rating: Tensor) -> Tensor | None:
         """``(n,)`` which ratings are positives; ``None`` when all are."""
