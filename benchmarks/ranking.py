@@ -86,6 +86,15 @@ def candidates() -> list[tuple[str, dict[str, Any]]]:
         ("in-batch, weight_decay 0.05", {"weight_decay": 0.05}),
         ("in-batch, 32 factors", {"embedding_dim": 32}),
         ("rating+in-batch", {"loss": "rating+in-batch"}),
+        ("sampled-softmax 1024, batch 4096, lr 0.03 one-cycle, 30 epochs",
+         {**fast, "loss": "sampled-softmax", "negatives": 1024}),
+        ("sampled-softmax 1024 by popularity, batch 4096, lr 0.03 one-cycle, 30 epochs",
+         {**fast, "loss": "sampled-softmax", "negatives": 1024,
+          "negative_sampling": "popularity"}),
+        ("in-batch, lr 0.03 one-cycle, 30 epochs",
+         {"learning_rate": 0.03, "schedule": "onecycle", "epochs": 30}),
+        ("in-batch, lr 0.03 one-cycle, 30 epochs, 128 factors",
+         {"learning_rate": 0.03, "schedule": "onecycle", "epochs": 30, "embedding_dim": 128}),
     ]
 
 
