@@ -194,7 +194,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
                               hint="give a CSV with a header 'user,item'")
         pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
-                                          on_unknown=args.on_unknown)
+                                          on_unknown=args.on_unknown, kind=args.kind)
         if args.output:
             _write_csv(pairs, args.output)
         else:
@@ -203,7 +203,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.user is None or args.item is None:
         raise ConfigError("predict", None, "needs --user and --item, or --input pairs.csv")
     user, item = rec.users.coerce(args.user), rec.items.coerce(args.item)
-    value = rec.predict(user, item, on_unknown=args.on_unknown)
+    value = rec.predict(user, item, on_unknown=args.on_unknown, kind=args.kind)
     if args.json:
         _print_json({"user": user, "item": item, "prediction": value})
     else:
@@ -311,6 +311,8 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--input", help="CSV with columns user,item")
     p.add_argument("--output", help="CSV to write (default: standard output)")
     p.add_argument("--on-unknown", choices=("error", "nan", "mean"), default="error")
+    p.add_argument("--kind", choices=("rating", "score"), default="rating",
+                   help="'score' for a ranking model's scores (popular, ease)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_predict)
 
