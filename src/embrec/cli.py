@@ -143,9 +143,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
         return 0
-    table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
+    sides = [side for side in ("train", "validation", "test") if side in result.metrics]
+    table = pd.DataFrame(result.metrics).T.reindex(sides)
     shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
-    _print_frame(table[shown].dropna(how="all").reset_index(names="split"))
+    _print_frame(table[shown].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
           f"saved to {out}")
     return 0
