@@ -144,9 +144,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
         return 0
-    table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
+    sides = [side for side in ("train", "validation", "test") if side in result.metrics]
+    table = pd.DataFrame(result.metrics).T.reindex(sides)
     shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
-    _print_frame(table[shown].dropna(how="all").reset_index(names="split"))
+    _print_frame(table[shown].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
           f"saved to {out}")
     return 0
@@ -195,7 +196,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
                               hint="give a CSV with a header 'user,item'")
         pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
-                                          on_unknown=args.on_unknown)
+                                          on_unknown=args.on_unknown, kind=args.kind)
         if args.output:
             _write_csv(pairs, args.output)
         else:
@@ -204,7 +205,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.user is None or args.item is None:
         raise ConfigError("predict", None, "needs --user and --item, or --input pairs.csv")
     user, item = rec.users.coerce(args.user), rec.items.coerce(args.item)
-    value = rec.predict(user, item, on_unknown=args.on_unknown)
+    value = rec.predict(user, item, on_unknown=args.on_unknown, kind=args.kind)
     if args.json:
         _print_json({"user": user, "item": item, "prediction": value})
     else:
@@ -314,6 +315,8 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--input", help="CSV with columns user,item")
     p.add_argument("--output", help="CSV to write (default: standard output)")
     p.add_argument("--on-unknown", choices=("error", "nan", "mean"), default="error")
+    p.add_argument("--kind", choices=("rating", "score"), default="rating",
+                   help="'score' for a ranking model's scores (popular, ease)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_predict)
 
