@@ -251,8 +251,9 @@ class _Engine:
     def release(self) -> None:
         """Give every parameter its own contiguous storage back; drop the optimiser state."""
         self.dense.release()
-        for module in self.modules:
-            module.weight = nn.Parameter(module.weight.detach().contiguous().clone())
+        for module in self.modules:  # one copy each, whether the view is strided or not
+            weight = module.weight.detach().clone(memory_format=torch.contiguous_format)
+            module.weight = nn.Parameter(weight)
         self.tables, self.keras = [], None
 
 
