@@ -1,0 +1,135 @@
+"""Data-parallel training: 2 gloo ranks on 127.0.0.1 equal one process replaying the same batches."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from embrec.config import TrainConfig
+from embrec.data.synthetic import generate
+from embrec.errors import DataError
+from embrec.models import MODELS
+from embrec.training import fit
+from embrec.training.distributed import epoch_order, shard_bounds
+from embrec.training.batches import Columns
+
+pytestmark = pytest.mark.distributed
+
+# model, model settings, training settings: every model, dropout, penalties, Keras-dense Adam
+CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("biased-mf", {"embedding_dim": 4}, {"weight_decay": 0.05, "bias_weight_decay": 0.01}),
+    ("gmf", {"embedding_dim": 6, "dropout": 0.2}, {"optimizer": "adagrad", "learning_rate": 0.05}),
+    ("mlp", {"embedding_dim": 5, "hidden": (8,), "dropout": (0.3, 0.5)},
+     {"weight_decay": 0.01, "dense_weight_decay": 0.01, "validation": 0.1}),
+    ("neumf", {}, {"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.5}),
+    ("mlp", {"embedding_dim": 4, "hidden": (6,), "dropout": (0.2, 0.2), "activation": "tanh"},
+     {"embedding_updates": "dense", "schedule": "onecycle"}),
+]
+BASE = {"epochs": 3, "batch_size": 97, "seed": 3, "learning_rate": 0.01}
+
+
+def _ratings():  # type: ignore[no-untyped-def]
+    # 1,201 rows: shards of 600 and 601, a last global batch of 37
+    return generate(n_users=70, n_items=45, n_ratings=1201, rank=3, noise=0.1, seed=5).ratings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    torch.set_num_threads(1)
+    ratings = _ratings()
+    for k, (name, model, train) in enumerate(CASES):
+        rec = fit(MODELS[name](**model), ratings, TrainConfig(**{**BASE, **train}))
+        weights = {n: p.detach().contiguous() for n, p in rec.model.state_dict().items()}
+        save_file(weights, f"{out}/case{k}-rank{rank}.safetensors")
+        if rank == 0:
+            np.save(f"{out}/case{k}-rows.npy", np.array(rec.metadata["rows_per_rank"]))
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ranks")
+    mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=2, join=True,
+                       start_method="spawn")
+    return out
+
+
+@pytest.mark.parametrize("k", range(len(CASES)))
+def test_two_ranks_equal_one_process(two_ranks: Path, k: int) -> None:
+    name, model, train = CASES[k]
+    torch.set_num_threads(1)
+    rec = fit(MODELS[name](**model), _ratings(), TrainConfig(**{**BASE, **train}))
+    rank0 = load_file(two_ranks / f"case{k}-rank0.safetensors")
+    rank1 = load_file(two_ranks / f"case{k}-rank1.safetensors")
+    for key, value in rec.model.state_dict().items():
+        assert torch.equal(rank0[key], rank1[key]), key  # replicas stay identical
+        diff = float((rank0[key] - value).abs().max())
+        assert diff <= 1e-5, (name, key, diff)
+    rows = np.load(two_ranks / f"case{k}-rows.npy").tolist()
+    fitted = math.ceil(1201 * 0.9) if train.get("validation") else 1201
+    assert rows == [fitted // 2, fitted - fitted // 2]
+
+
+def test_shards_cover_every_row_once_per_epoch() -> None:
+    n, size, world = 1201, 97, 3
+    data = Columns(torch.arange(n, dtype=torch.int32), torch.zeros(n, dtype=torch.int32),
+                   torch.arange(n, dtype=torch.float32))
+    whole = epoch_order(data, torch.Generator().manual_seed(1), size)
+    seen = []
+    from embrec.training.distributed import Shard
+
+    parts = []
+    for rank in range(world):
+        start, stop = shard_bounds(n, rank, world)
+        shard = Columns(data.user[start:stop], data.item[start:stop], data.rating[start:stop])
+        order = epoch_order(shard, torch.Generator().manual_seed(1), size, Shard(start, stop, n))
+        assert len(order.local) == len(whole.local) and order.total == whole.local
+        parts.append(order)
+        seen.append(order.batch.rating)
+    assert sorted(torch.cat(seen).long().tolist()) == list(range(n))
+    # each global batch holds exactly the rows one process would use, at the same positions
+    for k in range(len(whole.local)):
+        expected = whole.batch.rating[k * size:(k + 1) * size]
+        got = torch.full_like(expected, -1.0)
+        for order in parts:
+            start = sum(order.local[:k])
+            rows = order.batch.rating[start:start + order.local[k]]
+            got[order.positions[start:start + order.local[k]]] = rows  # type: ignore[index]
+        assert torch.equal(got, expected)
+
+
+def _bad_worker(rank: int, port: int) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    ratings = _ratings()
+    if rank == 1:  # a bad shard: this rank read other data
+        ratings = generate(n_users=70, n_items=45, n_ratings=900, seed=5).ratings
+    try:
+        fit(MODELS["biased-mf"](embedding_dim=2), ratings, TrainConfig(epochs=1, seed=0))
+    except DataError as error:
+        assert "different training rows" in str(error)
+        raise SystemExit(3) from error
+    raise SystemExit(0)
+
+
+def test_ranks_with_different_data_are_refused() -> None:
+    with pytest.raises(mp.ProcessExitedException) as info:
+        mp.start_processes(_bad_worker, args=(free_port(),), nprocs=2, join=True,
+                           start_method="spawn")
+    assert info.value.exit_code == 3
