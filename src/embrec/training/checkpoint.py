@@ -34,15 +34,15 @@ from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
-from embrec.errors import ArtifactError
+from embrec.errors import ArtifactError, ConfigError
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "copy_into", "masks_state",
-           "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "checkpoint_dir", "copy_into",
+           "masks_state", "restore_masks", "run_identity"]
 
 FORMAT = 1
 LATEST = "LATEST"
@@ -271,8 +271,26 @@ class RunState:
         self.history, self.best.rmse = facts["history"], facts["best_rmse"]
         self.best.epoch = facts["best_epoch"]
         self.generator.set_state(snapshot.tensors["epoch_generator"])
-        self.pending = snapshot.tensors["generator"]
+        self.pending = snapshot.tensors["generator"] if self.step else None
         self.predictions.copy_(snapshot.local["predictions"])
+
+
+def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | None:
+    """Return where the CLI checkpoints a run whose model goes to ``out``: ``<out>.checkpoints``.
+
+    A saved model directory is replaced whole when saved, so checkpoints live
+    beside it. Without ``out`` there is nothing to resume from later.
+
+    Raises:
+        ConfigError: if ``resume`` is asked for without ``out``.
+    """
+    if out is None:
+        if resume:
+            raise ConfigError("resume", True, "needs --out (the run to continue)",
+                              hint="pass the --out of the run to resume")
+        return None
+    path = Path(out)
+    return path.with_name(path.name + ".checkpoints")
 
 
 def run_identity(model_config: ModelConfig, train: Ratings, config: TrainConfig,

@@ -50,7 +50,7 @@ from embrec.training.step import Step, StepOutput
 
 __all__ = ["DataParallel", "EpochOrder", "Group", "Shard", "ShardedMasks", "check_same_data",
            "epoch_order",
-           "join", "launched", "shard_bounds", "shard_columns"]
+           "join", "launched", "main_process", "shard_bounds", "shard_columns"]
 
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("EMBREC_DIST_TIMEOUT", "300")))
 
@@ -58,6 +58,11 @@ TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("EMBREC_DIST_TIMEOUT",
 def launched() -> bool:
     """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def main_process() -> bool:
+    """Whether this process reports and saves: rank 0 of a torchrun job, or a lone process."""
+    return int(os.environ.get("RANK", "0")) == 0 if launched() else True
 
 
 @dataclass(frozen=True, slots=True)
