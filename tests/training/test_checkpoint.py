@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from embrec.cli import main
 from embrec.config import TrainConfig
@@ -96,34 +90,3 @@ def test_resume_needs_an_output_directory() -> None:
     assert main(["train", "--data", "synthetic", "--resume", "--quiet"]) == 2
     with pytest.raises(ConfigError, match="checkpoint_every"):
         TrainConfig(checkpoint_every=0)
-
-
-def _train_command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "embrec", "train", "--data", "synthetic", "--model", "mlp",
-            "--epochs", "3", "--batch-size", "256", "--seed", "0", "--out", str(out),
-            "--checkpoint-every", "40", "--quiet", "--json", *extra]
-
-
-@pytest.mark.slow
-def test_kill_9_between_checkpoints_then_resume(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    whole = tmp_path / "whole"
-    subprocess.run(_train_command(whole), env=env, check=True, capture_output=True,
-                   timeout=300)
-    killed = tmp_path / "killed"
-    job = subprocess.Popen(_train_command(killed), env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    latest = Path(f"{killed}.checkpoints") / "LATEST"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    job.send_signal(signal.SIGKILL)
-    assert job.wait(timeout=30) == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not killed.exists()
-    done = subprocess.run(_train_command(killed, "--resume"), env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    a = load_file(whole / "weights.safetensors")
-    b = load_file(killed / "weights.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads(done.stdout)["test"]["rmse"] > 0
