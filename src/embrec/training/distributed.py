@@ -17,11 +17,14 @@ rows' masks. The loss is the mean over the global batch, so a rank scales its
 gradients (and the per-use L2 penalty, divided by the batch inside the step) by
 ``local rows / global rows`` and the exchange sums them:
 
-- dense layers: one all-reduce (sum) of the flat gradient buffer;
-- embedding tables: each rank coalesces its touched rows, and every rank
-  all-gathers every rank's ``(index, rows)`` (sizes first, then padded payloads),
-  so a step's traffic grows with the rows the batches touch, not with the
+- dense layers: one all-reduce (sum) of the flat gradient buffer, which also
+  carries each rank's touched-row counts;
+- embedding tables: each rank coalesces its touched rows, and one all-gather
+  hands every rank every rank's ``(index, rows)`` (padded to the largest), so a
+  step's traffic grows with the rows the batches touch, not with the
   catalogue. The row-sparse optimisers then coalesce the concatenation.
+
+Two collectives a step (see :func:`exchange`).
 
 Every rank applies the same update to the same replica, so the weights stay
 equal without broadcasting them, and equal (to float rounding) to one process
@@ -48,11 +51,12 @@ from embrec.training.batches import Columns, columns, shuffled
 from embrec.training.sparse import coalesce
 from embrec.training.step import Step, StepOutput
 
-__all__ = ["DataParallel", "EpochOrder", "Group", "Shard", "ShardedMasks", "check_same_data",
-           "epoch_order",
-           "join", "launched", "main_process", "shard_bounds", "shard_columns"]
+__all__ = ["TIMEOUT", "DataParallel", "EpochOrder", "Group", "Shard", "ShardedMasks",
+           "check_same_data", "epoch_order", "exchange", "join", "launched", "main_process",
+           "shard_bounds", "shard_columns"]
 
-TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("EMBREC_DIST_TIMEOUT", "300")))
+TIMEOUT = datetime.timedelta(minutes=5)
+"""How long a collective waits for the other ranks before failing (a rank that hung)."""
 
 
 def launched() -> bool:
@@ -134,7 +138,7 @@ def join(device: torch.device) -> Group | None:
     elif device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     if dist.get_world_size() == 1:
-        return Group(0, 1, device, owned) if owned else None
+        return None
     return Group(dist.get_rank(), dist.get_world_size(), device, owned)
 
 
@@ -305,31 +309,10 @@ class DataParallel:
             for masks in self.masks:
                 masks.prepare(total, positions, batch.rating)
         out = step(batch) if n else _nothing(batch, dense_grad, self.widths)
-        scale = n / total
-        if scale != 1.0:
-            dense_grad.mul_(scale)
-        dist.all_reduce(dense_grad)
-        user_index, user_grad = self._gather(out.user_index, out.user_grad, scale)
-        item_index, item_grad = self._gather(out.item_index, out.item_grad, scale)
+        (user_index, user_grad), (item_index, item_grad) = exchange(
+            self.group, dense_grad, [(out.user_index, out.user_grad),
+                                     (out.item_index, out.item_grad)], n / total)
         return StepOutput(out.prediction, user_index, user_grad, item_index, item_grad)
-
-    def _gather(self, index: Tensor, rows: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-        """All-gather every rank's coalesced ``(index, rows * scale)``."""
-        index, rows = coalesce(index, rows)
-        if scale != 1.0:
-            rows.mul_(scale)
-        sizes = [s[0] for s in self.group.gather_ints([len(index)])]
-        most, width = max(sizes), rows.shape[1]
-        padded_index = index.new_zeros(most)
-        padded_index[:len(index)] = index
-        padded_rows = rows.new_zeros((most, width))
-        padded_rows[:len(rows)] = rows
-        indices = [torch.empty_like(padded_index) for _ in sizes]
-        payloads = [torch.empty_like(padded_rows) for _ in sizes]
-        dist.all_gather(indices, padded_index)
-        dist.all_gather(payloads, padded_rows)
-        return (torch.cat([t[:s] for t, s in zip(indices, sizes, strict=True)]),
-                torch.cat([t[:s] for t, s in zip(payloads, sizes, strict=True)]))
 
     def errors(self, predictions: Tensor, rating: Tensor, prefix: str) -> dict[str, float]:
         """Return ``{prefix}_rmse`` and ``{prefix}_mae`` over every rank's rows."""
@@ -340,6 +323,60 @@ class DataParallel:
         dist.all_reduce(sums)
         sse, sae, n = sums.tolist()
         return {f"{prefix}_rmse": (sse / max(n, 1.0)) ** 0.5, f"{prefix}_mae": sae / max(n, 1.0)}
+
+
+def exchange(group: Group, dense_grad: Tensor, tables: list[tuple[Tensor, Tensor]],
+             scale: float = 1.0) -> list[tuple[Tensor, Tensor]]:
+    """Sum the dense gradient over the ranks and gather every rank's touched table rows.
+
+    Two collectives a step, whatever the number of tables: one all-reduce of
+    the dense gradient with each rank's touched-row counts appended (each rank
+    writes its own slots), then one all-gather of the coalesced rows, each
+    rank's payload padded to the largest; a row's int64 index rides in two
+    extra float32 columns, bit for bit. Traffic grows with the rows the batches
+    touch, not with the tables' size.
+
+    Args:
+        group: the process group.
+        dense_grad: the flat dense gradient; replaced by the sum over ranks of
+            ``scale`` times each rank's.
+        tables: per table, ``(index, rows)`` of this rank (repeats allowed).
+        scale: this rank's share of the global batch (``local rows / global rows``).
+
+    Returns:
+        Per table, every rank's coalesced ``(index, rows * scale)``, concatenated
+        in rank order (identical on every rank).
+    """
+    mine = [coalesce(index, rows) for index, rows in tables]
+    size, slots = dense_grad.numel(), len(tables)
+    box = dense_grad.new_zeros(size + group.world_size * slots)
+    torch.mul(dense_grad.view(-1), scale, out=box[:size])
+    start = size + group.rank * slots
+    box[start:start + slots] = torch.tensor([float(len(i)) for i, _ in mine])
+    dist.all_reduce(box)
+    dense_grad.view(-1).copy_(box[:size])
+    counts = box[size:].view(group.world_size, slots).round().long().tolist()
+    width = max(rows.shape[1] for _, rows in mine)
+    payload = dense_grad.new_zeros((max(sum(c) for c in counts), width + 2))
+    offset = 0
+    for index, rows in mine:
+        part = payload[offset:offset + len(index)]
+        torch.mul(rows, scale, out=part[:, :rows.shape[1]])
+        part[:, width:] = index.contiguous().view(torch.float32).view(-1, 2)
+        offset += len(index)
+    every = [torch.empty_like(payload) for _ in counts]
+    dist.all_gather(every, payload)
+    return [_unpack(every, counts, t, rows.shape[1], width) for t, (_, rows) in enumerate(mine)]
+
+
+def _unpack(every: list[Tensor], counts: list[list[int]], table: int, columns: int,
+            width: int) -> tuple[Tensor, Tensor]:
+    """Table ``table``'s rows out of every rank's payload."""
+    parts = [received[sum(c[:table]):sum(c[:table + 1])] for received, c in zip(every, counts,
+                                                                                strict=True)]
+    rows = torch.cat([p[:, :columns] for p in parts])
+    index = torch.cat([p[:, width:] for p in parts]).contiguous().view(torch.int64).view(-1)
+    return index, rows
 
 
 def _nothing(batch: Columns, dense_grad: Tensor, widths: tuple[int, int]) -> StepOutput:
