@@ -124,3 +124,23 @@ def test_ranks_with_different_data_are_refused(two_ranks: Path) -> None:
     for rank in (0, 1):
         message = (two_ranks / f"refused-rank{rank}.txt").read_text()
         assert "ranks [1] have different training rows, users, items than rank 0" in message
+
+
+def test_exchange_packs_large_indices_and_scales(tmp_path: Path) -> None:
+    from embrec.training.distributed import Group, exchange
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        group = Group(0, 1, torch.device("cpu"), owned=False)
+        dense = torch.tensor([1.0, 2.0])
+        index = torch.tensor([5_000_000_123, 7, 5_000_000_123])
+        rows = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+        (got_index, got_rows), (empty, none) = exchange(
+            group, dense, [(index, rows), (torch.zeros(0, dtype=torch.int64), torch.zeros(0, 1))],
+            0.5)
+        assert got_index.tolist() == [7, 5_000_000_123]
+        assert got_rows.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+        assert dense.tolist() == [0.5, 1.0] and len(empty) == 0 and none.shape == (0, 1)
+    finally:
+        dist.destroy_process_group()
