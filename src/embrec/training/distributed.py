@@ -220,15 +220,29 @@ def epoch_order(data: Columns, generator: torch.Generator, batch_size: int,
         return EpochOrder(batch, sizes, sizes, None)
     order = torch.randperm(shard.total, generator=generator, device=data.rating.device,
                            dtype=torch.int32 if shard.total < 2**31 else torch.int64)
-    where = ((order >= shard.start) & (order < shard.stop)).nonzero().squeeze(1)
-    rows = order.index_select(0, where).long().sub_(shard.start)
+    rows, where = _mine(order, shard)
     del order
     steps = -(-shard.total // batch_size)
     local = torch.bincount(where // batch_size, minlength=steps).tolist()
     total = [min(batch_size, shard.total - k * batch_size) for k in range(steps)]
     batch = Columns(data.user.index_select(0, rows).long(), data.item.index_select(0, rows).long(),
                     data.rating.index_select(0, rows))
-    return EpochOrder(batch, local, total, where % batch_size)
+    return EpochOrder(batch, local, total, where.remainder_(batch_size))
+
+
+def _mine(order: Tensor, shard: Shard, chunk: int = 1 << 22) -> tuple[Tensor, Tensor]:
+    """The shard's rows in ``order`` (local numbers) and their places in it, a chunk at a time.
+
+    Working in chunks keeps the temporaries small: a rank's memory for the
+    epoch grows with its own rows, besides the one global permutation.
+    """
+    rows, where = [], []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        hit = ((part >= shard.start) & (part < shard.stop)).nonzero().squeeze(1)
+        rows.append(part.index_select(0, hit).sub_(shard.start))
+        where.append(hit.to(order.dtype).add_(start))
+    return torch.cat(rows), torch.cat(where)
 
 
 class ShardedMasks(DropoutMasks):
