@@ -24,7 +24,10 @@ gradients (and the per-use L2 penalty, divided by the batch inside the step) by
   step's traffic grows with the rows the batches touch, not with the
   catalogue. The row-sparse optimisers then coalesce the concatenation.
 
-Two collectives a step (see :func:`exchange`).
+Two collectives a step (see :func:`exchange`). Tables too big for one host
+(model parallelism) would plug in at the same place: a step still yields
+``(index, rows)`` per table, and the exchange would route each row to the rank
+owning it (all-to-all) instead of gathering every row everywhere.
 
 Every rank applies the same update to the same replica, so the weights stay
 equal without broadcasting them, and equal (to float rounding) to one process
