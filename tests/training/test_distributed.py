@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from embrec.config import TrainConfig
+from embrec.data.ratings import Ratings
 from embrec.data.synthetic import generate
 from embrec.errors import DataError
 from embrec.models import MODELS
@@ -59,8 +60,11 @@ def _worker(rank: int, port: int, out: str) -> None:
         save_file(weights, f"{out}/case{k}-rank{rank}.safetensors")
         if rank == 0:
             np.save(f"{out}/case{k}-rows.npy", np.array(rec.metadata["rows_per_rank"]))
-    if rank == 1:  # a bad shard: this rank read other data; every rank refuses to train
-        ratings = generate(n_users=70, n_items=45, n_ratings=900, seed=5).ratings
+    if rank == 1:  # a bad shard: one rating differs on this rank; every rank refuses to train
+        changed = ratings.rating.copy()
+        changed[0] = 3.0 if changed[0] != 3.0 else 4.0
+        ratings = Ratings(ratings.user, ratings.item, changed, ratings.users, ratings.items,
+                          scale=ratings.scale)
     try:
         fit(MODELS["biased-mf"](embedding_dim=2), ratings, TrainConfig(epochs=1, seed=0))
     except DataError as error:
@@ -123,7 +127,8 @@ def test_shards_cover_every_row_once_per_epoch() -> None:
 def test_ranks_with_different_data_are_refused(two_ranks: Path) -> None:
     for rank in (0, 1):
         message = (two_ranks / f"refused-rank{rank}.txt").read_text()
-        assert "ranks [1] have different training rows, users, items than rank 0" in message
+        assert "ranks [1] have different training rows, users, items or ratings than rank 0" \
+            in message
 
 
 def test_exchange_packs_large_indices_and_scales(tmp_path: Path) -> None:

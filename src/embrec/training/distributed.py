@@ -181,7 +181,10 @@ def shard_columns(train: Ratings, fit_rows: np.ndarray | None, device: torch.dev
     if group is None:
         return columns(train, fit_rows, device), None
     total = len(train) if fit_rows is None else len(fit_rows)
-    check_same_data(group, [total, train.n_users, train.n_items], "training rows, users, items")
+    sums = [int(train.user.sum(dtype=np.int64)), int(train.item.sum(dtype=np.int64)),
+            int(train.rating.sum(dtype=np.float64) * 1024)]
+    check_same_data(group, [total, train.n_users, train.n_items, *sums],
+                    "training rows, users, items or ratings")
     start, stop = shard_bounds(total, group.rank, group.world_size)
     rows = np.arange(start, stop) if fit_rows is None else fit_rows[start:stop]
     return columns(train, rows, device), Shard(start, stop, total)
