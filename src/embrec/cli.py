@@ -89,6 +89,7 @@ def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                               "seed": args.seed, "device": args.device,
                               "num_threads": args.threads,
                               "early_stopping": args.early_stopping,
+                              "checkpoint_every": args.checkpoint_every,
                               "progress": not args.json and not args.quiet})
     test_size = args.test_size or file.get("split", {}).get("test_size")
     if test_size is None:
@@ -130,16 +131,24 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from embrec.runs import train_run
+    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.training.distributed import main_process
 
     model, train, split_spec = _train_configs(args)
-    result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data)
+    checkpoints = checkpoint_dir(args.out, resume=args.resume)
+    result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data,
+                       checkpoint_dir=checkpoints, resume=args.resume)
     rec = result.recommender
+    if not main_process():  # under torchrun only rank 0 reports and saves
+        return 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
     rec.save(out)
     summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
                "fit_seconds": result.fit_seconds,
                "ratings_per_second": result.ratings_per_second, "out": str(out),
+               "world_size": rec.metadata["world_size"],
+               "rows_per_rank": rec.metadata["rows_per_rank"],
                **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
     if args.json:
         _print_json(summary)
@@ -288,6 +297,10 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--out", help="output directory (default runs/<data>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in <out>.checkpoints")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also checkpoint every N steps (with --out: every epoch)")
     p.set_defaults(handler=_cmd_train)
 
 

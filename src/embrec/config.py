@@ -160,6 +160,8 @@ class TrainConfig(JsonConfig):
         step_path: ``auto`` takes a model's hand-written rating step when it has
             one (proven equal to autograd by the contract tests); ``autograd``
             always differentiates the model's forward pass.
+        checkpoint_every: with a checkpoint directory, also checkpoint every
+            this many optimiser steps (``None``: at the end of each epoch only).
     """
 
     epochs: int = 10
@@ -181,6 +183,7 @@ class TrainConfig(JsonConfig):
     progress: bool = False
     num_threads: int | None = None
     step_path: str = "auto"
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -194,6 +197,8 @@ class TrainConfig(JsonConfig):
         require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads",
                 self.num_threads, "must be None or at least 1")
+        require(self.checkpoint_every is None or self.checkpoint_every >= 1, "checkpoint_every",
+                self.checkpoint_every, "must be None or at least 1")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("embedding_updates", self.embedding_updates, EMBEDDING_UPDATES)
         require_choice("step_path", self.step_path, STEP_PATHS)

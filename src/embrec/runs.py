@@ -83,6 +83,8 @@ def train_run(
     *,
     split_spec: SplitSpec | None = None,
     test_data: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Load ``data``, split it (or use ``test_data``), fit, and evaluate every side.
 
@@ -92,6 +94,8 @@ def train_run(
         data: a known data set name or a path to ratings.
         split_spec: the train/test split; ignored when ``test_data`` is given.
         test_data: a separate test file (e.g. ML-100K's ``u1.test``).
+        checkpoint_dir: checkpoint the training there (see ``fit``).
+        resume: continue from the latest checkpoint in ``checkpoint_dir``.
 
     Returns:
         The recommender (with the split recorded in its metadata) and metrics.
@@ -99,6 +103,7 @@ def train_run(
     Raises:
         DataError: for unreadable data.
         ConfigError: for invalid settings.
+        ArtifactError: for a checkpoint that cannot be resumed.
     """
     spec = split_spec or SplitSpec()
     ratings = load_dataset(data)
@@ -112,7 +117,8 @@ def train_run(
         record = {"split": {"test_data": _data_source(test_data)}}
     metadata = {"data": _data_source(data), **record}
     started = time.perf_counter()
-    rec = fit(model_config, train, train_config, metadata=metadata)
+    rec = fit(model_config, train, train_config, metadata=metadata,
+              checkpoint_dir=checkpoint_dir, resume=resume)
     seconds = time.perf_counter() - started
     if rec.scores == "ranking":  # no rating error to report: top-N on the test rows only
         metrics = {"test": {key: value for key, value in evaluate(rec, test).items()
