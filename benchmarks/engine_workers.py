@@ -11,7 +11,6 @@ every framework trains on exactly the same rows.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,14 @@ def load_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MiB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux keeps that across ``execve``, so a worker would
+    report its parent's peak (the parent that generated 25M ratings) as its own.
+    """
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def embrec_ratings(folder: Path) -> Any:

@@ -65,13 +65,6 @@ def run_json(command: Sequence[str], env: dict[str, str] | None = None,
     return result
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB (Linux ``ru_maxrss`` is in KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def machine() -> dict[str, Any]:
     """Facts about the machine the numbers come from (no heavy imports)."""
     cpu = platform.processor() or platform.machine()
