@@ -225,22 +225,22 @@ def collect(data: Path, tasks: list[str], seeds: list[int], frameworks: list[str
     """Run every (task, framework, seed) quiet and, with ``busy``, again under two busy loops."""
     rows = []
     for name in ("quiet", "busy") if busy else ("quiet",):
-        with harness.condition(name == "busy"):
-            for task in tasks:
-                runs = [("embrec", t) for t in embrec_threads] + [(TASKS[task][2], None)]
-                for framework, threads in runs:
-                    if framework not in frameworks:
-                        continue
-                    for seed in seeds:
+        for task in tasks:
+            runs = [("embrec", t) for t in embrec_threads] + [(TASKS[task][2], None)]
+            for framework, threads in runs:
+                if framework not in frameworks:
+                    continue
+                for seed in seeds:
+                    python = sys.executable if framework == "embrec" else baseline_python
+                    with harness.condition(name == "busy"):  # fresh loops for each run
                         load = os.getloadavg()[0]
-                        python = sys.executable if framework == "embrec" else baseline_python
                         result = in_subprocess(framework, task, seed, data, threads, python)
-                        if result is None:
-                            print(f"skipped {framework} on {task} (not installed or failed)")
-                            break
-                        rows.append({"condition": name, "task": task, "seed": seed,
-                                     "load": load, **result})
-                        print(json.dumps(rows[-1]), flush=True)
+                    if result is None:
+                        print(f"skipped {framework} on {task} (not installed or failed)")
+                        break
+                    rows.append({"condition": name, "task": task, "seed": seed,
+                                 "load": load, **result})
+                    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 

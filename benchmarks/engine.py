@@ -76,6 +76,14 @@ def work(python: str, name: str, timeout: float | None = None, **kwargs: Any) ->
                                  "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=timeout)
 
 
+def measure(condition: str, python: str, name: str, timeout: float, **kwargs: Any
+            ) -> dict[str, Any]:
+    """One worker run, under fresh busy loops when ``condition`` is ``busy``; with the load."""
+    with harness.condition(condition == "busy"):
+        load = harness.load()
+        return {"load": load, **work(python, name, timeout=timeout, **kwargs)}
+
+
 def facts(args: argparse.Namespace, started: float) -> dict[str, Any]:
     """Machine, software, command, load averages and duration of one part."""
     import os
@@ -99,15 +107,13 @@ def catalogue(args: argparse.Namespace) -> dict[str, Any]:
             (args.baseline_python, "catalogue-libmf", {"threads": 2, "passes": 20})]
     rows = []
     for name in CONDITIONS:
-        with harness.condition(name == "busy"):
-            for size, folder in folders.items():
-                for python, worker, kwargs in jobs:
-                    runs = [{"load": harness.load(), **work(python, worker, data=str(folder),
-                                                            **kwargs)}
-                            for _ in range(args.repeats)]
-                    rows.append({"condition": name, "catalogue": size, "ratings": n,
-                                 "framework": worker, **summary(runs)})
-                    print(json.dumps(rows[-1]), flush=True)
+        for size, folder in folders.items():
+            for python, worker, kwargs in jobs:
+                runs = [measure(name, python, worker, args.timeout, data=str(folder), **kwargs)
+                        for _ in range(args.repeats)]
+                rows.append({"condition": name, "catalogue": size, "ratings": n,
+                             "framework": worker, **summary(runs)})
+                print(json.dumps(rows[-1]), flush=True)
     return {"facts": facts(args, started), "rows": rows}
 
 
@@ -180,12 +186,11 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     jobs = [(shaped, 1), (shaped, 2), (wide, 1), (wide, 2)]
     rows = []
     for name in CONDITIONS:
-        with harness.condition(name == "busy"):
-            for folder, threads in jobs:
-                load = harness.load()
-                result = work(sys.executable, "scale", data=str(folder), threads=threads)
-                rows.append({"condition": name, "data": folder.name, "load": load, **result})
-                print(json.dumps(rows[-1]), flush=True)
+        for folder, threads in jobs:
+            result = measure(name, sys.executable, "scale", args.timeout, data=str(folder),
+                             threads=threads)
+            rows.append({"condition": name, "data": folder.name, **result})
+            print(json.dumps(rows[-1]), flush=True)
     return {"facts": facts(args, started), "rows": rows}
 
 
@@ -236,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", help="contention tasks (default: all)")
     parser.add_argument("--baseline-python", default=sys.executable,
                         help="interpreter with Keras, Surprise and libmf (a separate venv)")
+    parser.add_argument("--timeout", type=float, default=290,
+                        help="seconds before one measurement is abandoned (the loops last 300)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embrec-engine")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

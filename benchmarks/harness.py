@@ -3,7 +3,9 @@
 ``busy_loops()`` starts the load the issue measures under: two
 ``timeout 300 sh -c 'while :; do :; done'`` processes, one per core of the
 2-core reference machine, each in its own session so that it (and only it)
-is killed when the block ends, even after an error.
+is killed when the block ends, even after an error. The scripts start fresh
+loops for each measurement, so the 300 s safety net never ends the load
+halfway through a part; a loop that ended early anyway is reported on stderr.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def busy_loops(count: int = 2, settle: float = 1.0) -> Iterator[list[int]]:
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(settle)  # let the scheduler see them before anything is timed
         yield [p.pid for p in loops]
+        if any(loop.poll() is not None for loop in loops):
+            print("warning: a busy loop ended before the measurement did", file=sys.stderr)
     finally:
         for loop in loops:
             with contextlib.suppress(ProcessLookupError):
