@@ -26,6 +26,16 @@ Parts:
   training rating, ``default`` preset, for several weight decays (no timing,
   so it runs quiet only).
 
+The baselines live in their own virtual environment (never in CI)::
+
+    python3 -m venv /work/baselines-venv
+    /work/baselines-venv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1 \\
+        scikit-surprise==1.1.5 libmf==0.9.2 pandas numpy torch==2.13.0
+
+(``torch`` there only if the CPU wheel is at hand: the SparseAdam loop runs under
+embrec's interpreter.) Synthetic data are generated once into ``--cache``
+(``/tmp/embrec-engine``) before any timing starts.
+
 Every measurement runs in a fresh interpreter (``engine_workers.py``); each part
 stores its rows in ``benchmarks/results/engine.json`` and ``engine.md`` is
 rewritten from all stored parts, so parts can be run one at a time.
