@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 WORKERS = HERE / "engine_workers.py"
 RESULTS = HERE / "results"
 CONDITIONS = ("quiet", "busy")
+SPEEDUP = "embrec speed-up (baseline s / embrec s, medians)"
 
 
 def arrays(name: str, n_ratings: int, n_users: int, n_items: int, cache: Path,
@@ -177,8 +178,18 @@ def contention(args: argparse.Namespace) -> dict[str, Any]:
 def render_contention(section: dict[str, Any]) -> str:
     """Markdown: compare.py's summary (median fit seconds over seeds) for both conditions."""
     rows = section["summary"]
-    columns = list(rows[0]) if rows else []
-    return harness.table(rows, columns)
+    speedups = []
+    for name in CONDITIONS:
+        for task in dict.fromkeys(r["task"] for r in rows):
+            cell = [r for r in rows if r["condition"] == name and r["task"] == task]
+            ours = [r for r in cell if r["framework"].startswith("embrec")]
+            theirs = [r for r in cell if not r["framework"].startswith("embrec")]
+            if ours and theirs:
+                speedups.append({"condition": name, "task": task,
+                                 "baseline": theirs[0]["framework"],
+                                 SPEEDUP: theirs[0]["fit_s_median"] / ours[0]["fit_s_median"]})
+    return "\n".join([harness.table(rows, list(rows[0]) if rows else []), "",
+                      harness.table(speedups, ["condition", "task", "baseline", SPEEDUP])])
 
 
 # ----------------------------------------------------------------------------- scale
