@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                  *(f"- {key}: {value}" for key, value in facts.items()),
                  f"- load average at the end (1, 5, 15 min): {os.getloadavg()}",
                  f"- command: `python benchmarks/compare.py {' '.join(argv or sys.argv[1:])}`",
-                 "- busy: two `timeout 300 sh -c 'while :; do :; done'` loops ran meanwhile",
+                 *(["- busy rows: two `timeout 300 sh -c 'while :; do :; done'` loops ran "
+                    "meanwhile (fresh loops for each run)"] if args.busy else []),
                  "", markdown(table), "", "## Runs", "",
                  markdown(pd.DataFrame(rows).drop(columns=["warnings"], errors="ignore")), ""]
         args.out.parent.mkdir(parents=True, exist_ok=True)
