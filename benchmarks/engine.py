@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,8 @@ HERE = Path(__file__).resolve().parent
 WORKERS = HERE / "engine_workers.py"
 RESULTS = HERE / "results"
 CONDITIONS = ("quiet", "busy")
+WORKER_ENV: dict[str, str] = {}
+"""Extra environment for every worker (``--worker-env``), e.g. ``OMP_WAIT_POLICY=PASSIVE``."""
 SPEEDUP = "embrec speed-up (baseline s / embrec s, medians)"
 
 
@@ -84,7 +87,7 @@ def work(python: str, name: str, timeout: float | None = None, **kwargs: Any) ->
     """Run worker ``name`` of engine_workers.py under ``python`` in a fresh process."""
     return harness.run_json([python, str(WORKERS), name, json.dumps(kwargs)],
                             env={"PYTHONPATH": str(HERE.parent / "src"),
-                                 "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=timeout)
+                                 "TF_CPP_MIN_LOG_LEVEL": "3", **WORKER_ENV}, timeout=timeout)
 
 
 def measure(condition: str, python: str, name: str, timeout: float, **kwargs: Any
@@ -97,9 +100,8 @@ def measure(condition: str, python: str, name: str, timeout: float, **kwargs: An
 
 def facts(args: argparse.Namespace, started: float) -> dict[str, Any]:
     """Machine, software, command, load averages and duration of one part."""
-    import os
-
     return {**harness.machine(), "command": harness.command_line(),
+            "worker environment": WORKER_ENV or "inherited only",
             "quick (sizes too small to be figures)": args.quick,
             "load average at the end (1, 5, 15 min)": tuple(round(x, 2) for x in os.getloadavg()),
             "part wall seconds": round(time.perf_counter() - started, 1)}
@@ -264,11 +266,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="interpreter with Keras, Surprise and libmf (a separate venv)")
     parser.add_argument("--timeout", type=float, default=290,
                         help="seconds before one measurement is abandoned (the loops last 300)")
+    parser.add_argument("--worker-env", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the measured processes, e.g. "
+                             "OMP_WAIT_POLICY=PASSIVE (recorded in the facts)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embrec-engine")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick and args.out == RESULTS:  # quick numbers are not figures: keep them apart
         args.out = args.cache / "quick-results"
+    WORKER_ENV.update(item.split("=", 1) for item in args.worker_env)
+    os.environ.update(WORKER_ENV)  # compare.py's runs (contention) inherit it too
     render = {name: part[1] for name, part in PARTS.items()}
     for name in PARTS if args.part == "all" else [args.part]:
         section = PARTS[name][0](args)
