@@ -78,7 +78,7 @@ def machine() -> dict[str, Any]:
                        if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "cores": os.cpu_count(),
+    return {"finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "platform": platform.platform()}
 
 
