@@ -1,4 +1,4 @@
-"""Saving never loses a user's file: refusals, kept extras, symlinks, locks, stale staging, kill -9."""
+"""Saving never loses a user's file: refusals, kept extras, symlinks, locks, staging, kill -9."""
 
 from __future__ import annotations
 
