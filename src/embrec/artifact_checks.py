@@ -92,8 +92,8 @@ def config_of(cls: Any, data: dict[str, Any], file: Path, what: str) -> Any:
         if default is dataclasses.MISSING or default is None or value is None:
             continue
         if not _same_kind(value, default):
-            raise corrupt(file, f"invalid {what}: {key}={value!r:.60} should be a "
-                          f"{type(default).__name__}")
+            raise corrupt(file, f"invalid {what}: {key}={value!r:.60} should be of "
+                          f"type {type(default).__name__}")
     try:
         return cls.from_dict(data)
     except (EmbrecError, TypeError, ValueError, OverflowError) as error:

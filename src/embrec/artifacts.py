@@ -53,7 +53,6 @@ from embrec.errors import ArtifactError, ConfigError, EmbrecError
 from embrec.modeldir import (
     FORMAT,
     MANIFEST,
-    OWN_NAMES,
     read_manifest,
     remove_stale_staging,
     sha256,
@@ -237,7 +236,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
     path = Path(path)
     target = _device(device)
     remove_stale_staging(path)
-    config = _read_config(path)
+    config, listed = _read_config(path)
     file = path / CONFIG
     model_config = read_model_config(file, config)
     train_config = config_of(TrainConfig, config["train_config"], file, "train_config")
@@ -262,11 +261,12 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
     return Recommender(
         model, model_config, train_config, users, items,
         scale, float(config["mean"]), _seen(path, tensors, n_users, n_items),
-        _read_history(path), _read_item_info(path), metadata,
+        _read_history(path, listed), _read_item_info(path, listed), metadata,
     )
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """config.json, checked, and the names the manifest lists (only those are ever read)."""
     hint = "pass a folder written by rec.save(path) or `embrec train --out DIR`"
     if not path.is_dir():
         raise ArtifactError(f"no model directory at {path}", hint=hint)
@@ -275,7 +275,11 @@ def _read_config(path: Path) -> dict[str, Any]:
         if not file.is_file():
             raise ArtifactError(f"{path / MANIFEST}: missing, so {path} is not an embrec model "
                                 "directory", hint=hint)
-        _check_version(file, read_json(file))  # an older embrec's folder: say so
+        config = read_json(file)
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: not an embrec model directory (no {MANIFEST})",
+                                hint=hint)
+        _check_version(file, config)  # an older embrec's folder: say so
         raise ArtifactError(f"{path / MANIFEST}: missing", hint=RESAVE)
     manifest = read_manifest(path)
     _check_version(path / MANIFEST, manifest)
@@ -288,7 +292,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     if missing:
         raise corrupt(file, f"has no {missing[0]!r} field")
     check_config(file, config)
-    return config
+    return config, set(manifest["files"])
 
 
 def _check_version(file: Path, record: Any) -> None:
@@ -307,9 +311,6 @@ def _verify_files(path: Path, files: dict[str, Any]) -> None:
     for name in (CONFIG, WEIGHTS, USERS, ITEMS, METRICS):
         if name not in files:
             raise corrupt(path / MANIFEST, f"does not list {name}")
-    present = {p.name for p in path.iterdir()}
-    for name in OWN_NAMES & present - set(files) - {MANIFEST}:
-        raise corrupt(path / name, f"is not listed in {MANIFEST} (left by another save?)")
     for name, entry in files.items():
         file = path / name
         if file.is_symlink() or not file.is_file():
@@ -381,8 +382,8 @@ def _seen(path: Path, tensors: dict[str, torch.Tensor], n_users: int,
                       f"({str(error)[:200]})") from None
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not (path / HISTORY).is_file():
+def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
+    if HISTORY not in listed:
         return []
     frame = read_optional_frame(path / HISTORY, "csv")
     if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
@@ -390,9 +391,8 @@ def _read_history(path: Path) -> list[dict[str, float]]:
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def _read_item_info(path: Path) -> pd.DataFrame | None:
-    file = path / ITEM_INFO
-    return read_optional_frame(file, "parquet") if file.is_file() else None
+def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
+    return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
 
 
 def _device(device: str | torch.device) -> torch.device:

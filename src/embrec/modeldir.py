@@ -104,8 +104,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(f"{file}: its digest does not match its content (edited or "
                             "corrupted after saving)", hint=hint)
     files = data.get("files")
-    if not isinstance(files, dict) or not all(_entry_ok(k, v) for k, v in files.items()):
+    if not isinstance(files, dict):
         raise ArtifactError(f"{file}: malformed 'files' record", hint=hint)
+    for name, entry in files.items():
+        if not _entry_ok(name, entry):
+            raise ArtifactError(f"{file}: entry {name[:60]!r} is not a file embrec writes with "
+                                "a size and hash (only files inside the folder are read)",
+                                hint=hint)
     return data
 
 
