@@ -170,6 +170,24 @@ def _arrow_rating_text(column: Any, label: str, name: str,
                   unparsed if unparsed.any() else None, name=name)
 
 
+_INTEGER_ID = r"^(0|-?[1-9][0-9]{0,18})$"
+
+
+def _text_ids_as_integers(column: Any) -> Any:
+    """Ids read as text: int64 when every value is an integer spelled canonically, else text.
+
+    So ``007`` and ``7``, ``1e3`` and ``1000``, ``true`` and ``1`` stay distinct
+    ids, and an id of 2**63 or more never turns the column into floats.
+    """
+    canonical = pc.match_substring_regex(column, _INTEGER_ID)
+    if not pc.all(canonical.fill_null(True)).as_py():
+        return column
+    try:
+        return pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, OverflowError):  # out of int64's range: keep the text
+        return column
+
+
 def arrow_column(column: Any, role: str, name: str, *, label: str | None = None) -> Column:
     """Convert one PyArrow ChunkedArray to a :class:`Column` for ``role``.
 
@@ -185,6 +203,8 @@ def arrow_column(column: Any, role: str, name: str, *, label: str | None = None)
     missing = None
     if column.null_count:
         missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if role in ("user", "item") and _is_text(column.type) and len(column):
+        column = _text_ids_as_integers(column)
     kind = column.type
     if role == "rating" and _is_text(kind):
         return _arrow_rating_text(column, label or f"column {name!r}", name, missing)
