@@ -25,6 +25,7 @@ from embrec.errors import DataError, DataWarning
 
 HEADER = b"user,item,rating\n"
 GOOD = HEADER + b"1,10,4\n2,20,3\n3,30,5\n"
+MANY = b"".join(b"%d,%d,4\n" % (u, u) for u in range(5000))
 
 
 def _gz(data: bytes) -> bytes:
@@ -36,7 +37,7 @@ CORPUS: dict[str, tuple[str, bytes, str]] = {
     "duplicate pair, text ids": ("r.csv", HEADER + b"u1,i1,4\nu2,i2,3\nu1,i1,5\n",
                                  r"r\.csv:4: 1 duplicate .*user 'u1', item 'i1'"),
     "plain text named .csv.gz": ("r.csv.gz", GOOD, r"r\.csv\.gz: cannot decompress"),
-    "truncated .csv.gz": ("r.csv.gz", _gz(HEADER + b"".join(b"%d,%d,4\n" % (u, u) for u in range(5000)))[:900],
+    "truncated .csv.gz": ("r.csv.gz", _gz(HEADER + MANY)[:900],
                           r"r\.csv\.gz: cannot decompress"),
     "UTF-16": ("r.csv", GOOD.decode().encode("utf-16"), r"r\.csv: the file holds UTF-16"),
     "UTF-16 gzipped": ("r.csv.gz", _gz(GOOD.decode().encode("utf-16")), "UTF-16"),
