@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -29,15 +28,9 @@ SUBCOMMANDS = ("datasets", "train", "evaluate", "predict", "recommend", "similar
 
 
 def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, default=_json_default))
+    from embrec.jsonsafe import dumps
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    print(dumps(payload))  # strict JSON: NaN and infinities are null
 
 
 def _print_frame(frame: pd.DataFrame) -> None:
@@ -128,26 +121,37 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from embrec.runs import train_run
+    from embrec.runs import NOT_FINITE, train_run
 
     model, train, split_spec = _train_configs(args)
     result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data)
     rec = result.recommender
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
-    rec.save(out)
+    save = not result.problems or (args.allow_degenerate and NOT_FINITE not in result.problems)
+    if save:
+        rec.save(out)
+    for line in [*result.problems, *result.notes]:
+        print(f"warning: {line}", file=sys.stderr)
+    if result.problems:
+        print("warning: the model is degenerate; " + (
+            f"saved anyway (--allow-degenerate) to {out}" if save else
+            "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
     summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
                "fit_seconds": result.fit_seconds,
-               "ratings_per_second": result.ratings_per_second, "out": str(out),
-               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
+               "ratings_per_second": result.ratings_per_second,
+               "out": str(out) if save else None, **result.metrics,
+               "diagnostics": rec.metadata.get("diagnostics", []),
+               "problems": result.problems, "notes": result.notes}
+    code = 3 if result.problems and not save else 0
     if args.json:
         _print_json(summary)
-        return 0
+        return code
     table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
     _print_frame(table[["rmse", "mae", "mse"]].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
-          f"saved to {out}")
-    return 0
+          + (f"saved to {out}" if save else "not saved"))
+    return code
 
 
 # ----------------------------------------------------------------------------- use a model
@@ -277,6 +281,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--out", help="output directory (default runs/<data>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="save a diverged, constant or worse-than-the-mean model anyway "
+                   "(otherwise it is not saved and the exit code is 3)")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -353,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 2 for a user error (bad input, unknown
-        id, bad setting), 130 on Ctrl-C.
+        id, bad setting, corrupt model folder), 3 when ``train`` produced a
+        degenerate model (diverged, constant, or worse than predicting the mean;
+        not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -162,6 +163,8 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        for name in ("learning_rate", "weight_decay", "adam_epsilon"):
+            require(math.isfinite(getattr(self, name)), name, getattr(self, name), "must be finite")
         require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         require(self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "must be > 0")

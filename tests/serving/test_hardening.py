@@ -195,3 +195,42 @@ def test_uvicorn_is_started_with_timeouts_and_bounds() -> None:
     assert options["http"] is TimedH11Protocol and options["timeout_keep_alive"] <= 10
     assert options["h11_max_incomplete_event_size"] <= 64 * 1024
     assert options["limit_concurrency"] >= 1
+
+
+def test_half_sent_headers_are_closed_but_keep_alive_is_not(module_rec: Recommender) -> None:
+    import http.client
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from embrec.serving.limits import TimedH11Protocol
+
+    class Quick(TimedH11Protocol):
+        header_timeout = 0.5
+
+    server = uvicorn.Server(uvicorn.Config(create_app(module_rec), host="127.0.0.1", port=0,
+                                           http=Quick, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        keep = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(8):  # one connection, spanning several header timeouts
+            keep.request("GET", "/health")
+            assert keep.getresponse().read()
+            time.sleep(0.15)
+        slow.settimeout(5)
+        assert slow.recv(1) == b""  # closed by the server
+        slow.close()
+        keep.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -123,6 +123,9 @@ class TimedH11Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE:
             self._arm()  # a new request starts: its headers are on the clock
         super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and self._header_timer is not None:
+            self._header_timer.cancel()  # the headers are in: keep-alive is uvicorn's job
+            self._header_timer = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_timer is not None:
