@@ -242,8 +242,14 @@ def recorded_test_split(rec: Recommender) -> Ratings:
     if "test_data" in record:
         return load_dataset(str(record["test_data"]))
     ratings = load_dataset(str(data))
-    train, test = split(ratings, test_size=float(record["test_size"]), seed=int(record["seed"]),
-                        method=str(record["method"]), n_last=int(record.get("n_last", 1)))
+    try:
+        test_size, seed = float(record["test_size"]), int(record["seed"])
+        method, n_last = str(record["method"]), int(record.get("n_last", 1))
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ArtifactError(f"the model's recorded split {str(record)[:200]} is invalid "
+                            f"({error!r:.100})", hint="pass the test ratings with --data PATH"
+                            ) from None
+    train, test = split(ratings, test_size=test_size, seed=seed, method=method, n_last=n_last)
     expected = rec.metadata.get("fingerprint")
     if expected and train.fingerprint() != expected:
         raise DataError(f"data {data!r} changed since the model was trained (fingerprint "

@@ -169,3 +169,12 @@ def test_any_csv_reads_exactly_or_is_a_data_error(tmp_path: Path,
     got_items = ratings.items.id_of(ratings.item).tolist()  # type: ignore[attr-defined]
     assert sorted(zip(got_users, got_items, strict=True), key=repr) == sorted(
         zip(users, items, strict=True), key=repr)
+
+
+def test_uint64_ids_past_int64_stay_exact() -> None:
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"user": np.array([1, 2**64 - 1], dtype=np.uint64),
+                          "item": [1, 2], "rating": [3.0, 4.0]})
+    assert sorted(read_ratings(frame).users.to_list()) == [1, 2**64 - 1]

@@ -234,3 +234,13 @@ def test_half_sent_headers_are_closed_but_keep_alive_is_not(module_rec: Recommen
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_an_id_matches_only_an_equal_id_over_http(api: TestClient,
+                                                  module_rec: Recommender) -> None:
+    user, item = int(module_rec.users.ids[0]), int(module_rec.items.ids[0])
+    for spelling in (f"{user}.00000000000001", f"{user}.0", f"0{user}", f"{user}e0"):
+        response = api.post("/predict", json={"pairs": [{"user": spelling, "item": item}]})
+        _error(response, 404)
+        _error(api.get(f"/users/{spelling}/recommendations"), 404)
+    assert api.post("/predict", json={"pairs": [{"user": str(user), "item": item}]}).is_success

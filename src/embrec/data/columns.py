@@ -48,6 +48,8 @@ def _ids(values: np.ndarray, missing: np.ndarray | None) -> tuple[np.ndarray, np
         filled = values if missing is None else np.where(missing, 0.0, values)
         if np.all(filled == np.round(filled)) and np.abs(filled).max(initial=0) < 2**62:
             values = filled.astype(np.int64)
+    elif values.dtype.kind == "u" and values.max(initial=0) > np.iinfo(np.int64).max:
+        values = values.astype(object)  # exact Python ints: int64 would wrap them round
     elif values.dtype.kind in "iub":
         values = values.astype(np.int64, copy=False)
     return values, missing
@@ -140,7 +142,9 @@ def series_column(series: pd.Series, role: str, name: str) -> Column:
     missing = np.asarray(series.isna(), dtype=bool) if series.hasnans else None
     dtype = series.dtype
     values: np.ndarray
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_unsigned_integer_dtype(dtype) and not series.hasnans:
+        values = series.to_numpy()  # _ids keeps ids past int64 as exact Python ints
+    elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
         values = series.to_numpy(dtype=np.int64, na_value=0)
     elif pd.api.types.is_float_dtype(dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan, copy=False)

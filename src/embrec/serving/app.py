@@ -272,8 +272,8 @@ def _check_scale(values: Any, scale: tuple[float, float]) -> None:
 # ----------------------------------------------------------------------------- conversions
 def _coerce_text(index: IdIndex, raw: str) -> Any:
     """An id from a URL path as the index's id type (a fast path for plain digits)."""
-    if index.is_integer and raw.isascii() and raw.isdigit():
-        return int(raw)
+    if index.is_integer and raw.isascii() and raw.isdigit() and (raw[0] != "0" or raw == "0"):
+        return int(raw)  # canonical digits only: "0196" is not the id 196
     return _plain(index.coerce(raw))
 
 
