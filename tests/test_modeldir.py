@@ -206,3 +206,23 @@ def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     save(model_rec("biased-mf", seed=3), target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_an_unwritable_out_is_an_artifact_error(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ArtifactError, match="cannot save a model to"):
+        save(model_rec("biased-mf"), tmp_path / "file.txt" / "model")
+
+
+def test_two_concurrent_saves_are_serialised(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    save(model_rec("biased-mf", seed=1), target)
+    (target / "keep.txt").write_text("mine")
+    children = [_child("never", 1, seed, target) for seed in (2, 3)]
+    assert [child.wait(timeout=120) for child in children] == [0, 0]
+    got = load(target).predict(np.arange(1, 16), np.arange(1, 16))
+    assert any(np.array_equal(got, model_rec("biased-mf", seed=s).predict(np.arange(1, 16),
+                                                                         np.arange(1, 16)))
+               for s in (2, 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert (target / "keep.txt").read_text() == "mine"

@@ -92,8 +92,14 @@ def save(rec: Recommender, path: str | Path) -> Path:
     """
     tensors = _tensors(rec)
     check_finite(tensors, f"cannot save to {path}")
-    write_model_dir(path, lambda folder: _write_all(rec, tensors, folder),
-                    format_version=FORMAT_VERSION)
+    try:
+        write_model_dir(path, lambda folder: _write_all(rec, tensors, folder),
+                        format_version=FORMAT_VERSION)
+    except ArtifactError:
+        raise
+    except OSError as error:  # a read-only or full disk, a file where a folder should be
+        raise ArtifactError(f"cannot save a model to {path}: {error.strerror or error}",
+                            hint="pick a folder you can write to, on a disk with room") from None
     return Path(path)
 
 
