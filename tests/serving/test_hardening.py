@@ -244,3 +244,9 @@ def test_an_id_matches_only_an_equal_id_over_http(api: TestClient,
         _error(response, 404)
         _error(api.get(f"/users/{spelling}/recommendations"), 404)
     assert api.post("/predict", json={"pairs": [{"user": str(user), "item": item}]}).is_success
+
+
+@pytest.mark.parametrize("user", ["true", "1.0", "[1]", "null"])
+def test_a_json_id_that_is_not_an_integer_or_text_is_422(api: TestClient, user: str) -> None:
+    raw = '{"pairs": [{"user": ' + user + ', "item": 1}]}'
+    _error(api.post("/predict", content=raw, headers={"content-type": "application/json"}), 422)

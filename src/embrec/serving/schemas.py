@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from embrec.serving.limits import MAX_ID_LENGTH
 
@@ -29,11 +29,11 @@ __all__ = [
     "SimilarItems",
 ]
 
-RawId = int | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
+RawId = StrictInt | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 """A raw user or item id as it appears in the training data (text: up to 256 characters).
 
 Integers are not bounded in the schema (validators compare big integers as floats);
-one out of the int64 range is simply an unknown id."""
+one out of the int64 range is simply an unknown id. ``true`` or ``1.0`` is not the id 1."""
 
 FiniteRating = Annotated[float, Field(allow_inf_nan=False)]
 """A rating: a finite number (the app also checks it lies on the model's scale)."""
