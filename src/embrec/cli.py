@@ -121,14 +121,14 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from embrec.runs import NOT_FINITE, train_run
+    from embrec.runs import train_run
 
     model, train, split_spec = _train_configs(args)
     result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data)
     rec = result.recommender
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
-    save = not result.problems or (args.allow_degenerate and NOT_FINITE not in result.problems)
+    save = result.saveable(args.allow_degenerate)
     if save:
         rec.save(out)
     for line in [*result.problems, *result.notes]:

@@ -81,6 +81,10 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def saveable(self, allow_degenerate: bool = False) -> bool:
+        """Whether to save the model: healthy, or degenerate but allowed and finite."""
+        return not self.problems or (allow_degenerate and NOT_FINITE not in self.problems)
+
 
 def _data_source(data: str) -> str:
     path = Path(data).expanduser()
