@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -29,15 +28,9 @@ SUBCOMMANDS = ("datasets", "train", "evaluate", "predict", "recommend", "similar
 
 
 def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, default=_json_default))
+    from embrec.jsonsafe import dumps
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    print(dumps(payload))  # strict JSON: NaN and infinities are null
 
 
 def _print_frame(frame: pd.DataFrame) -> None:
@@ -143,23 +136,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
-    rec.save(out)
+    save = result.saveable(args.allow_degenerate)
+    if save:
+        rec.save(out)
+    for line in [*result.problems, *result.notes]:
+        print(f"warning: {line}", file=sys.stderr)
+    if result.problems:
+        print("warning: the model is degenerate; " + (
+            f"saved anyway (--allow-degenerate) to {out}" if save else
+            "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
     summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
                "fit_seconds": result.fit_seconds,
-               "ratings_per_second": result.ratings_per_second, "out": str(out),
+               "ratings_per_second": result.ratings_per_second,
+               "out": str(out) if save else None,
                "world_size": rec.metadata["world_size"],
                "rows_per_rank": rec.metadata["rows_per_rank"],
-               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
+               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
+               "problems": result.problems, "notes": result.notes}
+    code = 3 if result.problems and not save else 0
     if args.json:
         _print_json(summary)
-        return 0
+        return code
     sides = [side for side in ("train", "validation", "test") if side in result.metrics]
     table = pd.DataFrame(result.metrics).T.reindex(sides)
     shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
     _print_frame(table[shown].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
-          f"saved to {out}")
-    return 0
+          + (f"saved to {out}" if save else "not saved"))
+    return code
 
 
 # ----------------------------------------------------------------------------- use a model
@@ -301,6 +305,9 @@ def _add_train(sub: Any) -> None:
                    help="continue from the last checkpoint in <out>.checkpoints")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="also checkpoint every N steps (with --out: every epoch)")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="save a diverged, constant or worse-than-the-mean model anyway "
+                   "(otherwise it is not saved and the exit code is 3)")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -382,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 2 for a user error (bad input, unknown
-        id, bad setting), 130 on Ctrl-C.
+        id, bad setting, corrupt model folder), 3 when ``train`` produced a
+        degenerate model (diverged, constant, or worse than predicting the mean;
+        not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -188,8 +188,10 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
-        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
-                self.learning_rate, "must be a finite number > 0")
+        for name in ("learning_rate", "weight_decay", "bias_weight_decay", "dense_weight_decay",
+                     "adam_epsilon"):
+            require(math.isfinite(getattr(self, name)), name, getattr(self, name), "must be finite")
+        require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         for name in ("weight_decay", "bias_weight_decay", "dense_weight_decay"):
             value = getattr(self, name)
             require(value >= 0, name, value, "must be >= 0")
