@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -29,15 +28,9 @@ SUBCOMMANDS = ("datasets", "train", "evaluate", "predict", "recommend", "similar
 
 
 def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, default=_json_default))
+    from embrec.jsonsafe import dumps
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    print(dumps(payload))  # strict JSON: NaN and infinities are null
 
 
 def _print_frame(frame: pd.DataFrame) -> None:
@@ -90,6 +83,7 @@ def _train_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                               "seed": args.seed, "device": args.device,
                               "num_threads": args.threads,
                               "early_stopping": args.early_stopping,
+                              "checkpoint_every": args.checkpoint_every,
                               "progress": not args.json and not args.quiet})
     test_size = args.test_size or file.get("split", {}).get("test_size")
     if test_size is None:
@@ -131,26 +125,46 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from embrec.runs import train_run
+    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.training.distributed import main_process
 
     model, train, split_spec = _train_configs(args)
-    result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data)
+    checkpoints = checkpoint_dir(args.out, resume=args.resume)
+    result = train_run(model, train, args.data, split_spec=split_spec, test_data=args.test_data,
+                       checkpoint_dir=checkpoints, resume=args.resume)
     rec = result.recommender
+    if not main_process():  # under torchrun only rank 0 reports and saves
+        return 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
-    rec.save(out)
+    save = result.saveable(args.allow_degenerate)
+    if save:
+        rec.save(out)
+    for line in [*result.problems, *result.notes]:
+        print(f"warning: {line}", file=sys.stderr)
+    if result.problems:
+        print("warning: the model is degenerate; " + (
+            f"saved anyway (--allow-degenerate) to {out}" if save else
+            "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
     summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
                "fit_seconds": result.fit_seconds,
-               "ratings_per_second": result.ratings_per_second, "out": str(out),
-               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
+               "ratings_per_second": result.ratings_per_second,
+               "out": str(out) if save else None,
+               "world_size": rec.metadata["world_size"],
+               "rows_per_rank": rec.metadata["rows_per_rank"],
+               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
+               "problems": result.problems, "notes": result.notes}
+    code = 3 if result.problems and not save else 0
     if args.json:
         _print_json(summary)
-        return 0
-    table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
+        return code
+    sides = [side for side in ("train", "validation", "test") if side in result.metrics]
+    table = pd.DataFrame(result.metrics).T.reindex(sides)
     shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
-    _print_frame(table[shown].dropna(how="all").reset_index(names="split"))
+    _print_frame(table[shown].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
-          f"saved to {out}")
-    return 0
+          + (f"saved to {out}" if save else "not saved"))
+    return code
 
 
 # ----------------------------------------------------------------------------- use a model
@@ -196,7 +210,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
                               hint="give a CSV with a header 'user,item'")
         pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
-                                          on_unknown=args.on_unknown)
+                                          on_unknown=args.on_unknown, kind=args.kind)
         if args.output:
             _write_csv(pairs, args.output)
         else:
@@ -205,7 +219,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.user is None or args.item is None:
         raise ConfigError("predict", None, "needs --user and --item, or --input pairs.csv")
     user, item = rec.users.coerce(args.user), rec.items.coerce(args.item)
-    value = rec.predict(user, item, on_unknown=args.on_unknown)
+    value = rec.predict(user, item, on_unknown=args.on_unknown, kind=args.kind)
     if args.json:
         _print_json({"user": user, "item": item, "prediction": value})
     else:
@@ -290,6 +304,13 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--out", help="output directory (default runs/<data>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in <out>.checkpoints")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also checkpoint every N steps (with --out: every epoch)")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="save a diverged, constant or worse-than-the-mean model anyway "
+                   "(otherwise it is not saved and the exit code is 3)")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -317,6 +338,8 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--input", help="CSV with columns user,item")
     p.add_argument("--output", help="CSV to write (default: standard output)")
     p.add_argument("--on-unknown", choices=("error", "nan", "mean"), default="error")
+    p.add_argument("--kind", choices=("rating", "score"), default="rating",
+                   help="'score' for a ranking model's scores (popular, ease)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_predict)
 
@@ -369,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 2 for a user error (bad input, unknown
-        id, bad setting), 130 on Ctrl-C.
+        id, bad setting, corrupt model folder), 3 when ``train`` produced a
+        degenerate model (diverged, constant, or worse than predicting the mean;
+        not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
