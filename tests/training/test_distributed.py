@@ -29,7 +29,8 @@ pytestmark = pytest.mark.distributed
 CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("biased-mf", {"embedding_dim": 4}, {"weight_decay": 0.05, "bias_weight_decay": 0.01}),
     ("gmf", {"embedding_dim": 6, "dropout": 0.2}, {"optimizer": "adagrad", "learning_rate": 0.05}),
-    ("mlp", {"embedding_dim": 5, "hidden": (8,), "dropout": (0.3, 0.5)},
+    ("mlp", {"embedding_dim": 5, "hidden": (8,), "dropout": (0.3, 0.5), "init": "keras",
+             "biases": False},
      {"weight_decay": 0.01, "dense_weight_decay": 0.01, "validation": 0.1}),
     ("neumf", {}, {"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.5}),
     ("mlp", {"embedding_dim": 4, "hidden": (6,), "dropout": (0.2, 0.2), "activation": "tanh"},
