@@ -80,8 +80,9 @@ def time_calls(call: Callable[[int], Any], arguments: np.ndarray,
             "cpu_p99_ms": float(np.percentile(cpu, 99)), "calls": len(arguments)}
 
 
-def http_calls(rec: Recommender, users: np.ndarray) -> dict[str, float]:
-    """Time the recommendations endpoint through the app, in process."""
+def http_calls(rec: Recommender, users: np.ndarray) -> dict[str, dict[str, float]]:
+    """Time the recommendations endpoint through the app, in process, and ``GET /health``
+    (the test client's own cost per request)."""
     import warnings
 
     from embrec.serving import create_app
@@ -94,7 +95,11 @@ def http_calls(rec: Recommender, users: np.ndarray) -> dict[str, float]:
             response = client.get(f"/users/{user}/recommendations?n=10")
             assert response.status_code == 200, response.text
 
-        return time_calls(call, users)
+        def health(_: int) -> None:
+            client.get("/health")
+
+        return {"GET /users/{id}/recommendations?n=10": time_calls(call, users),
+                "GET /health (client overhead)": time_calls(health, users)}
 
 
 def main() -> None:
@@ -124,7 +129,7 @@ def main() -> None:
             lambda _: rec.recommend_for_ratings(fold, n=10), users[: max(args.calls // 10, 60)]),
     }
     if args.http:
-        results["GET /users/{id}/recommendations?n=10"] = http_calls(rec, users)
+        results.update(http_calls(rec, users))
     batch = rng.integers(1, args.users + 1, 1000)
     start = time.perf_counter()
     rec.recommend(users=batch, n=10)
