@@ -32,6 +32,7 @@ from embrec.config import require
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
+from embrec.serving.docs import add_docs
 from embrec.serving.schemas import (
     ErrorBody,
     FoldInRequest,
@@ -77,7 +78,7 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) 
             ``POST /recommendations``) may carry.
 
     Returns:
-        A FastAPI app with OpenAPI docs at ``/docs``.
+        A FastAPI app with OpenAPI docs at ``/docs`` and ``/redoc`` (assets served locally).
 
     Raises:
         ConfigError: if a limit is below 1.
@@ -89,7 +90,10 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) 
         summary=f"Recommendations from a {rec.model_name} model "
         f"({rec.n_users} users, {rec.n_items} items)",
         responses=_ERRORS,
+        docs_url=None,  # served by add_docs with local assets, not a CDN's
+        redoc_url=None,
     )
+    add_docs(app, "embrec")
     for exc_class in (EmbrecError, RequestTooLargeError, RequestValidationError,
                       StarletteHTTPException, Exception):
         app.add_exception_handler(exc_class, _error_response)
