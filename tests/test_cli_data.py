@@ -122,3 +122,14 @@ def test_main_shows_warnings_its_way_and_restores_the_hook(
     assert warnings.showwarning is before
     err = capsys.readouterr().err
     assert err == "warning: it looks odd\n  hint: lower --learning-rate\n"
+
+
+def test_datasets_info_rounds_for_people_and_json_keeps_precision(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets", "info", "synthetic"]) == 0
+    text = capsys.readouterr().out
+    assert "p99: 495.2," in text and "density: 0.06305" in text and "000000" not in text
+    assert main(["datasets", "info", "synthetic", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["ratings_per_user"]["p99"] == pytest.approx(495.24, abs=1e-9)
+    assert info["density"] == pytest.approx(0.06304669364224531, rel=1e-12)
