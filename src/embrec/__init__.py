@@ -47,6 +47,7 @@ if typing.TYPE_CHECKING:
     from embrec.presets import PRESETS, fit_preset
     from embrec.recommender import Recommender
     from embrec.training.fit import fit
+    from embrec.tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,8 @@ _WHERE: dict[str, str] = {
     "evaluate": "embrec.evaluation.evaluate",
     "fetch": "embrec.data.datasets",
     "fit": "embrec.training.fit",
+    "tune": "embrec.tuning",
+    "TuneResult": "embrec.tuning",
     "fit_preset": "embrec.presets",
     "generate": "embrec.data.synthetic",
     "kfold": "embrec.data.split",
@@ -106,6 +109,7 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "TrainingWarning",
+    "TuneResult",
     "UnknownIdError",
     "__version__",
     "cold_start_report",
@@ -123,6 +127,7 @@ __all__ = [
     "read_ratings",
     "save",
     "split",
+    "tune",
 ]
 
 

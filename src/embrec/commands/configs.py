@@ -60,10 +60,11 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
     else:
         model = preset.model if preset is not None else PRESETS["default"].model
     train = preset.train if preset is not None else PRESETS["default"].train
-    model = override(model, {**file.get("model", {}),
-                             "embedding_dim": getattr(args, "embedding_dim", None)}, skip=("name",))
-    train = override(train, {**file.get("train", {}), "seed": args.seed, "device": args.device,
-                             **train_flags})
+    model = override(model, _over(file.get("model", {}),
+                                  {"embedding_dim": getattr(args, "embedding_dim", None)}),
+                     skip=("name",))
+    train = override(train, _over(file.get("train", {}),
+                                  {"seed": args.seed, "device": args.device, **train_flags}))
     table = file.get("split", {})
     test_size = args.test_size or table.get("test_size")
     if test_size is None:
@@ -72,6 +73,11 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
     split = SplitSpec(method=args.split or table.get("method", "random"), test_size=test_size,
                       seed=seed, n_last=table.get("n_last", 1))
     return RunSettings(model, train, split, read_options(args, file.get("data")), preset_name)
+
+
+def _over(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The config file's table with the flags that were given laid over it."""
+    return {**table, **{key: value for key, value in flags.items() if value is not None}}
 
 
 def _known(kind: str, name: str, registry: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
-SUBCOMMANDS = ("datasets", "train", "evaluate", "predict", "recommend", "similar", "serve")
+SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar", "serve")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -55,6 +55,10 @@ def _handler(name: str) -> Handler:
     """A handler that imports its module only when the command runs."""
 
     def run(args: argparse.Namespace) -> int:
+        if name == "tune":
+            from embrec.commands.tune import cmd_tune
+
+            return cmd_tune(args)
         from embrec.commands import handlers
 
         result: int = getattr(handlers, f"cmd_{name}")(args)
@@ -261,5 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_datasets(sub)
     _add_train(sub)
+    _add_tune(sub)
     _add_model_commands(sub)
     return parser
