@@ -1,7 +1,7 @@
 """The ``embrec`` command: the library's verbs from the shell.
 
 The parser lives in :mod:`embrec.commands.parser` and the subcommands' bodies in
-:mod:`embrec.commands.handlers` (and :mod:`embrec.commands.tuning`); each calls
+:mod:`embrec.commands.handlers` (and :mod:`embrec.commands.tune`); each calls
 the public API and holds no logic of its own, so the shell cannot drift from
 Python. ``main`` prints an ``EmbrecError`` as one message, its hints naming the
 command's flags, and exits 2; anything else is a bug and keeps its traceback.

@@ -132,7 +132,9 @@ def cli_hint(text: str) -> str:
 
 _ASSIGN = re.compile(r"(?<![\w.-])(" + "|".join([*FLAGS, *TRAIN_FLAGS]) + r")"
                      r"=(\([^)]*\)|<[^>]*>|'[^']*'|\"[^\"]*\"|[^\s,;?)]+)")
-_BARE = re.compile(r"(?<![\w.'=-])(" + "|".join(TRAIN_FLAGS) + r")(?![\w'=])")
+# bare names only where they cannot be ordinary words ("raise weight_decay", not "seed")
+_BARE = re.compile(r"(?<![\w.'=-])(" + "|".join(n for n in TRAIN_FLAGS if "_" in n)
+                   + r")(?![\w'=])")
 
 
 def _flag(name: str) -> str:

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"training split\ntrain with: embrec train --data {args.data} --config {args.out}")
     _write(args.out, to_toml(_tables(result, settings, args), header))
     top = best_trials(result.study, args.top)
+    states = Counter(t.state.name.lower() for t in result.study.trials)
     summary = {"study": study, "storage": args.storage, "metric": args.metric,
-               "trials": len(result.study.trials), "seconds": seconds, "value": result.value,
+               "trials": len(result.study.trials), "states": dict(states), "seconds": seconds,
+               "value": result.value,
                "model": {"name": result.model.name, **result.model.to_dict()},
                "train": result.train.to_dict(), "best_trials": top, "out": args.out}
     if args.json:
         print_json(summary)
         return 0
     _print_table(top, args.metric)
-    print(f"{len(result.study.trials)} trials in the study, {seconds:.1f} s this run; best "
-          f"validation {args.metric} {result.value:.4f}; settings written to {args.out}")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    print(f"{len(result.study.trials)} trials in the study ({counts}), {seconds:.1f} s this "
+          f"run; best validation {args.metric} {result.value:.4f}; settings in {args.out}")
     return 0
 
 
@@ -83,7 +87,8 @@ def _print_table(rows: list[dict[str, Any]], metric: str) -> None:
     from embrec.commands.display import print_frame
 
     if rows:
-        frame = pd.DataFrame(rows).rename(columns={"value": f"validation {metric}"})
+        frame = pd.DataFrame(rows).rename(columns={"value": f"validation {metric}",
+                                                   "seconds": "fit s"})
         print_frame(frame)
 
 
