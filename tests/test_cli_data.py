@@ -50,6 +50,8 @@ def test_flags_read_an_odd_file_and_evaluate_rereads_it_the_same_way(
                                           "sep": ";", "duplicates": "last", "scale": [0.0, 10.0]}
     assert main(["evaluate", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == summary["test"]["n"] == 180
+    assert main(["evaluate", str(out), "--data", str(odd_file), "--json", *FLAGS]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 900  # the whole file, read the same way
 
 
 def test_the_data_table_of_a_config_file(odd_file: Path, tmp_path: Path,
