@@ -245,3 +245,14 @@ def test_ml100k_info_and_recommend_with_titles(ml100k_dir: Path, tmp_path: Path,
     assert main(["similar", str(out), "--item", "50", "-n", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and all(row["title"] for row in rows)
+
+
+def test_train_threads_flag_sets_the_training_threads(ratings_csv: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import embrec
+
+    out = tmp_path / "threads"
+    assert main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--epochs", "3",
+                 "--seed", "1", "--threads", "2", "--out", str(out), "--json"]) == 0
+    rec = embrec.load(out)
+    assert rec.train_config.num_threads == 2 and rec.metadata["threads"] == 2

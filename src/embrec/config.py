@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -20,7 +21,9 @@ __all__ = ["JsonConfig", "TrainConfig", "config_from_dict", "config_to_dict", "r
 
 T = TypeVar("T")
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad", "rowwise-adagrad")
+EMBEDDING_UPDATES = ("sparse", "dense")
+STEP_PATHS = ("auto", "autograd")
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 VALIDATION_MODES = ("random", "last")
 
@@ -120,12 +123,24 @@ class TrainConfig(JsonConfig):
         epochs: passes over the training ratings.
         batch_size: ratings per optimiser step.
         learning_rate: peak learning rate.
-        weight_decay: L2 penalty; on embeddings it applies only to the rows a
-            batch uses (so rare users are not shrunk to zero between visits).
-        optimizer: one of ``adam``, ``adamw``, ``sgd``, ``adagrad``. Updates are
-            dense, as in Keras: every embedding row's moments decay at every step.
+        weight_decay: L2 penalty on the embedding factors a batch uses, per use:
+            ``weight_decay * mean over the batch of (|user factors|² + |item factors|²)``
+            is added to the loss, so rows outside the batch are never shrunk.
+        bias_weight_decay: the same penalty on the per-user and per-item bias
+            columns (biased MF); 0 leaves biases free.
+        dense_weight_decay: L2 penalty on the dense layers' weight matrices
+            (coupled, added to the gradient, for adam/sgd/adagrad; decoupled for
+            adamw). Dense-layer biases and the global bias are never decayed.
+        optimizer: ``adam``, ``adamw``, ``sgd``, ``adagrad`` or ``rowwise-adagrad``
+            (one accumulator per embedding row). Embedding rows are updated
+            row-sparsely: only the rows a batch used, and their state, change.
+        embedding_updates: ``sparse`` (the default: per-step cost grows with the
+            batch, not the catalogue) or ``dense``: Keras' Adam, where every
+            embedding row's moments decay at every step. ``dense`` costs
+            O(users + items) per step and exists for the notebook presets' parity
+            with Keras; it needs ``optimizer="adam"``.
         adam_epsilon: Adam's epsilon (Keras uses 1e-7, PyTorch 1e-8).
-        momentum: SGD momentum (ignored by the other optimisers).
+        momentum: SGD momentum on the dense layers (ignored by the other optimisers).
         schedule: learning-rate schedule, per step: ``constant``; ``onecycle``
             (warm up from lr/25 over the first 25% of steps, cosine down to lr/1e4);
             ``cosine`` (cosine from lr to 0); ``step`` (x0.1 at 50% and 75%).
@@ -139,15 +154,22 @@ class TrainConfig(JsonConfig):
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar per epoch.
         num_threads: CPU threads for torch during ``fit`` (restored afterwards);
-            ``None`` uses one thread for batches under 32,768 ratings, where
-            a second thread only adds synchronisation, and torch's setting otherwise.
+            ``None`` uses one thread for batches under 32,768 ratings, where a
+            second thread only adds synchronisation (and collapses when other
+            processes keep the cores busy), and torch's setting otherwise.
+        step_path: ``auto`` takes a model's hand-written rating step when it has
+            one (proven equal to autograd by the contract tests); ``autograd``
+            always differentiates the model's forward pass.
     """
 
     epochs: int = 10
     batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    bias_weight_decay: float = 0.0
+    dense_weight_decay: float = 0.0
     optimizer: str = "adam"
+    embedding_updates: str = "sparse"
     adam_epsilon: float = 1e-8
     momentum: float = 0.0
     schedule: str = "constant"
@@ -158,17 +180,26 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
     progress: bool = False
     num_threads: int | None = None
+    step_path: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
-        require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
-        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+                self.learning_rate, "must be a finite number > 0")
+        for name in ("weight_decay", "bias_weight_decay", "dense_weight_decay"):
+            value = getattr(self, name)
+            require(value >= 0, name, value, "must be >= 0")
         require(self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "must be > 0")
         require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads",
                 self.num_threads, "must be None or at least 1")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("embedding_updates", self.embedding_updates, EMBEDDING_UPDATES)
+        require_choice("step_path", self.step_path, STEP_PATHS)
+        require(self.embedding_updates == "sparse" or self.optimizer == "adam",
+                "embedding_updates", self.embedding_updates,
+                "'dense' (Keras' Adam) needs optimizer='adam'")
         require_choice("schedule", self.schedule, SCHEDULES)
         require_choice("validation_mode", self.validation_mode, VALIDATION_MODES)
         require(0 <= self.validation < 1, "validation", self.validation, "must be in [0, 1)")

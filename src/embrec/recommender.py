@@ -98,7 +98,8 @@ class Recommender:
             (train.rating, (train.user, train.item)), shape=(train.n_users, train.n_items)
         )
         facts = {"data": train.source, "fingerprint": train.fingerprint(),
-                 "n_train": len(train), **(metadata or {})}
+                 "n_train": len(train), "scores": getattr(model_config, "scores", "rating"),
+                 **(metadata or {})}
         return cls(model, model_config, train_config, train.users, train.items, train.scale,
                    float(train.rating.mean()), seen, list(history or []), train.item_info, facts)
 
@@ -117,6 +118,17 @@ class Recommender:
     def n_items(self) -> int:
         """Number of items in the catalogue."""
         return len(self.items)
+
+    @property
+    def scores(self) -> str:
+        """What the model's scores mean: ``"rating"`` (a predicted rating) or ``"ranking"``.
+
+        A ranking score (``popular``, ``ease``, a model trained on a ranking
+        loss) orders items for a user but is on no rating scale: ``predict``
+        refuses it unless asked for ``kind="score"``, and ``evaluate`` reports
+        ranking metrics only.
+        """
+        return str(self.metadata.get("scores") or getattr(self.model_config, "scores", "rating"))
 
     @property
     def model_name(self) -> str:
@@ -147,6 +159,7 @@ class Recommender:
         *,
         on_unknown: OnUnknown = "error",
         clip: bool = True,
+        kind: Literal["rating", "score"] = "rating",
     ) -> Any:
         """Predict ratings for raw ids: a float for scalars, an array for arrays.
 
@@ -158,15 +171,25 @@ class Recommender:
                 rating for an unknown user, the user's for an unknown item,
                 the global mean when both are unknown.
             clip: clip predictions to the rating scale.
+            kind: ``"rating"``, or ``"score"`` for the model's raw score, never
+                clipped (the only kind a ranking model, see :attr:`scores`, gives).
 
         Returns:
             A float for a single pair, else a float32 array.
 
         Raises:
             UnknownIdError: for unknown ids when ``on_unknown="error"``.
-            ConfigError: for an unknown ``on_unknown`` policy.
+            ConfigError: for an unknown ``on_unknown`` policy or ``kind``, or
+                ``kind="rating"`` from a ranking model.
         """
         require_choice("on_unknown", on_unknown, ("error", "nan", "mean"))
+        require_choice("kind", kind, ("rating", "score"))
+        if kind == "rating" and self.scores == "ranking":
+            raise ConfigError("kind", kind, f"is not available: a {self.model_name} model's "
+                              "scores rank items and are not ratings",
+                              hint="pass kind='score' for the ranking scores, or train a "
+                              "rating model (e.g. 'biased-mf') to predict ratings")
+        clip = clip and kind == "rating"
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
         policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"
         try:
@@ -238,7 +261,8 @@ class Recommender:
         """Recommend the ``n`` best-scored items for one user or for many.
 
         Items are ranked by the model's raw score (ties to the item seen first
-        in the index); the ``score`` column is clipped to the rating scale.
+        in the index); the ``score`` column is clipped to the rating scale
+        (for a model whose scores are ratings, see :attr:`scores`).
 
         Args:
             user: one raw user id; gives columns ``item``, ``score`` (and
@@ -284,11 +308,13 @@ class Recommender:
 
         Returns:
             ``(items, scores)``, each ``(len(users), min(n, n_items))``: int64
-            item indices padded with -1, and clipped float32 scores padded with NaN.
+            item indices padded with -1, and float32 scores (clipped to the scale
+            when they are ratings) padded with NaN.
         """
         seen = (self.seen.indptr, self.seen.indices) if exclude_seen else None
         items, scores = top_n(self.model, users, self._item_vectors(), n, seen=seen)
-        np.clip(scores, self.scale[0], self.scale[1], out=scores)
+        if self.scores == "rating":
+            np.clip(scores, self.scale[0], self.scale[1], out=scores)
         return items, scores
 
     def similar_items(self, item: Any, *, n: int = 10) -> pd.DataFrame:
@@ -316,7 +342,9 @@ class Recommender:
         """Recommend for a new user given their ratings, without retraining.
 
         A user vector is fitted to the ratings with the items frozen (see
-        :mod:`embrec.foldin`); with no usable rating it is the mean user's.
+        :mod:`embrec.foldin`); with no usable rating it is the mean user's. A
+        model that builds a user's vector from the history itself (``popular``,
+        ``ease``: ``model.history_vector``) gets it directly, exactly.
 
         Args:
             ratings: raw item id -> rating.
@@ -337,11 +365,18 @@ class Recommender:
         require_choice("on_unknown", on_unknown, ("error", "ignore"))
         index, values = rated_items(self.items, ratings, on_unknown=on_unknown)
         item_vectors = self._item_vectors()
-        targets = torch.as_tensor(values, device=item_vectors.device)
-        vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets, self._prior())
+        direct = getattr(self.model, "history_vector", None)
+        if direct is not None:
+            vector = direct(index, values)
+        else:
+            targets = torch.as_tensor(values, device=item_vectors.device)
+            vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets,
+                             self._prior())
         items, scores = top_n_for_vector(self.model, vector, item_vectors, n,
                                          exclude=index if exclude_seen else None)
-        return self._item_frame(items, np.clip(scores, *self.scale), "score")
+        if self.scores == "rating":
+            scores = np.clip(scores, *self.scale)
+        return self._item_frame(items, scores, "score")
 
     # ------------------------------------------------------------------ helpers
     def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:

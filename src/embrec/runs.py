@@ -60,7 +60,8 @@ class RunResult:
     Attributes:
         recommender: the trained model.
         metrics: ``{"train": {...}, "validation": {...}, "test": {...}}``, each
-            holding rmse, mae, mse (validation empty when none was held out).
+            holding rmse, mae, mse (validation empty when none was held out);
+            for a ranking-only model, ``{"test": {...}}`` with ranking metrics.
         fit_seconds: wall-clock seconds spent in ``fit``.
         ratings_per_second: training ratings times epochs, per second of fit.
     """
@@ -122,11 +123,15 @@ def train_run(
     started = time.perf_counter()
     rec = fit(model_config, train, train_config, metadata=metadata)
     seconds = time.perf_counter() - started
-    metrics = {
-        "train": _rating_metrics(rec, train),
-        "validation": _validation_metrics(rec),
-        "test": _rating_metrics(rec, test),
-    }
+    if rec.scores == "ranking":  # no rating error to report: top-N on the test rows only
+        metrics = {"test": {key: value for key, value in evaluate(rec, test).items()
+                            if isinstance(value, int | float)}}
+    else:
+        metrics = {
+            "train": _rating_metrics(rec, train),
+            "validation": _validation_metrics(rec),
+            "test": _rating_metrics(rec, test),
+        }
     rec.metadata["metrics"] = metrics
     epochs = max(len(rec.history), 1)
     return RunResult(rec, metrics, seconds, len(train) * epochs / max(seconds, 1e-9))

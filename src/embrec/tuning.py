@@ -150,6 +150,9 @@ def tune(
     if isinstance(model, str):
         require_choice("model", model, MODELS)
     config: ModelConfig = MODELS[model]() if isinstance(model, str) else model
+    if "embedding_dim" not in {f.name for f in dataclasses.fields(config)}:  # type: ignore[arg-type]
+        raise ConfigError("model", config.name, "has no embedding settings to tune",
+                          hint="tune a trained model (biased-mf, gmf, mlp, neumf)")
     base_train = dataclasses.replace(train_config or TrainConfig(), seed=seed)
     fit_rows, held = split(train, test_size=validation, seed=seed)
     setup = {"model": config.name, "metric": metric, "validation": validation, "seed": seed,

@@ -15,6 +15,8 @@ from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.models import MODELS, model_config_from_dict
 from embrec.training import fit
+from embrec.training.batches import Columns
+from embrec.training.step import make_step
 
 SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings on tiny data)
     "biased-mf": {"embedding_dim": 8},
@@ -24,17 +26,40 @@ SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings
             "activation": "tanh", "init": "normal"},
     "neumf": {"embedding_dim": 8, "mlp_embedding_dim": 8, "hidden": (16, 8), "dropout": 0.1,
               "activation": "tanh"},
+    "popular": {},
+    "ease": {"l2": 10.0},
 }
 
 
+def closed(name: str) -> bool:
+    """A closed-form yardstick (popular, ease): no gradient steps, ranking scores."""
+    return bool(getattr(MODELS[name], "closed_form", False))
+
+
 def small(name: str, **extra: Any) -> Any:
+    if closed(name):
+        extra.pop("bounded", None)  # scores are not ratings: nothing to bound
     return MODELS[name](**{**SMALL[name], **extra})
 
 
-def reset_masks(model: torch.nn.Module) -> None:
+def solved(model: Any, name: str) -> Any:
+    """Fit a closed-form model on random ratings of its size (a trainable one is returned as is)."""
+    if closed(name):
+        data = generate(n_users=model.n_users, n_items=model.n_items,
+                        n_ratings=model.n_users * model.n_items // 2, rank=2, seed=3)
+        model.solve(data.ratings)
+    return model
+
+
+def scores(rec: Any, users: Any, items: Any) -> Any:
+    kind = "score" if rec.scores == "ranking" else "rating"
+    return rec.predict(users, items, kind=kind)
+
+
+def reset_masks(model: torch.nn.Module, generator: torch.Generator | None = None) -> None:
     for module in model.modules():
         if hasattr(module, "reset_masks"):
-            module.reset_masks()
+            module.reset_masks(generator)
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -43,7 +68,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 def test_registry_names_match_configs() -> None:
-    assert sorted(MODELS) == ["biased-mf", "gmf", "mlp", "neumf"]
+    assert sorted(MODELS) == ["biased-mf", "ease", "gmf", "mlp", "neumf", "popular"]
     for key, config in MODELS.items():
         assert config.name == key
 
@@ -54,12 +79,16 @@ def test_output_shape_and_dtype(name: str) -> None:
     out = model(user, item)
     assert out.shape == (3,) and out.dtype == torch.float32
     assert model.user_vectors(user).shape[0] == 3 and model.item_vectors(item).shape[0] == 3
-    assert model.item_factors().shape[0] == 5
+    if name == "popular":
+        with pytest.raises(ConfigError, match="has no item similarity"):
+            model.item_factors()
+    else:
+        assert model.item_factors().shape[0] == 5
 
 
 def test_score_matrix_agrees_with_pairwise_score(name: str) -> None:
     torch.manual_seed(0)
-    model = small(name, bounded=True).build(6, 9, scale=(1.0, 5.0), mean=3.0).eval()
+    model = solved(small(name, bounded=True).build(6, 9, scale=(1.0, 5.0), mean=3.0), name).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -72,6 +101,8 @@ def test_score_matrix_agrees_with_pairwise_score(name: str) -> None:
 
 
 def test_gradients_reach_both_embeddings(name: str) -> None:
+    if closed(name):
+        pytest.skip(f"{name} is fitted in closed form")
     model = small(name).build(7, 5, scale=(1.0, 5.0), mean=3.0).train()
     loss = (model(torch.tensor([1, 2]), torch.tensor([3, 4])) - 4.0).square().mean()
     loss.backward()
@@ -80,35 +111,53 @@ def test_gradients_reach_both_embeddings(name: str) -> None:
 
 
 @pytest.mark.parametrize(("bounded", "activation"), [(False, "relu"), (True, "tanh")])
-def test_hand_written_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
-    """The fast training step computes exactly autograd's gradients, dropout included."""
+def test_fast_step_equals_autograd(name: str, bounded: bool, activation: str) -> None:
+    """A hand-written step gives exactly the reference step's outputs, dropout included:
+    the predictions, every gathered row's gradient and every dense parameter's gradient."""
+    if closed(name):
+        pytest.skip(f"{name} is fitted in closed form")
     extra = {} if name == "biased-mf" else {"activation": activation}
     model = small(name, bounded=bounded, **extra).build(9, 8, scale=(1.0, 5.0), mean=3.5)
     model = model.double()
     if not hasattr(model, "gradient_step"):
-        pytest.skip(f"{name} trains with autograd")
+        pytest.skip(f"{name} has no hand-written step: autograd is its only path")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    user, item = torch.randint(0, 9, (32,)), torch.randint(0, 8, (32,))
-    rating = torch.rand(32, dtype=torch.float64) * 4 + 1
+    batch = Columns(torch.randint(0, 9, (32,)), torch.randint(0, 8, (32,)),
+                    torch.rand(32, dtype=torch.float64) * 4 + 1)
+    config = TrainConfig(weight_decay=0.05, bias_weight_decay=0.02)
     model.train()
-    torch.manual_seed(3)
-    reset_masks(model)
-    users, items = model.user_vectors(user), model.item_vectors(item)
-    prediction = model.score(users, items)
-    loss = (prediction - rating).square().mean() + 0.05 * (users.square().sum()
-                                                            + items.square().sum()) / 32
-    expected = torch.autograd.grad(loss, list(model.parameters()))
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    torch.manual_seed(3)
-    reset_masks(model)
-    with torch.no_grad():
-        fast = model.gradient_step(0.05)(user, item, rating)
-    torch.testing.assert_close(fast, prediction.detach())
-    for want, p in zip(expected, model.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, want)
+    outputs, dense = [], []
+    for path in ("autograd", "auto"):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        reset_masks(model, torch.Generator().manual_seed(3))
+        step, taken = make_step(model, dataclasses.replace(config, step_path=path))
+        assert taken == ("autograd" if path == "autograd" else "fast")
+        outputs.append(step(batch))
+        dense.append([p.grad.clone() for n, p in model.named_parameters()
+                      if "embedding" not in n])
+    reference, fast = outputs
+    for field in ("prediction", "user_index", "user_grad", "item_index", "item_grad"):
+        torch.testing.assert_close(getattr(fast, field), getattr(reference, field))
+    for want, got in zip(*dense, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_fast_path_trains_to_the_same_weights(name: str, tiny: Any) -> None:
+    """Whole trainings through the fast path and through autograd end at the same weights."""
+    if closed(name):
+        pytest.skip(f"{name} is fitted in closed form")
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, weight_decay=0.02,
+                         bias_weight_decay=0.01, seed=5)
+    fast = fit(small(name), tiny, config)
+    reference = fit(small(name), tiny, dataclasses.replace(config, step_path="autograd"))
+    assert reference.metadata["step_path"] == "autograd"
+    expected = "fast" if hasattr(reference.model, "gradient_step") else "autograd"
+    assert fast.metadata["step_path"] == expected
+    for a, b in zip(fast.model.parameters(), reference.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
@@ -116,7 +165,7 @@ def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
     first = fit(small(name), tiny, config)
     second = fit(small(name), tiny, config)
     u, i = tiny.users.id_of(tiny.user[:50]), tiny.items.id_of(tiny.item[:50])
-    np.testing.assert_array_equal(first.predict(u, i), second.predict(u, i))
+    np.testing.assert_array_equal(scores(first, u, i), scores(second, u, i))
     assert first.metadata["seed"] == 11
 
 
@@ -125,7 +174,8 @@ def test_save_load_gives_identical_predictions(name: str, tiny: Any, tmp_path: A
     rec = fit(small(name), tiny, TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, seed=1))
     loaded = artifacts.load(rec.save(tmp_path / name))
     u, i = tiny.users.id_of(tiny.user[:40]), tiny.items.id_of(tiny.item[:40])
-    np.testing.assert_array_equal(rec.predict(u, i), loaded.predict(u, i))
+    np.testing.assert_array_equal(scores(rec, u, i), scores(loaded, u, i))
+    assert loaded.scores == rec.scores
 
 
 def test_config_round_trips_through_json(name: str) -> None:
@@ -135,16 +185,26 @@ def test_config_round_trips_through_json(name: str) -> None:
     assert model_config_from_dict(name, data) == config
 
 
+TYPOS = {"popular": ("dampng", "damping"), "ease": ("max_item", "max_items")}
+INVALID = {  # per model: (a bad number, its message), (a misspelt choice, the suggestion)
+    "popular": ({"damping": -1.0}, "damping=-1.0", {"by": "cont"}, "count"),
+    "ease": ({"l2": 0.0}, "l2=0.0", {"values": "binry"}, "binary"),
+}
+
+
 def test_from_dict_rejects_unknown_key_with_suggestion(name: str) -> None:
-    with pytest.raises(ConfigError, match="did you mean 'embedding_dim'"):
-        MODELS[name].from_dict({"embeding_dim": 4})
+    typo, field = TYPOS.get(name, ("embeding_dim", "embedding_dim"))
+    with pytest.raises(ConfigError, match=f"did you mean '{field}'"):
+        MODELS[name].from_dict({typo: 4})
 
 
 def test_invalid_values_are_rejected(name: str) -> None:
-    with pytest.raises(ConfigError, match="embedding_dim=0"):
-        MODELS[name](embedding_dim=0)
-    with pytest.raises(ConfigError, match="did you mean 'keras'"):
-        MODELS[name](init="kers")
+    number, message, choice, suggestion = INVALID.get(
+        name, ({"embedding_dim": 0}, "embedding_dim=0", {"init": "kers"}, "keras"))
+    with pytest.raises(ConfigError, match=message):
+        MODELS[name](**number)
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        MODELS[name](**choice)
 
 
 def test_unknown_model_name_suggests_the_closest() -> None:
@@ -164,6 +224,8 @@ PLANTED = {  # a working model gets within these factors of the noise floor; a b
 @pytest.mark.slow
 def test_reaches_the_noise_floor_on_planted_data(name: str) -> None:
     """On low-rank data with known noise a working model nearly reaches the floor."""
+    if closed(name):
+        pytest.skip(f"{name} ranks items; it predicts no rating")
     data = generate(n_users=300, n_items=200, n_ratings=24_000, rank=3, noise=0.3,
                     round_ratings=False, seed=5)
     ratings = data.ratings
@@ -190,6 +252,13 @@ def test_cpu_and_gpu_agree(name: str, tiny: Any) -> None:
     config = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=4)
     rec = fit(small(name), tiny, config)
     user, item = torch.as_tensor(tiny.user[:200]).long(), torch.as_tensor(tiny.item[:200]).long()
+    if closed(name):  # solved on the GPU, the same scores as on the CPU
+        on_gpu = fit(small(name), tiny, dataclasses.replace(config, device="cuda"))
+        assert on_gpu.metadata["device"].startswith("cuda")
+        u, i = tiny.users.id_of(tiny.user[:200]), tiny.items.id_of(tiny.item[:200])
+        np.testing.assert_allclose(scores(on_gpu, u, i), scores(rec, u, i), rtol=1e-4,
+                                   atol=1e-4)
+        return
     with torch.no_grad():
         on_cpu = rec.model(user, item)
         on_gpu = rec.model.to("cuda")(user.cuda(), item.cuda()).cpu()

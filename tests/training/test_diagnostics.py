@@ -44,7 +44,8 @@ def test_dead_units_found_directly(tiny: Ratings) -> None:
 
 
 def test_constant_predictions_are_reported(tiny: Ratings) -> None:
-    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, weight_decay=100.0, seed=0)
+    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.005, optimizer="sgd",
+                         weight_decay=1000.0, bias_weight_decay=1000.0, seed=0)
     with pytest.warns(TrainingWarning, match="one constant"):
         rec = fit(BiasedMFConfig(embedding_dim=4), tiny, config)
     assert kinds(rec.metadata["diagnostics"]) == ["constant_predictions"]

@@ -16,7 +16,8 @@ def _messages(caught: pytest.WarningsRecorder) -> str:
 
 
 def test_biased_mf_hints_mention_no_relu_and_no_dropout(tiny: Ratings) -> None:
-    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, weight_decay=100.0, seed=0)
+    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.005, optimizer="sgd",
+                         weight_decay=1000.0, bias_weight_decay=1000.0, seed=0)
     with pytest.warns(TrainingWarning, match="one constant") as caught:
         fit(BiasedMFConfig(embedding_dim=4), tiny, config)
     text = _messages(caught)

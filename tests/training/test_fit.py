@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
-from embrec.errors import TrainingWarning
+from embrec.errors import TrainingError, TrainingWarning
 from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
 from embrec.recommender import Recommender
 from embrec.training import fit
@@ -98,20 +99,34 @@ def test_early_stopping_restores_the_best_weights(tiny: Ratings) -> None:
     assert rmse == pytest.approx(scores[best], rel=1e-5)
 
 
-def test_nan_loss_stops_with_a_warning_and_keeps_good_weights(tiny: Ratings) -> None:
+def test_divergence_without_kept_weights_raises(tiny: Ratings) -> None:
     config = TrainConfig(epochs=5, batch_size=64, learning_rate=1e30, optimizer="sgd", seed=0)
-    with pytest.warns(TrainingWarning, match=r"training stopped in epoch 1: .*not finite.*"
-                                             r"kept the weights"):
+    with pytest.raises(TrainingError, match=r"diverged in epoch 1: .*not finite.*\n.*hint: lower"):
+        fit(MF, tiny, config)
+
+
+def test_divergence_with_early_stopping_keeps_the_best_weights(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Good epochs, then a learning rate that explodes: the best epoch's weights stay."""
+    fit_module = sys.modules["embrec.training.fit"]
+
+    config = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, validation=0.2,
+                         early_stopping=3, seed=0)
+    rates = iter([0.01] * 30 + [1e30] * 1000)  # 15 steps an epoch: the third epoch explodes
+    monkeypatch.setattr(fit_module, "learning_rate", lambda *args: next(rates))
+    with pytest.warns(TrainingWarning, match="kept the weights of the best epoch"):
         rec = fit(MF, tiny, config)
-    assert rec.history == []
+    assert len(rec.history) == 2
     assert all(torch.isfinite(p).all() for p in rec.model.parameters())
     assert np.isfinite(rec.predict(tiny.users.ids[:5], tiny.items.ids[:5])).all()
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad", "rowwise-adagrad"])
 def test_every_optimiser_trains(tiny: Ratings, optimizer: str) -> None:
-    lr = {"adam": 0.02, "adamw": 0.02, "sgd": 0.3, "adagrad": 0.1}[optimizer]
-    config = TrainConfig(epochs=8, batch_size=64, learning_rate=lr, optimizer=optimizer,
+    lr = {"adam": 0.02, "adamw": 0.02, "sgd": 0.5, "adagrad": 0.1,
+          "rowwise-adagrad": 0.3}[optimizer]
+    epochs = 30 if optimizer == "sgd" else 8  # plain SGD on embedding rows is slow
+    config = TrainConfig(epochs=epochs, batch_size=64, learning_rate=lr, optimizer=optimizer,
                          momentum=0.9 if optimizer == "sgd" else 0.0, weight_decay=1e-3,
                          seed=0)
     rec = fit(MF, tiny, config)
@@ -146,35 +161,37 @@ def test_history_records_the_schedule(tiny: Ratings) -> None:
     assert rec.history[0]["lr"] > rec.history[1]["lr"] > rec.history[2]["lr"]
 
 
-def test_threads_are_restored(tiny: Ratings) -> None:
-    before = torch.get_num_threads()
-    fit(MF, tiny, TrainConfig(epochs=1, batch_size=64, seed=0))
-    assert torch.get_num_threads() == before
-
-
-def test_wide_updates_change_nothing_but_speed(tiny: Ratings,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Adam on every thread while the step runs on one gives the very same weights."""
-    import sys
-
+def test_process_state_is_left_as_found(tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads set once and restored, flush-to-zero restored either way, global RNG untouched."""
     fit_module = sys.modules["embrec.training.fit"]
 
-    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, seed=3)
     model = MLPConfig(embedding_dim=8, hidden=(6,), dropout=(0.1, 0.1), init="normal")
-    narrow = fit(model, tiny, config)
     calls: list[int] = []
     real = torch.set_num_threads
-    monkeypatch.setattr(fit_module, "WIDE_UPDATE", 0)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
     before = torch.get_num_threads()
-    real(2)
-    try:
-        wide = fit(model, tiny, config)
-    finally:
-        real(before)
-    assert calls.count(2) > 10 and calls.count(1) > 10  # updates wide, steps narrow, per batch
-    for a, b in zip(narrow.model.parameters(), wide.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for flushing in (False, True):
+        torch.set_flush_denormal(flushing)
+        state = torch.get_rng_state()
+        try:
+            fit(model, tiny, TrainConfig(epochs=2, batch_size=32, seed=0, num_threads=before + 1))
+            assert torch.equal(torch.get_rng_state(), state)
+            assert fit_module._flushes_denormals() == flushing
+        finally:
+            torch.set_flush_denormal(False)
+    assert torch.get_num_threads() == before
+    assert calls == [before + 1, before] * 2  # set and restored once per fit, never per batch
+
+
+def test_seeded_fit_does_not_depend_on_the_global_generator(tiny: Ratings) -> None:
+    model = MLPConfig(embedding_dim=8, hidden=(6,), dropout=(0.3, 0.3), init="normal")
+    config = TrainConfig(epochs=1, batch_size=32, seed=7)
+    torch.manual_seed(1)
+    first = fit(model, tiny, config)
+    torch.manual_seed(2)
+    second = fit(model, tiny, config)
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_progress_bar(tiny: Ratings, capsys: Any) -> None:

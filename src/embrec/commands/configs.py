@@ -64,7 +64,8 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
                                   {"embedding_dim": getattr(args, "embedding_dim", None)}),
                      skip=("name",))
     train = override(train, _over(file.get("train", {}),
-                                  {"seed": args.seed, "device": args.device, **train_flags}))
+                                  {"seed": args.seed, "device": args.device,
+                                   "num_threads": args.threads, **train_flags}))
     table = file.get("split", {})
     test_size = args.test_size or table.get("test_size")
     if test_size is None:

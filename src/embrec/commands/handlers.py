@@ -84,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
-    print_frame(table[["rmse", "mae", "mse"]].reset_index(names="split"))
+    shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
+    print_frame(table[shown].dropna(how="all").reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
           f"saved to {out}")
     return 0
@@ -107,11 +108,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     test = (load_dataset(args.data, **read_options(args)) if args.data
             else recorded_test_split(rec))
     metrics = evaluate(rec, test, metrics=args.metrics, k=args.k, threshold=args.threshold,
-                       segments=args.segments)
+                       segments=args.segments, baselines=args.baselines)
     if args.json:
         print_json(metrics)
         return 0
     segments = metrics.pop("segments", None)
+    compared = [key.removeprefix("popular:") for key in metrics if key.startswith("popular:")]
+    if compared:  # --baselines: the model beside popularity, one row per ranking metric
+        print_frame(pd.DataFrame({"metric": compared, rec.model_name: [
+            metrics.pop(key) for key in compared], "popular": [
+            metrics.pop(f"popular:{key}") for key in compared], "ratio": [
+            metrics.pop(f"{key}/popular") for key in compared]}))
     for key, value in metrics.items():
         print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
     if segments:

@@ -118,6 +118,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-data", metavar="PATH",
                    help="evaluate on this file instead of splitting --data")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, CUDA when present)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for training "
+                   "(default: 1 below a batch of 32768, else torch's)")
     add_read_arguments(p)
 
 
@@ -196,6 +198,9 @@ def _add_model_commands(sub: Any) -> None:
                    help="a test rating at or above it is relevant (ranking metrics)")
     p.add_argument("--segments", action="store_true",
                    help="break metrics down by cold/warm/unknown users and unknown items")
+    p.add_argument("--baselines", action="store_true",
+                   help="also fit 'popular' on the model's training rows; show each ranking "
+                   "metric beside it, with the ratio")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_read_arguments(p)
     p.set_defaults(handler=_handler("evaluate"))

@@ -7,6 +7,12 @@ follow the full-catalogue protocol: every test user the model knows, with at
 least one test item rated at or above ``threshold``, gets a top-K list over
 all items not seen in training, computed in batched blocks at the index level;
 the relevant items are that user's test items rated at or above ``threshold``.
+
+A model whose scores are not ratings (``rec.scores == "ranking"``: ``popular``,
+``ease``) gets ranking metrics only. With ``baselines=True`` the ``popular``
+yardstick is fitted on the model's own training rows (the recommender keeps
+them as its ``seen`` matrix, saved with it) and each ranking metric is reported
+for it and as the model's ratio to it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ METRICS = (*RATING, *(f"{name}@K" for name in RANKING), "coverage")
 """Every metric name ``evaluate`` accepts (``@K`` takes a list length, e.g. ``ndcg@10``)."""
 
 SEGMENTS = ("cold", "warm", "unknown-user", "unknown-item")
+RANKING_DEFAULT = ("ndcg", "precision", "recall", "hit_rate", "coverage")
+"""The ranking metrics a ranking-only model, or a comparison with baselines, reports by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,7 @@ def evaluate(
     clip: bool = True,
     segments: bool = False,
     cold_threshold: int = 5,
+    baselines: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``rec`` on the test ratings.
 
@@ -95,16 +104,27 @@ def evaluate(
             ``cold`` users (at most ``cold_threshold`` training ratings),
             ``warm`` users, ``unknown-user`` and ``unknown-item`` pairs.
         cold_threshold: the most training ratings a cold user has.
+        baselines: also fit ``popular`` on ``rec``'s training rows and add, for
+            each ranking metric (``ndcg@10``...), ``popular:ndcg@10`` and the
+            ratio ``ndcg@10/popular`` (NaN where popular scores 0). Without a
+            ranking metric in ``metrics``, the default ranking set is added.
 
     Returns:
         ``{"n": ..., "unknown": ..., <metric>: value, ...}``; with ranking
         metrics also ``users_ranked``; with ``segments`` also ``segments``.
+        For a ranking-only model (``rec.scores == "ranking"``) rating metrics
+        are left out, and replaced by the default ranking set if none is asked for.
 
     Raises:
         ConfigError: for an unknown metric name (with a suggestion) or a bad ``k``.
     """
     specs = _parse(metrics, k)
     require(cold_threshold >= 0, "cold_threshold", cold_threshold, "must be >= 0")
+    ranking = [s for s in specs if s.name not in RATING] or _parse(RANKING_DEFAULT, k)
+    if rec.scores == "ranking":
+        specs = ranking
+    elif baselines:
+        specs = [*specs, *(s for s in ranking if s not in specs)]
     user, item = _indices(rec, test)
     rating = np.asarray(test.rating, dtype=np.float64)
     result: dict[str, Any] = {"n": len(test), "unknown": int(((user < 0) | (item < 0)).sum())}
@@ -116,7 +136,43 @@ def evaluate(
             part = _scores(rec, user[mask], item[mask], rating[mask], specs, threshold, clip,
                            warn=False)
             result["segments"][name] = {"n": int(mask.sum()), **part}
+    if baselines:
+        result.update(_compare_with_popular(rec, user, item, rating, ranking, result, threshold))
     return result
+
+
+def _compare_with_popular(rec: Recommender, user: np.ndarray, item: np.ndarray,
+                          rating: np.ndarray, specs: list[_Metric], result: dict[str, Any],
+                          threshold: float) -> dict[str, float]:
+    """``popular:<metric>`` and ``<metric>/popular`` for each ranking metric in ``specs``."""
+    popular = popular_like(rec)
+    base = _ranking(popular, user, item, rating, specs, threshold, warn=False)
+    out: dict[str, float] = {}
+    for spec in specs:
+        theirs, ours = float(base[spec.key]), float(result[spec.key])
+        out[f"popular:{spec.key}"] = theirs
+        out[f"{spec.key}/popular"] = ours / theirs if theirs > 0 else float("nan")
+    return out
+
+
+def popular_like(rec: Recommender) -> Recommender:
+    """Fit the ``popular`` yardstick on ``rec``'s training rows, with ``rec``'s id indexes.
+
+    Args:
+        rec: a trained (or loaded) recommender; its ``seen`` matrix holds its
+            training ratings.
+
+    Returns:
+        A ``popular`` recommender over the same users and items (on the CPU).
+    """
+    from embrec.config import TrainConfig
+    from embrec.models.popular import PopularConfig
+    from embrec.training.closed_form import fit_closed_form
+
+    rows = rec.seen.tocoo()
+    train = Ratings(rows.row, rows.col, rows.data, rec.users, rec.items, scale=rec.scale,
+                    source=str(rec.metadata.get("data") or ""))
+    return fit_closed_form(PopularConfig(), train, TrainConfig(device="cpu"))
 
 
 def _indices(rec: Recommender, test: Ratings) -> tuple[np.ndarray, np.ndarray]:

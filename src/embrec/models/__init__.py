@@ -11,17 +11,21 @@ from typing import Any
 
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.ease import EASEConfig
 from embrec.models.gmf import GMFConfig
 from embrec.models.mlp import MLPConfig
 from embrec.models.neumf import NeuMFConfig
+from embrec.models.popular import PopularConfig
 
 __all__ = [
     "MODELS",
     "BiasedMFConfig",
+    "EASEConfig",
     "GMFConfig",
     "MLPConfig",
     "ModelConfig",
     "NeuMFConfig",
+    "PopularConfig",
     "RatingModel",
     "model_config_from_dict",
 ]
@@ -31,6 +35,8 @@ MODELS: dict[str, type[Any]] = {
     "gmf": GMFConfig,
     "mlp": MLPConfig,
     "neumf": NeuMFConfig,
+    "popular": PopularConfig,  # closed-form yardsticks: ranking scores, not ratings
+    "ease": EASEConfig,
 }
 
 

@@ -85,7 +85,13 @@ class EmbeddingModel(RatingModel):
         n_users: rows of ``user_embedding``.
         n_items: rows of ``item_embedding``.
         width: columns of both tables.
+
+    Attributes:
+        bias_columns: how many trailing columns of each row are biases rather than
+            factors (regularised by ``bias_weight_decay`` instead of ``weight_decay``).
     """
+
+    bias_columns: int = 0
 
     def __init__(self, n_users: int, n_items: int, width: int) -> None:
         super().__init__(n_users, n_items)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_embedding, logit, output_bounds
-from embrec.models.mlp import Step, add_rows, bound, grad_of, output_and_gradient
+from embrec.models.mlp import HandStep, bound, grad_of, output_and_gradient
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
 
@@ -64,6 +64,8 @@ class BiasedMFConfig(JsonConfig):
 class BiasedMF(EmbeddingModel):
     """``mean + b_u + b_i + p_u · q_i``; rows are ``[factors, bias]``."""
 
+    bias_columns = 1
+
     def __init__(self, n_users: int, n_items: int, config: BiasedMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
         dim = config.embedding_dim
@@ -92,20 +94,18 @@ class BiasedMF(EmbeddingModel):
         """Return the item factors without the bias column: ``(n_items, embedding_dim)``."""
         return self.item_embedding.weight[:, :-1]
 
-    def gradient_step(self, l2: float) -> Step:
-        """Return the hand-written training step: forward, MSE + L2 gradient, no autograd.
+    def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
+        """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
 
-        The step ``(user, item, rating) -> predictions`` adds every parameter's
-        gradient of ``mean((pred - rating)²) + l2 * mean(|u|² + |i|²)`` (biases
-        included, as Surprise's ``reg``) to its ``.grad``; build it once the
-        ``.grad`` buffers exist and call it under ``torch.no_grad()``.
+        The step ``(user, item, rating) -> (predictions, user row gradients, item
+        row gradients)`` computes what :func:`embrec.training.step.autograd_step`
+        does for the rating loss, adding the global bias's gradient to its ``.grad``;
+        call it under ``torch.no_grad()``.
         """
-        user_table, item_table = self.user_embedding.weight, self.item_embedding.weight
-        users, items = user_table.detach(), item_table.detach()
-        user_grad, item_grad = grad_of(user_table), grad_of(item_table)
+        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
         mean, mean_grad, bounds = self.global_bias.detach(), grad_of(self.global_bias), self.bounds
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
+        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             u = users.index_select(0, user)  # (batch, embedding_dim + 1)
             i = items.index_select(0, item)  # (batch, embedding_dim + 1)
             product = u * i
@@ -115,12 +115,14 @@ class BiasedMF(EmbeddingModel):
             grad_u, grad_i = i * column, u * column
             grad_u[:, -1] = grad
             grad_i[:, -1] = grad
-            if l2 > 0:
-                grad_u.add_(u, alpha=2.0 * l2 / len(rating))
-                grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-            add_rows(user_grad, user, grad_u)
-            add_rows(item_grad, item, grad_i)
+            n = len(rating)
+            if weight_decay > 0:
+                grad_u[:, :-1].add_(u[:, :-1], alpha=2.0 * weight_decay / n)
+                grad_i[:, :-1].add_(i[:, :-1], alpha=2.0 * weight_decay / n)
+            if bias_weight_decay > 0:
+                grad_u[:, -1].add_(u[:, -1], alpha=2.0 * bias_weight_decay / n)
+                grad_i[:, -1].add_(i[:, -1], alpha=2.0 * bias_weight_decay / n)
             mean_grad.add_(grad.sum())
-            return prediction
+            return prediction, grad_u, grad_i
 
         return step

@@ -22,12 +22,10 @@ from embrec.models.init import INITS, init_dense, init_embedding, output_bounds,
 from embrec.models.mlp import (
     ACTIVATIONS,
     PAIR_BUDGET,
-    Step,
+    HandStep,
     Tower,
     TowerStep,
-    add_rows,
     bound,
-    grad_of,
     output_and_gradient,
 )
 
@@ -124,31 +122,28 @@ class GMF(EmbeddingModel):
             blocks.append(self.tower.finish(z.transpose(1, 2) + first.bias))  # (b, chunk, 1)
         return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
 
-    def gradient_step(self, l2: float) -> Step:
-        """Return the hand-written training step: forward, MSE + L2 gradient, no autograd.
+    def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
+        """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
 
-        The step ``(user, item, rating) -> predictions`` adds every parameter's
-        gradient of ``mean((pred - rating)²) + l2 * mean(|u|² + |i|²)`` to its
-        ``.grad``; build it once the ``.grad`` buffers exist and call it under
-        ``torch.no_grad()``.
+        The step ``(user, item, rating) -> (predictions, user row gradients, item
+        row gradients)`` computes what :func:`embrec.training.step.autograd_step`
+        does for the rating loss, adding the dense layers' gradients to their
+        ``.grad``; call it under ``torch.no_grad()``. (GMF rows have no bias
+        columns, so ``bias_weight_decay`` does not apply.)
         """
-        user_table, item_table = self.user_embedding.weight, self.item_embedding.weight
-        users, items = user_table.detach(), item_table.detach()
-        user_grad, item_grad = grad_of(user_table), grad_of(item_table)
+        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
         tower, bounds = TowerStep(self.tower), self.bounds
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
+        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             u = users.index_select(0, user)  # (batch, embedding_dim)
             i = items.index_select(0, item)  # (batch, embedding_dim)
             z, saved = tower.forward(u * i)
             prediction, grad = output_and_gradient(z.squeeze(1), rating, bounds)
             grad_product = tower.backward(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
             grad_u, grad_i = grad_product * i, grad_product.mul_(u)
-            if l2 > 0:
-                grad_u.add_(u, alpha=2.0 * l2 / len(rating))
-                grad_i.add_(i, alpha=2.0 * l2 / len(rating))
-            add_rows(user_grad, user, grad_u)
-            add_rows(item_grad, item, grad_i)
-            return prediction
+            if weight_decay > 0:
+                grad_u.add_(u, alpha=2.0 * weight_decay / len(rating))
+                grad_i.add_(i, alpha=2.0 * weight_decay / len(rating))
+            return prediction, grad_u, grad_i
 
         return step

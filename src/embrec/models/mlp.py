@@ -26,8 +26,8 @@ from embrec.config import JsonConfig, require, require_choice
 from embrec.models.base import EmbeddingModel
 from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
 
-__all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "ItemHalfCache", "MLPConfig", "Step", "Tower",
-           "TowerStep", "add_rows", "dropout_mask", "grad_of"]
+__all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "HandStep", "ItemHalfCache", "MLPConfig", "Tower",
+           "TowerStep", "dropout_mask", "grad_of"]
 
 ACTIVATIONS = ("relu", "tanh", "linear")
 PAIR_BUDGET = 1 << 20
@@ -37,11 +37,13 @@ cache, where whole-catalogue blocks (60,000 items x 70 units, 17 MB) paid for fr
 Saved = list[tuple[Tensor, Tensor | None, Tensor]]
 """Per dense layer: its input after dropout, the dropout mask, and its output."""
 
-Step = Callable[[Tensor, Tensor, Tensor], Tensor]
-"""A hand-written training step: ``(user, item, rating) -> predictions``, adding into ``.grad``."""
+HandStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+"""A hand-written rating step: ``(user, item, rating) -> (predictions, user row gradients,
+item row gradients)``, adding the dense layers' gradients into their ``.grad``."""
 
 
-def dropout_mask(shape: tuple[int, int], rate: float, like: Tensor) -> Tensor:
+def dropout_mask(shape: tuple[int, int], rate: float, like: Tensor,
+                 generator: torch.Generator | None = None) -> Tensor:
     """Return an inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``.
 
     Four 16-bit draws come from each 64-bit random word of torch's default
@@ -52,13 +54,15 @@ def dropout_mask(shape: tuple[int, int], rate: float, like: Tensor) -> Tensor:
         shape: ``(rows, columns)`` of the mask.
         rate: probability of dropping an entry, in [0, 1).
         like: a tensor whose device and dtype the mask takes.
+        generator: the random generator (torch's default when ``None``).
 
     Returns:
         The mask, ``shape``.
     """
     count = shape[0] * shape[1]
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=like.device)
-    bits = words.random_(-(2**63), None).view(torch.int16)[:count].view(shape)
+    words.random_(-(2**63), None, generator=generator)
+    bits = words.view(torch.int16)[:count].view(shape)
     # keep where bits >= threshold, P = 1 - rate; float arithmetic is ~3x faster here
     # than a comparison and a bool-to-float cast: integers sit 0.5 away from the
     # half-integer cut, so the clamp yields exactly 0 or 0.5
@@ -71,8 +75,8 @@ class DropoutMasks:
     """One layer's dropout masks, drawn ``BLOCK`` entries at a time and handed out in order.
 
     Drawing a block for many batches at once turns four small tensor ops per
-    batch into one slice; the draws come from torch's default generator, so
-    ``torch.manual_seed`` makes them reproducible.
+    batch into one slice; the draws come from the generator given to
+    :meth:`reset` (``fit`` passes its seeded one), else torch's default.
 
     Args:
         rate: the dropout rate.
@@ -84,6 +88,7 @@ class DropoutMasks:
         self.rate = rate
         self.block: Tensor | None = None
         self.used = self.rows = self.width = 0
+        self.generator: torch.Generator | None = None
 
     def take(self, like: Tensor) -> Tensor:
         """Return the next mask for ``like``, a ``(rows, columns)`` batch of inputs.
@@ -94,13 +99,15 @@ class DropoutMasks:
         rows, width = like.shape[0], like.shape[1]
         if self.used + rows > self.rows or width != self.width:
             self.rows, self.width = max(rows, self.BLOCK // width), width
-            self.block, self.used = dropout_mask((self.rows, width), self.rate, like), 0
+            self.block = dropout_mask((self.rows, width), self.rate, like, self.generator)
+            self.used = 0
         self.used += rows
         return self.block[self.used - rows:self.used]  # type: ignore[index]
 
-    def reset(self) -> None:
-        """Drop the masks drawn so far, so the next draw starts from the generator's state."""
+    def reset(self, generator: torch.Generator | None = None) -> None:
+        """Drop the masks drawn so far; later draws come from ``generator``."""
         self.block, self.used, self.rows, self.width = None, 0, 0, 0
+        self.generator = generator
 
 
 class Tower(nn.Module):
@@ -126,11 +133,11 @@ class Tower(nn.Module):
         """Return dense layer ``k`` (typed)."""
         return cast(nn.Linear, self.layers[k])
 
-    def reset_masks(self) -> None:
-        """Forget pre-drawn dropout masks (see :class:`DropoutMasks`)."""
+    def reset_masks(self, generator: torch.Generator | None = None) -> None:
+        """Forget pre-drawn dropout masks and draw later ones from ``generator``."""
         for masks in self.masks:
             if masks is not None:
-                masks.reset()
+                masks.reset(generator)
 
     def _activates(self, k: int) -> bool:
         return self.activation != "linear" and (k < len(self.layers) - 1 or self.activate_last)
@@ -198,7 +205,6 @@ class TowerStep:
     """
 
     def __init__(self, tower: Tower) -> None:
-        tower.reset_masks()
         self.layers = []
         for k in range(len(tower.layers)):
             layer = tower.layer(k)
@@ -282,18 +288,6 @@ def _version(tensor: Tensor) -> int:
     return -1 if tensor.is_inference() else int(tensor._version)
 
 
-def add_rows(grad: Tensor, index: Tensor, values: Tensor) -> None:
-    """Add ``values[k]`` to ``grad[index[k]]`` for every ``k`` (repeated indices add up).
-
-    ``index_put_(accumulate=True)`` is the faster of the two under ~4k rows,
-    ``index_add_`` above (2.9 vs 4.7 ms for 65,536 rows of 33 on one thread).
-    """
-    if len(index) < 4096:
-        grad.index_put_((index,), values, accumulate=True)
-    else:
-        grad.index_add_(0, index, values)
-
-
 def grad_of(parameter: Tensor) -> Tensor:
     """Return ``parameter.grad``, which the hand-written training steps add into.
 
@@ -308,8 +302,7 @@ def grad_of(parameter: Tensor) -> Tensor:
 
 def _activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
     if activation == "relu":
-        result: Tensor = torch.ops.aten.threshold_backward(grad, output, 0.0)
-        return result
+        return grad.masked_fill_(output <= 0, 0.0)
     return grad * (1.0 - output * output)  # tanh
 
 
@@ -435,28 +428,25 @@ class MLP(EmbeddingModel):
                   for start in range(0, item_part.shape[0], chunk)]  # (b, chunk, 1) each
         return bound(torch.cat(blocks, 1).squeeze(2), self.bounds)
 
-    def gradient_step(self, l2: float) -> Step:
-        """Return the hand-written training step: forward, MSE + L2 gradient, no autograd.
+    def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
+        """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
 
-        The step ``(user, item, rating) -> predictions`` adds every parameter's
-        gradient of ``mean((pred - rating)²) + l2 * mean(|u|² + |i|²)`` to its
-        ``.grad``; build it once the ``.grad`` buffers exist and call it under
-        ``torch.no_grad()``.
+        The step ``(user, item, rating) -> (predictions, user row gradients, item
+        row gradients)`` computes what :func:`embrec.training.step.autograd_step`
+        does for the rating loss, adding the dense layers' gradients to their
+        ``.grad``; call it under ``torch.no_grad()``. (MLP rows have no bias
+        columns, so ``bias_weight_decay`` does not apply.)
         """
-        user_table, item_table = self.user_embedding.weight, self.item_embedding.weight
-        users, items = user_table.detach(), item_table.detach()
-        user_grad, item_grad = grad_of(user_table), grad_of(item_table)
+        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
         tower, bounds, dim = TowerStep(self.tower), self.bounds, users.shape[1]
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
+        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             x = torch.cat((users.index_select(0, user), items.index_select(0, item)), 1)  # (b, 2d)
             z, saved = tower.forward(x)
             prediction, grad = output_and_gradient(z.squeeze(1), rating, bounds)
             grad_x = tower.backward(saved, grad.unsqueeze(1))  # (batch, 2 * embedding_dim)
-            if l2 > 0:
-                grad_x.add_(x, alpha=2.0 * l2 / len(rating))
-            add_rows(user_grad, user, grad_x[:, :dim])
-            add_rows(item_grad, item, grad_x[:, dim:])
-            return prediction
+            if weight_decay > 0:
+                grad_x.add_(x, alpha=2.0 * weight_decay / len(rating))
+            return prediction, grad_x[:, :dim], grad_x[:, dim:]
 
         return step

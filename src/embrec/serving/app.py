@@ -169,6 +169,7 @@ def _model_info(rec: Recommender) -> ModelInfo:
         model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
         data=_text_or_none(meta.get("data")), fingerprint=_text_or_none(meta.get("fingerprint")),
         metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
+        scores="ranking" if rec.scores == "ranking" else "rating",
     )
 
 

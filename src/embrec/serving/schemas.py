@@ -66,6 +66,9 @@ class ModelInfo(BaseModel):
     fingerprint: str | None = Field(None, description="fingerprint of the training data")
     metrics: dict[str, Any] = Field(default_factory=dict, description="recorded metrics")
     config: dict[str, Any] = Field(default_factory=dict, description="model hyperparameters")
+    scores: Literal["rating", "ranking"] = Field(
+        "rating", description="what scores mean: a predicted rating, or a ranking score that "
+        "is not a rating (then POST /predict is refused)")
 
 
 class ScoredItem(BaseModel):

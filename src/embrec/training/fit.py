@@ -1,17 +1,19 @@
-"""fit(): the one training loop. Seed, shuffle, step, validate, stop early, return a Recommender.
+"""fit(): the one training loop. Seed, shuffle, step, update the rows used, validate, stop early.
 
 Read :func:`_epochs` top to bottom: each epoch shuffles the device-resident
-ratings once, walks them in slices, and for each slice computes gradients and
-takes one optimiser step. Nothing in the step waits for the device: the
-predictions of the epoch are gathered into one buffer and turned into train
-RMSE/MAE once the epoch is over, which is also when NaN is checked.
+ratings once, walks them in slices, and for each slice takes one step
+(:mod:`embrec.training.step`: predictions, the gradient of every embedding row
+the slice read, dense gradients in ``.grad``), then updates only those rows
+(:mod:`embrec.training.sparse`) and the dense layers (:mod:`embrec.training.optim`).
+A step's cost therefore grows with the batch, not with the number of users and
+items. Nothing in the loop waits for the device: predictions are gathered into
+one buffer and turned into train RMSE/MAE once the epoch is over, which is also
+when non-finite values are checked.
 
-Gradients come from the model's hand-written ``gradient_step`` when it has one
-(biased MF, GMF and MLP do: for networks this small it is 2-3x faster than
-autograd) and from autograd otherwise. The loss is the mean squared error plus
-``weight_decay * mean(|user vector|² + |item vector|²)`` over the batch, which
-penalises only the embedding rows the batch uses, once per rating (Surprise's
-``reg``); dense layers get plain weight decay from the optimiser.
+``fit`` leaves no process-wide state changed: torch's thread count and the
+flush-to-zero mode are set once (never inside the loop) and restored as they
+were found, the global random generator's state is restored after the model is
+initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
 """
 
 from __future__ import annotations
@@ -21,38 +23,36 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
-from embrec.errors import TrainingWarning
-from embrec.models.base import ModelConfig, RatingModel
+from embrec.errors import TrainingError, TrainingWarning
+from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import Tower
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns, columns, known_rows, shuffled, validation_rows
 from embrec.training.diagnostics import diagnose, error_metrics
-from embrec.training.optim import FlatParameters, Optimizer, learning_rate
+from embrec.training.optim import DenseOptimizer, DenseParameters, learning_rate
+from embrec.training.sparse import DenseTableAdam, RowOptimizer, row_optimizer
+from embrec.training.step import Objective, Step, make_step
 
-__all__ = ["fit", "resolve_device"]
+__all__ = ["fit", "resolve_device", "threads_for"]
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Tensor, Tensor, Tensor], Tensor]
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
-WIDE_UPDATE = 65_536
-"""From this many parameters up, the optimiser step and the gradient reset use every thread
-torch has, even when the model's step runs on one: both are element-wise, so the result is
-the same, and on 2 cores Adam over ML-100K's 138,000 MLP parameters takes 40 us instead of 77."""
 
 
 def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | None = None, *,
-        validation: Ratings | None = None, metadata: dict[str, Any] | None = None) -> Recommender:
+        validation: Ratings | None = None, metadata: dict[str, Any] | None = None,
+        objective: Objective | None = None) -> Recommender:
     """Train the model ``model_config`` describes on ``train``.
 
     Args:
@@ -63,37 +63,51 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
             ``train``'s indexes; pairs with unseen ids are left out and counted).
             Overrides ``train_config.validation``.
         metadata: extra facts to record in the recommender's ``metadata``.
+        objective: the training loss (:mod:`embrec.training.step`); the rating
+            loss, mean squared error, when omitted.
 
     Returns:
         The trained recommender, with per-epoch ``history`` and ``metadata``
-        holding the seed, device, fit seconds and ``diagnostics``.
+        holding the seed, device, threads, step path, fit seconds and ``diagnostics``.
 
     Raises:
         ConfigError: if ``train`` is empty.
+        TrainingError: if the loss became non-finite and no earlier weights were
+            kept to return (early stopping keeps them).
     """
+    if getattr(model_config, "closed_form", False):
+        from embrec.training.closed_form import fit_closed_form
+        return fit_closed_form(model_config, train, train_config, metadata=metadata)
     config = train_config or TrainConfig()
     seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
     device = resolve_device(config.device)
     facts: dict[str, Any] = {"seed": seed, "device": str(device), **(metadata or {})}
-    if device.type == "cpu":
-        facts["threads"] = threads_for(config)
     started = time.perf_counter()
-    with _threads(config) as wide:
-        torch.manual_seed(seed)
+    with _process_state(config, device) as threads:
+        if device.type == "cpu":
+            facts["threads"] = threads
         fit_rows, held, facts["validation_unknown"] = _validation(train, validation, config, seed)
         data = columns(train, fit_rows, device)
         mean = float(data.rating.mean()) if len(data) else float(np.mean(train.scale))
-        model = model_config.build(train.n_users, train.n_items, scale=train.scale,
-                                   mean=mean).to(device)
+        model = _build(model_config, train, mean, seed, device)
         generator = torch.Generator(device=device).manual_seed(seed)
-        update_threads = _update_threads(model, wide)
-        if device.type == "cpu":
-            facts["update_threads"] = update_threads
-        history = _epochs(model, data, held, config, generator, train.scale, update_threads)
+        history, facts["step_path"] = _epochs(model, data, held, config, generator, train.scale,
+                                              objective)
         facts["fit_seconds"] = time.perf_counter() - started
         facts["diagnostics"] = diagnose(model, data, held, history, train.scale)
     return Recommender.from_training(model, model_config, config, train, history=history,
                                      metadata=facts)
+
+
+def _build(model_config: ModelConfig, train: Ratings, mean: float, seed: int,
+           device: torch.device) -> EmbeddingModel:
+    """Initialise the model from ``seed`` without leaving torch's global generator changed."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = model_config.build(train.n_users, train.n_items, scale=train.scale, mean=mean)
+    if not isinstance(model, EmbeddingModel):
+        raise TypeError(f"fit trains embedding models; {type(model).__name__} is not one")
+    return model.to(device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,34 +123,29 @@ def threads_for(config: TrainConfig) -> int:
 
 
 @contextlib.contextmanager
-def _threads(config: TrainConfig) -> Iterator[int]:
-    """Set torch's CPU threads and flush denormals to zero for the duration of ``fit``.
+def _process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
+    """Set torch's CPU threads and flush denormals to zero for ``fit``; restore both after.
 
-    Yields the thread count for element-wise parameter updates: torch's own
-    setting unless ``num_threads`` fixes it (see :data:`WIDE_UPDATE`).
-
-    Adam's moments of rarely used embedding rows decay geometrically into
-    denormal floats, which x86 CPUs process ~100x slower: without flushing, the
-    MovieLens notebook's Adam steps take 2.5x longer by the second epoch. Keras
-    flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
+    Yields the thread count. Adam's moments of rarely used embedding rows decay
+    geometrically into denormal floats, which x86 CPUs process ~100x slower;
+    Keras flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
     """
-    before = torch.get_num_threads()
-    wanted = threads_for(config)
-    torch.set_num_threads(wanted)
-    flushing = torch.set_flush_denormal(True)
+    before, flushing = torch.get_num_threads(), _flushes_denormals()
+    threads = threads_for(config) if device.type == "cpu" else before
     try:
-        yield config.num_threads or max(before, wanted)
+        if threads != before:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+        yield threads
     finally:
-        torch.set_num_threads(before)
-        if flushing:
-            torch.set_flush_denormal(False)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        torch.set_flush_denormal(flushing)
 
 
-def _update_threads(model: RatingModel, wide: int) -> int:
-    """Threads for the optimiser step: ``wide`` for big CPU models, else the step's own."""
-    parameters = sum(p.numel() for p in model.parameters())
-    cpu = all(p.device.type == "cpu" for p in model.parameters())
-    return wide if cpu and parameters >= WIDE_UPDATE else torch.get_num_threads()
+def _flushes_denormals() -> bool:
+    """Whether the CPU currently flushes denormal floats to zero (torch has no getter)."""
+    return float(torch.tensor([1e-39], dtype=torch.float32).mul(1.0)) == 0.0
 
 
 def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
@@ -155,57 +164,101 @@ def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
     return fit_rows, None if held is None else columns(train, held, device), 0
 
 
-def _epochs(model: RatingModel, data: Columns, held: Columns | None, config: TrainConfig,
+def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: TrainConfig,
             generator: torch.Generator, scale: tuple[float, float],
-            update_threads: int) -> list[dict[str, float]]:
-    """The training loop: returns one history record per epoch."""
-    flat = FlatParameters(model)
-    optimizer = Optimizer(flat, config)
-    step_threads = torch.get_num_threads()
+            objective: Objective | None) -> tuple[list[dict[str, float]], str]:
+    """The training loop: returns one history record per epoch and the step path taken."""
     for module in model.modules():
         if isinstance(module, Tower):
-            module.reset_masks()  # masks drawn on another device or dtype
-    step, hand = _step_function(model, config.weight_decay)
+            module.reset_masks(generator)
+    engine = _Engine(model, config)
+    step, path = make_step(model, config, objective)
     schedule = _Schedule(config, len(data))
     predictions = torch.empty_like(data.rating)
-    good, best = flat.data.clone(), _Best(flat.data)
+    best = _Best(model, config.early_stopping is not None)
     history: list[dict[str, float]] = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         batch = shuffled(data, generator)
         bar = _progress(config, epoch, len(data))
-        with torch.inference_mode() if hand else contextlib.nullcontext():
-            slices = (c.split(config.batch_size) for c in (*batch, predictions))
-            for k, (user, item, rating, out) in enumerate(zip(*slices, strict=True)):
-                out.copy_(step(user, item, rating))
-                torch.set_num_threads(update_threads)
-                optimizer.step(schedule.next())
-                flat.grad.zero_()
-                torch.set_num_threads(step_threads)
-                if bar is not None and k % 50 == 49:
-                    _report(bar, predictions, batch.rating, k + 1, config.batch_size)
+        _one_epoch(step, engine, batch, predictions, schedule, config.batch_size, bar)
         record = {"epoch": float(epoch), "lr": schedule.last,
                   **error_metrics(predictions, batch.rating, "train")}
-        if not (math.isfinite(record["train_rmse"]) and bool(flat.data.isfinite().all())):
-            flat.data.copy_(good)
+        del batch  # free this epoch's shuffled copy before the next is made
+        if not (math.isfinite(record["train_rmse"]) and _finite(model)):
             _close(bar)
-            _warn_diverged(epoch, record["train_rmse"], config)
+            _diverged(epoch, record["train_rmse"], config, best)
             break
-        good.copy_(flat.data)
         if held is not None:
             record.update(_validate(model, held, scale))
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         _close(bar, record)
-        del batch  # free this epoch's shuffled copy before the next is made
-        if best.update(record, flat.data, epoch, config.early_stopping):
+        if best.update(record, model, epoch, config.early_stopping):
             break
-    if config.early_stopping is not None and best.epoch > 0:
-        flat.data.copy_(best.params)
-    flat.release()
+    best.restore(model)
+    engine.release()
     model.eval()
-    return history
+    return history, path
+
+
+def _one_epoch(step: Step, engine: _Engine, batch: Columns, predictions: Tensor,
+               schedule: _Schedule, size: int, bar: Any) -> None:
+    """Walk one shuffled epoch in slices of ``size``: step, then update the rows used."""
+    slices = [torch.split(c, size) for c in (batch.user, batch.item, batch.rating, predictions)]
+    for k, (user, item, rating, out) in enumerate(zip(*slices, strict=True)):
+        result = step(Columns(user, item, rating))
+        out.copy_(result.prediction)
+        engine.update(result.user_index, result.user_grad, result.item_index, result.item_grad,
+                      schedule.next(), schedule.done)
+        if bar is not None and k % 50 == 49:
+            _report(bar, predictions, batch.rating, k + 1, size)
+
+
+class _Engine:
+    """The model's optimisers: row-sparse (or Keras-dense) for the tables, flat for the rest."""
+
+    def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
+        self.modules = [model.user_embedding, model.item_embedding]
+        self.dense = DenseParameters(model, [m.weight for m in self.modules])
+        self.dense_optimizer = DenseOptimizer(self.dense, config)
+        epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
+        weights = [m.weight.detach() for m in self.modules]
+        self.keras: DenseTableAdam | None = None
+        self.tables: list[RowOptimizer] = []
+        if config.embedding_updates == "dense":
+            self.keras = DenseTableAdam(weights[0], weights[1], epsilon)
+            trained = list(self.keras.weights)
+        else:
+            self.tables = [row_optimizer(config.optimizer, w, epsilon) for w in weights]
+            trained = [table.weight for table in self.tables]
+        for module, weight in zip(self.modules, trained, strict=True):
+            module.weight = nn.Parameter(weight)  # trained in the optimiser's buffer
+
+    def update(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor,
+               item_grad: Tensor, lr: float, step: int) -> None:
+        """Apply update ``step`` (from 1): the rows used, then the dense layers."""
+        with torch.no_grad():
+            if self.keras is not None:
+                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step)
+            else:
+                self.tables[0].step(user_index, user_grad, lr, step)
+                self.tables[1].step(item_index, item_grad, lr, step)
+            self.dense_optimizer.step(lr, step)
+            self.dense.grad.zero_()
+
+    def release(self) -> None:
+        """Give every parameter its own contiguous storage back; drop the optimiser state."""
+        self.dense.release()
+        for module in self.modules:
+            module.weight = nn.Parameter(module.weight.detach().contiguous().clone())
+        self.tables, self.keras = [], None
+
+
+def _finite(model: EmbeddingModel) -> bool:
+    """Whether every parameter is finite: one sum per tensor (NaN and inf survive a sum)."""
+    return all(math.isfinite(float(p.detach().sum())) for p in model.parameters())
 
 
 class _Schedule:
@@ -218,58 +271,57 @@ class _Schedule:
         self.last = config.learning_rate
 
     def next(self) -> float:
+        """Return the learning rate of the next step; ``done`` then counts it (from 1)."""
         self.last = learning_rate(self.config, self.done, self.total)
         self.done += 1
         return self.last
 
 
 class _Best:
-    """The best validation RMSE so far, its epoch and a copy of its weights."""
+    """The best validation RMSE so far, its epoch and (with early stopping) a copy of its weights.
 
-    def __init__(self, params: Tensor) -> None:
-        self.rmse, self.params, self.epoch = math.inf, params.clone(), 0
+    Without early stopping no copy is kept: the one full copy of the parameters
+    exists only when it can be used.
+    """
 
-    def update(self, record: dict[str, float], params: Tensor, epoch: int,
+    def __init__(self, model: EmbeddingModel, keep: bool) -> None:
+        self.rmse, self.epoch = math.inf, 0
+        self.params = [p.detach().clone() for p in model.parameters()] if keep else None
+
+    def update(self, record: dict[str, float], model: EmbeddingModel, epoch: int,
                patience: int | None) -> bool:
         """Record ``epoch``; return whether early stopping says to stop."""
         rmse = record.get("validation_rmse", math.inf)
         if rmse < self.rmse:
             self.rmse, self.epoch = rmse, epoch
-            self.params.copy_(params)
+            if self.params is not None:
+                for kept, p in zip(self.params, model.parameters(), strict=True):
+                    kept.copy_(p.detach())
         if patience is None or not math.isfinite(self.rmse) or epoch - self.epoch < patience:
             return False
         log.info("early stopping after epoch %d; best epoch %d", epoch, self.epoch)
         return True
 
-
-def _warn_diverged(epoch: int, rmse: float, config: TrainConfig) -> None:
-    warnings.warn(
-        f"training stopped in epoch {epoch}: the loss became {rmse ** 2} (not finite); "
-        f"kept the weights of the last good epoch ({epoch - 1})\n  hint: lower "
-        f"learning_rate={config.learning_rate} or use a schedule such as 'onecycle'",
-        TrainingWarning, stacklevel=4)
-
-
-def _step_function(model: RatingModel, l2: float) -> tuple[Step, bool]:
-    """Return the gradient step for ``model`` and whether it runs without autograd."""
-    build = getattr(model, "gradient_step", None)
-    if build is not None:
-        hand: Step = build(l2)
-        return hand, True
-
-    def autograd_step(user: Tensor, item: Tensor, rating: Tensor) -> Tensor:
-        users, items = model.user_vectors(user), model.item_vectors(item)
-        prediction = model.score(users, items)
-        loss = torch.nn.functional.mse_loss(prediction, rating)
-        if l2 > 0:
-            loss = loss + l2 * (users.square().sum() + items.square().sum()) / len(rating)
-        loss.backward()  # type: ignore[no-untyped-call]
-        return prediction.detach()
-
-    return autograd_step, False
+    def restore(self, model: EmbeddingModel) -> None:
+        """Put the best weights back, when a copy was kept and some epoch validated."""
+        if self.params is None or self.epoch == 0:
+            return
+        with torch.no_grad():
+            for kept, p in zip(self.params, model.parameters(), strict=True):
+                p.copy_(kept)
 
 
-def _validate(model: RatingModel, held: Columns, scale: tuple[float, float],
+def _diverged(epoch: int, rmse: float, config: TrainConfig, best: _Best) -> None:
+    """Warn (early stopping kept good weights) or raise: the loss became non-finite."""
+    hint = (f"lower learning_rate={config.learning_rate} or use a schedule such as 'onecycle'")
+    message = f"training diverged in epoch {epoch}: the loss became {rmse ** 2} (not finite)"
+    if best.params is None or best.epoch == 0:
+        raise TrainingError(message, hint=hint)
+    warnings.warn(f"{message}; kept the weights of the best epoch ({best.epoch})\n  hint: {hint}",
+                  TrainingWarning, stacklevel=4)
+
+
+def _validate(model: EmbeddingModel, held: Columns, scale: tuple[float, float],
               chunk: int = 1 << 16) -> dict[str, float]:
     """Validation RMSE and MAE of predictions clipped to the scale, as ``predict`` gives."""
     model.eval()

@@ -1,18 +1,16 @@
-"""Optimisers over one flat parameter buffer, and the learning-rate schedules.
+"""Dense layers' parameters in one flat buffer, their optimiser, and the learning-rate schedules.
 
-Training a small recommender takes thousands of tiny steps, so per-step overhead
-decides the speed. All of a model's parameters are moved into one contiguous
-buffer (embedding tables first) and their gradients into another; an optimiser
-step is then one fused kernel over the whole model (``torch._fused_adam_``)
-instead of a Python loop over tensors, and zeroing the gradients is one fill.
-``torch.optim.Adam(fused=True)`` runs the same kernel with ~40 µs of Python
-bookkeeping around it per step, more than the 2,500-step notebook training
-can afford. Updates are dense, as in Keras: every embedding row's moments decay
-at every step, whether or not the row was in the batch.
+Embedding tables are updated row-sparsely (:mod:`embrec.training.sparse`); what
+is left, the dense layers and global biases of a model, is small (7,000 to
+60,000 numbers) and updated every step. Training takes thousands of tiny steps,
+so those parameters are moved into one contiguous buffer (as ``nn.Parameter``
+views, registered in place of the originals) and their gradients into another:
+an optimiser step is then seven tensor operations whatever the number of layers,
+and zeroing the gradients is one fill.
 
-Weight decay on embedding tables is *not* applied here: the loss penalises the
-rows a batch uses (see :func:`embrec.training.fit.fit`), so rarely seen users are
-not shrunk towards zero at every step. Here it applies to the dense layers only.
+Parameter groups: only weight matrices (kernels, two or more dimensions) are
+decayed, by ``dense_weight_decay``; layer biases and the global bias never are,
+so decay cannot pull the predictions' mean away from the ratings' mean.
 """
 
 from __future__ import annotations
@@ -23,109 +21,86 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import TrainConfig
+from embrec.training.sparse import adam_update
 
-__all__ = ["FlatParameters", "Optimizer", "learning_rate"]
-
-
-Group = tuple[Tensor, Tensor, Tensor, Tensor, float]
-"""Parameters, gradients, first and second moments, weight decay."""
+__all__ = ["DenseOptimizer", "DenseParameters", "learning_rate"]
 
 
-def _group(whole: tuple[Tensor, Tensor, Tensor, Tensor], part: slice, decay: float) -> Group:
-    params, grads, first, second = (t[part] for t in whole)
-    return params, grads, first, second, decay
+class DenseParameters:
+    """A model's non-embedding parameters as views into one buffer, gradients in another.
 
-
-class FlatParameters:
-    """A model's parameters as views into one buffer, with gradients in another.
-
-    Embedding tables come first, so ``data[:embedding_size]`` is every
-    embedding and ``data[embedding_size:]`` every dense parameter.
+    Kernels come first, so ``data[:kernel_size]`` is what weight decay applies to.
 
     Args:
-        model: the model; its parameters are re-pointed at the buffer.
+        model: the model; its dense parameters are replaced by views of the buffer.
+        skip: parameters to leave alone (the embedding tables).
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
-        table_ids = {id(t) for t in tables}
-        self.parameters = tables + [p for p in model.parameters() if id(p) not in table_ids]
-        self.embedding_size = sum(t.numel() for t in tables)
-        total = sum(p.numel() for p in self.parameters)
-        first = self.parameters[0]
-        self.data = torch.empty(total, dtype=first.dtype, device=first.device)
+    def __init__(self, model: nn.Module, skip: list[Tensor]) -> None:
+        skipped = {id(t) for t in skip}
+        entries = [(module, name, p) for module in model.modules()
+                   for name, p in module.named_parameters(recurse=False) if id(p) not in skipped]
+        entries.sort(key=lambda entry: entry[2].dim() < 2)  # kernels first (stable)
+        self.kernel_size = sum(p.numel() for _, _, p in entries if p.dim() >= 2)
+        total = sum(p.numel() for _, _, p in entries)
+        like = skip[0] if skip else next(model.parameters())
+        self.data = torch.zeros(total, dtype=like.dtype, device=like.device)
         self.grad = torch.zeros_like(self.data)
+        self.entries: list[tuple[nn.Module, str, nn.Parameter]] = []
         offset = 0
-        for p in self.parameters:
+        for module, name, p in entries:
             size = p.numel()
-            self.data[offset:offset + size].copy_(p.detach().reshape(-1))
-            p.data = self.data[offset:offset + size].view_as(p)
-            p.grad = self.grad[offset:offset + size].view_as(p)
+            view = self.data[offset:offset + size].view_as(p)
+            view.copy_(p.detach())
+            replacement = nn.Parameter(view)
+            replacement.grad = self.grad[offset:offset + size].view_as(p)
+            setattr(module, name, replacement)
+            self.entries.append((module, name, replacement))
             offset += size
 
     def release(self) -> None:
         """Give every parameter its own storage again and drop the gradients."""
-        for p in self.parameters:
-            p.data = p.data.clone()
-            p.grad = None
+        for module, name, p in self.entries:
+            setattr(module, name, nn.Parameter(p.detach().clone()))
+        self.entries = []
 
 
-class Optimizer:
-    """Adam, AdamW, SGD (with momentum) or Adagrad over a :class:`FlatParameters`.
+class DenseOptimizer:
+    """Adam, AdamW, SGD (with momentum) or Adagrad over a :class:`DenseParameters`.
 
     Args:
         flat: the parameters.
-        config: optimiser, epsilon, momentum and weight decay.
+        config: optimiser, epsilon, momentum and ``dense_weight_decay``
+            (coupled L2 for adam, sgd and adagrad; decoupled for adamw).
     """
 
-    def __init__(self, flat: FlatParameters, config: TrainConfig) -> None:
-        self.flat = flat
-        self.kind = config.optimizer
+    def __init__(self, flat: DenseParameters, config: TrainConfig) -> None:
+        self.flat, self.kind = flat, config.optimizer
         self.epsilon = config.adam_epsilon if self.kind.startswith("adam") else 1e-10
-        self.momentum = config.momentum
-        self.decay = config.weight_decay
+        self.momentum, self.decay = config.momentum, config.dense_weight_decay
         self.first = torch.zeros_like(flat.data)
-        self.second = torch.zeros_like(flat.data) if self.kind != "sgd" else self.first
-        self.steps = torch.zeros((), dtype=torch.float32, device=flat.data.device)
-        whole = (flat.data, flat.grad, self.first, self.second)
-        split = flat.embedding_size
-        if self.decay == 0 or split == flat.data.numel():
-            self.groups = [_group(whole, slice(None), 0.0)]
-        elif split == 0:
-            self.groups = [_group(whole, slice(None), self.decay)]
-        else:  # embeddings (penalised in the loss instead), then dense parameters
-            self.groups = [_group(whole, slice(0, split), 0.0),
-                           _group(whole, slice(split, None), self.decay)]
+        self.second = torch.zeros_like(flat.data)
 
-    def step(self, lr: float) -> None:
-        """Apply one update with learning rate ``lr`` (gradients are left in place)."""
-        self.steps.add_(1)
-        for params, grads, first, second, decay in self.groups:
-            if self.kind in ("adam", "adamw"):
-                fused = torch._fused_adam_ if self.kind == "adam" else torch._fused_adamw_
-                fused([params], [grads], [first], [second], [], [self.steps], lr=lr, beta1=0.9,
-                      beta2=0.999, weight_decay=decay, eps=self.epsilon, amsgrad=False,
-                      maximize=False)
-            elif self.kind == "sgd":
-                self._sgd(params, grads, first, lr, decay)
-            else:
-                self._adagrad(params, grads, second, lr, decay)
+    def step(self, lr: float, step: int) -> None:
+        """Apply update number ``step`` (from 1) with learning rate ``lr``; gradients stay."""
+        data, grad, kernels = self.flat.data, self.flat.grad, self.flat.kernel_size
+        if self.decay and kernels and self.kind != "adamw":
+            grad[:kernels].add_(data[:kernels], alpha=self.decay)
+        if self.kind in ("adam", "adamw"):
+            if self.kind == "adamw" and self.decay:
+                data[:kernels].mul_(1 - lr * self.decay)
+            adam_update(data, grad, self.first, self.second, lr, step, self.epsilon, fused=True)
+        elif self.kind == "sgd":
+            if self.momentum:
+                grad = self.first.mul_(self.momentum).add_(grad)
+            data.add_(grad, alpha=-lr)
+        else:  # adagrad; rowwise-adagrad is element-wise on dense layers
+            self.second.addcmul_(grad, grad)
+            data.addcdiv_(grad, self.second.sqrt().add_(self.epsilon), value=-lr)
 
-    def _sgd(self, params: Tensor, grads: Tensor, velocity: Tensor, lr: float,
-             decay: float) -> None:
-        if decay:
-            grads.add_(params, alpha=decay)
-        if self.momentum:
-            velocity.mul_(self.momentum).add_(grads)
-            grads = velocity
-        params.add_(grads, alpha=-lr)
-
-    def _adagrad(self, params: Tensor, grads: Tensor, total: Tensor, lr: float,
-                 decay: float) -> None:
-        if decay:
-            grads.add_(params, alpha=decay)
-        total.addcmul_(grads, grads)
-        params.addcdiv_(grads, total.sqrt().add_(self.epsilon), value=-lr)
+    def state_dict(self) -> dict[str, Tensor]:
+        """Return the moments (for checkpoints)."""
+        return {"first": self.first, "second": self.second}
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:

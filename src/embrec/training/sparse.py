@@ -1,0 +1,237 @@
+"""Row-sparse optimisers for embedding tables: a step touches only the rows its batch used.
+
+A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
+the catalogue, so updating (and keeping moments for) only those rows makes a
+step cost O(batch), not O(users + items): the difference between 0.9 s and 26 s
+an epoch on a 1.5M-row catalogue. Gradients arrive as ``(index, rows)`` pairs,
+one row per occurrence; repeated indices are summed first (:func:`coalesce`),
+then the optimiser reads, updates and writes back only the unique rows.
+
+Optimisers and their state per embedding row of width ``w`` (float32):
+
+- ``adam``: lazy Adam (TensorFlow's ``LazyAdam``, torch's ``SparseAdam``): a
+  row's moments move only when the row is in a batch; the bias correction uses
+  the global step. Parameters + 2 moments: ``12 w`` bytes a row.
+- ``adagrad``: element-wise Adagrad: ``8 w`` bytes a row.
+- ``rowwise-adagrad``: one accumulator per row, the mean of the squared
+  gradient over the row (FBGEMM/TorchRec's default for huge tables): ``4 w + 4``.
+- ``sgd``: plain SGD: ``4 w`` (momentum is not applied to embedding rows).
+
+``DenseTableAdam`` is the explicit exception: every row's moments decay at every
+step, as Keras' Adam does with embedding layers. It costs O(catalogue) per step
+and exists so the notebook presets reproduce Keras; nothing else uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = ["ROW_OPTIMIZERS", "DenseTableAdam", "RowOptimizer", "adam_update", "coalesce",
+           "row_optimizer"]
+
+ROW_OPTIMIZERS = ("adam", "adamw", "adagrad", "rowwise-adagrad", "sgd")
+BETAS = (0.9, 0.999)
+
+
+FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+"""torch's fused Adam kernel: one pass over memory instead of seven. It is a private API, so it
+is an optional fast path of :func:`adam_update` (tests prove the two equal), used only where it
+exists, for contiguous CPU/CUDA tensors."""
+
+
+def adam_update(params: Tensor, grad: Tensor, first: Tensor, second: Tensor, lr: float,
+                step: int, epsilon: float, *, fused: bool = False) -> None:
+    """One Adam update in place, in Kingma and Ba's form that Keras and torch's SparseAdam use.
+
+    ``params -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)``: epsilon is
+    not bias-corrected (``torch.optim.Adam`` differs from it by that alone).
+
+    Args:
+        params: the parameters (or rows of them).
+        grad: their gradients.
+        first: the first moments, updated in place.
+        second: the second moments, updated in place.
+        lr: the learning rate.
+        step: the update number, from 1.
+        epsilon: the epsilon.
+        fused: take torch's fused kernel when it is available for these tensors.
+    """
+    correction = math.sqrt(1 - BETAS[1] ** step)
+    tensors = (params, grad, first, second)
+    if fused and FUSED_ADAM is not None and all(t.is_contiguous() for t in tensors) \
+            and params.device.type in ("cpu", "cuda"):
+        count = torch.full((), float(step), device=params.device)
+        # torch's kernel adds epsilon after the bias correction: dividing it by the
+        # correction gives exactly the form above
+        FUSED_ADAM([params], [grad], [first], [second], [], [count], lr=lr, beta1=BETAS[0],
+                   beta2=BETAS[1], weight_decay=0.0, eps=epsilon / correction, amsgrad=False,
+                   maximize=False)
+        return
+    first.mul_(BETAS[0]).add_(grad, alpha=1 - BETAS[0])
+    second.mul_(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
+    size = lr * correction / (1 - BETAS[0] ** step)
+    params.addcdiv_(first, second.sqrt().add_(epsilon), value=-size)
+
+
+def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum the gradient rows of repeated indices.
+
+    Args:
+        index: ``(k,)`` row indices, possibly repeated.
+        rows: ``(k, w)`` one gradient row per index.
+
+    Returns:
+        ``(unique indices, summed rows)``.
+    """
+    unique, inverse = torch.unique(index, return_inverse=True)
+    summed = torch.zeros((len(unique), rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    return unique, summed.index_add_(0, inverse, rows)
+
+
+class RowOptimizer(Protocol):
+    """Updates the rows of one embedding table that a batch touched.
+
+    Attributes:
+        weight: the table being trained, ``(rows, width)``; a view into the
+            optimiser's row buffer, so install it as the model's parameter.
+    """
+
+    weight: Tensor
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        """Apply update number ``step`` (from 1) given one gradient row per index occurrence."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Return the optimiser state as named ``(rows, k)`` tensors (for checkpoints)."""
+        ...
+
+
+class _RowBuffer:
+    """A table's weights and per-row state side by side, ``[weights | state]`` in one row.
+
+    A step then reads and writes each touched row once (one gather, one
+    scatter) instead of once per state tensor: at a 1.5M-row catalogue, where
+    every touched row is a cache miss, the number of random row accesses is
+    what the step costs.
+    """
+
+    def __init__(self, weight: Tensor, state_width: int) -> None:
+        width = weight.shape[1]
+        self.buffer = torch.zeros((weight.shape[0], width + state_width), dtype=weight.dtype,
+                                  device=weight.device)
+        self.buffer[:, :width] = weight
+        self.width = width
+        self.weight = self.buffer[:, :width]
+
+    def read(self, index: Tensor) -> Tensor:
+        return self.buffer.index_select(0, index)
+
+    def write(self, index: Tensor, rows: Tensor) -> None:
+        self.buffer.index_copy_(0, index, rows)
+
+
+class _RowAdam(_RowBuffer):
+    def __init__(self, weight: Tensor, epsilon: float) -> None:
+        super().__init__(weight, 2 * weight.shape[1])
+        self.epsilon = epsilon
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        index, grad = coalesce(index, grad)
+        rows, w = self.read(index), self.width
+        adam_update(rows[:, :w], grad, rows[:, w:2 * w], rows[:, 2 * w:], lr, step, self.epsilon)
+        self.write(index, rows)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        w = self.width
+        return {"first": self.buffer[:, w:2 * w], "second": self.buffer[:, 2 * w:]}
+
+
+class _RowAdagrad(_RowBuffer):
+    def __init__(self, weight: Tensor, epsilon: float, rowwise: bool) -> None:
+        super().__init__(weight, 1 if rowwise else weight.shape[1])
+        self.epsilon, self.rowwise = epsilon, rowwise
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        index, grad = coalesce(index, grad)
+        rows, w = self.read(index), self.width
+        squared = grad.square().mean(1, keepdim=True) if self.rowwise else grad.square()
+        total = rows[:, w:].add_(squared)
+        rows[:, :w].addcdiv_(grad, total.sqrt().add_(self.epsilon), value=-lr)
+        self.write(index, rows)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"total": self.buffer[:, self.width:]}
+
+
+class _RowSGD:
+    def __init__(self, weight: Tensor) -> None:
+        self.weight = weight.clone()
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        self.weight.index_add_(0, index, grad, alpha=-lr)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+
+def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
+    """Return the row-sparse optimiser ``kind`` for a table starting at ``weight``.
+
+    Args:
+        kind: one of :data:`ROW_OPTIMIZERS` (``adamw`` is lazy Adam here: decoupled
+            decay applies to dense layers only).
+        weight: the ``(rows, width)`` initial embedding weights (copied).
+        epsilon: the optimiser's epsilon.
+
+    Returns:
+        The optimiser; train ``optimizer.weight``.
+    """
+    if kind in ("adam", "adamw"):
+        return _RowAdam(weight, epsilon)
+    if kind in ("adagrad", "rowwise-adagrad"):
+        return _RowAdagrad(weight, epsilon, rowwise=kind == "rowwise-adagrad")
+    return _RowSGD(weight)
+
+
+class DenseTableAdam:
+    """Keras' Adam on both embedding tables: rows outside the batch decay too (O(catalogue)).
+
+    The user and item tables are two views of one buffer, so a step is one Adam
+    update (torch's fused kernel where available, see :func:`adam_update`) over
+    every row; gradients are added into a full-size buffer whose touched rows
+    are cleared after the step.
+
+    Args:
+        user_weight: the ``(n_users, width)`` initial user table (copied).
+        item_weight: the ``(n_items, width)`` initial item table (copied).
+        epsilon: Adam's epsilon (Keras: 1e-7).
+        fused: allow torch's fused kernel (``False`` is the plain reference).
+    """
+
+    def __init__(self, user_weight: Tensor, item_weight: Tensor, epsilon: float,
+                 fused: bool = True) -> None:
+        n = user_weight.shape[0]
+        self.data = torch.cat((user_weight, item_weight))
+        self.grad, self.first, self.second = (torch.zeros_like(self.data) for _ in range(3))
+        self.epsilon, self.fused = epsilon, fused
+        self.weights = (self.data[:n], self.data[n:])
+        self._grads = (self.grad[:n], self.grad[n:])
+
+    def step(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor, item_grad: Tensor,
+             lr: float, step: int) -> None:
+        """Add the rows' gradients and take Adam update ``step`` over every row of both tables."""
+        self._grads[0].index_add_(0, user_index, user_grad)
+        self._grads[1].index_add_(0, item_index, item_grad)
+        adam_update(self.data, self.grad, self.first, self.second, lr, step, self.epsilon,
+                    fused=self.fused)
+        self._grads[0].index_fill_(0, user_index, 0.0)
+        self._grads[1].index_fill_(0, item_index, 0.0)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Return the moments, ``(n_users + n_items, width)`` each."""
+        return {"first": self.first, "second": self.second}
