@@ -20,6 +20,7 @@ from embrec.cli import main
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import BiasedMFConfig
+from embrec.tuning import starting_point
 
 SRC = str(Path(embrec.__file__).parent.parent)
 
@@ -58,6 +59,10 @@ def test_trials_fit_and_score_inside_the_training_ratings(tiny: Ratings,
     assert result.metric == "rmse" and np.isfinite(result.value)
     assert result.value == min(t.value for t in result.study.trials if t.value is not None)
     assert result.train.epochs == result.study.best_params["epochs"]
+    start = starting_point(BiasedMFConfig(embedding_dim=4), embrec.TrainConfig())
+    assert "embedding_dim" not in start  # 4 lies outside the searched 8..128
+    assert start["learning_rate"] == 1e-3 and start["batch_size"] == 1024
+    assert {k: result.study.trials[0].params[k] for k in start} == start  # first trial: start
     assert result.model.embedding_dim == result.study.best_params["embedding_dim"]
 
 

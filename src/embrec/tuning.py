@@ -6,10 +6,13 @@ split, and runs one Optuna trial per setting: fit on the rest, score on the
 validation rows (RMSE, or NDCG@10 over the full catalogue). The test rows are
 never seen, so the test RMSE of the chosen setting stays an honest estimate.
 
-The search space (:func:`suggest`) covers the training knobs every model shares
-(learning rate, weight decay, batch size, epochs, schedule) and the model's own
+The search space (:func:`suggest`, :data:`RANGES`, :data:`CHOICES`) covers the
+training knobs every model shares (learning rate, weight decay, batch size,
+epochs, schedule) and the model's own
 (embedding size, initial spread, dropout), each only when the config has it, so
-a field the library adds keeps its value. Each trial reports its per-epoch
+a field the library adds keeps its value. A new study's first trial is the
+given setting itself (:func:`starting_point`), so the search never reports a
+validation score worse than where it started. Each trial reports its per-epoch
 validation RMSE to Optuna's ``MedianPruner``, which marks trials that trail the
 median at the same epoch as pruned. ``fit`` has no per-epoch hook, so the report
 comes after the trial's fit: pruning steers the sampler and the tables, but
@@ -38,7 +41,8 @@ from embrec.data.split import split
 from embrec.errors import ConfigError, TrainingWarning
 from embrec.models.base import ModelConfig
 
-__all__ = ["METRICS", "TuneResult", "best_trials", "suggest", "tune"]
+__all__ = ["CHOICES", "METRICS", "RANGES", "TuneResult", "best_trials", "starting_point", "suggest",
+           "tune"]
 
 METRICS = {"rmse": "minimize", "ndcg@10": "maximize"}
 
@@ -71,6 +75,15 @@ def _optuna() -> Any:
     return optuna
 
 
+#: The search space: numeric ranges (log-uniform except dropout) and categorical choices.
+RANGES: dict[str, tuple[float, float]] = {
+    "embedding_dim": (8, 128), "init_std": (0.005, 0.2), "dropout": (0.0, 0.6),
+    "dropout_k": (0.0, 0.8), "learning_rate": (1e-3, 5e-2), "weight_decay": (1e-4, 0.5),
+    "epochs": (3, 30)}
+CHOICES: dict[str, list[Any]] = {"batch_size": [256, 512, 1024, 2048, 4096],
+                                 "schedule": ["constant", "onecycle"]}
+
+
 def suggest(trial: Any, model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
     """Draw one setting from the search space, around ``model`` and ``train``.
 
@@ -83,26 +96,59 @@ def suggest(trial: Any, model: ModelConfig, train: TrainConfig) -> tuple[ModelCo
         The model and training configs of this trial.
     """
     fields = {f.name for f in dataclasses.fields(model)}  # type: ignore[arg-type]
-    changes: dict[str, Any] = {"embedding_dim": trial.suggest_int("embedding_dim", 8, 128,
-                                                                  log=True)}
+    changes: dict[str, Any] = {"embedding_dim": trial.suggest_int(
+        "embedding_dim", *(int(v) for v in RANGES["embedding_dim"]), log=True)}
     if "init_std" in fields:
-        changes["init_std"] = trial.suggest_float("init_std", 0.005, 0.2, log=True)
+        changes["init_std"] = trial.suggest_float("init_std", *RANGES["init_std"], log=True)
     dropout = getattr(model, "dropout", None)
     if isinstance(dropout, float):
-        changes["dropout"] = trial.suggest_float("dropout", 0.0, 0.6)
+        changes["dropout"] = trial.suggest_float("dropout", *RANGES["dropout"])
     elif isinstance(dropout, tuple):
-        changes["dropout"] = tuple(trial.suggest_float(f"dropout_{k}", 0.0, 0.8)
+        changes["dropout"] = tuple(trial.suggest_float(f"dropout_{k}", *RANGES["dropout_k"])
                                    for k in range(len(dropout)))
     train_changes = {
-        "learning_rate": trial.suggest_float("learning_rate", 1e-3, 5e-2, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-4, 0.5, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024, 2048, 4096]),
-        "epochs": trial.suggest_int("epochs", 3, 30),
-        "schedule": trial.suggest_categorical("schedule", ["constant", "onecycle"]),
+        "learning_rate": trial.suggest_float("learning_rate", *RANGES["learning_rate"], log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *RANGES["weight_decay"], log=True),
+        "batch_size": trial.suggest_categorical("batch_size", CHOICES["batch_size"]),
+        "epochs": trial.suggest_int("epochs", *(int(v) for v in RANGES["epochs"])),
+        "schedule": trial.suggest_categorical("schedule", CHOICES["schedule"]),
     }
     return (dataclasses.replace(model, **changes),  # type: ignore[type-var]
             dataclasses.replace(train, **train_changes, validation=0.0, early_stopping=None,
                                 progress=False))
+
+
+def starting_point(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
+    """The starting configs as trial parameters, those that lie inside the search space.
+
+    A new study runs this setting first, so the search never reports a best
+    worse (on validation) than where it started.
+
+    Args:
+        model: the model config the search starts from.
+        train: the training config the search starts from.
+
+    Returns:
+        ``{parameter: value}`` for :func:`suggest`'s parameters.
+    """
+    current: dict[str, Any] = {k: getattr(model, k, None) for k in ("embedding_dim", "init_std")}
+    current.update({k: getattr(train, k) for k in (
+        "learning_rate", "weight_decay", "epochs", "batch_size", "schedule")})
+    dropout = getattr(model, "dropout", None)
+    if isinstance(dropout, float):
+        current["dropout"] = dropout
+    elif isinstance(dropout, tuple):
+        current.update({f"dropout_{k}": rate for k, rate in enumerate(dropout)})
+    inside = {}
+    for name, value in current.items():
+        if name in CHOICES:
+            ok = value in CHOICES[name]
+        else:
+            low, high = RANGES["dropout_k" if name.startswith("dropout_") else name]
+            ok = value is not None and low <= value <= high
+        if ok:
+            inside[name] = value
+    return inside
 
 
 def tune(
@@ -159,6 +205,8 @@ def tune(
              "data": train.fingerprint()}
     study = _study(optuna, storage, study_name or f"tune-{config.name}", setup, seed)
     objective = _objective(optuna, config, base_train, fit_rows, held, metric)
+    if not study.trials:  # start where the given configs are
+        study.enqueue_trial(starting_point(config, base_train), skip_if_exists=True)
     done = _finished(optuna, study)
     if done < trials:
         callbacks = [optuna.study.MaxTrialsCallback(
