@@ -69,6 +69,7 @@ def main() -> None:
         "command": "embrec tune --data ml-100k --model biased-mf --trials "
                    f"{args.trials} --test-size 0.1 --storage sqlite:///tune.db",
         "wall_seconds": wall, "trials_in_study": summary["trials"],
+        "trial_states": summary.get("states"),
         "best_validation_rmse": summary["value"],
         "validation": "10% of the 90% training split (81k fit / 9k validation ratings)",
         "best_trials": summary["best_trials"], "tuned_model": summary["model"],
