@@ -6,6 +6,7 @@ Usage::
     python benchmarks/compare.py --seeds 0 --tasks default --frameworks embrec surprise
     python benchmarks/compare.py --out benchmarks/results/compare.md
     python benchmarks/compare.py --baseline-python venv/bin/python   # Keras/Surprise live there
+    python benchmarks/compare.py --busy   # and again under two busy loops (both recorded)
 
 Each task fixes a split (a seeded ``numpy`` permutation; the last ``int(test_size * n)``
 rows are the test set, as ``embrec.split`` does) and every framework trains on exactly
@@ -39,6 +40,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import pandas as pd
 
@@ -87,11 +89,11 @@ def run_embrec(frame: pd.DataFrame, task: str, seed: int,
         rec = fit_preset(preset, train, seed=seed, num_threads=threads)
         seconds = time.perf_counter() - started
     predictions = rec.predict(test.user.to_numpy(), test.item.to_numpy(), on_unknown="mean")
-    threads_used = f"{rec.metadata.get('threads')}/{rec.metadata.get('update_threads')}"
-    return {"framework": f"embrec {preset} ({threads_used} threads: step/update)",
+    used = rec.metadata.get("threads")
+    return {"framework": f"embrec {preset} ({used} thread{'s' * (used != 1)})",
             "seconds": seconds,
             "rmse": rmse(predictions, test.rating.to_numpy()),
-            "threads": rec.metadata.get("threads"),
+            "threads": used, "step_path": rec.metadata.get("step_path"),
             "warnings": [str(w.message).splitlines()[0] for w in caught]}
 
 
@@ -205,7 +207,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def summarise(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One line per (task, framework): mean and range of RMSE and fit seconds over seeds."""
     frame = pd.DataFrame(rows)
-    grouped = frame.groupby(["task", "framework"], sort=False)
+    grouped = frame.groupby(["condition", "task", "framework"], sort=False)
     return pd.DataFrame({
         "seeds": grouped.seed.count(),
         "rmse_mean": grouped.rmse.mean().round(4),
@@ -217,6 +219,31 @@ def summarise(rows: list[dict[str, Any]]) -> pd.DataFrame:
     }).reset_index()
 
 
+def collect(data: Path, tasks: list[str], seeds: list[int], frameworks: list[str],
+            embrec_threads: list[int | None], baseline_python: str,
+            busy: bool = False) -> list[dict[str, Any]]:
+    """Run every (task, framework, seed) quiet and, with ``busy``, again under two busy loops."""
+    rows = []
+    for name in ("quiet", "busy") if busy else ("quiet",):
+        for task in tasks:
+            runs = [("embrec", t) for t in embrec_threads] + [(TASKS[task][2], None)]
+            for framework, threads in runs:
+                if framework not in frameworks:
+                    continue
+                for seed in seeds:
+                    python = sys.executable if framework == "embrec" else baseline_python
+                    with harness.condition(name == "busy"):  # fresh loops for each run
+                        load = os.getloadavg()[0]
+                        result = in_subprocess(framework, task, seed, data, threads, python)
+                    if result is None:
+                        print(f"skipped {framework} on {task} (not installed or failed)")
+                        break
+                    rows.append({"condition": name, "task": task, "seed": seed,
+                                 "load": load, **result})
+                    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; print (and optionally save) the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -225,32 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frameworks", nargs="+", default=list(WORKERS), choices=list(WORKERS))
     parser.add_argument("--embrec-threads", nargs="+", type=int, default=[None],
-                        help="torch threads for embrec (default: its own choice, 1 here)")
+                        help="torch threads for embrec (default: its own choice)")
+    parser.add_argument("--busy", action="store_true",
+                        help="run everything again with two busy loops on the cores; keep both")
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
     parser.add_argument("--baseline-python", default=sys.executable,
                         help="interpreter with Keras/Surprise installed (e.g. a separate venv)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    frame = load_frame(args.data)
     if args.worker:
+        frame = load_frame(args.data)
         extra = {"threads": args.embrec_threads[0]} if args.worker == "embrec" else {}
         print(json.dumps(WORKERS[args.worker](frame, args.tasks[0], args.seeds[0], **extra)))
         return 0
-    rows = []
-    for task in args.tasks:
-        runs = [("embrec", t) for t in args.embrec_threads] + [(TASKS[task][2], None)]
-        for framework, threads in runs:
-            if framework not in args.frameworks:
-                continue
-            for seed in args.seeds:
-                load = os.getloadavg()[0]
-                python = sys.executable if framework == "embrec" else args.baseline_python
-                result = in_subprocess(framework, task, seed, args.data, threads, python)
-                if result is None:
-                    print(f"skipped {framework} on {task} (not installed or failed)")
-                    break
-                rows.append({"task": task, "seed": seed, "load": load, **result})
-                print(json.dumps(rows[-1]), flush=True)
+    rows = collect(args.data, args.tasks, args.seeds, args.frameworks, args.embrec_threads,
+                   args.baseline_python, args.busy)
     table = summarise(rows)
     print(table.to_string(index=False))
     if args.out:
@@ -259,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                  *(f"- {key}: {value}" for key, value in facts.items()),
                  f"- load average at the end (1, 5, 15 min): {os.getloadavg()}",
                  f"- command: `python benchmarks/compare.py {' '.join(argv or sys.argv[1:])}`",
+                 *(["- busy rows: two `timeout 300 sh -c 'while :; do :; done'` loops ran "
+                    "meanwhile (fresh loops for each run)"] if args.busy else []),
                  "", markdown(table), "", "## Runs", "",
                  markdown(pd.DataFrame(rows).drop(columns=["warnings"], errors="ignore")), ""]
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ Usage: python benchmarks/read_speed.py [--ratings 25e6] [--repeats 2] [--keep DI
 Writes a synthetic ``ratings.csv`` in ML-25M's format (``userId,movieId,rating,timestamp``,
 half stars written as ``4.0``/``3.5``, sparse movie ids) to a temporary folder with
 pyarrow, then reads it with ``read_ratings`` in a fresh subprocess per repeat. Memory
-is the subprocess's peak resident set (``ru_maxrss``) minus its peak right after the
+is the subprocess's peak resident set (``VmHWM``) minus its peak right after the
 imports. Prints a table and writes benchmarks/results/read_speed.json.
 """
 
@@ -30,14 +30,17 @@ RESULTS = Path(__file__).parent / "results"
 HEADER = b"userId,movieId,rating,timestamp\n"
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy, pandas, pyarrow, pyarrow.csv
 from embrec.data.readers import read_ratings
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def vmhwm():  # not ru_maxrss: Linux carries that over from the parent across execve
+    with open("/proc/self/status") as status:
+        return int(next(x for x in status if x.startswith("VmHWM:")).split()[1])
+base = vmhwm()
 start = time.perf_counter()
 ratings = read_ratings(sys.argv[1])
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = vmhwm()
 print(json.dumps({"seconds": seconds, "rows": len(ratings), "users": ratings.n_users,
                   "items": ratings.n_items, "base_mb": base / 1024, "peak_mb": peak / 1024}))
 """

@@ -8,7 +8,7 @@ Usage::
 Each size is generated once (MovieLens-shaped: ML-1M, ML-10M and ML-25M user and
 item counts) and saved as int32/int32/float32 arrays; every measurement then runs
 ``fit`` in a fresh subprocess that loads those arrays, so its peak resident memory
-(``ru_maxrss``) is the memory training that many ratings needs, the ratings
+(``VmHWM``) is the memory training that many ratings needs, the ratings
 themselves included. Throughput is ratings x epochs per second of ``fit`` wall time.
 """
 
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,16 @@ def generate_arrays(size: str, folder: Path) -> Path:
     return path
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB, from ``VmHWM``.
+
+    Not ``ru_maxrss``: Linux carries it across ``execve``, so a worker started by a
+    parent that generated 25M ratings would report the parent's peak as its own.
+    """
+    with open("/proc/self/status") as status:
+        return int(next(x for x in status if x.startswith("VmHWM:")).split()[1]) / 1024
+
+
 def worker(path: Path, batch_size: int, epochs: int, threads: int) -> dict[str, Any]:
     """Load the arrays, fit biased MF, report seconds, throughput and peak memory."""
     import torch
@@ -65,7 +74,7 @@ def worker(path: Path, batch_size: int, epochs: int, threads: int) -> dict[str, 
     user, item, rating = (np.load(path / f"{name}.npy") for name in ("user", "item", "rating"))
     ratings = Ratings(user, item, rating, IdIndex(np.arange(shape["n_users"]), kind="user"),
                       IdIndex(np.arange(shape["n_items"]), kind="item"), scale=(1.0, 5.0))
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loaded = peak_rss_mib()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=0.01,
                          weight_decay=0.02, schedule="onecycle", seed=0, num_threads=threads)
     started = time.perf_counter()
@@ -76,7 +85,7 @@ def worker(path: Path, batch_size: int, epochs: int, threads: int) -> dict[str, 
             "threads": threads, "fit_seconds": seconds, "epoch_seconds": train_seconds,
             "ratings_x_epochs_per_s": len(ratings) * epochs / seconds,
             "train_rmse": rec.history[-1]["train_rmse"],
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": peak_rss_mib(),
             "rss_after_load_mib": loaded, "torch": torch.__version__}
 
 

@@ -14,6 +14,7 @@ import pytest
 import embrec.models
 from embrec.artifacts import FORMAT_VERSION, load, save
 from embrec.errors import ArtifactError
+from embrec.modeldir import write_manifest
 from embrec.recommender import Recommender
 from tests.test_recommender import DotConfig, random_rec
 
@@ -69,13 +70,16 @@ def test_directory_layout_and_config(saved: tuple[Recommender, Path]) -> None:
     _, path = saved
     names = {p.name for p in path.iterdir()}
     assert names == {"config.json", "weights.safetensors", "users.parquet", "items.parquet",
-                     "item_info.parquet", "metrics.json", "history.csv", "learning-curves.png"}
+                     "item_info.parquet", "metrics.json", "history.csv", "learning-curves.png",
+                     "embrec-manifest.json"}
     config = json.loads((path / "config.json").read_text())
     assert config["format_version"] == FORMAT_VERSION
     assert config["model"] == {"name": "dot-test", "config": DotConfig(bounded=True).to_dict()}
     assert config["data"] == {"source": "synthetic", "fingerprint": "abc", "n_train": 99}
     assert config["split"]["seed"] == 3 and "torch_version" in config
-    assert set(config["files"]) == names - {"config.json"}
+    manifest = json.loads((path / "embrec-manifest.json").read_text())
+    assert manifest["format"] == "embrec-model" and "files" not in config
+    assert set(manifest["files"]) == names - {"embrec-manifest.json"}  # config.json included
     assert json.loads((path / "metrics.json").read_text()) == {"test": {"rmse": 0.91}}
     assert (path / "learning-curves.png").read_bytes().startswith(b"\x89PNG")
 
@@ -130,7 +134,7 @@ def test_tampered_weights(saved: tuple[Recommender, Path]) -> None:
     data = bytearray((path / "weights.safetensors").read_bytes())
     data[-5] ^= 0xFF
     (path / "weights.safetensors").write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match=r"weights\.safetensors: SHA-256 does not match"):
+    with pytest.raises(ArtifactError, match=r"weights\.safetensors: size or SHA-256"):
         load(path)
 
 
@@ -138,7 +142,7 @@ def test_truncated_file(saved: tuple[Recommender, Path]) -> None:
     _, path = saved
     data = (path / "items.parquet").read_bytes()
     (path / "items.parquet").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ArtifactError, match=r"(?s)items\.parquet: SHA-256.*truncated.*hint"):
+    with pytest.raises(ArtifactError, match=r"(?s)items\.parquet: size or SHA.*truncated.*hint"):
         load(path)
 
 
@@ -152,7 +156,13 @@ def test_missing_file(saved: tuple[Recommender, Path]) -> None:
 def _edit_config(path: Path, **changes: Any) -> None:
     config = json.loads((path / "config.json").read_text())
     config.update(changes)
+    _write_config(path, config)
+
+
+def _write_config(path: Path, config: dict[str, Any]) -> None:
+    """Rewrite config.json and re-seal the manifest, to reach the checks behind the hashes."""
     (path / "config.json").write_text(json.dumps(config))
+    write_manifest(path, FORMAT_VERSION)
 
 
 def test_wrong_format_version(saved: tuple[Recommender, Path]) -> None:
@@ -166,9 +176,9 @@ def test_wrong_format_version(saved: tuple[Recommender, Path]) -> None:
 def test_not_a_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="no model directory at"):
         load(tmp_path / "nope")
-    with pytest.raises(ArtifactError, match=r"config\.json: missing"):
+    with pytest.raises(ArtifactError, match=r"embrec-manifest\.json: missing"):
         load(tmp_path)
-    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "embrec-manifest.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         load(tmp_path)
 
@@ -176,7 +186,7 @@ def test_not_a_model_directory(tmp_path: Path) -> None:
 def test_config_that_does_not_fit_the_files(saved: tuple[Recommender, Path]) -> None:
     _, path = saved
     _edit_config(path, n_users=13)
-    with pytest.raises(ArtifactError, match=r"users\.parquet: holds 12 ids, config.json says 13"):
+    with pytest.raises(ArtifactError, match=r"does not fit a dot-test model.*user_embedding"):
         load(path)
 
 
@@ -184,7 +194,7 @@ def test_weights_that_do_not_fit_the_model(saved: tuple[Recommender, Path]) -> N
     _, path = saved
     config = json.loads((path / "config.json").read_text())
     config["model"]["config"]["dim"] = 5
-    (path / "config.json").write_text(json.dumps(config))
+    _write_config(path, config)
     with pytest.raises(ArtifactError, match="does not fit a dot-test model"):
         load(path)
 
@@ -193,7 +203,7 @@ def test_unknown_model_name(saved: tuple[Recommender, Path]) -> None:
     _, path = saved
     config = json.loads((path / "config.json").read_text())
     config["model"]["name"] = "dot-tset"
-    (path / "config.json").write_text(json.dumps(config))
+    _write_config(path, config)
     with pytest.raises(ArtifactError,
                        match="(?s)unknown model 'dot-tset'.*did you mean 'dot-test'"):
         load(path)
@@ -241,6 +251,6 @@ def test_config_missing_a_field_or_with_a_bad_train_config(saved: tuple[Recommen
     with pytest.raises(ArtifactError, match=r"config\.json: invalid train_config: epochs=0"):
         load(path)
     del config["mean"]
-    (path / "config.json").write_text(json.dumps(config))
+    _write_config(path, config)
     with pytest.raises(ArtifactError, match=r"config\.json: has no 'mean' field"):
         load(path)

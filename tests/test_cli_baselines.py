@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def test_train_a_yardstick_then_evaluate_with_baselines(
     assert main(["recommend", str(out), "--user", "1", "-n", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
     assert main(["predict", str(out), "--user", "1", "--item", "2"]) == 2
-    assert "kind='score'" in capsys.readouterr().err
+    assert "--kind score" in capsys.readouterr().err
+    assert main(["predict", str(out), "--user", "1", "--item", "2", "--kind", "score"]) == 0
+    assert math.isfinite(float(capsys.readouterr().out))
 
 
 def test_evaluate_baselines_table(ratings_csv: Path, tmp_path: Path,

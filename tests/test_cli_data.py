@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
+import embrec
 from embrec.cli import main
-from embrec.commands.display import show_warning
+from embrec.commands.display import format_warning
 from embrec.commands.options import read_options
-from embrec.errors import ConfigError, TrainingWarning
+from embrec.errors import ConfigError, DataWarning, TrainingWarning
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,7 @@ def odd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+SRC = str(Path(embrec.__file__).parent.parent)
 FIELDS = ("user_col", "item_col", "rating_col", "timestamp_col", "sep", "format", "duplicates",
           "on_bad_lines")
 FLAGS = ["--user-col", "who", "--item-col", "0", "--rating-col", "stars10", "--sep", ";",
@@ -101,29 +105,25 @@ def test_bad_scale_and_unknown_data_key() -> None:
         read_options(args, {"usercol": "x"})
 
 
-def test_warnings_print_in_embrec_style(capsys: pytest.CaptureFixture[str]) -> None:
-    show_warning(TrainingWarning("over-fitting: validation RMSE 1.2\n  hint: raise weight_decay"),
-                 TrainingWarning, "/x/fit.py", 114)
-    assert capsys.readouterr().err == ("warning: over-fitting: validation RMSE 1.2\n"
-                                       "  hint: raise --weight-decay\n")
+def test_warnings_format_in_embrec_style() -> None:
+    text = format_warning(TrainingWarning("over-fitting: validation RMSE 1.2\n  hint: raise "
+                                          "weight_decay"), TrainingWarning, "/x/fit.py", 114)
+    assert text == "warning: over-fitting: validation RMSE 1.2\n  hint: raise --weight-decay\n"
 
 
-@pytest.mark.filterwarnings("default::embrec.errors.TrainingWarning")
-def test_main_shows_warnings_its_way_and_restores_the_hook(
-        odd_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    import embrec.commands.handlers as handlers
-
-    def warn(args: argparse.Namespace) -> int:
-        warnings.warn("it looks odd\n  hint: lower learning_rate", TrainingWarning, stacklevel=2)
-        return 0
-
-    monkeypatch.setattr(handlers, "cmd_datasets_list", warn)
-    before = warnings.showwarning
-    assert main(["datasets", "list"]) == 0
-    assert warnings.showwarning is before
-    err = capsys.readouterr().err
-    assert err == "warning: it looks odd\n  hint: lower --learning-rate\n"
+def test_the_command_prints_warnings_its_way_and_restores_the_hook(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\n1,1,4\n2,2,x\n3,1,5\n4,2,2\n")
+    before = warnings.formatwarning
+    with pytest.warns(DataWarning, match="skipped 1 bad line"):  # recorders still see it
+        assert main(["datasets", "info", str(bad), "--on-bad-lines", "skip", "--json"]) == 0
+    assert warnings.formatwarning is before
+    run = subprocess.run([sys.executable, "-m", "embrec", "datasets", "info", str(bad),
+                          "--on-bad-lines", "skip", "--json"], capture_output=True, text=True,
+                         env={"PYTHONPATH": SRC}, check=True)
+    lines = [line for line in run.stderr.splitlines() if not line.startswith("WARNING ")]
+    assert lines[0].startswith("warning: ") and "skipped" in lines[0]
+    assert ".py:" not in run.stderr and "DataWarning" not in run.stderr
 
 
 def test_datasets_info_rounds_for_people_and_json_keeps_precision(

@@ -112,6 +112,7 @@ def test_unknown_names_are_attribute_errors() -> None:
     ("raise weight_decay, or stop earlier with early_stopping",
      "raise --weight-decay, or stop earlier with --early-stopping"),
     ("on_unknown='mean' (CLI: --on-unknown mean) for", "--on-unknown mean for"),
+    ("pass kind='score' (CLI: --kind score) for the", "pass --kind score for the"),
 ])
 def test_hints_name_flags_in_the_cli(python: str, cli: str) -> None:
     assert cli_hint(f"msg user=1\n  hint: {python}") == f"msg user=1\n  hint: {cli}"

@@ -2,8 +2,10 @@
 
 A model directory holds::
 
+    embrec-manifest.json   the format marker and integrity record: size and SHA-256 of
+                           every other file (config.json included) and its own digest
     config.json            format version, versions, model + train configs, data facts,
-                           scale, mean, tensor shapes and the SHA-256 of every other file
+                           scale, mean, tensor shapes
     weights.safetensors    the model's state_dict ("model.*") and the seen-ratings CSR ("seen.*")
     users.parquet          raw user ids, in index order
     items.parquet          raw item ids, in index order
@@ -12,22 +14,18 @@ A model directory holds::
     history.csv            per-epoch history, when training recorded one
     learning-curves.png    RMSE per epoch and the final model's, with a history (embrec.curves)
 
-Everything is written to a temporary sibling folder and moved into place with
-``os.replace``, so a reader never sees a half-written model. ``load`` checks
-the format version and every file hash before it reads a byte of weights, and
-reads weights with ``safetensors`` only.
+Everything is written to a staging sibling folder and exchanged with the
+target in one rename (see :mod:`embrec.modeldir`: a folder embrec did not write
+is never touched). ``load`` checks the manifest, every file hash and every
+config value before it allocates the model, and reads weights with
+``safetensors`` only; NaN or infinite weights are refused at save and at load.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +33,51 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from embrec.artifact_checks import (
+    RESAVE,
+    check_config,
+    check_finite,
+    check_shapes,
+    config_of,
+    corrupt,
+    read_json,
+    read_model_config,
+    read_optional_frame,
+)
 from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
-from embrec.errors import ArtifactError, EmbrecError
-from embrec.models.base import ModelConfig, RatingModel
+from embrec.errors import ArtifactError, ConfigError, EmbrecError
+from embrec.modeldir import (
+    FORMAT,
+    MANIFEST,
+    read_manifest,
+    remove_stale_staging,
+    sha256,
+    write_model_dir,
+)
 from embrec.recommender import Recommender
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
 
-FORMAT = "embrec-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 USERS, ITEMS, ITEM_INFO = "users.parquet", "items.parquet", "item_info.parquet"
 METRICS, HISTORY, CURVES = "metrics.json", "history.csv", "learning-curves.png"
-REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "files", "tensors")
-RESAVE = "re-save the model with rec.save(path), or copy the whole directory again"
+REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "tensors")
 
 
 # ----------------------------------------------------------------------------- save
 def save(rec: Recommender, path: str | Path) -> Path:
     """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
+
+    The folder is replaced only if it is empty or an embrec model folder (it
+    holds ``embrec-manifest.json``); files you added to a model folder are kept.
+    A symlinked ``path`` is followed. See :mod:`embrec.modeldir` for the
+    guarantees under crashes and concurrent saves.
 
     Args:
         rec: the recommender to save.
@@ -67,45 +87,24 @@ def save(rec: Recommender, path: str | Path) -> Path:
         The directory's path.
 
     Raises:
-        ArtifactError: if ``path`` is a file, or a non-empty folder that is not
-            an embrec model directory (it is never overwritten).
+        ArtifactError: if ``path`` is a file, a non-empty folder that is not an
+            embrec model directory (it is never touched), if the weights hold
+            NaN or infinity, or another process is saving to ``path``.
     """
-    path = Path(path)
-    if path.exists() and not _replaceable(path):
-        raise ArtifactError(f"refusing to replace {path}: it is not an embrec model directory",
-                            hint="choose a new folder, or remove that one first")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        os.chmod(staging, 0o755)
-        _write_all(rec, staging)
-        _swap_into_place(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
-
-
-def _replaceable(path: Path) -> bool:
-    return path.is_dir() and ((path / CONFIG).is_file() or not any(path.iterdir()))
-
-
-def _swap_into_place(staging: Path, path: Path) -> None:
-    if not path.exists():
-        os.replace(staging, path)
-        return
-    old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(path, old)
-    try:
-        os.replace(staging, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_all(rec: Recommender, folder: Path) -> None:
     tensors = _tensors(rec)
+    check_finite(tensors, f"cannot save to {path}")
+    try:
+        write_model_dir(path, lambda folder: _write_all(rec, tensors, folder),
+                        format_version=FORMAT_VERSION)
+    except ArtifactError:
+        raise
+    except OSError as error:  # a read-only or full disk, a file where a folder should be
+        raise ArtifactError(f"cannot save a model to {path}: {error.strerror or error}",
+                            hint="pick a folder you can write to, on a disk with room") from None
+    return Path(path)
+
+
+def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path) -> None:
     save_file(tensors, str(folder / WEIGHTS))
     _ids_frame(rec.users).to_parquet(folder / USERS, index=False)
     _ids_frame(rec.items).to_parquet(folder / ITEMS, index=False)
@@ -117,9 +116,7 @@ def _write_all(rec: Recommender, folder: Path) -> None:
         plot_learning_curves(rec.history, folder / CURVES, metadata=rec.metadata,
                              model_name=rec.model_name,
                              early_stopping=rec.train_config.early_stopping is not None)
-    files = sorted(p.name for p in folder.iterdir())
-    config = _config(rec, tensors, {name: _sha256(folder / name) for name in files})
-    (folder / CONFIG).write_text(_json(config))
+    (folder / CONFIG).write_text(_json(_config(rec, tensors)))
 
 
 def _tensors(rec: Recommender) -> dict[str, torch.Tensor]:
@@ -132,8 +129,7 @@ def _tensors(rec: Recommender) -> dict[str, torch.Tensor]:
     return state
 
 
-def _config(rec: Recommender, tensors: dict[str, torch.Tensor],
-            hashes: dict[str, str]) -> dict[str, Any]:
+def _config(rec: Recommender, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     import embrec
 
     meta = {k: v for k, v in rec.metadata.items() if k != "metrics"}
@@ -156,7 +152,6 @@ def _config(rec: Recommender, tensors: dict[str, torch.Tensor],
         "metadata": meta,
         "tensors": {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
                     for k, v in tensors.items()},
-        "files": hashes,
     }
 
 
@@ -182,7 +177,18 @@ def _write_item_info(item_info: pd.DataFrame, file: Path) -> None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=_json_default) + "\n"
+    return json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null, so every JSON file embrec writes is valid JSON."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -193,17 +199,13 @@ def _json_default(value: Any) -> Any:
     return str(value)  # a Path, a device, or anything else: kept readable, never lost
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------------- load
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
     """Load a model directory written by :func:`save`.
+
+    Every file is checked against the manifest (size and SHA-256, config.json
+    included) and every config value for its type and bounds before anything
+    is allocated; only regular files inside the folder are read.
 
     Args:
         path: the model directory.
@@ -215,135 +217,141 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
     Raises:
         ArtifactError: for a missing directory or file, a file that changed
             since it was saved (hash mismatch, truncation), another format
-            version, an unknown model or weights that do not fit the model.
+            version, an invalid config value, an unknown model, weights that do
+            not fit the model or hold NaN/infinity, or an unreadable file.
+        ConfigError: for a device that is not available.
     """
     path = Path(path)
-    config = _read_config(path)
-    _verify_files(path, config)
+    target = _device(device)
+    remove_stale_staging(path)
+    config, listed = _read_config(path)
+    file = path / CONFIG
+    model_config = read_model_config(file, config)
+    train_config = config_of(TrainConfig, config["train_config"], file, "train_config")
+    check_shapes(path / WEIGHTS, model_config, config, _header(path / WEIGHTS))
     tensors = _read_weights(path / WEIGHTS, config)
+    check_finite(tensors, str(path / WEIGHTS))
     users, items = _read_ids(path / USERS, "user"), _read_ids(path / ITEMS, "item")
-    n_users, n_items = int(config["n_users"]), int(config["n_items"])
+    n_users, n_items = config["n_users"], config["n_items"]
     for name, ids, n in ((USERS, users, n_users), (ITEMS, items, n_items)):
         if len(ids) != n:
-            raise _corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
+            raise corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
     scale = (float(config["scale"][0]), float(config["scale"][1]))
-    model_config, model = _build_model(path, config, tensors, scale)
-    model.to(_device(device)).eval()
+    model = model_config.build(n_users, n_items, scale=scale, mean=float(config["mean"]))
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        train_config = TrainConfig.from_dict(config["train_config"])
-    except EmbrecError as error:
-        raise _corrupt(path / CONFIG, f"invalid train_config: {error.message}") from None
+        model.load_state_dict(state, strict=True)  # shapes were checked against the meta model
+    except RuntimeError as error:
+        raise corrupt(path / WEIGHTS, f"does not fit the model ({str(error)[-200:]})") from None
+    model.to(target).eval()
     metadata = dict(config.get("metadata") or {})
-    metadata["metrics"] = json.loads((path / METRICS).read_text())
+    metadata["metrics"] = _read_metrics(path / METRICS)
     return Recommender(
         model, model_config, train_config, users, items,
         scale, float(config["mean"]), _seen(path, tensors, n_users, n_items),
-        _read_history(path), _read_item_info(path), metadata,
+        _read_history(path, listed), _read_item_info(path, listed), metadata,
     )
 
 
-def _build_model(path: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor],
-                 scale: tuple[float, float]) -> tuple[ModelConfig, RatingModel]:
-    """Rebuild the model from its registry config and load its weights strictly."""
-    model_config = _model_config(path, config)
-    model = model_config.build(int(config["n_users"]), int(config["n_items"]), scale=scale,
-                               mean=float(config["mean"]))
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise _corrupt(path / WEIGHTS,
-                       f"does not fit a {model_config.name} model: {first}") from None
-    return model_config, model
-
-
-def _corrupt(file: Path, problem: str) -> ArtifactError:
-    return ArtifactError(f"{file}: {problem}", hint=RESAVE)
-
-
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """config.json, checked, and the names the manifest lists (only those are ever read)."""
     hint = "pass a folder written by rec.save(path) or `embrec train --out DIR`"
     if not path.is_dir():
         raise ArtifactError(f"no model directory at {path}", hint=hint)
     file = path / CONFIG
-    if not file.is_file():
-        raise ArtifactError(f"{file}: missing, so {path} is not an embrec model directory",
-                            hint=hint)
-    try:
-        config = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _corrupt(file, f"is not valid JSON ({error})") from None
+    if not (path / MANIFEST).exists():
+        if not file.is_file():
+            raise ArtifactError(f"{path / MANIFEST}: missing, so {path} is not an embrec model "
+                                "directory", hint=hint)
+        config = read_json(file)
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: not an embrec model directory (no {MANIFEST})",
+                                hint=hint)
+        _check_version(file, config)  # an older embrec's folder: say so
+        raise ArtifactError(f"{path / MANIFEST}: missing", hint=RESAVE)
+    manifest = read_manifest(path)
+    _check_version(path / MANIFEST, manifest)
+    _verify_files(path, manifest["files"])
+    config = read_json(file)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ArtifactError(f"{file}: not an embrec model config", hint=hint)
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        saved = config.get("embrec_version", "unknown")
-        raise ArtifactError(
-            f"{file}: format version {version!r}, but this embrec reads version {FORMAT_VERSION}",
-            hint=f"load it with the embrec version that saved it ({saved}) and re-save it, "
-            "or train the model again",
-        )
+    _check_version(file, config)
     missing = [key for key in REQUIRED if key not in config]
     if missing:
-        raise _corrupt(file, f"has no {missing[0]!r} field")
-    return config
+        raise corrupt(file, f"has no {missing[0]!r} field")
+    check_config(file, config)
+    return config, set(manifest["files"])
 
 
-def _verify_files(path: Path, config: dict[str, Any]) -> None:
-    files = config.get("files")
-    if not isinstance(files, dict) or WEIGHTS not in files:
-        raise _corrupt(path / CONFIG, "lists no file hashes")
-    for name, expected in files.items():
+def _check_version(file: Path, record: Any) -> None:
+    version = record.get("format_version") if isinstance(record, dict) else None
+    if version != FORMAT_VERSION:
+        saved = record.get("embrec_version", "unknown") if isinstance(record, dict) else "unknown"
+        raise ArtifactError(
+            f"{file}: format version {str(version)[:20]}, but this embrec reads version "
+            f"{FORMAT_VERSION}",
+            hint=f"load it with the embrec version that saved it ({str(saved)[:20]}) and re-save "
+            "it, or train the model again",
+        )
+
+
+def _verify_files(path: Path, files: dict[str, Any]) -> None:
+    for name in (CONFIG, WEIGHTS, USERS, ITEMS, METRICS):
+        if name not in files:
+            raise corrupt(path / MANIFEST, f"does not list {name}")
+    for name, entry in files.items():
         file = path / name
-        if not file.is_file():
-            raise _corrupt(file, "missing (config.json lists it)")
-        if _sha256(file) != expected:
-            raise _corrupt(file, "SHA-256 does not match config.json: the file was changed, "
-                           "truncated or corrupted after saving")
+        if file.is_symlink() or not file.is_file():
+            raise corrupt(file, f"missing or not a regular file ({MANIFEST} lists it)")
+        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+            raise corrupt(file, f"size or SHA-256 does not match {MANIFEST}: the file was "
+                          "changed, truncated or corrupted after saving")
+
+
+def _header(file: Path) -> dict[str, list[int]]:
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own error type for bad headers
+        raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
 
 
 def _read_weights(file: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
     try:
         tensors: dict[str, torch.Tensor] = load_file(str(file), device="cpu")
     except Exception as error:  # safetensors raises its own error type for bad headers
-        raise _corrupt(file, f"cannot be read as safetensors ({error})") from None
-    expected = {k: v["shape"] for k, v in config.get("tensors", {}).items()}
+        raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
+    expected = {k: v.get("shape") if isinstance(v, dict) else v
+                for k, v in config["tensors"].items()}
     actual = {k: list(v.shape) for k, v in tensors.items()}
     if expected != actual:
         wrong = [k for k in sorted(set(expected) | set(actual)) if expected.get(k) != actual.get(k)]
-        raise _corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
+        raise corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
     return tensors
 
 
 def _read_ids(file: Path, kind: str) -> IdIndex:
-    frame = pd.read_parquet(file)
+    frame = read_optional_frame(file, "parquet")
     if "id" not in frame.columns:
-        raise _corrupt(file, "has no 'id' column")
+        raise corrupt(file, "has no 'id' column")
     ids = frame["id"].to_numpy()
-    if "is_int" in frame.columns:
-        flags = frame["is_int"].to_numpy()
-        ids = np.array([int(i) if f else str(i) for i, f in zip(ids, flags, strict=True)],
-                       dtype=object)
-    elif ids.dtype.kind not in "iuf":
-        ids = ids.astype(object)
-    return IdIndex(ids, kind=kind)
-
-
-def _model_config(path: Path, config: dict[str, Any]) -> ModelConfig:
-    from embrec.models import MODELS
-
-    name = str(config["model"]["name"])
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=1)
-        known = f"did you mean {close[0]!r}?" if close else f"known models: {sorted(MODELS)}"
-        raise ArtifactError(f"{path / CONFIG}: unknown model {name!r}",
-                            hint=f"{known}; the model may come from a newer embrec")
     try:
-        model_config: ModelConfig = MODELS[name].from_dict(config["model"]["config"])
-    except EmbrecError as error:
-        raise _corrupt(path / CONFIG, f"invalid {name} config: {error.message}") from None
-    return model_config
+        if "is_int" in frame.columns:
+            flags = frame["is_int"].to_numpy()
+            ids = np.array([int(i) if f else str(i) for i, f in zip(ids, flags, strict=True)],
+                           dtype=object)
+        elif ids.dtype.kind not in "iuf":
+            ids = ids.astype(object)
+        return IdIndex(ids, kind=kind)
+    except (EmbrecError, ValueError, TypeError) as error:
+        raise corrupt(file, f"holds unusable ids ({str(error).splitlines()[0][:200]})") from None
+
+
+def _read_metrics(file: Path) -> dict[str, Any]:
+    metrics = read_json(file)
+    if not isinstance(metrics, dict):
+        raise corrupt(file, "must hold a JSON object")
+    return metrics
 
 
 def _seen(path: Path, tensors: dict[str, torch.Tensor], n_users: int,
@@ -352,24 +360,38 @@ def _seen(path: Path, tensors: dict[str, torch.Tensor], n_users: int,
         indptr, indices, data = (tensors[f"seen.{k}"].numpy() for k in ("indptr", "indices",
                                                                         "data"))
     except KeyError as error:
-        raise _corrupt(path / WEIGHTS, f"has no seen-ratings tensor {error}") from None
-    if len(indptr) != n_users + 1 or (len(indices) and int(indices.max()) >= n_items):
-        raise _corrupt(path / WEIGHTS, "seen-ratings matrix does not fit the id files")
-    return sp.csr_matrix((data, indices, indptr), shape=(n_users, n_items))
+        raise corrupt(path / WEIGHTS, f"has no seen-ratings tensor {error}") from None
+    try:
+        matrix = sp.csr_matrix((data, indices, indptr), shape=(n_users, n_items))
+        matrix.check_format(full_check=True)
+        return matrix
+    except (ValueError, TypeError) as error:
+        raise corrupt(path / WEIGHTS, f"seen-ratings matrix does not fit the id files "
+                      f"({str(error)[:200]})") from None
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not (path / HISTORY).is_file():
+def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
+    if HISTORY not in listed:
         return []
-    frame = pd.read_csv(path / HISTORY)
+    frame = read_optional_frame(path / HISTORY, "csv")
+    if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        raise corrupt(path / HISTORY, "holds values that are not numbers")
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def _read_item_info(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path / ITEM_INFO) if (path / ITEM_INFO).is_file() else None
+def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
+    return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
 
 
 def _device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError("device", str(device), f"is not a device ({error})",
+                          hint="use cpu, cuda, cuda:N or auto") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
+                          hint="use --device cpu (or auto)")
+    return target

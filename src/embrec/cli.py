@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 2 for a user error (bad input, unknown
-        id, bad setting), 130 on Ctrl-C.
+        id, bad setting, corrupt model folder), 3 when ``train`` produced a
+        degenerate model (diverged, constant, or worse than predicting the mean;
+        not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -160,6 +160,8 @@ class TrainConfig(JsonConfig):
         step_path: ``auto`` takes a model's hand-written rating step when it has
             one (proven equal to autograd by the contract tests); ``autograd``
             always differentiates the model's forward pass.
+        checkpoint_every: with a checkpoint directory, also checkpoint every
+            this many optimiser steps (``None``: at the end of each epoch only).
     """
 
     epochs: int = 10
@@ -181,12 +183,15 @@ class TrainConfig(JsonConfig):
     progress: bool = False
     num_threads: int | None = None
     step_path: str = "auto"
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
-        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
-                self.learning_rate, "must be a finite number > 0")
+        for name in ("learning_rate", "weight_decay", "bias_weight_decay", "dense_weight_decay",
+                     "adam_epsilon"):
+            require(math.isfinite(getattr(self, name)), name, getattr(self, name), "must be finite")
+        require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         for name in ("weight_decay", "bias_weight_decay", "dense_weight_decay"):
             value = getattr(self, name)
             require(value >= 0, name, value, "must be >= 0")
@@ -194,6 +199,8 @@ class TrainConfig(JsonConfig):
         require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads",
                 self.num_threads, "must be None or at least 1")
+        require(self.checkpoint_every is None or self.checkpoint_every >= 1, "checkpoint_every",
+                self.checkpoint_every, "must be None or at least 1")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("embedding_updates", self.embedding_updates, EMBEDDING_UPDATES)
         require_choice("step_path", self.step_path, STEP_PATHS)

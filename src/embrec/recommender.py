@@ -187,8 +187,8 @@ class Recommender:
         if kind == "rating" and self.scores == "ranking":
             raise ConfigError("kind", kind, f"is not available: a {self.model_name} model's "
                               "scores rank items and are not ratings",
-                              hint="pass kind='score' for the ranking scores, or train a "
-                              "rating model (e.g. 'biased-mf') to predict ratings")
+                              hint="pass kind='score' (CLI: --kind score) for the ranking "
+                              "scores, or train a rating model (e.g. 'biased-mf') for ratings")
         clip = clip and kind == "rating"
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
         policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"

@@ -8,7 +8,9 @@ data fingerprint, so ``embrec evaluate DIR`` needs nothing but the directory.
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +20,19 @@ from embrec.config import TrainConfig, require, require_choice
 from embrec.data.datasets import load_dataset
 from embrec.data.ratings import Ratings
 from embrec.data.split import METHODS, split
-from embrec.errors import ArtifactError, DataError
+from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
 from embrec.evaluation.evaluate import evaluate
 from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
 from embrec.training.fit import fit
 
-__all__ = ["RunResult", "SplitSpec", "recorded_test_split", "train_run"]
+__all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "check_device", "degenerate",
+           "recorded_test_split", "train_run"]
 
 RATING_METRICS = ("rmse", "mae", "mse")
+NOT_FINITE = "the weights hold NaN or infinite values (such a model is never saved)"
+MIN_TEST_RATINGS = 20
+"""Fewer test ratings than this make the test metrics noise (reported in ``notes``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,12 +70,22 @@ class RunResult:
             for a ranking-only model, ``{"test": {...}}`` with ranking metrics.
         fit_seconds: wall-clock seconds spent in ``fit``.
         ratings_per_second: training ratings times epochs, per second of fit.
+        problems: why the model is degenerate (diverged, not finite, constant,
+            worse than predicting the training mean); empty for a healthy model.
+        notes: things to know that do not make the model degenerate (an empty
+            or tiny test split).
     """
 
     recommender: Recommender
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
     ratings_per_second: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def saveable(self, allow_degenerate: bool = False) -> bool:
+        """Whether to save the model: healthy, or degenerate but allowed and finite."""
+        return not self.problems or (allow_degenerate and NOT_FINITE not in self.problems)
 
 
 def _data_source(data: str) -> str:
@@ -85,6 +101,8 @@ def train_run(
     split_spec: SplitSpec | None = None,
     test_data: str | None = None,
     read: Mapping[str, Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Load ``data``, split it (or use ``test_data``), fit, and evaluate every side.
 
@@ -98,6 +116,8 @@ def train_run(
             :func:`~embrec.data.datasets.load_dataset` (``user``, ``sep``,
             ``scale``, ``duplicates``...); recorded so the test split can be
             re-created the same way.
+        checkpoint_dir: checkpoint the training there (see ``fit``).
+        resume: continue from the latest checkpoint in ``checkpoint_dir``.
 
     Returns:
         The recommender (with the split recorded in its metadata) and metrics.
@@ -105,6 +125,7 @@ def train_run(
     Raises:
         DataError: for unreadable data.
         ConfigError: for invalid settings.
+        ArtifactError: for a checkpoint that cannot be resumed.
     """
     spec = split_spec or SplitSpec()
     options = _read_options(read)
@@ -120,9 +141,16 @@ def train_run(
     metadata = {"data": _data_source(data), **record}
     if options:
         metadata["read"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    check_device(train_config.device)
     started = time.perf_counter()
-    rec = fit(model_config, train, train_config, metadata=metadata)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec = fit(model_config, train, train_config, metadata=metadata,
+                  checkpoint_dir=checkpoint_dir, resume=resume)
     seconds = time.perf_counter() - started
+    for warning in caught:  # passed on; a non-finite loss also marks the run diverged
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
     if rec.scores == "ranking":  # no rating error to report: top-N on the test rows only
         metrics = {"test": {key: value for key, value in evaluate(rec, test).items()
                             if isinstance(value, int | float)}}
@@ -134,7 +162,77 @@ def train_run(
         }
     rec.metadata["metrics"] = metrics
     epochs = max(len(rec.history), 1)
-    return RunResult(rec, metrics, seconds, len(train) * epochs / max(seconds, 1e-9))
+    diverged = [str(w.message).splitlines()[0] for w in caught
+                if issubclass(w.category, TrainingWarning) and "not finite" in str(w.message)]
+    return RunResult(rec, metrics, seconds, len(train) * epochs / max(seconds, 1e-9),
+                     degenerate(rec, train, metrics.get("train", {}), diverged),
+                     _split_notes(metrics["test"]))
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device when there is no GPU, before any data is moved.
+
+    Raises:
+        ConfigError: for ``cuda``/``cuda:N`` without an available GPU (or that index).
+    """
+    import torch
+
+    if not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":")[1]) if device.count(":") == 1 and device[5:].isdigit() else 0
+    if index >= count:
+        found = "no CUDA GPU found" if count == 0 else f"only {count} CUDA device(s)"
+        raise ConfigError("device", device, f"is not available: {found}",
+                          hint="use --device cpu (or auto, which falls back to the CPU)")
+
+
+def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float],
+               diverged: list[str]) -> list[str]:
+    """Why a trained model is not worth saving; empty when it is healthy.
+
+    Args:
+        rec: the trained model.
+        train: its training ratings.
+        train_metrics: its rmse etc. on ``train``.
+        diverged: the messages of non-finite-loss warnings raised while training.
+
+    Returns:
+        One message per problem: divergence, non-finite weights, constant
+        predictions, or a training RMSE worse than always predicting the mean.
+    """
+    problems = [f"training diverged: {message}" for message in diverged]
+    closed_form = getattr(rec.model_config, "closed_form", False)  # solved: no epochs
+    if not rec.history and not diverged and not closed_form:
+        problems.append("training diverged: no epoch finished with a finite loss")
+    if not all(bool(_finite_tensor(v)) for v in rec.model.state_dict().values()):
+        problems.append(NOT_FINITE)
+    problems += [f"constant model: {d['message'].splitlines()[0]}"
+                 for d in rec.metadata.get("diagnostics", [])
+                 if isinstance(d, dict) and d.get("kind") == "constant_predictions"]
+    if rec.scores == "ranking":  # scores are not ratings: no RMSE to compare
+        return problems
+    baseline = float(train.rating.std()) if len(train) else 0.0
+    rmse = train_metrics.get("rmse", math.nan)
+    if not math.isfinite(rmse) or rmse > baseline + 1e-6:
+        problems.append(f"train RMSE {rmse:.4g} is worse than predicting the training mean "
+                        f"({baseline:.4g})")
+    return problems
+
+
+def _finite_tensor(tensor: Any) -> bool:
+    """Whether every value of a tensor is finite (integer tensors always are)."""
+    return not tensor.is_floating_point() or bool(tensor.isfinite().all())
+
+
+def _split_notes(test: dict[str, float]) -> list[str]:
+    n = int(test.get("n", 0)) if math.isfinite(test.get("n", 0)) else 0
+    if n == 0:
+        return ["the test split is empty: test metrics are null (too few ratings to split; "
+                "pass --test-data or use more data)"]
+    if n < MIN_TEST_RATINGS:
+        return [f"the test split holds only {n} rating(s): its metrics are noise"]
+    return []
 
 
 def _read_options(read: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -181,8 +279,14 @@ def recorded_test_split(rec: Recommender) -> Ratings:
     if "test_data" in record:
         return load_dataset(str(record["test_data"]), **options)
     ratings = load_dataset(str(data), **options)
-    train, test = split(ratings, test_size=float(record["test_size"]), seed=int(record["seed"]),
-                        method=str(record["method"]), n_last=int(record.get("n_last", 1)))
+    try:
+        test_size, seed = float(record["test_size"]), int(record["seed"])
+        method, n_last = str(record["method"]), int(record.get("n_last", 1))
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ArtifactError(f"the model's recorded split {str(record)[:200]} is invalid "
+                            f"({error!r:.100})", hint="pass the test ratings with --data PATH"
+                            ) from None
+    train, test = split(ratings, test_size=test_size, seed=seed, method=method, n_last=n_last)
     expected = rec.metadata.get("fingerprint")
     if expected and train.fingerprint() != expected:
         raise DataError(f"data {data!r} changed since the model was trained (fingerprint "

@@ -8,30 +8,21 @@ instead of Python's ``file.py:114: TrainingWarning: ...`` and a source line.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from embrec.commands.options import cli_hint
 
-__all__ = ["cli_warnings", "print_frame", "print_json", "readable", "show_warning"]
+__all__ = ["cli_warnings", "format_warning", "print_frame", "print_json", "readable"]
 
 
 def print_json(payload: Any) -> None:
-    """Print ``payload`` as indented JSON (NumPy scalars and paths included)."""
-    print(json.dumps(payload, indent=2, default=_json_default))
+    """Print ``payload`` as strict JSON (NaN and infinities become null)."""
+    from embrec.jsonsafe import dumps
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    print(dumps(payload))
 
 
 def print_frame(frame: Any) -> None:
@@ -58,17 +49,15 @@ def readable(value: Any) -> str:
     return str(value)
 
 
-def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
-    """Print a warning as ``warning: ...`` plus ``  hint: ...`` lines (warnings.showwarning)."""
+def format_warning(message: Warning | str, category: type[Warning], filename: str,
+                   lineno: int, line: str | None = None) -> str:
+    """Format a warning as ``warning: ...`` plus ``  hint: ...`` lines (warnings.formatwarning)."""
     text = cli_hint(str(message))
     first, *rest = text.split("\n")
     if not issubclass(category, _embrec_warning()):
         first = f"{first} ({category.__name__})"
     lines = [f"warning: {first}"] + [f"  {part.strip()}" for part in rest if part.strip()]
-    stream = file if file is not None else sys.stderr
-    with contextlib.suppress(OSError):
-        stream.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def _embrec_warning() -> type[Warning]:
@@ -79,10 +68,14 @@ def _embrec_warning() -> type[Warning]:
 
 @contextlib.contextmanager
 def cli_warnings() -> Iterator[None]:
-    """Show warnings with :func:`show_warning` for the duration, then restore the previous hook."""
-    saved = warnings.showwarning
-    warnings.showwarning = show_warning
+    """Format warnings with :func:`format_warning` for the duration, then restore the hook.
+
+    Only the formatting is replaced, not ``warnings.showwarning``, so a recorder such
+    as ``warnings.catch_warnings(record=True)`` or ``pytest.warns`` still sees them.
+    """
+    saved = warnings.formatwarning
+    warnings.formatwarning = format_warning
     try:
         yield
     finally:
-        warnings.showwarning = saved
+        warnings.formatwarning = saved

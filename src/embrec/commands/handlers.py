@@ -8,6 +8,7 @@ command runs, never for ``--help``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,34 +62,62 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    """``embrec train``: train, evaluate on the test split, save, print a summary."""
+    """``embrec train``: train, evaluate on the test split, save, print a summary.
+
+    Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
+    """
     from embrec.runs import train_run
+    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.training.distributed import main_process
 
     settings = run_settings(args, {
         "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
         "validation": args.validation, "early_stopping": args.early_stopping,
+        "checkpoint_every": args.checkpoint_every,
         "progress": not args.json and not args.quiet})
+    checkpoints = checkpoint_dir(args.out, resume=args.resume)
     result = train_run(settings.model, settings.train, args.data, split_spec=settings.split,
-                       test_data=args.test_data, read=settings.read)
+                       test_data=args.test_data, read=settings.read,
+                       checkpoint_dir=checkpoints, resume=args.resume)
     rec = result.recommender
+    if not main_process():  # under torchrun only rank 0 reports and saves
+        return 0
     rec.metadata["preset"] = settings.preset
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
-    rec.save(out)
+    save = result.saveable(args.allow_degenerate)
+    if save:
+        rec.save(out)
+    _report_problems(result, save, out)
     summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
                "fit_seconds": result.fit_seconds,
-               "ratings_per_second": result.ratings_per_second, "out": str(out),
-               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", [])}
+               "ratings_per_second": result.ratings_per_second,
+               "out": str(out) if save else None,
+               "world_size": rec.metadata["world_size"],
+               "rows_per_rank": rec.metadata["rows_per_rank"],
+               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
+               "problems": result.problems, "notes": result.notes}
+    code = 3 if result.problems and not save else 0
     if args.json:
         print_json(summary)
-        return 0
-    table = pd.DataFrame(result.metrics).T.reindex(["train", "validation", "test"])
+        return code
+    sides = [side for side in ("train", "validation", "test") if side in result.metrics]
+    table = pd.DataFrame(result.metrics).T.reindex(sides)
     shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
-    print_frame(table[shown].dropna(how="all").reset_index(names="split"))
+    print_frame(table[shown].reset_index(names="split"))
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
-          f"saved to {out}")
-    return 0
+          + (f"saved to {out}" if save else "not saved"))
+    return code
+
+
+def _report_problems(result: Any, save: bool, out: Path) -> None:
+    for line in [*result.problems, *result.notes]:
+        print(f"warning: {line}", file=sys.stderr)
+    if result.problems:
+        print("warning: the model is degenerate; " + (
+            f"saved anyway (--allow-degenerate) to {out}" if save else
+            "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- use a model
@@ -140,14 +169,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ConfigError("input", args.input, f"has no column {missing[0]!r}",
                               hint="give a CSV with a header 'user,item'")
         pairs["prediction"] = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy(),
-                                          on_unknown=args.on_unknown)
+                                          on_unknown=args.on_unknown, kind=args.kind)
         if args.output:
             _write_csv(pairs, args.output)
         else:
             print(pairs.to_csv(index=False), end="")
         return 0
     user, item = rec.users.coerce(args.user), rec.items.coerce(args.item)
-    value = rec.predict(user, item, on_unknown=args.on_unknown)
+    value = rec.predict(user, item, on_unknown=args.on_unknown, kind=args.kind)
     if args.json:
         print_json({"user": user, "item": item, "prediction": value})
     else:

@@ -150,6 +150,7 @@ def _value(name: str, value: str) -> str:
 
 
 def _flags(line: str) -> str:
+    line = re.sub(r"(?<![\w-])\w+=\S+? \((?:CLI|command line): ([^)]*)\)", r"\1", line)
     line = re.sub(r" ?\((?:CLI|command line): [^)]*\)", "", line)
     line = _ASSIGN.sub(lambda m: f"{_flag(m[1])} {_value(m[1], m[2])}", line)
     return _BARE.sub(lambda m: _flag(m[1]), line)

@@ -154,6 +154,13 @@ def _add_train(sub: Any) -> None:
                        help="model directory (default: runs/<data>-<model>-<time>)")
     group.add_argument("--json", action="store_true", help="print one JSON object")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the last checkpoint in <out>.checkpoints")
+    group.add_argument("--checkpoint-every", type=int, metavar="N",
+                       help="also checkpoint every N steps (with --out: every epoch)")
+    group.add_argument("--allow-degenerate", action="store_true",
+                       help="save a diverged, constant or worse-than-the-mean model anyway "
+                       "(otherwise it is not saved and the exit code is 3)")
     p.set_defaults(handler=_handler("train"))
 
 
@@ -216,6 +223,8 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--on-unknown", choices=("error", "nan", "mean"), default="error",
                    help="an id unseen in training: stop with an error, predict NaN, or fall "
                    "back to the means")
+    p.add_argument("--kind", choices=("rating", "score"), default="rating",
+                   help="'score' for a ranking model's scores (popular, ease)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_handler("predict"))
 

@@ -48,6 +48,8 @@ def _ids(values: np.ndarray, missing: np.ndarray | None) -> tuple[np.ndarray, np
         filled = values if missing is None else np.where(missing, 0.0, values)
         if np.all(filled == np.round(filled)) and np.abs(filled).max(initial=0) < 2**62:
             values = filled.astype(np.int64)
+    elif values.dtype.kind == "u" and values.max(initial=0) > np.iinfo(np.int64).max:
+        values = values.astype(object)  # exact Python ints: int64 would wrap them round
     elif values.dtype.kind in "iub":
         values = values.astype(np.int64, copy=False)
     return values, missing
@@ -140,7 +142,9 @@ def series_column(series: pd.Series, role: str, name: str) -> Column:
     missing = np.asarray(series.isna(), dtype=bool) if series.hasnans else None
     dtype = series.dtype
     values: np.ndarray
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_unsigned_integer_dtype(dtype) and not series.hasnans:
+        values = series.to_numpy()  # _ids keeps ids past int64 as exact Python ints
+    elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
         values = series.to_numpy(dtype=np.int64, na_value=0)
     elif pd.api.types.is_float_dtype(dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan, copy=False)
@@ -170,6 +174,24 @@ def _arrow_rating_text(column: Any, label: str, name: str,
                   unparsed if unparsed.any() else None, name=name)
 
 
+_INTEGER_ID = r"^(0|-?[1-9][0-9]{0,18})$"
+
+
+def _text_ids_as_integers(column: Any) -> Any:
+    """Ids read as text: int64 when every value is an integer spelled canonically, else text.
+
+    So ``007`` and ``7``, ``1e3`` and ``1000``, ``true`` and ``1`` stay distinct
+    ids, and an id of 2**63 or more never turns the column into floats.
+    """
+    canonical = pc.match_substring_regex(column, _INTEGER_ID)
+    if not pc.all(canonical.fill_null(True)).as_py():
+        return column
+    try:
+        return pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, OverflowError):  # out of int64's range: keep the text
+        return column
+
+
 def arrow_column(column: Any, role: str, name: str, *, label: str | None = None) -> Column:
     """Convert one PyArrow ChunkedArray to a :class:`Column` for ``role``.
 
@@ -185,6 +207,8 @@ def arrow_column(column: Any, role: str, name: str, *, label: str | None = None)
     missing = None
     if column.null_count:
         missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if role in ("user", "item") and _is_text(column.type) and len(column):
+        column = _text_ids_as_integers(column)
     kind = column.type
     if role == "rating" and _is_text(kind):
         return _arrow_rating_text(column, label or f"column {name!r}", name, missing)

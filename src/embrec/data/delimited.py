@@ -65,13 +65,27 @@ class TextTable:
 
 
 def _head(path: Path, encoding: str) -> list[str]:
-    with pa.input_stream(str(path), compression="detect") as stream:
-        head = stream.read(_SAMPLE_BYTES)
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            head = stream.read(_SAMPLE_BYTES)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise _arrow_error(error, path) from None
+    _check_not_binary(head, path, encoding)
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     lines = head.decode(codec, errors="replace").splitlines()
     if len(head) == _SAMPLE_BYTES and len(lines) > 1:
         lines = lines[:-1]  # cut mid-line
     return [line for line in lines if line.strip()][:20]
+
+
+def _check_not_binary(head: bytes, path: Path, encoding: str) -> None:
+    """UTF-16 text and binary files: a clear error before PyArrow misreads them."""
+    if encoding.lower().replace("_", "-").startswith("utf-16"):
+        return
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+        what = "UTF-16 text" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "binary data"
+        raise ParseError(f"the file holds {what}, not {encoding} text", path=path,
+                         hint="re-save it as UTF-8 text (or check that it is a ratings file)")
 
 
 def _guess_sep(lines: list[str], prefer: str | None) -> str:
@@ -253,7 +267,12 @@ def _read(source: _Source, wanted: list[str], types: dict[str, Any], threads: bo
 
 
 def _arrow_error(error: Exception, path: Path) -> DataError:
-    text = str(error)
+    text = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    if any(word in text for word in ("zlib", "compressed", "gzip", "bz2", "zstd", "lz4",
+                                     "brotli", "Truncated", "inflate")):
+        return ParseError(f"cannot decompress the file ({text})", path=path,
+                          hint="check that it is complete and really compressed; rename a plain "
+                          "text file so it does not end in .gz/.bz2/.zst")
     if "Empty CSV file" in text:
         return DataError("the file is empty", path=path,
                          hint="pass a file that holds ratings, one per line")
@@ -264,13 +283,26 @@ def _arrow_error(error: Exception, path: Path) -> DataError:
                       hint="check that it is delimited text and pass sep=... and format=...")
 
 
-def _check_text(columns: dict[str, Any], path: Path, fmt: TextFormat) -> None:
-    """PyArrow reads text that is not valid in the encoding as binary: say so."""
+def _check_text(columns: dict[str, Any], path: Path, fmt: TextFormat, lines: _Lines) -> None:
+    """PyArrow reads text that is not valid in the encoding as binary: say so, and where."""
     for name, column in columns.items():
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-            raise ParseError(f"column {name!r}: the text is not valid {fmt.encoding}",
-                             path=path, column=name,
+            row, value = _first_undecodable(column, fmt.encoding)
+            line = int(lines.keys(np.asarray([row]))[0]) if row >= 0 else None
+            raise ParseError(f"column {name!r}: the text is not valid {fmt.encoding}: "
+                             f"{value!r:.80}", path=path, line=line, column=name, value=value,
                              hint="re-save the file as UTF-8 (older MovieLens files are latin-1)")
+
+
+def _first_undecodable(column: Any, encoding: str) -> tuple[int, bytes | None]:
+    """The first row whose bytes do not decode (a Python loop, on the error path only)."""
+    for row, value in enumerate(column.to_pylist()):
+        try:
+            if value is not None:
+                value.decode(encoding)
+        except UnicodeDecodeError:
+            return row, value
+    return -1, None
 
 
 def _failed_column(error: Exception, names: list[str]) -> str | None:
@@ -299,11 +331,17 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
         ParseError: for a file PyArrow cannot read, or too many malformed lines.
         DataError: for an empty file.
     """
-    source, types, threads = _Source(path, fmt), dict(types), True
+    try:
+        source = _Source(path, fmt)
+    except OSError as error:
+        raise _arrow_error(error, path) from None
+    types, threads = dict(types), True
     for _ in range(len(wanted) + 3):
         bad = _BadLines(BAD_LINE_LIMIT if strict else None)
         try:
             table = _read(source, wanted, types, threads, bad)
+        except (OSError, pa.ArrowKeyError) as error:  # a broken compressed stream, I/O
+            raise _arrow_error(error, path) from None
         except pa.ArrowInvalid as error:
             column = _failed_column(error, fmt.names)
             if bad.stopped and not threads:
@@ -314,6 +352,8 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
                 threads = False  # PyArrow numbers malformed lines only on one thread
             elif column in wanted and types.get(column) != pa.string():
                 types[column] = pa.string()
+            elif column in wanted and "UTF8" in str(error):
+                types[column] = pa.binary()  # for _check_text to find the line
             else:
                 raise _arrow_error(error, path) from None
             continue
@@ -322,7 +362,7 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
             continue
         lines = _Lines(source, fmt.header, np.asarray(bad.numbers, dtype=np.int64))
         columns = {name: table.column(name) for name in wanted}
-        _check_text(columns, path, fmt)
+        _check_text(columns, path, fmt, lines)
         return TextTable(columns, lines.locator(), lines.problems(bad), len(bad.numbers))
     raise ParseError("cannot read the file", path=path, hint="pass sep=... and format=...")
 
@@ -350,7 +390,9 @@ def read_raw_ratings(path: Path, fmt: TextFormat, chosen: dict[str, str], *,
         DataError: for an empty file.
     """
     wanted = list(dict.fromkeys(chosen.values()))
-    table = read_text(path, fmt, wanted, {chosen["rating"]: pa.float64()}, strict=strict)
+    types = {chosen["user"]: pa.string(), chosen["item"]: pa.string(),
+             chosen["rating"]: pa.float64()}  # ids as text, kept exactly (see columns.py)
+    table = read_text(path, fmt, wanted, types, strict=strict)
     columns = {role: arrow_column(table.columns[name], role, name,
                                   label=column_label(fmt, name, role))
                for role, name in chosen.items()}

@@ -7,6 +7,7 @@ vectorised through a pandas hash index; unknown ids follow an explicit policy
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -16,6 +17,15 @@ import pandas as pd
 from embrec.errors import UnknownIdError
 
 __all__ = ["IdIndex"]
+
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
+"""The one spelling of an integer that equals an integer id (no sign, zeros or exponent)."""
+
+
+def _integer_like(value: Any) -> bool:
+    if isinstance(value, str):
+        return _CANONICAL_INT.fullmatch(value) is not None
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 OnUnknown = Literal["error", "missing"]
 
@@ -96,8 +106,10 @@ class IdIndex:
     def coerce(self, raw: Any) -> Any:
         """Convert ids that arrive as text (a URL, a CSV) to the index's id type.
 
-        ``"196"`` becomes ``196`` when the index holds integer ids; anything
-        that does not convert is returned unchanged (and will be unknown).
+        ``"196"`` becomes ``196`` when the index holds integer ids; only the
+        canonical spelling of an integer converts (``"0196"``, ``"196.0"``,
+        ``"1.96e2"`` do not), and anything that does not convert is returned
+        unchanged (and will be unknown).
 
         Args:
             raw: one raw id or an array of them.
@@ -110,11 +122,13 @@ class IdIndex:
         array = _as_array(raw)
         if array.dtype.kind in "iu":
             return raw
-        numbers = pd.to_numeric(pd.Series(array), errors="coerce")
-        whole = numbers.notna() & (numbers == numbers.round())
-        if not bool(whole.all()):
+        values = array.tolist()
+        if not all(_integer_like(v) for v in values):
+            return raw  # "196.0", "0196", "1e3" are not the integer id 196, 196, 1000
+        try:
+            converted = np.asarray([int(v) for v in values], dtype=np.int64)
+        except OverflowError:
             return raw
-        converted = numbers.to_numpy().astype(np.int64)
         return converted if isinstance(raw, Iterable) and not isinstance(raw, str) else converted[0]
 
     def index(self, raw: Any, *, on_unknown: OnUnknown = "error") -> np.ndarray:

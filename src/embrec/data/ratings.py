@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from embrec.data.ids import IdIndex
-from embrec.errors import DuplicateRatingError, MissingColumnError, ParseError
+from embrec.errors import DataWarning, DuplicateRatingError, MissingColumnError, ParseError
 
 __all__ = ["Duplicates", "Ratings"]
 
@@ -120,7 +121,7 @@ class Ratings:
             user_codes, item_codes = user_codes[keep], item_codes[keep]
             ts = ts[keep] if ts is not None else None
         if scale is None:
-            scale = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+            scale = _inferred_scale(values, source)
         return cls(user_codes, item_codes, values, users, items, ts, scale=scale,
                    item_info=item_info, user_info=user_info, source=source)
 
@@ -320,6 +321,30 @@ def _check_scale(values: np.ndarray, scale: tuple[float, float], source: str) ->
         )
 
 
+OUTLIER_SPREADS = 10.0
+"""A rating further than this many spreads (the interquartile range, but at least the median
+and 1) outside the middle half of the ratings looks like a typo: 1000 or 45 among 1-5."""
+
+
+def _inferred_scale(values: np.ndarray, source: str) -> tuple[float, float]:
+    """The data's (min, max), with a DataWarning when some values lie far outside the bulk."""
+    if not len(values):
+        return (0.0, 1.0)
+    low, high = float(values.min()), float(values.max())
+    q1, median, q3 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
+    spread = max(q3 - q1, abs(median), 1.0)
+    far = (values < q1 - OUTLIER_SPREADS * spread) | (values > q3 + OUTLIER_SPREADS * spread)
+    if far.any() and far.sum() <= max(3, 0.01 * len(values)):  # a few strays, not a mode
+        bulk = values[~far]
+        shown = ", ".join(f"{v:g}" for v in np.unique(values[far])[:5])
+        warnings.warn(DataWarning(
+            f"{source or 'ratings'}: {int(far.sum())} rating(s) far outside the bulk of the "
+            f"data [{float(bulk.min()):g}, {float(bulk.max()):g}]: {shown}; the inferred scale "
+            f"[{low:g}, {high:g}] includes them\n  hint: fix them if they are typos, or pass "
+            "scale=(min, max) (CLI: --scale) to make them an error"), stacklevel=5)
+    return (low, high)
+
+
 def _timestamps(timestamp: Any) -> np.ndarray:
     array = timestamp.to_numpy() if isinstance(timestamp, pd.Series) else np.asarray(timestamp)
     if array.dtype.kind == "M":
@@ -345,7 +370,7 @@ def _resolve_duplicates(
     if len(repeat) == 0:
         return None, values
     first = order[repeat[0]]
-    pair = (users.id_of(user[first]).tolist(), items.id_of(item[first]).tolist())
+    pair = (users.id_of([user[first]]).tolist()[0], items.id_of([item[first]]).tolist()[0])
     if policy == "error":
         raise DuplicateRatingError(
             f"{len(repeat)} duplicate (user, item) ratings, first: user {pair[0]!r}, "

@@ -28,9 +28,10 @@ from embrec.models.base import RatingModel
 __all__ = ["EASE", "EASEConfig", "ease_weights", "history_matrix"]
 
 VALUES = ("binary", "rating")
-FIT_BYTES_PER_ENTRY = 24
-"""Bytes per item-item entry at the peak of fitting: the float64 Gram matrix and its
-inverse, the float32 ``B`` and the model's copy of it."""
+FIT_BYTES_PER_ENTRY = 28
+"""Bytes per item-item entry at the peak of fitting (the float64 Gram matrix, its inverse
+and the solver's workspace, the model's float32 ``B``), as measured by
+``benchmarks/baselines.py`` (6,000 items: 961 MiB)."""
 
 
 def _gib(n_bytes: float) -> str:
@@ -51,7 +52,7 @@ class EASEConfig(JsonConfig):
         values: ``rating`` (the rating value) or ``binary`` (1 for every rated
             item, whatever the rating; Steck's setting, independent of the scale).
         max_items: the largest catalogue accepted; ``B`` holds ``n_items²``
-            float32 and fitting needs about 24 bytes per entry.
+            float32 and fitting needs about 28 bytes per entry.
     """
 
     name: ClassVar[str] = "ease"
@@ -134,6 +135,9 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
 
 class EASE(RatingModel):
     """Scores ``X_u B``; ``weights`` holds ``Bᵀ`` (row ``j`` predicts item ``j``)."""
+
+    variable_buffers = ("history_indices", "history_values")
+    """Buffers whose length is the number of training ratings, not fixed by the config."""
 
     def __init__(self, n_users: int, n_items: int, config: EASEConfig) -> None:
         super().__init__(n_users, n_items)

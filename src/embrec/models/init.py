@@ -87,6 +87,9 @@ def start_output(layer: nn.Linear, mean: float, bounds: tuple[float, float] | No
         mean: the training mean rating.
         bounds: ``(low, width)`` of a bounded output (the bias is then the logit).
     """
-    start = mean if bounds is None else logit((mean - bounds[0]) / bounds[1])
+    if bounds is None:
+        start = mean
+    else:  # a zero-width scale (every rating equal) has one possible output: any bias will do
+        start = logit((mean - bounds[0]) / bounds[1]) if bounds[1] > 0 else 0.0
     with torch.no_grad():
         layer.bias.fill_(start)

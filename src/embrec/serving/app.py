@@ -16,6 +16,7 @@ handlers, whose cost grows with the batch, run in the threadpool.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -23,18 +24,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embrec.artifact_checks import check_finite
 from embrec.config import require
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
 from embrec.serving.docs import add_docs
+from embrec.serving.limits import MAX_BODY_BYTES, MAX_ID_LENGTH, BodyLimit
+from embrec.serving.openapi import ERRORS, public_source, state_limits
 from embrec.serving.schemas import (
-    ErrorBody,
     FoldInRequest,
     Health,
     ModelInfo,
@@ -51,11 +54,9 @@ from embrec.topn import titles_by_index
 
 __all__ = ["RequestTooLargeError", "create_app"]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "Unknown user or item id"},
-    413: {"model": ErrorBody, "description": "n or the batch exceeds the server's limit"},
-    422: {"model": ErrorBody, "description": "Malformed request"},
-}
+log = logging.getLogger(__name__)
+DETAIL_CHARS = 1000
+"""Error details are cut to this length, so a huge id is never echoed back whole."""
 
 
 class RequestTooLargeError(ValueError):
@@ -68,7 +69,8 @@ class RequestTooLargeError(ValueError):
         )
 
 
-def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) -> FastAPI:
+def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the HTTP app serving ``rec``.
 
     Args:
@@ -76,20 +78,26 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) 
         max_n: the largest ``n`` a recommendation or similar-items request may ask for.
         max_batch: the most pairs one ``POST /predict`` (or ratings one
             ``POST /recommendations``) may carry.
+        max_body_bytes: the largest request body; bigger ones are refused (413)
+            while they stream in, before any parsing.
 
     Returns:
-        A FastAPI app with OpenAPI docs at ``/docs`` and ``/redoc`` (assets served locally).
+        A FastAPI app with OpenAPI docs at ``/docs`` and ``/redoc`` (assets served
+        locally); the schema states every limit.
 
     Raises:
         ConfigError: if a limit is below 1.
+        ArtifactError: if the model's weights hold NaN or infinity.
     """
     require(max_n >= 1, "max_n", max_n, "must be at least 1")
     require(max_batch >= 1, "max_batch", max_batch, "must be at least 1")
+    require(max_body_bytes >= 1, "max_body_bytes", max_body_bytes, "must be at least 1")
+    check_finite(rec.model.state_dict(), f"cannot serve the {rec.model_name} model")
     app = FastAPI(
         title="embrec",
         summary=f"Recommendations from a {rec.model_name} model "
         f"({rec.n_users} users, {rec.n_items} items)",
-        responses=_ERRORS,
+        responses=ERRORS,
         docs_url=None,  # served by add_docs with local assets, not a CDN's
         redoc_url=None,
     )
@@ -97,10 +105,13 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000) 
     for exc_class in (EmbrecError, RequestTooLargeError, RequestValidationError,
                       StarletteHTTPException, Exception):
         app.add_exception_handler(exc_class, _error_response)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _add_info_routes(app, rec)
     _add_user_routes(app, rec, max_n)
     _add_item_routes(app, rec, max_n)
     _add_batch_routes(app, rec, max_n, max_batch)
+    state_limits(app, max_n=max_n, max_batch=max_batch, max_body_bytes=max_body_bytes,
+                 scale=rec.scale)
     return app
 
 
@@ -116,20 +127,25 @@ def _describe(exc: Exception) -> tuple[int, str, str]:
     """Return the HTTP status, error name and message for ``exc``."""
     name = type(exc).__name__
     if isinstance(exc, UnknownIdError):
-        return 404, name, str(exc)
+        return 404, name, _cut(str(exc))
     if isinstance(exc, DataError | ConfigError):
-        return 422, name, str(exc)
-    if isinstance(exc, RequestTooLargeError):
-        return 413, name, str(exc)
+        return 422, name, _cut(str(exc))
+    if isinstance(exc, RequestTooLargeError):  # a request over a limit the schema states
+        return 422, name, _cut(str(exc))
     if isinstance(exc, RequestValidationError):
-        return 422, name, _validation_message(exc)
+        return 422, name, _cut(_validation_message(exc))
     if isinstance(exc, StarletteHTTPException):
         try:
             name = "".join(HTTPStatus(exc.status_code).phrase.split())
         except ValueError:
             name = "HTTPError"
-        return exc.status_code, name, str(exc.detail)
-    return 500, name, str(exc) or name
+        return exc.status_code, name, _cut(str(exc.detail))
+    log.error("internal error answering a request", exc_info=exc)
+    return 500, "InternalServerError", "internal error; the server log has the details"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "... (cut)"
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -167,7 +183,7 @@ def _model_info(rec: Recommender) -> ModelInfo:
     meta = rec.metadata
     return ModelInfo(
         model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
-        data=_text_or_none(meta.get("data")), fingerprint=_text_or_none(meta.get("fingerprint")),
+        data=public_source(meta.get("data")), fingerprint=_text_or_none(meta.get("fingerprint")),
         metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
         scores="ranking" if rec.scores == "ranking" else "rating",
     )
@@ -177,13 +193,18 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _path_id(kind: str) -> Any:
+    return Path(max_length=MAX_ID_LENGTH, description=f"raw {kind} id (at most "
+                f"{MAX_ID_LENGTH} characters)")
+
+
 def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
     """``GET /users/{user_id}/recommendations``: the hot path, built from arrays."""
     titles = titles_by_index(rec.item_info, rec.items)
 
     @app.get("/users/{user_id}/recommendations", tags=["recommend"])
     async def recommend(
-        user_id: str,
+        user_id: str = _path_id("user"),
         n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
         exclude_seen: bool = Query(True, description="leave out items the user rated"),
     ) -> Recommendations:
@@ -204,7 +225,7 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
 
     @app.get("/items/{item_id}/similar", tags=["recommend"])
     async def similar(
-        item_id: str,
+        item_id: str = _path_id("item"),
         n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
     ) -> SimilarItems:
         """The ``n`` items most similar to ``item_id`` (the item itself excluded)."""
@@ -238,17 +259,27 @@ def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int
         """Recommend for a new user given their ratings, without retraining."""
         _check_limit("n", body.n, max_n)
         _check_limit("ratings", len(body.ratings), max_batch)
+        _check_scale(body.ratings.values(), rec.scale)
         ratings = _coerce_keys(rec, body.ratings)
         frame = rec.recommend_for_ratings(ratings, n=body.n, exclude_seen=body.exclude_seen,
                                           on_unknown=body.on_unknown)
         return Recommendations(user=None, items=_scored(frame))
 
 
+def _check_scale(values: Any, scale: tuple[float, float]) -> None:
+    outside = [v for v in values if not scale[0] <= v <= scale[1]]
+    if outside:
+        raise DataError(f"{len(outside)} rating(s) outside the model's scale "
+                        f"[{scale[0]:g}, {scale[1]:g}], e.g. {outside[0]:.6g}",
+                        column="ratings", value=outside[0],
+                        hint=f"send ratings between {scale[0]:g} and {scale[1]:g}")
+
+
 # ----------------------------------------------------------------------------- conversions
 def _coerce_text(index: IdIndex, raw: str) -> Any:
     """An id from a URL path as the index's id type (a fast path for plain digits)."""
-    if index.is_integer and raw.isascii() and raw.isdigit():
-        return int(raw)
+    if index.is_integer and raw.isascii() and raw.isdigit() and (raw[0] != "0" or raw == "0"):
+        return int(raw)  # canonical digits only: "0196" is not the id 196
     return _plain(index.coerce(raw))
 
 

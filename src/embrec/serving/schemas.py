@@ -7,9 +7,11 @@ cause, has the one body :class:`ErrorBody`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from embrec.serving.limits import MAX_ID_LENGTH
 
 __all__ = [
     "ErrorBody",
@@ -27,8 +29,14 @@ __all__ = [
     "SimilarItems",
 ]
 
-RawId = int | str
-"""A raw user or item id as it appears in the training data."""
+RawId = StrictInt | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
+"""A raw user or item id as it appears in the training data (text: up to 256 characters).
+
+Integers are not bounded in the schema (validators compare big integers as floats);
+one out of the int64 range is simply an unknown id. ``true`` or ``1.0`` is not the id 1."""
+
+FiniteRating = Annotated[float, Field(allow_inf_nan=False)]
+"""A rating: a finite number (the app also checks it lies on the model's scale)."""
 
 
 class _Body(BaseModel):
@@ -134,7 +142,7 @@ class PredictResponse(BaseModel):
 class FoldInRequest(_Body):
     """A new user's ratings, folded in to recommend for them."""
 
-    ratings: dict[str, float] = Field(
+    ratings: dict[Annotated[str, Field(max_length=MAX_ID_LENGTH)], FiniteRating] = Field(
         min_length=1, examples=[{"50": 5.0, "181": 4.5}],
         description="raw item id -> rating (JSON object keys are strings)",
     )

@@ -9,6 +9,7 @@ starts, never at import).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -21,9 +22,10 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from embrec.config import require
-from embrec.errors import ArtifactError
+from embrec.errors import ArtifactError, ConfigError
+from embrec.serving.limits import server_options
 
-__all__ = ["SETTINGS_VARIABLE", "app_from_environment", "load_app", "serve"]
+__all__ = ["SETTINGS_VARIABLE", "app_from_environment", "check_port_free", "load_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +136,12 @@ def serve(
     require(workers >= 1, "workers", workers, "must be at least 1")
     require(0 <= port <= 65535, "port", port, "must be between 0 and 65535")
     require(threads >= 1, "threads", threads, "must be at least 1")
+    check_port_free(host, port)
     settings = {"path": str(Path(path).resolve()), "device": device,
                 "max_n": max_n, "max_batch": max_batch}
     app = load_app(path, device=device, max_n=max_n, max_batch=max_batch)
     options: dict[str, Any] = {"host": host, "port": port, "access_log": access_log,
-                               "log_level": "info"}
+                               "log_level": "info", **server_options()}
     if workers == 1:
         _set_threads(threads)
         uvicorn.run(app, **options)
@@ -148,6 +151,25 @@ def serve(
     config = _TCPConfig("embrec.serving.server:app_from_environment", factory=True,
                         workers=workers, **options)
     Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``(host, port)`` once and let go, so a busy port is a clear error before serving.
+
+    Raises:
+        ConfigError: if the port is in use or the address cannot be bound.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as error:
+        problem = "is already in use" if error.errno == errno.EADDRINUSE else "cannot be bound"
+        raise ConfigError("port", port, f"on {host} {problem} ({error.strerror or error})",
+                          hint="stop the other server or pass another --port") from None
 
 
 class _TCPConfig(uvicorn.Config):

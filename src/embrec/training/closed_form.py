@@ -51,6 +51,7 @@ def fit_closed_form(model_config: Any, train: Ratings, train_config: TrainConfig
     facts: dict[str, Any] = {"seed": config.seed, "device": str(device),
                              "scores": getattr(model_config, "scores", "rating"),
                              "fit_seconds": time.perf_counter() - started, "diagnostics": [],
+                             "world_size": 1, "rows_per_rank": [len(train)],
                              **(metadata or {})}
     return Recommender.from_training(model, model_config, config, train, metadata=facts)
 

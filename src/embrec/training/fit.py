@@ -19,11 +19,13 @@ initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +38,10 @@ from embrec.errors import TrainingError, TrainingWarning
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import Tower
 from embrec.recommender import Recommender
-from embrec.training.batches import Columns, columns, known_rows, shuffled, validation_rows
+from embrec.training.batches import Columns, columns, known_rows, validation_rows
+from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.diagnostics import diagnose, error_metrics
+from embrec.training.distributed import DataParallel, EpochOrder, Group, join, shard_columns
 from embrec.training.optim import DenseOptimizer, DenseParameters, learning_rate
 from embrec.training.sparse import DenseTableAdam, RowOptimizer, row_optimizer
 from embrec.training.step import Objective, Step, make_step
@@ -52,8 +56,14 @@ SMALL_BATCH = 32_768
 
 def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | None = None, *,
         validation: Ratings | None = None, metadata: dict[str, Any] | None = None,
-        objective: Objective | None = None) -> Recommender:
+        objective: Objective | None = None, checkpoint_dir: str | Path | None = None,
+        resume: bool = False) -> Recommender:
     """Train the model ``model_config`` describes on ``train``.
+
+    Under ``torchrun`` (several processes) this is data-parallel by itself:
+    each rank trains on its shard of the rows, ``batch_size`` is the global
+    batch, and the result equals one process's (see
+    :mod:`embrec.training.distributed`).
 
     Args:
         model_config: the model to build (``embrec.models.MODELS`` lists them).
@@ -65,13 +75,22 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         metadata: extra facts to record in the recommender's ``metadata``.
         objective: the training loss (:mod:`embrec.training.step`); the rating
             loss, mean squared error, when omitted.
+        checkpoint_dir: write a checkpoint here at the end of every epoch (and
+            every ``train_config.checkpoint_every`` steps); see
+            :mod:`embrec.training.checkpoint`.
+        resume: continue from the latest checkpoint in ``checkpoint_dir``
+            (from the start when there is none).
 
     Returns:
         The trained recommender, with per-epoch ``history`` and ``metadata``
-        holding the seed, device, threads, step path, fit seconds and ``diagnostics``.
+        holding the seed, device, threads, step path, fit seconds, world size,
+        rows per rank and ``diagnostics``.
 
     Raises:
         ConfigError: if ``train`` is empty.
+        ArtifactError: if the checkpoint to resume is unreadable or from another
+            data set, model, training config or world size.
+        DataError: if the ranks of a distributed run were given different data.
         TrainingError: if the loss became non-finite and no earlier weights were
             kept to return (early stopping keeps them).
     """
@@ -79,24 +98,52 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         from embrec.training.closed_form import fit_closed_form
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
     config = train_config or TrainConfig()
-    seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
-    device = resolve_device(config.device)
-    facts: dict[str, Any] = {"seed": seed, "device": str(device), **(metadata or {})}
+    group = join(resolve_device(config.device))
+    try:
+        return _fit(model_config, train, config, group, validation, metadata or {}, objective,
+                    None if checkpoint_dir is None else (Path(checkpoint_dir), resume))
+    finally:
+        if group is not None:
+            group.leave()
+
+
+def _fit(model_config: ModelConfig, train: Ratings, config: TrainConfig, group: Group | None,
+         validation: Ratings | None, metadata: dict[str, Any], objective: Objective | None,
+         checkpoint: tuple[Path, bool] | None) -> Recommender:
+    device = group.device if group is not None else resolve_device(config.device)
+    hooks = RunHooks.open(checkpoint, model_config, train, config, group)
+    seed = hooks.seed = _seed(config, hooks, group)
+    facts: dict[str, Any] = {"seed": seed, "device": str(device), **metadata}
     started = time.perf_counter()
     with _process_state(config, device) as threads:
         if device.type == "cpu":
             facts["threads"] = threads
         fit_rows, held, facts["validation_unknown"] = _validation(train, validation, config, seed)
-        data = columns(train, fit_rows, device)
+        data, shard = shard_columns(train, fit_rows, device, group)
         mean = float(data.rating.mean()) if len(data) else float(np.mean(train.scale))
-        model = _build(model_config, train, mean, seed, device)
+        model = _build(model_config, train, mean if group is None else group.mean(data.rating),
+                       seed, device)
+        if group is not None and shard is not None:
+            hooks.parallel = DataParallel(group, shard, model)
+            facts["rows_per_rank"] = [r[0] for r in group.gather_ints([len(shard)])]
+        facts["world_size"] = 1 if group is None else group.world_size
+        facts.setdefault("rows_per_rank", [len(data)])
         generator = torch.Generator(device=device).manual_seed(seed)
         history, facts["step_path"] = _epochs(model, data, held, config, generator, train.scale,
-                                              objective)
+                                              objective, hooks)
         facts["fit_seconds"] = time.perf_counter() - started
-        facts["diagnostics"] = diagnose(model, data, held, history, train.scale)
+        facts["diagnostics"] = diagnose(model, data, held, history, train.scale) \
+            if group is None or group.rank == 0 else []
     return Recommender.from_training(model, model_config, config, train, history=history,
                                      metadata=facts)
+
+
+def _seed(config: TrainConfig, hooks: RunHooks, group: Group | None) -> int:
+    """The run's seed: the checkpoint's, the config's, or a random one (rank 0's for all)."""
+    if hooks.snapshot is not None:
+        return int(hooks.snapshot.facts["seed"])
+    seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**62))
+    return seed if group is None else group.broadcast_int(seed)
 
 
 def _build(model_config: ModelConfig, train: Ratings, mean: float, seed: int,
@@ -165,55 +212,60 @@ def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
 
 
 def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: TrainConfig,
-            generator: torch.Generator, scale: tuple[float, float],
-            objective: Objective | None) -> tuple[list[dict[str, float]], str]:
+            generator: torch.Generator, scale: tuple[float, float], objective: Objective | None,
+            hooks: RunHooks) -> tuple[list[dict[str, float]], str]:
     """The training loop: returns one history record per epoch and the step path taken."""
     for module in model.modules():
         if isinstance(module, Tower):
             module.reset_masks(generator)
     engine = _Engine(model, config)
     step, path = make_step(model, config, objective)
-    schedule = _Schedule(config, len(data))
-    predictions = torch.empty_like(data.rating)
-    best = _Best(model, config.early_stopping is not None)
-    history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
+    total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
+    run = RunState(model, engine, config, generator, data, hooks, _Schedule(config, total),
+                   _Best(model, config.early_stopping is not None))
+    for epoch in range(run.epoch, 0 if run.stopped else config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        batch = shuffled(data, generator)
-        bar = _progress(config, epoch, len(data))
-        _one_epoch(step, engine, batch, predictions, schedule, config.batch_size, bar)
-        record = {"epoch": float(epoch), "lr": schedule.last,
-                  **error_metrics(predictions, batch.rating, "train")}
-        del batch  # free this epoch's shuffled copy before the next is made
+        order = run.order(data)
+        bar = _progress(config, epoch, len(data), hooks)
+        _one_epoch(step, engine, order, run, bar)
+        record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}
+        del order  # free this epoch's shuffled copy before the next is made
         if not (math.isfinite(record["train_rmse"]) and _finite(model)):
             _close(bar)
-            _diverged(epoch, record["train_rmse"], config, best)
+            _diverged(epoch, record["train_rmse"], config, run.best)
             break
         if held is not None:
             record.update(_validate(model, held, scale))
         record["seconds"] = time.perf_counter() - started
-        history.append(record)
+        run.history.append(record)
         _close(bar, record)
-        if best.update(record, model, epoch, config.early_stopping):
+        stop = run.best.update(record, model, epoch, config.early_stopping)
+        run.save(epoch + 1, 0, stop)
+        if stop:
             break
-    best.restore(model)
+    run.best.restore(model)
     engine.release()
     model.eval()
-    return history, path
+    return run.history, path
 
 
-def _one_epoch(step: Step, engine: _Engine, batch: Columns, predictions: Tensor,
-               schedule: _Schedule, size: int, bar: Any) -> None:
-    """Walk one shuffled epoch in slices of ``size``: step, then update the rows used."""
-    slices = [torch.split(c, size) for c in (batch.user, batch.item, batch.rating, predictions)]
-    for k, (user, item, rating, out) in enumerate(zip(*slices, strict=True)):
-        result = step(Columns(user, item, rating))
-        out.copy_(result.prediction)
+def _one_epoch(step: Step, engine: _Engine, order: EpochOrder, run: RunState, bar: Any) -> None:
+    """Walk one shuffled epoch a global batch at a time: step, then update the rows used."""
+    parallel = run.hooks.parallel
+    batch, starts = order.batch, [0, *itertools.accumulate(order.local)]
+    slices = [torch.split(c, order.local) for c in (*batch, run.predictions)]
+    for k in range(run.step, len(order.local)):
+        part = Columns(slices[0][k], slices[1][k], slices[2][k])
+        result = step(part) if parallel is None else \
+            parallel.step(step, part, order, k, starts[k], engine.dense.grad)
+        slices[3][k].copy_(result.prediction)
         engine.update(result.user_index, result.user_grad, result.item_index, result.item_grad,
-                      schedule.next(), schedule.done)
+                      run.schedule.next(), run.schedule.done)
+        run.after_step(k, len(order.local))
         if bar is not None and k % 50 == 49:
-            _report(bar, predictions, batch.rating, k + 1, size)
+            _report(bar, run.predictions, batch.rating, starts[k + 1], order.local[k])
+    run.step = 0
 
 
 class _Engine:
@@ -251,8 +303,9 @@ class _Engine:
     def release(self) -> None:
         """Give every parameter its own contiguous storage back; drop the optimiser state."""
         self.dense.release()
-        for module in self.modules:
-            module.weight = nn.Parameter(module.weight.detach().contiguous().clone())
+        for module in self.modules:  # one copy each, whether the view is strided or not
+            weight = module.weight.detach().clone(memory_format=torch.contiguous_format)
+            module.weight = nn.Parameter(weight)
         self.tables, self.keras = [], None
 
 
@@ -331,16 +384,15 @@ def _validate(model: EmbeddingModel, held: Columns, scale: tuple[float, float],
     return error_metrics(out.clamp_(scale[0], scale[1]), held.rating, "validation")
 
 
-def _report(bar: Any, predictions: Tensor, rating: Tensor, done: int, size: int) -> None:
-    """Move the progress bar past ``done`` batches; show the loss over the last 50."""
-    stop = min(done * size, len(rating))
+def _report(bar: Any, predictions: Tensor, rating: Tensor, stop: int, size: int) -> None:
+    """Move the progress bar to row ``stop``; show the loss over the last 50 batches."""
     window = slice(max(0, stop - 50 * size), stop)
     bar.update(stop - bar.n)
     bar.set_postfix(loss=f"{float((predictions[window] - rating[window]).square().mean()):.4f}")
 
 
-def _progress(config: TrainConfig, epoch: int, n: int) -> Any:
-    if not config.progress:
+def _progress(config: TrainConfig, epoch: int, n: int, hooks: RunHooks) -> Any:
+    if not config.progress or (hooks.parallel is not None and hooks.parallel.group.rank != 0):
         return None
     from tqdm.auto import tqdm
 

@@ -1,0 +1,349 @@
+"""Checkpoints: atomic snapshots of a training run; resuming gives the uninterrupted result.
+
+A checkpoint is a folder ``step-NNNNNNNNN`` (the optimiser steps taken) in the
+checkpoint directory, named by the file ``LATEST``:
+
+- ``state.safetensors``: model weights, optimiser moments, the generator's
+  state now and at the start of the epoch (to redraw the epoch's permutation),
+  pre-drawn dropout masks, the kept best weights (early stopping);
+- ``state.json``: epoch and step within it, the schedule's position, history,
+  best epoch, the seed, and what the run must match to resume it (data
+  fingerprint, model config, training config, world size);
+- ``rank-R.safetensors``: what rank ``R`` alone holds (its predictions so far
+  in the epoch, for the epoch's train error).
+
+Every file is written into a hidden staging folder, which rank 0 renames into
+place (``os.replace``) once every rank has written; ``LATEST`` is then replaced
+atomically and older checkpoints removed. A process killed at any moment leaves
+the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from embrec.config import TrainConfig
+from embrec.data.ratings import Ratings
+from embrec.errors import ArtifactError, ConfigError
+from embrec.models.base import EmbeddingModel, ModelConfig
+from embrec.models.mlp import DropoutMasks, Tower
+from embrec.training.batches import Columns
+from embrec.training.diagnostics import error_metrics
+from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
+
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "checkpoint_dir", "copy_into",
+           "masks_state", "restore_masks", "run_identity"]
+
+FORMAT = 1
+LATEST = "LATEST"
+IDENTITY = ("fingerprint", "model", "train", "world_size")
+RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A checkpoint read back.
+
+    Attributes:
+        tensors: the state every rank shares (written by rank 0).
+        local: this rank's own state.
+        facts: the JSON part.
+    """
+
+    tensors: dict[str, Tensor]
+    local: dict[str, Tensor]
+    facts: dict[str, Any]
+
+
+class Checkpoints:
+    """The checkpoints of one run in ``folder``.
+
+    Args:
+        folder: the checkpoint directory (created on the first save).
+        identity: what a checkpoint must match to be resumed: ``fingerprint``,
+            ``model``, ``train`` and ``world_size``.
+        every: also checkpoint every this many optimiser steps (``None``: at
+            the end of each epoch only).
+        rank: this process's rank.
+        barrier: waits for every rank (``None`` in one process).
+    """
+
+    def __init__(self, folder: str | Path, identity: dict[str, Any], every: int | None = None,
+                 rank: int = 0, barrier: Callable[[], None] | None = None) -> None:
+        self.folder, self.identity, self.every = Path(folder), identity, every
+        self.rank, self.barrier = rank, barrier or (lambda: None)
+
+    def due(self, steps: int) -> bool:
+        """Whether a mid-epoch checkpoint is due after ``steps`` optimiser steps."""
+        return self.every is not None and steps % self.every == 0
+
+    def save(self, tensors: dict[str, Tensor], local: dict[str, Tensor],
+             facts: dict[str, Any]) -> Path:
+        """Write a checkpoint atomically (every rank calls this at the same step).
+
+        Args:
+            tensors: the shared state (only rank 0 writes it).
+            local: this rank's own state.
+            facts: JSON-ready facts; ``steps`` names the checkpoint.
+
+        Returns:
+            The checkpoint's folder.
+        """
+        name = f"step-{int(facts['steps']):09d}"
+        staging = self.folder / f".{name}.tmp"
+        if self.rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        self.barrier()
+        _write_tensors(local, staging / f"rank-{self.rank}.safetensors")
+        if self.rank == 0:
+            _write_tensors(tensors, staging / "state.safetensors")
+            record = {"format": FORMAT, **self.identity, **facts}
+            (staging / "state.json").write_text(json.dumps(record, indent=1))
+        self.barrier()
+        if self.rank == 0:
+            self._publish(staging, name)
+        return self.folder / name
+
+    def _publish(self, staging: Path, name: str) -> None:
+        target = self.folder / name
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        pointer = self.folder / f".{LATEST}.tmp"
+        pointer.write_text(name + "\n")
+        with open(pointer, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(pointer, self.folder / LATEST)
+        for old in self.folder.glob("step-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def load(self) -> Snapshot | None:
+        """Read the latest complete checkpoint; ``None`` when there is none.
+
+        Returns:
+            The snapshot, checked against this run's identity.
+
+        Raises:
+            ArtifactError: if the checkpoint is unreadable or belongs to a
+                different data set, model, training config or world size.
+        """
+        pointer = self.folder / LATEST
+        if not pointer.is_file():
+            return None
+        where = self.folder / pointer.read_text().strip()
+        try:
+            facts = json.loads((where / "state.json").read_text())
+            tensors = load_file(where / "state.safetensors")
+            local = load_file(where / f"rank-{self.rank}.safetensors")
+        except (OSError, ValueError) as error:
+            raise ArtifactError(f"checkpoint {where} cannot be read: {error}",
+                                hint=f"remove {self.folder} and train without resume") from error
+        self._check(facts, where)
+        return Snapshot(tensors, local, facts)
+
+    def _check(self, facts: dict[str, Any], where: Path) -> None:
+        for key in IDENTITY:
+            if facts.get(key) != self.identity[key]:
+                hint = (f"run with {facts.get(key)} processes, as the checkpoint was written"
+                        if key == "world_size" else
+                        f"train without resume, or remove {self.folder}")
+                raise ArtifactError(
+                    f"checkpoint {where} was written for a different {key.replace('_', ' ')}: "
+                    f"{_short(facts.get(key))} there, {_short(self.identity[key])} here",
+                    hint=hint)
+
+
+@dataclass
+class RunHooks:
+    """What data-parallel training and checkpoints add to the loop (nothing in a plain run)."""
+
+    parallel: DataParallel | None = None
+    checkpoints: Checkpoints | None = None
+    snapshot: Snapshot | None = None
+    seed: int = 0
+
+    @classmethod
+    def open(cls, checkpoint: tuple[Path, bool] | None, model_config: ModelConfig,
+             train: Ratings, config: TrainConfig, group: Group | None) -> RunHooks:
+        """Open the run's checkpoints (and read the latest to resume from)."""
+        if checkpoint is None:
+            return cls()
+        world_size = 1 if group is None else group.world_size
+        identity = run_identity(model_config, train, config, world_size)
+        checkpoints = Checkpoints(checkpoint[0], identity, config.checkpoint_every,
+                                  0 if group is None else group.rank,
+                                  None if group is None else group.barrier)
+        return cls(None, checkpoints, checkpoints.load() if checkpoint[1] else None)
+
+
+class RunState:
+    """The loop's position and state: what a checkpoint saves and a resume puts back.
+
+    Args:
+        model: the model being trained.
+        engine: its optimisers (``tables``: row optimisers, ``dense_optimizer``).
+        config: the training settings.
+        generator: the run's seeded generator.
+        data: this rank's training columns.
+        hooks: data-parallel training and checkpoints.
+        schedule: the learning-rate position (``done``, ``last``, ``next()``).
+        best: the best epoch so far (``rmse``, ``epoch``, ``params``).
+    """
+
+    def __init__(self, model: EmbeddingModel, engine: Any, config: TrainConfig,
+                 generator: torch.Generator, data: Columns, hooks: RunHooks, schedule: Any,
+                 best: Any) -> None:
+        self.model, self.engine, self.config, self.hooks = model, engine, config, hooks
+        self.generator, self.predictions = generator, torch.empty_like(data.rating)
+        self.schedule, self.best = schedule, best
+        self.masks = [m for t in model.modules() if isinstance(t, Tower)
+                      for m in t.masks if m is not None]
+        self.history: list[dict[str, float]] = []
+        self.epoch, self.step, self.stopped = 1, 0, False
+        self.epoch_state = generator.get_state()
+        self.pending: Tensor | None = None
+        if hooks.snapshot is not None:
+            self._restore(hooks.snapshot)
+
+    def order(self, data: Columns) -> EpochOrder:
+        """Draw this epoch's order (a resumed epoch redraws the one it was in)."""
+        self.epoch_state, parallel = self.generator.get_state(), self.hooks.parallel
+        size = self.config.batch_size
+        order = epoch_order(data, self.generator, size) if parallel is None else \
+            parallel.epoch(data, self.generator, size)
+        if self.pending is not None:
+            self.generator.set_state(self.pending)
+            self.pending = None
+        return order
+
+    def errors(self, order: EpochOrder) -> dict[str, float]:
+        """The epoch's train RMSE and MAE (over every rank's rows)."""
+        if self.hooks.parallel is None:
+            return error_metrics(self.predictions, order.batch.rating, "train")
+        return self.hooks.parallel.errors(self.predictions, order.batch.rating, "train")
+
+    def after_step(self, k: int, steps: int) -> None:
+        """Write a mid-epoch checkpoint when one is due after step ``k`` of ``steps``."""
+        checkpoints = self.hooks.checkpoints
+        if checkpoints is not None and k + 1 < steps and checkpoints.due(self.schedule.done):
+            self.save(self.epoch, k + 1, False)
+
+    def save(self, epoch: int, step: int, stopped: bool) -> None:
+        """Checkpoint: ``step`` steps of ``epoch`` done (0 at an epoch's end)."""
+        self.epoch = epoch
+        if self.hooks.checkpoints is None:
+            return
+        start = self.epoch_state if step else self.generator.get_state()
+        masks, positions = masks_state(self.masks)
+        tensors = {**self._live(), **masks, "generator": self.generator.get_state(),
+                   "epoch_generator": start}
+        facts = {"epoch": epoch, "step": step, "steps": self.schedule.done, "stopped": stopped,
+                 "lr": self.schedule.last, "history": self.history, "best_rmse": self.best.rmse,
+                 "best_epoch": self.best.epoch, "masks": positions, "seed": self.hooks.seed}
+        self.hooks.checkpoints.save(tensors, {"predictions": self.predictions}, facts)
+
+    def _live(self) -> dict[str, Tensor]:
+        """The state tensors a resume copies saved values into."""
+        live = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for side, table in zip(("user", "item"), self.engine.tables, strict=True):
+            live.update({f"{side}.{k}": v for k, v in table.state_dict().items()})
+        live.update({f"dense.{k}": v for k, v in self.engine.dense_optimizer.state_dict().items()})
+        live.update({f"best.{i}": p for i, p in enumerate(self.best.params or [])})
+        return live
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        facts = snapshot.facts
+        copy_into(self._live(), snapshot.tensors)
+        restore_masks(self.masks, snapshot.tensors, facts["masks"], self.predictions)
+        self.epoch, self.step, self.stopped = facts["epoch"], facts["step"], facts["stopped"]
+        self.schedule.done, self.schedule.last = facts["steps"], facts["lr"]
+        self.history, self.best.rmse = facts["history"], facts["best_rmse"]
+        self.best.epoch = facts["best_epoch"]
+        self.generator.set_state(snapshot.tensors["epoch_generator"])
+        self.pending = snapshot.tensors["generator"] if self.step else None
+        self.predictions.copy_(snapshot.local["predictions"])
+
+
+def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | None:
+    """Return where the CLI checkpoints a run whose model goes to ``out``: ``<out>.checkpoints``.
+
+    A saved model directory is replaced whole when saved, so checkpoints live
+    beside it. Without ``out`` there is nothing to resume from later.
+
+    Raises:
+        ConfigError: if ``resume`` is asked for without ``out``.
+    """
+    if out is None:
+        if resume:
+            raise ConfigError("resume", True, "needs --out (the run to continue)",
+                              hint="pass the --out of the run to resume")
+        return None
+    path = Path(out)
+    return path.with_name(path.name + ".checkpoints")
+
+
+def run_identity(model_config: ModelConfig, train: Ratings, config: TrainConfig,
+                 world_size: int) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: data, model, training settings, world size.
+
+    Settings that do not change the result (progress bar, threads, device,
+    checkpoint interval) are left out.
+    """
+    train_facts = {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}
+    return {"fingerprint": train.fingerprint(), "train": train_facts,
+            "model": {"name": model_config.name, **model_config.to_dict()},
+            "world_size": world_size}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+    """Save copies (safetensors refuses views sharing storage) and flush them to disk."""
+    save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()},
+              str(path))
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def masks_state(masks: list[DropoutMasks]) -> tuple[dict[str, Tensor], list[list[int]]]:
+    """Return the dropout masks' pre-drawn blocks and their positions (for a checkpoint)."""
+    tensors = {f"masks.{k}": m.block for k, m in enumerate(masks) if m.block is not None}
+    return tensors, [[m.used, m.rows, m.width] for m in masks]
+
+
+def restore_masks(masks: list[DropoutMasks], tensors: dict[str, Tensor],
+                  positions: list[list[int]], like: Tensor) -> None:
+    """Put pre-drawn dropout masks back as :func:`masks_state` saved them."""
+    for k, m in enumerate(masks):
+        block = tensors.get(f"masks.{k}")
+        m.block = None if block is None else block.to(like.device, like.dtype)
+        m.used, m.rows, m.width = positions[k]
+
+
+def copy_into(live: dict[str, Tensor], saved: dict[str, Tensor]) -> None:
+    """Copy every saved tensor into the live tensor of the same name.
+
+    Raises:
+        ArtifactError: if a tensor is missing or has another shape.
+    """
+    with torch.no_grad():
+        for name, tensor in live.items():
+            value = saved.get(name)
+            if value is None or value.shape != tensor.shape:
+                raise ArtifactError(f"checkpoint tensor {name!r} is missing or has another shape",
+                                    hint="train without resume, or remove the checkpoints")
+            tensor.copy_(value)

@@ -1,0 +1,92 @@
+"""Checkpoints: a run stopped anywhere and resumed ends with the uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from embrec.cli import main
+from embrec.config import TrainConfig
+from embrec.data.ratings import Ratings
+from embrec.errors import ArtifactError, ConfigError
+from embrec.models import BiasedMFConfig, MLPConfig
+from embrec.training import fit
+from embrec.training.batches import Columns
+from embrec.training.step import RatingLoss
+
+MLP = MLPConfig(embedding_dim=6, hidden=(8,), dropout=(0.2, 0.3), activation="tanh")
+CONFIG = TrainConfig(epochs=4, batch_size=64, learning_rate=0.01, seed=1, validation=0.1,
+                     early_stopping=3, step_path="autograd", schedule="onecycle")
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingLoss(RatingLoss):
+    """The rating loss, raising on its ``at``-th call: a training killed mid-run."""
+
+    def __init__(self, at: int) -> None:
+        self.calls, self.at = 0, at
+
+    def loss(self, model: Any, users: Any, items: Any, batch: Columns) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            raise Crash
+        return super().loss(model, users, items, batch)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("at", [40, 17 * 2 + 1])  # mid-epoch, and just after an epoch's end
+def test_resume_after_a_crash_equals_the_uninterrupted_run(tiny: Ratings, tmp_path: Path,
+                                                           at: int) -> None:
+    config = TrainConfig(**{**CONFIG.to_dict(), "checkpoint_every": 5})
+    whole = fit(MLP, tiny, config)
+    with pytest.raises(Crash):
+        fit(MLP, tiny, config, checkpoint_dir=tmp_path, objective=CrashingLoss(at))
+    resumed = fit(MLP, tiny, config, checkpoint_dir=tmp_path, resume=True)
+    for key, value in _weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert _timeless(resumed.history) == _timeless(whole.history)
+
+
+def _timeless(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def test_resume_refuses_another_model_data_or_config(tiny: Ratings, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, batch_size=200, seed=0)
+    fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path)
+    with pytest.raises(ArtifactError, match="different model"):
+        fit(BiasedMFConfig(embedding_dim=4), tiny, config, checkpoint_dir=tmp_path, resume=True)
+    fewer = Ratings(tiny.user[:-5], tiny.item[:-5], tiny.rating[:-5], tiny.users, tiny.items,
+                    scale=tiny.scale)
+    with pytest.raises(ArtifactError, match="different fingerprint"):
+        fit(BiasedMFConfig(embedding_dim=3), fewer, config, checkpoint_dir=tmp_path, resume=True)
+    state = tmp_path / (tmp_path / "LATEST").read_text().strip() / "state.json"
+    facts = json.loads(state.read_text())
+    state.write_text(json.dumps({**facts, "world_size": 2}))
+    with pytest.raises(ArtifactError, match="different world size.*\n  hint: run with 2"):
+        fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_resume_of_a_finished_run_returns_its_weights(tiny: Ratings, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, batch_size=200, seed=0)
+    first = fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path)
+    again = fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path,
+                resume=True)
+    assert torch.equal(first.model.user_embedding.weight, again.model.user_embedding.weight)
+    assert _timeless(again.history) == _timeless(first.history)
+
+
+def test_resume_needs_an_output_directory() -> None:
+    assert main(["train", "--data", "synthetic", "--resume", "--quiet"]) == 2
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=0)
