@@ -9,7 +9,7 @@ import embrec.models
 
 
 def _public(module: object) -> set[str]:
-    names = {n for n in vars(module) if not n.startswith("_")}
+    names = {n for n in dir(module) if not n.startswith("_")}  # dir(): names load lazily
     return {n for n in names if not inspect.ismodule(getattr(module, n))} | {"__version__"}
 
 

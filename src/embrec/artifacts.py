@@ -12,7 +12,7 @@ A model directory holds::
     item_info.parquet      titles/genres, when the data has them
     metrics.json           recorded metrics
     history.csv            per-epoch history, when training recorded one
-    learning-curves.png    train vs validation RMSE per epoch, with a history
+    learning-curves.png    RMSE per epoch and the final model's, with a history (embrec.curves)
 
 Everything is written to a staging sibling folder and exchanged with the
 target in one rename (see :mod:`embrec.modeldir`: a folder embrec did not write
@@ -48,6 +48,7 @@ from embrec.artifact_checks import (
     read_optional_frame,
 )
 from embrec.config import TrainConfig
+from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
 from embrec.errors import ArtifactError, ConfigError, EmbrecError
 from embrec.modeldir import (
@@ -112,7 +113,9 @@ def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path)
     (folder / METRICS).write_text(_json(rec.metadata.get("metrics", {})))
     if rec.history:
         pd.DataFrame(rec.history).to_csv(folder / HISTORY, index=False)
-        _plot_history(rec.history, folder / CURVES)
+        plot_learning_curves(rec.history, folder / CURVES, metadata=rec.metadata,
+                             model_name=rec.model_name,
+                             early_stopping=rec.train_config.early_stopping is not None)
     (folder / CONFIG).write_text(_json(_config(rec, tensors)))
 
 
@@ -171,27 +174,6 @@ def _write_item_info(item_info: pd.DataFrame, file: Path) -> None:
         raise ArtifactError(f"cannot save item_info as Parquet: {error}",
                             hint="give item_info a single-type index and plain columns "
                             "(text, numbers, lists)") from error
-
-
-def _plot_history(history: list[dict[str, float]], path: Path) -> None:
-    frame = pd.DataFrame(history)
-    if "train_rmse" not in frame.columns:
-        return
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = frame["epoch"] if "epoch" in frame.columns else pd.Series(range(1, len(frame) + 1))
-    figure = Figure(figsize=(6, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    for column, label in (("train_rmse", "train"), ("validation_rmse", "validation")):
-        if column in frame.columns:
-            axes.plot(epochs, frame[column], marker="o", label=label)
-    axes.set(xlabel="epoch", ylabel="RMSE", title="Learning curves")
-    axes.legend()
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
 
 
 def _json(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def train_run(
     *,
     split_spec: SplitSpec | None = None,
     test_data: str | None = None,
+    read: Mapping[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
 ) -> RunResult:
@@ -110,6 +112,10 @@ def train_run(
         data: a known data set name or a path to ratings.
         split_spec: the train/test split; ignored when ``test_data`` is given.
         test_data: a separate test file (e.g. ML-100K's ``u1.test``).
+        read: how to read ``data`` and ``test_data``: keyword arguments of
+            :func:`~embrec.data.datasets.load_dataset` (``user``, ``sep``,
+            ``scale``, ``duplicates``...); recorded so the test split can be
+            re-created the same way.
         checkpoint_dir: checkpoint the training there (see ``fit``).
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
 
@@ -122,16 +128,19 @@ def train_run(
         ArtifactError: for a checkpoint that cannot be resumed.
     """
     spec = split_spec or SplitSpec()
-    ratings = load_dataset(data)
+    options = _read_options(read)
+    ratings = load_dataset(data, **options)
     if test_data is None:
         train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
                             n_last=spec.n_last)
         record: dict[str, Any] = {"split": {"method": spec.method, "test_size": spec.test_size,
                                            "seed": spec.seed, "n_last": spec.n_last}}
     else:
-        train, test = ratings, load_dataset(test_data)
+        train, test = ratings, load_dataset(test_data, **options)
         record = {"split": {"test_data": _data_source(test_data)}}
     metadata = {"data": _data_source(data), **record}
+    if options:
+        metadata["read"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
     check_device(train_config.device)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -226,6 +235,15 @@ def _split_notes(test: dict[str, float]) -> list[str]:
     return []
 
 
+def _read_options(read: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The reading options that differ from the defaults; ``scale`` as a tuple."""
+    defaults = {"duplicates": "error", "on_bad_lines": "error"}
+    options = {k: v for k, v in (read or {}).items() if v is not None and v != defaults.get(k)}
+    if "scale" in options:
+        options["scale"] = (float(options["scale"][0]), float(options["scale"][1]))
+    return options
+
+
 def _rating_metrics(rec: Recommender, ratings: Ratings) -> dict[str, float]:
     result = evaluate(rec, ratings, metrics=RATING_METRICS)
     return {key: float(result[key]) for key in (*RATING_METRICS, "n", "unknown")}
@@ -257,9 +275,10 @@ def recorded_test_split(rec: Recommender) -> Ratings:
     if not data or not isinstance(record, dict):
         raise ArtifactError("the model records no data source and split to re-create its test "
                             "set", hint="pass the test ratings with --data PATH")
+    options = _read_options(rec.metadata.get("read"))
     if "test_data" in record:
-        return load_dataset(str(record["test_data"]))
-    ratings = load_dataset(str(data))
+        return load_dataset(str(record["test_data"]), **options)
+    ratings = load_dataset(str(data), **options)
     try:
         test_size, seed = float(record["test_size"]), int(record["seed"])
         method, n_last = str(record["method"]), int(record.get("n_last", 1))

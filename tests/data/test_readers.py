@@ -153,6 +153,7 @@ def _movielens_frame() -> pd.DataFrame:
 
 
 def test_rdata_file_picks_the_ratings_frame(tmp_path: Path) -> None:
+    pytest.importorskip("rdata", reason="reading R files needs the r extra: pip install -e '.[r]'")
     pyreadr = pytest.importorskip("pyreadr")
     path = tmp_path / "movielens-small.RData"
     pyreadr.write_rdata(str(path), _movielens_frame(), df_name="ratings")
@@ -163,6 +164,7 @@ def test_rdata_file_picks_the_ratings_frame(tmp_path: Path) -> None:
 
 
 def test_rds_file_with_ids_stored_as_doubles(tmp_path: Path) -> None:
+    pytest.importorskip("rdata", reason="reading R files needs the r extra: pip install -e '.[r]'")
     pyreadr = pytest.importorskip("pyreadr")
     path = tmp_path / "ratings.rds"
     frame = pd.DataFrame({"userId": [1.0, 2.0], "movieId": [3.0, 4.0], "rating": [4.5, 3.0]})
@@ -173,6 +175,7 @@ def test_rds_file_with_ids_stored_as_doubles(tmp_path: Path) -> None:
 
 
 def test_rdata_problems_use_r_row_numbers(tmp_path: Path) -> None:
+    pytest.importorskip("rdata", reason="reading R files needs the r extra: pip install -e '.[r]'")
     pyreadr = pytest.importorskip("pyreadr")
     frame = _movielens_frame()
     frame.loc[1, "rating"] = np.nan  # the second row, row 2 in R

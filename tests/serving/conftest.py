@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its TestClient and warns (an error here) on plain httpx.
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")

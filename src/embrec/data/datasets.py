@@ -14,13 +14,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from embrec.data.download import download as download_file
 from embrec.data.download import extract_zip, install, verify
-from embrec.data.ratings import Ratings
+from embrec.data.ratings import Duplicates, Ratings
+from embrec.data.validation import OnBadLines
 from embrec.errors import ConfigError, DataError, DownloadError
 
 __all__ = [
@@ -274,6 +276,15 @@ def load_dataset(
     home: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: bool = True,
+    user: str | int | None = None,
+    item: str | int | None = None,
+    rating: str | int | None = None,
+    timestamp: str | int | None = None,
+    format: str | None = None,
+    sep: str | None = None,
+    scale: tuple[float, float] | None = None,
+    duplicates: Duplicates = "error",
+    on_bad_lines: OnBadLines = "error",
 ) -> Ratings:
     """Load a known data set by name (downloading it once), or ratings from a path.
 
@@ -283,6 +294,15 @@ def load_dataset(
         home: embrec's data folder (see :func:`data_home`).
         download: fetch a data set missing from the cache (otherwise raise).
         progress: show a download progress bar.
+        user: the user id column of a ratings file, by name or 0-based position.
+        item: the item id column of a ratings file.
+        rating: the rating column of a ratings file.
+        timestamp: the timestamp column of a ratings file.
+        format: the file format (see :func:`~embrec.data.readers.read_ratings`).
+        sep: the field separator of delimited text.
+        scale: ``(min, max)`` to enforce instead of the inferred or published scale.
+        duplicates: repeated (user, item) pairs: ``"error"``, ``"last"`` or ``"mean"``.
+        on_bad_lines: ``"error"`` or ``"skip"`` malformed lines (with a warning).
 
     Returns:
         The ratings, with item titles when the data set carries them.
@@ -290,10 +310,18 @@ def load_dataset(
     Raises:
         DataError: for a name that is neither known nor an existing path, or for
             malformed files.
+        ConfigError: for a reading option that does not apply (columns or ``sep``
+            for a data set in a known layout, any option for ``synthetic``).
         DownloadError: the data set is not cached and cannot be downloaded (or
             ``download=False``).
     """
+    options: dict[str, Any] = {
+        "user": user, "item": item, "rating": rating, "timestamp": timestamp, "format": format,
+        "sep": sep, "scale": scale, "duplicates": duplicates, "on_bad_lines": on_bad_lines}
+    from embrec.data.readers import read_ratings
+
     if isinstance(name, str) and name == "synthetic":
+        _no_options("synthetic", options)
         from embrec.data.synthetic import generate
 
         return generate(n_users=943, n_items=1682, n_ratings=SYNTHETIC_RATINGS, seed=0).ratings
@@ -305,23 +333,19 @@ def load_dataset(
                                     hint=f"pass download=True, run 'embrec datasets fetch "
                                          f"{info.name}', or {_manual_hint(info, home)}")
             fetch(info, home=home, progress=progress)
-        return _read_folder(dataset_dir(info.name, home), info.layout)
-    return _load_path(Path(name).expanduser())
-
-
-def _load_path(path: Path) -> Ratings:
-    """Read a ratings file, or a folder in a publisher's layout (detected by the reader)."""
+        return read_ratings(dataset_dir(info.name, home), **{**options, "format": info.layout})
+    path = Path(name).expanduser()
     if not path.exists():
         raise _unknown(str(path))
-    from embrec.data.readers import read_ratings
-
-    return read_ratings(path)
+    return read_ratings(path, **options)
 
 
-def _read_folder(folder: Path, layout: str) -> Ratings:
-    from embrec.data.layouts import read_layout
-
-    return read_layout(folder, layout)
+def _no_options(name: str, options: dict[str, Any]) -> None:
+    defaults = {"duplicates": "error", "on_bad_lines": "error"}
+    for key, value in options.items():
+        if value is not None and value != defaults.get(key):
+            raise ConfigError(key, value, f"does not apply to {name!r}",
+                              hint="the data are generated, not read")
 
 
 def list_datasets(home: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -353,6 +377,7 @@ def dataset_info(
     *,
     home: str | os.PathLike[str] | None = None,
     download: bool = True,
+    read: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Summarise a data set: counts, density, scale, quantiles, plus registry facts.
 
@@ -360,6 +385,7 @@ def dataset_info(
         name_or_path: a registry name or a path (see :func:`load_dataset`).
         home: embrec's data folder (see :func:`data_home`).
         download: fetch a known data set missing from the cache.
+        read: reading options passed to :func:`load_dataset` (``sep``, ``user``...).
 
     Returns:
         :meth:`Ratings.describe` (``ratings``, ``users``, ``items``, ``density``,
@@ -370,7 +396,8 @@ def dataset_info(
         DataError: for an unknown name or malformed files.
         DownloadError: the data set is missing and cannot be downloaded.
     """
-    ratings = load_dataset(name_or_path, home=home, download=download, progress=False)
+    ratings = load_dataset(name_or_path, home=home, download=download, progress=False,
+                           **(read or {}))
     info = ratings.describe()
     known = DATASETS.get(str(name_or_path))
     if known is not None:

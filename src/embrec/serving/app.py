@@ -34,6 +34,7 @@ from embrec.config import require
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
+from embrec.serving.docs import add_docs
 from embrec.serving.limits import MAX_BODY_BYTES, MAX_ID_LENGTH, BodyLimit
 from embrec.serving.openapi import ERRORS, public_source, state_limits
 from embrec.serving.schemas import (
@@ -81,7 +82,8 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
             while they stream in, before any parsing.
 
     Returns:
-        A FastAPI app with OpenAPI docs at ``/docs``; the schema states every limit.
+        A FastAPI app with OpenAPI docs at ``/docs`` and ``/redoc`` (assets served
+        locally); the schema states every limit.
 
     Raises:
         ConfigError: if a limit is below 1.
@@ -96,7 +98,10 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
         summary=f"Recommendations from a {rec.model_name} model "
         f"({rec.n_users} users, {rec.n_items} items)",
         responses=ERRORS,
+        docs_url=None,  # served by add_docs with local assets, not a CDN's
+        redoc_url=None,
     )
+    add_docs(app, "embrec")
     for exc_class in (EmbrecError, RequestTooLargeError, RequestValidationError,
                       StarletteHTTPException, Exception):
         app.add_exception_handler(exc_class, _error_response)

@@ -65,14 +65,19 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     size = min(SAMPLE, len(data))
     rows = torch.arange(size, device=data.rating.device) * (len(data) - 1) // max(size - 1, 1)
     sample = Columns(*(c[rows] for c in (data.user, data.item, data.rating)))
+    dense = [m for m in model.modules() if isinstance(m, Tower)]  # hints fit the model at hand
+    relu = any(m.activation == "relu" for m in dense)
     findings = _dead_units(model, sample)
     predictions = _predict(model, sample, scale if ratings else (-torch.inf, torch.inf))
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
     if spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
+        cause = ("a dead ReLU unit or too much regularisation; try init='normal', "
+                 "bounded=True or a lower learning_rate" if relu else
+                 "too much regularisation or too large a step; lower weight_decay or "
+                 "learning_rate")
         findings.append({"kind": "constant_predictions", "std": spread, "message": (
             f"the model predicts (almost) one constant, {float(predictions.mean()):.3f}, for "
-            f"every pair (std {spread:.2g})\n  hint: a dead ReLU unit or too much "
-            "regularisation; try init='normal', bounded=True or a lower learning_rate")})
+            f"every pair (std {spread:.2g})\n  hint: {cause}")})
     if ratings and held is not None and len(held):
         train_rmse = error_metrics(predictions, sample.rating, "t")["t_rmse"]
         held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
@@ -81,7 +86,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
             findings.append({"kind": "overfitting", "ratio": ratio, "message": (
                 f"over-fitting: validation RMSE {held_rmse:.3f} is {ratio:.2f}x the train "
                 f"RMSE {train_rmse:.3f} (threshold {OVERFIT_RATIO})\n  hint: raise "
-                "weight_decay or dropout, or stop earlier with early_stopping")})
+                f"weight_decay{' or dropout' if dense else ''}, or stop earlier with "
+                "early_stopping")})
     for finding in findings:
         warnings.warn(finding["message"], TrainingWarning, stacklevel=3)
     return findings

@@ -1,0 +1,51 @@
+"""What the command line lists in its help, importable without PyTorch or pandas.
+
+``embrec --help`` must answer in a fraction of a second, so it cannot import the
+model registry, the presets or the data-set registry (they pull in PyTorch and
+pandas). These tables hold their names and one-line descriptions instead;
+``tests/test_cli_help.py`` checks that they list exactly the names of
+``embrec.models.MODELS``, ``embrec.presets.PRESETS`` (with the same
+descriptions), ``embrec.data.datasets.DATASETS`` and ``embrec.data.split.METHODS``,
+so a new entry there fails the tests until it is described here too.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DATASET_NAMES", "MODEL_HELP", "PRESET_HELP", "SPLIT_HELP"]
+
+MODEL_HELP: dict[str, str] = {
+    "biased-mf": "global mean + user and item biases + a dot product of factors",
+    "gmf": "element-wise product of embeddings, then dense layers (the Goodreads notebook)",
+    "mlp": "concatenated embeddings, then an MLP tower (the MovieLens notebook)",
+    "neumf": "GMF and MLP towers fused (He et al. 2017)",
+    "popular": "yardstick: items by rating count (or damped mean); ranking scores, not ratings",
+    "ease": "yardstick: Steck's closed-form item-item autoencoder; ranking scores, not ratings",
+}
+
+PRESET_HELP: dict[str, str] = {
+    "movielens-notebook":
+        "MovieLens notebook: concat(50, 50) -> Dense(70, relu) -> Dense(1), 2 epochs",
+    "goodreads-notebook":
+        "Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
+    "default":
+        "biased MF, 32 factors, lazy Adam one-cycle, 20 epochs (selected on validation rows of "
+        "ML-100K)",
+}
+
+SPLIT_HELP: dict[str, str] = {
+    "random": "random ratings",
+    "user": "the same fraction of each user's ratings",
+    "time": "the latest ratings overall (a global time cut-off)",
+    "last": "each user's latest rating",
+    "leave-one-out": "each user's last rating (a random one without timestamps)",
+}
+
+DATASET_NAMES: tuple[str, ...] = (
+    "ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m", "goodbooks-10k", "synthetic",
+)
+
+
+def listing(table: dict[str, str]) -> str:
+    """Render ``{name: description}`` as ``name: description`` lines for a help epilog."""
+    width = max(len(name) for name in table)
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in table.items())

@@ -1,0 +1,141 @@
+"""From flags and a ``--config`` TOML file to the library's config dataclasses.
+
+Settings come from the preset, then the TOML file's tables (``[model]``,
+``[train]``, ``[split]``, ``[data]``), then the flags; each table's keys flow
+into the matching dataclass by name, so a field the library adds is a valid
+TOML key at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from embrec.commands.options import read_options
+from embrec.errors import ConfigError
+
+__all__ = ["RunSettings", "override", "read_toml", "run_settings"]
+
+TABLES = ("preset", "model", "train", "split", "data")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything a training run needs besides the data's name."""
+
+    model: Any
+    train: Any
+    split: Any
+    read: dict[str, Any]
+    preset: str | None
+
+
+def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSettings:
+    """Resolve the preset, ``--config`` tables and flags into configs.
+
+    Args:
+        args: the parsed command line (``preset`` may be absent, as for ``tune``).
+        train_flags: ``TrainConfig`` fields given as flags (None when not given).
+
+    Returns:
+        The model, train and split configs, the reading options and the preset's name.
+
+    Raises:
+        ConfigError: for an unknown preset, model, table or setting.
+    """
+    from embrec.models import MODELS
+    from embrec.presets import PRESETS, default_training
+    from embrec.runs import SplitSpec
+
+    file = read_toml(args.config) if args.config else {}
+    preset_name = (getattr(args, "preset", None) or file.get("preset")
+                   or ("default" if not args.model else None))
+    preset = PRESETS[_known("preset", preset_name, PRESETS)] if preset_name else None
+    model_name = args.model or file.get("model", {}).get("name")
+    if model_name:
+        model = MODELS[_known("model", model_name, MODELS)]()
+    else:
+        model = preset.model if preset is not None else PRESETS["default"].model
+    train = preset.train if preset is not None else default_training(model)
+    model = override(model, _over(file.get("model", {}),
+                                  {"embedding_dim": getattr(args, "embedding_dim", None)}),
+                     skip=("name",))
+    train = override(train, _over(file.get("train", {}),
+                                  {"seed": args.seed, "device": args.device,
+                                   "num_threads": args.threads, **train_flags}))
+    table = file.get("split", {})
+    test_size = args.test_size or table.get("test_size")
+    if test_size is None:
+        test_size = preset.test_size if preset is not None else 0.2
+    seed = args.seed if args.seed is not None else table.get("seed", 0)
+    split = SplitSpec(method=args.split or table.get("method", "random"), test_size=test_size,
+                      seed=seed, n_last=table.get("n_last", 1))
+    return RunSettings(model, train, split, read_options(args, file.get("data")), preset_name)
+
+
+def _over(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The config file's table with the flags that were given laid over it."""
+    return {**table, **{key: value for key, value in flags.items() if value is not None}}
+
+
+def _known(kind: str, name: str, registry: dict[str, Any]) -> str:
+    if name not in registry:
+        from embrec.config import require_choice
+
+        require_choice(kind, name, registry)
+    return name
+
+
+def override(config: Any, values: dict[str, Any], skip: Sequence[str] = ()) -> Any:
+    """Return ``config`` with the non-None ``values`` replaced (lists become tuples).
+
+    Args:
+        config: a frozen config dataclass.
+        values: field name -> value; None means "not given".
+        skip: keys to ignore (such as ``[model] name``).
+
+    Returns:
+        The new config, validated again by its ``__post_init__``.
+
+    Raises:
+        ConfigError: for a key that is not a field of the config, or a bad value.
+    """
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {k: v for k, v in values.items() if v is not None and k not in skip}
+    unknown = [k for k in changes if k not in fields]
+    if unknown:
+        raise ConfigError(unknown[0], changes[unknown[0]],
+                          f"is not a setting of {type(config).__name__}",
+                          hint=f"its settings are {sorted(fields)}")
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    return dataclasses.replace(config, **changes)
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read a ``--config`` file, checking its top-level keys.
+
+    Args:
+        path: the TOML file.
+
+    Returns:
+        Its tables.
+
+    Raises:
+        ConfigError: if the file cannot be read, is not TOML or has an unknown table.
+    """
+    try:
+        with open(path, "rb") as handle:
+            file = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError("config", path, f"cannot be read ({error.strerror})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("config", path, f"is not valid TOML: {error}") from error
+    unknown = [key for key in file if key not in TABLES]
+    if unknown:
+        raise ConfigError("config", path, f"has an unknown table [{unknown[0]}]",
+                          hint=f"its tables are {', '.join(f'[{t}]' for t in TABLES[1:])} "
+                          "and a top-level preset = NAME")
+    return file

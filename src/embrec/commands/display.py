@@ -1,0 +1,81 @@
+"""How the command line prints: JSON, tables, rounded facts and warnings.
+
+Warnings raised while a command runs are printed in embrec's error style, one
+``warning: ...`` line plus its ``  hint: ...`` lines naming command-line flags,
+instead of Python's ``file.py:114: TrainingWarning: ...`` and a source line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from embrec.commands.options import cli_hint
+
+__all__ = ["cli_warnings", "format_warning", "print_frame", "print_json", "readable"]
+
+
+def print_json(payload: Any) -> None:
+    """Print ``payload`` as strict JSON (NaN and infinities become null)."""
+    from embrec.jsonsafe import dumps
+
+    print(dumps(payload))
+
+
+def print_frame(frame: Any) -> None:
+    """Print a DataFrame as an aligned table, floats to 4 decimals."""
+    print(frame.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4f}"))
+
+
+def readable(value: Any) -> str:
+    """Format a fact for people: floats to 4 significant digits, containers item by item."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {readable(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(readable(v) for v in value) + ")"
+    return str(value)
+
+
+def format_warning(message: Warning | str, category: type[Warning], filename: str,
+                   lineno: int, line: str | None = None) -> str:
+    """Format a warning as ``warning: ...`` plus ``  hint: ...`` lines (warnings.formatwarning)."""
+    text = cli_hint(str(message))
+    first, *rest = text.split("\n")
+    if not issubclass(category, _embrec_warning()):
+        first = f"{first} ({category.__name__})"
+    lines = [f"warning: {first}"] + [f"  {part.strip()}" for part in rest if part.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _embrec_warning() -> type[Warning]:
+    from embrec.errors import EmbrecWarning
+
+    return EmbrecWarning
+
+
+@contextlib.contextmanager
+def cli_warnings() -> Iterator[None]:
+    """Format warnings with :func:`format_warning` for the duration, then restore the hook.
+
+    Only the formatting is replaced, not ``warnings.showwarning``, so a recorder such
+    as ``warnings.catch_warnings(record=True)`` or ``pytest.warns`` still sees them.
+    """
+    saved = warnings.formatwarning
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved

@@ -1,0 +1,156 @@
+"""How the command line reads data, and how its hints name its own flags.
+
+Every command that reads ratings takes the same flags (``--user-col``,
+``--sep``, ``--scale``...), and a ``--config`` TOML file may hold the same
+settings in a ``[data]`` table; both become the keyword arguments of
+:func:`embrec.load_dataset` / :func:`embrec.read_ratings`. Errors raised by the
+library name its Python arguments (``sep=...``); :func:`cli_hint` rewrites
+their hint lines to name the flags instead (``--sep ...``) when the command
+line prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+from typing import Any
+
+from embrec.errors import ConfigError
+
+__all__ = ["FLAGS", "add_read_arguments", "cli_hint", "read_options"]
+
+#: Python argument of read_ratings / load_dataset -> command-line flag.
+FLAGS: dict[str, str] = {
+    "user": "--user-col", "item": "--item-col", "rating": "--rating-col",
+    "timestamp": "--timestamp-col", "sep": "--sep", "format": "--format", "scale": "--scale",
+    "duplicates": "--duplicates", "on_bad_lines": "--on-bad-lines",
+}
+#: ``[data]`` key of the TOML config -> Python argument.
+TOML_KEYS: dict[str, str] = {
+    "user_col": "user", "item_col": "item", "rating_col": "rating",
+    "timestamp_col": "timestamp", "sep": "sep", "format": "format", "scale": "scale",
+    "duplicates": "duplicates", "on_bad_lines": "on_bad_lines",
+}
+#: Training settings that have a flag of their own, for hints that name them.
+TRAIN_FLAGS = ("epochs", "batch_size", "embedding_dim", "learning_rate", "weight_decay",
+               "validation", "early_stopping", "seed", "device", "on_unknown")
+_SEPARATORS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+               "space": " "}
+
+
+def add_read_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the data-reading flags, in their own help group, to ``parser``."""
+    group = parser.add_argument_group(
+        "reading the data", "how to read a ratings file (also the [data] table of --config); "
+        "known data sets and folders in a publisher's layout need none of these")
+    for role in ("user", "item", "rating", "timestamp"):
+        group.add_argument(FLAGS[role], metavar="COLUMN", dest=f"{role}_col",
+                           help=f"the {role} column: a name, or a 0-based position "
+                           "(default: recognised by its usual names)")
+    group.add_argument("--sep", help="field separator, e.g. ',' '\\t' (or tab) '::' "
+                       "(default: guessed from the file)")
+    group.add_argument("--format", help="csv, tsv, text, parquet, npz, rdata or rds "
+                       "(default: from the file's suffix)")
+    group.add_argument("--scale", nargs="+", metavar="LOW HIGH",
+                       help="the rating scale, as 'LOW HIGH' or 'LOW,HIGH' "
+                       "(default: inferred from the data, or the data set's published one)")
+    group.add_argument("--duplicates", choices=("error", "last", "mean"),
+                       help="a (user, item) pair rated more than once: stop with an error, keep "
+                       "the last rating or average them (default: error)")
+    group.add_argument("--on-bad-lines", choices=("error", "skip"),
+                       help="malformed lines and bad values: stop with an error, or skip them "
+                       "with one warning (default: error)")
+
+
+def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge the flags over the config's ``[data]`` table into ``load_dataset`` arguments.
+
+    Args:
+        args: the parsed command line (flags left out are None).
+        table: the ``[data]`` table of ``--config``, if any.
+
+    Returns:
+        Only the options given, keyed by their Python argument names.
+
+    Raises:
+        ConfigError: for an unknown ``[data]`` key or a malformed ``--scale``.
+    """
+    table = dict(table or {})
+    unknown = [key for key in table if key not in TOML_KEYS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(TOML_KEYS), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {sorted(TOML_KEYS)}"
+        raise ConfigError("[data]", unknown[0], "is not a data-reading setting", hint=hint)
+    options = {TOML_KEYS[key]: value for key, value in table.items()}
+    flags = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col,
+             "timestamp": args.timestamp_col, "sep": args.sep, "format": args.format,
+             "scale": args.scale, "duplicates": args.duplicates,
+             "on_bad_lines": args.on_bad_lines}
+    options.update({key: value for key, value in flags.items() if value is not None})
+    for role in ("user", "item", "rating", "timestamp"):
+        if isinstance(options.get(role), str) and options[role].isdigit():
+            options[role] = int(options[role])
+    if "sep" in options:
+        options["sep"] = _SEPARATORS.get(options["sep"].lower(), options["sep"])
+    if "scale" in options:
+        options["scale"] = _scale(options["scale"])
+    return options
+
+
+def _scale(value: Any) -> tuple[float, float]:
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        parts = parts[0].replace(",", " ").split()
+    try:
+        low, high = (float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise ConfigError("scale", value, "is not two numbers",
+                          hint="give --scale LOW HIGH (or LOW,HIGH), e.g. --scale 1 5") from None
+    return low, high
+
+
+def cli_hint(text: str) -> str:
+    """Rewrite the ``hint:`` lines of an error or warning to name command-line flags.
+
+    ``pass sep=... and format=...`` becomes ``pass --sep ... and --format ...``,
+    ``user=0`` becomes ``--user-col 0``, ``scale=(min, max)`` becomes
+    ``--scale MIN MAX`` and ``a lower learning_rate`` becomes ``a lower
+    --learning-rate``. Lines other than hints are left as they are, and so are
+    settings without a flag (they go in the ``--config`` file's tables).
+
+    Args:
+        text: a message, with hint lines starting ``hint:``.
+
+    Returns:
+        The text with its hint lines rewritten.
+    """
+    lines = text.split("\n")
+    return "\n".join(_flags(line) if line.lstrip().startswith("hint:") else line
+                     for line in lines)
+
+
+_ASSIGN = re.compile(r"(?<![\w.-])(" + "|".join([*FLAGS, *TRAIN_FLAGS]) + r")"
+                     r"=(\([^)]*\)|<[^>]*>|'[^']*'|\"[^\"]*\"|[^\s,;?)]+)")
+# bare names only where they cannot be ordinary words ("raise weight_decay", not "seed")
+_BARE = re.compile(r"(?<![\w.'=-])(" + "|".join(n for n in TRAIN_FLAGS if "_" in n)
+                   + r")(?![\w'=])")
+
+
+def _flag(name: str) -> str:
+    return FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
+def _value(name: str, value: str) -> str:
+    if name == "scale" and value.startswith("("):
+        return " ".join(part.strip().upper() for part in value.strip("()").split(","))
+    if value == "<column name or position>":
+        return "COLUMN"
+    return value.strip("'\"")
+
+
+def _flags(line: str) -> str:
+    line = re.sub(r"(?<![\w-])\w+=\S+? \((?:CLI|command line): ([^)]*)\)", r"\1", line)
+    line = re.sub(r" ?\((?:CLI|command line): [^)]*\)", "", line)
+    line = _ASSIGN.sub(lambda m: f"{_flag(m[1])} {_value(m[1], m[2])}", line)
+    return _BARE.sub(lambda m: _flag(m[1]), line)

@@ -1,0 +1,132 @@
+"""``embrec tune``: split like ``train``, tune on the training side, write a ``--config`` file.
+
+The data are split into train and test exactly as ``embrec train`` splits them
+with the same flags, and only the training side goes to :func:`embrec.tuning.tune`,
+which carves its validation rows from it. The best setting is written as a TOML
+file that ``embrec train --config`` reads back: ``[model]`` (with its name),
+``[train]``, ``[split]`` and, when the data needed reading options, ``[data]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from embrec.commands.configs import run_settings
+from embrec.commands.display import print_json
+from embrec.commands.options import TOML_KEYS
+from embrec.errors import ConfigError
+
+__all__ = ["cmd_tune", "to_toml"]
+
+SKIPPED_TRAIN_KEYS = ("device", "progress", "validation", "early_stopping")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``embrec tune``: search, print the best trials, write ``--out``."""
+    from embrec.data.datasets import load_dataset
+    from embrec.data.split import split
+    from embrec.tuning import best_trials, tune
+
+    settings = run_settings(args, {})
+    ratings = load_dataset(args.data, **settings.read)
+    spec = settings.split
+    train = ratings if args.test_data else split(
+        ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
+        n_last=spec.n_last)[0]
+    study = args.study or f"tune-{Path(args.data).stem}-{settings.model.name}"
+    started = time.perf_counter()
+    result = tune(train, settings.model, train_config=settings.train, trials=args.trials,
+                  timeout=args.timeout, metric=args.metric, validation=args.validation,
+                  storage=args.storage, study_name=study, seed=spec.seed,
+                  progress=not args.json and not args.quiet)
+    seconds = time.perf_counter() - started
+    header = (f"embrec tune: study {study!r}, best trial {result.study.best_trial.number}, "
+              f"validation {args.metric} {result.value:.4f} on {args.validation:g} of the "
+              f"training split\ntrain with: embrec train --data {args.data} --config {args.out}")
+    _write(args.out, to_toml(_tables(result, settings, args), header))
+    top = best_trials(result.study, args.top)
+    states = Counter(t.state.name.lower() for t in result.study.trials)
+    summary = {"study": study, "storage": args.storage, "metric": args.metric,
+               "trials": len(result.study.trials), "states": dict(states), "seconds": seconds,
+               "value": result.value,
+               "model": {"name": result.model.name, **result.model.to_dict()},
+               "train": result.train.to_dict(), "best_trials": top, "out": args.out}
+    if args.json:
+        print_json(summary)
+        return 0
+    _print_table(top, args.metric)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    print(f"{len(result.study.trials)} trials in the study ({counts}), {seconds:.1f} s this "
+          f"run; best validation {args.metric} {result.value:.4f}; settings in {args.out}")
+    return 0
+
+
+def _tables(result: Any, settings: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    train = {k: v for k, v in result.train.to_dict().items() if k not in SKIPPED_TRAIN_KEYS}
+    tables: dict[str, dict[str, Any]] = {
+        "model": {"name": result.model.name, **result.model.to_dict()},
+        "train": train,
+        "split": {"method": settings.split.method, "test_size": settings.split.test_size,
+                  "seed": settings.split.seed},
+    }
+    keys = {python: key for key, python in TOML_KEYS.items()}
+    if settings.read:
+        tables["data"] = {keys[k]: v for k, v in settings.read.items()}
+    return tables
+
+
+def _print_table(rows: list[dict[str, Any]], metric: str) -> None:
+    import pandas as pd
+
+    from embrec.commands.display import print_frame
+
+    if rows:
+        frame = pd.DataFrame(rows).rename(columns={"value": f"validation {metric}",
+                                                   "seconds": "fit s"})
+        print_frame(frame)
+
+
+def to_toml(tables: dict[str, dict[str, Any]], header: str = "") -> str:
+    """Write ``{table: {key: value}}`` as TOML (None values are left out).
+
+    Args:
+        tables: the tables, each a flat dict of numbers, strings, booleans and lists.
+        header: comment lines for the top of the file.
+
+    Returns:
+        The TOML text.
+    """
+    lines = [f"# {line}" for line in header.splitlines()]
+    for name, values in tables.items():
+        lines += ["", f"[{name}]"]
+        lines += [f"{key} = {_value(value)}" for key, value in values.items() if value is not None]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else
+                                                         "inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as error:
+        raise ConfigError("out", path, f"cannot be written ({error.strerror})",
+                          hint="pick a path in an existing, writable folder") from error

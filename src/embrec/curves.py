@@ -1,0 +1,104 @@
+"""The learning-curves figure a saved model carries: RMSE per epoch, and what the table reports.
+
+``history``'s ``train_rmse`` is the running RMSE of the predictions made *while*
+each epoch trained (dropout on, weights still moving), so it sits above the
+train RMSE the summary table reports, which is measured afterwards on the final
+model in eval mode. The figure draws the two as different things, labelled:
+the running curve per epoch, and the final model's train and test RMSE as
+marked points at the epoch whose weights were kept. Validation is drawn
+per epoch whenever training held some out. Epochs sit at whole numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["learning_curves", "plot_learning_curves"]
+
+
+def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
+                         metadata: dict[str, Any] | None = None, model_name: str = "",
+                         early_stopping: bool = False) -> bool:
+    """Draw RMSE per epoch (and the final model's recorded metrics) into a PNG.
+
+    Args:
+        history: per-epoch records with ``epoch``, ``train_rmse`` and, with
+            validation, ``validation_rmse``.
+        path: the PNG to write.
+        metadata: the recommender's metadata: ``metrics`` (train/validation/test
+            RMSE of the final model), ``data`` and ``preset`` for the title.
+        model_name: the model's registry name, for the title.
+        early_stopping: whether the kept weights are those of the best
+            validation epoch rather than the last.
+
+    Returns:
+        Whether a figure was written (not without a ``train_rmse`` history).
+    """
+    if not history or "train_rmse" not in history[0]:
+        return False
+    figure = learning_curves(history, metadata=metadata, model_name=model_name,
+                             early_stopping=early_stopping)
+    figure.savefig(path, dpi=100)
+    return True
+
+
+def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
+                    model_name: str = "", early_stopping: bool = False) -> Any:
+    """Return the learning-curves matplotlib ``Figure`` (see :func:`plot_learning_curves`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    meta = metadata or {}
+    epochs = [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
+    figure = Figure(figsize=(7, 4.4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    axes.plot(epochs, [r["train_rmse"] for r in history], marker="o", color="tab:blue",
+              label="train, running RMSE while each epoch trains (training mode)")
+    valid = [r.get("validation_rmse", math.nan) for r in history]
+    if any(math.isfinite(v) for v in valid):
+        axes.plot(epochs, valid, marker="o", color="tab:orange",
+                  label="validation, after each epoch (eval mode)")
+    kept = epochs[-1]
+    if early_stopping and any(math.isfinite(v) for v in valid):
+        kept = epochs[min(range(len(valid)), key=lambda k: _finite(valid[k]))]
+    _final_points(axes, meta.get("metrics") or {}, kept)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    axes.set(xlabel="epoch", ylabel="RMSE", title=_title(meta, model_name))
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def _final_points(axes: Any, metrics: dict[str, dict[str, float]], epoch: int) -> None:
+    """Mark the final model's RMSE on each split (the summary table's figures)."""
+    styles = {"train": ("tab:blue", "s"), "test": ("tab:red", "*")}
+    for split, (color, marker) in styles.items():
+        rmse = (metrics.get(split) or {}).get("rmse")
+        if rmse is None or not math.isfinite(rmse):
+            continue
+        axes.plot([epoch], [rmse], linestyle="none", marker=marker, color=color,
+                  markersize=13 if marker == "*" else 8, markeredgecolor="black",
+                  label=f"{split}, final model, eval mode (the table): {rmse:.3f}")
+        if split == "test":
+            axes.annotate(f"test {rmse:.3f}", (epoch, rmse), textcoords="offset points",
+                          xytext=(-10, 7), ha="right", fontsize=9, color=color)
+
+
+def _title(meta: dict[str, Any], model_name: str) -> str:
+    data = meta.get("data")
+    parts = [model_name or "model"]
+    if data:
+        parts.append(f"on {Path(str(data)).name}")
+    if meta.get("preset"):
+        parts.append(f"(preset {meta['preset']})")
+    return "Learning curves: " + " ".join(parts)

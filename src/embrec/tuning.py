@@ -1,0 +1,332 @@
+"""tune(): search a model's and training's settings with Optuna, on validation rows only.
+
+``tune(train, "biased-mf")`` takes *training* ratings (the caller keeps its test
+split out of them), carves a validation set from them with a seeded random
+split, and runs one Optuna trial per setting: fit on the rest, score on the
+validation rows (RMSE, or NDCG@10 over the full catalogue). The test rows are
+never seen, so the test RMSE of the chosen setting stays an honest estimate.
+
+The search space (:func:`suggest`, :data:`RANGES`, :data:`CHOICES`) covers the
+training knobs every model shares (learning rate, weight decay, batch size,
+epochs, schedule) and the model's own
+(embedding size, initial spread, dropout), each only when the config has it, so
+a field the library adds keeps its value. A new study's first trial is the
+given setting itself (:func:`starting_point`), so the search never reports a
+validation score worse than where it started. Each trial reports its per-epoch
+validation RMSE to Optuna's ``MedianPruner``, which marks trials that trail the
+median at the same epoch as pruned. ``fit`` has no per-epoch hook, so the report
+comes after the trial's fit: pruning steers the sampler and the tables, but
+does not yet save training time.
+
+A study lives in Optuna storage (``storage="sqlite:///tune.db"``): running
+``tune`` again with the same study name resumes it until it holds ``trials``
+finished trials, and several processes can share one study. The study records
+what it tunes (model, metric, validation fraction, seed and the training data's
+fingerprint) and refuses to mix in a different search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from embrec.config import TrainConfig, require, require_choice
+from embrec.data.ratings import Ratings
+from embrec.data.split import split
+from embrec.errors import ConfigError, TrainingWarning
+from embrec.models.base import ModelConfig
+
+__all__ = ["CHOICES", "METRICS", "RANGES", "TuneResult", "best_trials", "starting_point", "suggest",
+           "tune"]
+
+METRICS = {"rmse": "minimize", "ndcg@10": "maximize"}
+
+
+@dataclass(frozen=True, slots=True)
+class TuneResult:
+    """The outcome of :func:`tune`.
+
+    Attributes:
+        model: the best trial's model config.
+        train: the best trial's training config.
+        value: its validation metric.
+        metric: the metric's name.
+        study: the ``optuna.Study`` (every trial, its parameters and values).
+    """
+
+    model: ModelConfig
+    train: TrainConfig
+    value: float
+    metric: str
+    study: Any
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("tune", "optuna", "is not installed",
+                          hint="pip install 'embrec[tune]'") from None
+    return optuna
+
+
+#: The search space: numeric ranges (log-uniform except dropout) and categorical choices.
+RANGES: dict[str, tuple[float, float]] = {
+    "embedding_dim": (8, 128), "init_std": (0.005, 0.2), "dropout": (0.0, 0.6),
+    "dropout_k": (0.0, 0.8), "learning_rate": (1e-3, 5e-2), "weight_decay": (1e-4, 0.5),
+    "epochs": (3, 30)}
+CHOICES: dict[str, list[Any]] = {"batch_size": [256, 512, 1024, 2048, 4096],
+                                 "schedule": ["constant", "onecycle"]}
+
+
+def suggest(trial: Any, model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """Draw one setting from the search space, around ``model`` and ``train``.
+
+    Args:
+        trial: an ``optuna.Trial`` (or ``optuna.trial.FixedTrial`` to rebuild a setting).
+        model: the model config whose other fields are kept.
+        train: the training config whose other fields are kept.
+
+    Returns:
+        The model and training configs of this trial.
+    """
+    fields = {f.name for f in dataclasses.fields(model)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {"embedding_dim": trial.suggest_int(
+        "embedding_dim", *(int(v) for v in RANGES["embedding_dim"]), log=True)}
+    if "init_std" in fields:
+        changes["init_std"] = trial.suggest_float("init_std", *RANGES["init_std"], log=True)
+    dropout = getattr(model, "dropout", None)
+    if isinstance(dropout, float):
+        changes["dropout"] = trial.suggest_float("dropout", *RANGES["dropout"])
+    elif isinstance(dropout, tuple):
+        changes["dropout"] = tuple(trial.suggest_float(f"dropout_{k}", *RANGES["dropout_k"])
+                                   for k in range(len(dropout)))
+    train_changes = {
+        "learning_rate": trial.suggest_float("learning_rate", *RANGES["learning_rate"], log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *RANGES["weight_decay"], log=True),
+        "batch_size": trial.suggest_categorical("batch_size", CHOICES["batch_size"]),
+        "epochs": trial.suggest_int("epochs", *(int(v) for v in RANGES["epochs"])),
+        "schedule": trial.suggest_categorical("schedule", CHOICES["schedule"]),
+    }
+    return (dataclasses.replace(model, **changes),  # type: ignore[type-var]
+            dataclasses.replace(train, **train_changes, validation=0.0, early_stopping=None,
+                                progress=False))
+
+
+def starting_point(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
+    """The starting configs as trial parameters, those that lie inside the search space.
+
+    A new study runs this setting first, so the search never reports a best
+    worse (on validation) than where it started.
+
+    Args:
+        model: the model config the search starts from.
+        train: the training config the search starts from.
+
+    Returns:
+        ``{parameter: value}`` for :func:`suggest`'s parameters.
+    """
+    current: dict[str, Any] = {k: getattr(model, k, None) for k in ("embedding_dim", "init_std")}
+    current.update({k: getattr(train, k) for k in (
+        "learning_rate", "weight_decay", "epochs", "batch_size", "schedule")})
+    dropout = getattr(model, "dropout", None)
+    if isinstance(dropout, float):
+        current["dropout"] = dropout
+    elif isinstance(dropout, tuple):
+        current.update({f"dropout_{k}": rate for k, rate in enumerate(dropout)})
+    inside = {}
+    for name, value in current.items():
+        if name in CHOICES:
+            ok = value in CHOICES[name]
+        else:
+            low, high = RANGES["dropout_k" if name.startswith("dropout_") else name]
+            ok = value is not None and low <= value <= high
+        if ok:
+            inside[name] = value
+    return inside
+
+
+def tune(
+    train: Ratings,
+    model: ModelConfig | str = "biased-mf",
+    *,
+    train_config: TrainConfig | None = None,
+    trials: int = 40,
+    timeout: float | None = None,
+    metric: str = "rmse",
+    validation: float = 0.1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> TuneResult:
+    """Search settings for ``model`` on validation rows carved from ``train``.
+
+    Args:
+        train: the training ratings only (keep the test split out of them).
+        model: a model config (its other fields are kept) or a registry name.
+        train_config: the training config to start from (``TrainConfig()`` when None).
+        trials: finished trials the study should hold; a resumed study runs the rest.
+        timeout: stop starting trials after this many seconds (None: no limit).
+        metric: ``"rmse"`` (minimised) or ``"ndcg@10"`` (maximised) on the validation rows.
+        validation: fraction of ``train`` held out to score trials.
+        storage: an Optuna storage URL such as ``"sqlite:///tune.db"`` (None: in memory).
+        study_name: the study's name in ``storage`` (default ``tune-<model>``).
+        seed: seeds the validation split, every trial's training and the sampler.
+        progress: show a progress bar over trials.
+
+    Returns:
+        The best trial's configs, its value, the metric and the Optuna study.
+
+    Raises:
+        ConfigError: for a bad option, a missing ``optuna`` (the ``tune`` extra), or
+            a stored study that tunes something else.
+    """
+    optuna = _optuna()
+    require_choice("metric", metric, METRICS)
+    require(isinstance(trials, int) and trials >= 1, "trials", trials, "must be at least 1")
+    require(0 < validation < 1, "validation", validation, "must be in (0, 1)")
+    from embrec.models import MODELS
+
+    if isinstance(model, str):
+        require_choice("model", model, MODELS)
+    config: ModelConfig = MODELS[model]() if isinstance(model, str) else model
+    if "embedding_dim" not in {f.name for f in dataclasses.fields(config)}:  # type: ignore[arg-type]
+        raise ConfigError("model", config.name, "has no embedding settings to tune",
+                          hint="tune a trained model (biased-mf, gmf, mlp, neumf)")
+    base_train = dataclasses.replace(train_config or TrainConfig(), seed=seed)
+    fit_rows, held = split(train, test_size=validation, seed=seed)
+    setup = {"model": config.name, "metric": metric, "validation": validation, "seed": seed,
+             "data": train.fingerprint()}
+    study = _study(optuna, storage, study_name or f"tune-{config.name}", setup, seed)
+    objective = _objective(optuna, config, base_train, fit_rows, held, metric)
+    if not study.trials:  # start where the given configs are
+        study.enqueue_trial(starting_point(config, base_train), skip_if_exists=True)
+    done = _finished(optuna, study)
+    if done < trials:
+        callbacks = [optuna.study.MaxTrialsCallback(
+            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))]
+        bar = _Bar(trials, done, metric) if progress else None
+        if bar is not None:
+            callbacks.append(bar)
+        try:
+            study.optimize(objective, n_trials=trials - done, timeout=timeout,
+                           callbacks=callbacks, gc_after_trial=False)
+        finally:
+            if bar is not None:
+                bar.close()
+    return _result(optuna, study, config, base_train, metric)
+
+
+def _study(optuna: Any, storage: str | None, name: str, setup: dict[str, Any], seed: int) -> Any:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _create(optuna, storage, name, METRICS[str(setup["metric"])])
+    stored = study.user_attrs.get("setup")
+    if stored is None:
+        study.set_user_attr("setup", setup)
+    elif stored != setup:
+        changed = sorted(k for k in setup if stored.get(k) != setup[k])
+        raise ConfigError("study", name, f"in {storage} tunes something else (differs in "
+                          f"{', '.join(changed)})", hint="pick another study name, or tune "
+                          "the same model, metric and data as before")
+    offset = len(study.trials)  # a resumed or second process draws fresh random settings
+    study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=8)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    return study
+
+
+def _create(optuna: Any, storage: str | None, name: str, direction: str) -> Any:
+    """Create or load the study; retry while another process creates the same database."""
+    for attempt in range(6):
+        try:
+            return optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                       load_if_exists=True)
+        except (ValueError, ImportError) as error:
+            raise ConfigError("storage", storage, f"cannot hold the study: {error}",
+                              hint="give an Optuna storage URL such as sqlite:///tune.db") from None
+        except Exception:  # SQLAlchemy's errors while two processes create the schema
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _objective(optuna: Any, model: ModelConfig, train: TrainConfig, fit_rows: Ratings,
+               held: Ratings, metric: str) -> Any:
+    from embrec.evaluation.evaluate import evaluate
+    from embrec.training.fit import fit
+
+    def objective(trial: Any) -> float:
+        model_config, train_config = suggest(trial, model, train)
+        started = time.perf_counter()
+        with warnings.catch_warnings():  # a trial's health shows in its value
+            warnings.simplefilter("ignore", TrainingWarning)
+            rec = fit(model_config, fit_rows, train_config, validation=held)
+        trial.set_user_attr("seconds", time.perf_counter() - started)
+        for record in rec.history:
+            value = record.get("validation_rmse", math.nan)
+            if metric == "rmse" and math.isfinite(value):
+                trial.report(value, int(record["epoch"]))
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return float(evaluate(rec, held, metrics=[metric])[metric])
+
+    return objective
+
+
+def _finished(optuna: Any, study: Any) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+class _Bar:
+    """A progress bar over trials, showing the best value so far."""
+
+    def __init__(self, total: int, done: int, metric: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", leave=True)
+        self.metric = metric
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.bar.update(1)
+        with contextlib.suppress(ValueError):  # no finished trial yet
+            self.bar.set_postfix({f"best {self.metric}": f"{study.best_value:.4f}"})
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _result(optuna: Any, study: Any, model: ModelConfig, train: TrainConfig,
+            metric: str) -> TuneResult:
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise ConfigError("trials", 0, "finished without a result",
+                          hint="give a longer timeout, or look for errors above") from None
+    model_config, train_config = suggest(optuna.trial.FixedTrial(best.params), model, train)
+    return TuneResult(model_config, train_config, float(best.value), metric, study)
+
+
+def best_trials(study: Any, n: int = 5) -> list[dict[str, Any]]:
+    """The ``n`` best finished trials, best first: number, value, seconds and parameters.
+
+    Args:
+        study: an ``optuna.Study`` from :func:`tune`.
+        n: how many.
+
+    Returns:
+        One dict per trial.
+    """
+    optuna = _optuna()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    ranked = sorted(done, key=lambda t: sign * float(t.value))[:n]
+    return [{"trial": t.number, "value": float(t.value),
+             "seconds": float(t.user_attrs.get("seconds", math.nan)), **t.params}
+            for t in ranked]
