@@ -15,9 +15,9 @@ __all__ = ["DATASET_NAMES", "MODEL_HELP", "PRESET_HELP", "SPLIT_HELP"]
 
 MODEL_HELP: dict[str, str] = {
     "biased-mf": "global mean + user and item biases + a dot product of factors",
-    "gmf": "element-wise product of embeddings, then dense layers (the Goodreads notebook)",
-    "mlp": "concatenated embeddings, then an MLP tower (the MovieLens notebook)",
-    "neumf": "GMF and MLP towers fused (He et al. 2017)",
+    "gmf": "element-wise product of embeddings, then dense layers, plus user and item biases",
+    "mlp": "concatenated embeddings, then an MLP tower, plus user and item biases",
+    "neumf": "GMF and MLP towers fused (He et al. 2017), plus user and item biases",
     "popular": "yardstick: items by rating count (or damped mean); ranking scores, not ratings",
     "ease": "yardstick: Steck's closed-form item-item autoencoder; ranking scores, not ratings",
 }
@@ -30,6 +30,9 @@ PRESET_HELP: dict[str, str] = {
     "default":
         "biased MF, 32 factors, lazy Adam one-cycle, 20 epochs (selected on validation rows of "
         "ML-100K)",
+    "ranking":
+        "top-N on explicit ratings: biased MF trained with a softmax over in-batch items "
+        "(ratings >= 4 are positives)",
 }
 
 SPLIT_HELP: dict[str, str] = {
