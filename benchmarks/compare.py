@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -178,19 +177,10 @@ def in_subprocess(framework: str, task: str, seed: int, folder: Path, threads: i
 
 # ----------------------------------------------------------------------------- report
 def machine() -> dict[str, Any]:
-    """Facts about the machine and software the numbers come from."""
+    """Facts about the machine (``harness.machine``) and the software the numbers come from."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__}
+    return {**harness.machine(), "torch": torch.__version__, "numpy": np.__version__}
 
 
 def markdown(frame: pd.DataFrame) -> str:

@@ -96,11 +96,11 @@ def test_global_bias_and_layer_biases_are_never_decayed() -> None:
     flat = DenseParameters(model, [model.table.weight])
     assert flat.kernel_size == 6  # the 2 x 3 weight matrix only
     optimizer = DenseOptimizer(flat, TrainConfig(optimizer="sgd", dense_weight_decay=10.0))
-    before = model.global_bias.detach().clone()
-    optimizer.step(0.1, 1)  # zero gradients: only decay could move anything
-    torch.testing.assert_close(model.global_bias.detach(), before)
-    assert float(model.dense.weight.detach().abs().sum()) == 0 or \
-        not torch.equal(model.dense.weight.detach(), torch.zeros(2, 3))
+    biases = [model.global_bias.detach().clone(), model.dense.bias.detach().clone()]
+    optimizer.step(0.1, 1)  # zero gradients: only decay moves anything; lr x decay = 1
+    torch.testing.assert_close(model.global_bias.detach(), biases[0])
+    torch.testing.assert_close(model.dense.bias.detach(), biases[1])
+    torch.testing.assert_close(model.dense.weight.detach(), torch.zeros(2, 3))
 
 
 def test_dense_parameters_are_views_until_released() -> None:
