@@ -121,6 +121,21 @@ def test_divergence_with_early_stopping_keeps_the_best_weights(
     assert np.isfinite(rec.predict(tiny.users.ids[:5], tiny.items.ids[:5])).all()
 
 
+def test_a_non_finite_table_row_the_loss_never_saw_fails_the_fit(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables are checked once, after the last epoch: a bad row no prediction used still fails."""
+    engine = sys.modules["embrec.training.fit"]._Engine
+    release = engine.release
+
+    def poisoned(self: object) -> None:
+        self.modules[0].weight.data[0, 0] = float("inf")  # type: ignore[attr-defined]
+        release(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "release", poisoned)
+    with pytest.raises(TrainingError, match="non-finite weights"):
+        fit(MF, tiny, TrainConfig(epochs=1, batch_size=64, seed=0))
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad", "rowwise-adagrad"])
 def test_every_optimiser_trains(tiny: Ratings, optimizer: str) -> None:
     lr = {"adam": 0.02, "adamw": 0.02, "sgd": 0.5, "adagrad": 0.1,

@@ -259,7 +259,7 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
         _one_epoch(step, engine, order, run, bar)
         record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}
         del order  # free this epoch's shuffled copy before the next is made
-        if not (math.isfinite(record["train_rmse"]) and _finite(model)):
+        if not (math.isfinite(record["train_rmse"]) and _finite([engine.dense.data])):
             _close(bar)
             _diverged(epoch, record["train_rmse"], config, run.best)
             break
@@ -274,6 +274,9 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
             break
     run.best.restore(model)
     engine.release()
+    if not _finite(list(model.parameters())):
+        raise TrainingError("training ended with non-finite weights",
+                            hint=f"lower learning_rate={config.learning_rate}")
     model.eval()
     return run.history, path
 
@@ -337,9 +340,16 @@ class _Engine:
         self.tables, self.keras = [], None
 
 
-def _finite(model: EmbeddingModel) -> bool:
-    """Whether every parameter is finite: one sum per tensor (NaN and inf survive a sum)."""
-    return all(math.isfinite(float(p.detach().sum())) for p in model.parameters())
+def _finite(tensors: list[Tensor]) -> bool:
+    """Whether every value is finite: one sum per tensor (NaN and inf survive a sum).
+
+    Each epoch checks the dense layers only; the embedding tables are checked once,
+    after the last epoch. A table's rows change only through updates driven by
+    predictions, and a non-finite prediction already fails the epoch's train RMSE,
+    so a per-epoch pass over every row (O(catalogue): 60 ms at 1.5M rows, a
+    twentieth of an epoch over 1M ratings) would find nothing the RMSE missed.
+    """
+    return all(math.isfinite(float(t.detach().sum())) for t in tensors)
 
 
 class _Schedule:

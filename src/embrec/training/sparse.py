@@ -31,6 +31,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from embrec.training import memory
+
 __all__ = ["ROW_OPTIMIZERS", "DenseTableAdam", "RowOptimizer", "adam_update", "coalesce",
            "row_optimizer"]
 
@@ -123,8 +125,8 @@ class _RowBuffer:
 
     def __init__(self, weight: Tensor, state_width: int) -> None:
         width = weight.shape[1]
-        self.buffer = torch.zeros((weight.shape[0], width + state_width), dtype=weight.dtype,
-                                  device=weight.device)
+        self.buffer = memory.zeros(weight.shape[0], width + state_width, weight.dtype,
+                                   weight.device)
         self.buffer[:, :width] = weight
         self.width = width
         self.weight = self.buffer[:, :width]
@@ -171,7 +173,8 @@ class _RowAdagrad(_RowBuffer):
 
 class _RowSGD:
     def __init__(self, weight: Tensor) -> None:
-        self.weight = weight.clone()
+        self.weight = memory.zeros(weight.shape[0], weight.shape[1], weight.dtype, weight.device)
+        self.weight.copy_(weight)
 
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         self.weight.index_add_(0, index, grad, alpha=-lr)
