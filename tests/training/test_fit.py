@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 from typing import Any
@@ -196,6 +197,26 @@ def test_process_state_is_left_as_found(tiny: Ratings, monkeypatch: pytest.Monke
             torch.set_flush_denormal(False)
     assert torch.get_num_threads() == before
     assert calls == [before + 1, before] * 2  # set and restored once per fit, never per batch
+
+
+def test_the_cycle_collector_is_paused_in_the_loop_and_left_as_found(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit_module = sys.modules["embrec.training.fit"]
+    seen: list[bool] = []
+    real = fit_module._one_epoch
+    monkeypatch.setattr(fit_module, "_one_epoch", lambda *a: (seen.append(gc.isenabled()),
+                                                               real(*a)))
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            fit(MF, tiny, TrainConfig(epochs=1, batch_size=64, seed=0))
+            assert gc.isenabled() == enabled
+            with pytest.raises(TrainingError):  # restored on the error path too
+                fit(MF, tiny, TrainConfig(epochs=1, learning_rate=1e30, optimizer="sgd", seed=0))
+            assert gc.isenabled() == enabled
+    finally:
+        gc.enable()
+    assert seen == [False] * 4
 
 
 def test_seeded_fit_does_not_depend_on_the_global_generator(tiny: Ratings) -> None:
