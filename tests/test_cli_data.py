@@ -61,9 +61,9 @@ def test_flags_read_an_odd_file_and_evaluate_rereads_it_the_same_way(
 def test_the_data_table_of_a_config_file(odd_file: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     toml = tmp_path / "c.toml"
-    toml.write_text('[model]\nname = "biased-mf"\n[train]\nepochs = 1\n[data]\nuser_col = "who"\n'
-                    'item_col = 0\nrating_col = "stars10"\nsep = ";"\nduplicates = "mean"\n'
-                    "scale = [0, 10]\n")
+    toml.write_text('[model]\nname = "biased-mf"\n[train]\nepochs = 5\nseed = 0\n[data]\n'
+                    'user_col = "who"\nitem_col = 0\nrating_col = "stars10"\nsep = ";"\n'
+                    'duplicates = "mean"\nscale = [0, 10]\n')
     assert main(["datasets", "info", str(odd_file), "--json", "--user-col", "who",
                  "--item-col", "what", "--rating-col", "2", "--duplicates", "mean"]) == 0
     assert json.loads(capsys.readouterr().out)["ratings"] == 900
