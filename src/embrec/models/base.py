@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import skip_init
 
 __all__ = ["EmbeddingModel", "ModelConfig", "RatingModel", "row_decay"]
 
@@ -98,8 +97,8 @@ class EmbeddingModel(RatingModel):
         super().__init__(n_users, n_items)
         # uninitialised: every model draws its tables itself (models/init.py); torch's own
         # N(0, 1) draw first would cost as much again (0.25 s at 1.5M rows of 33)
-        self.user_embedding = skip_init(nn.Embedding, n_users, width)
-        self.item_embedding = skip_init(nn.Embedding, n_items, width)
+        self.user_embedding = nn.Embedding(n_users, width, _weight=torch.empty(n_users, width))
+        self.item_embedding = nn.Embedding(n_items, width, _weight=torch.empty(n_items, width))
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return the users' embedding rows: ``(batch, width)``."""
