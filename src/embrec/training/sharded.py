@@ -1,0 +1,356 @@
+"""Sharded reading for torchrun runs: each rank reads its rows; the ranks agree on the rest.
+
+With a Parquet file and the random split, rank ``r`` reads only the row groups
+overlapping its file rows (:mod:`embrec.data.shards`), validates them, and the
+ranks then agree, with a few collectives over small arrays, on what one process
+would have computed from the whole file:
+
+- the row count (after bad rows are skipped) and each rank's offset, so the
+  split's seeded permutation gives each row its exact train or test place;
+- the id indexes: every rank's distinct ids are gathered and merged as
+  :meth:`IdIndex.factorize <embrec.data.ids.IdIndex.factorize>` would merge
+  them over every row;
+- the rating scale (minimum and maximum over every rank) and repeated
+  (user, item) pairs across ranks (each rank checks its own rows as the reader
+  does; pairs split over ranks are found by hashing pair keys to an owner rank).
+
+Training then runs on each rank's rows (:class:`ShardedRatings` carries their
+places). After training, rank 0 alone gathers the training and test rows, a
+chunk at a time, to build what is saved and evaluated (seen items, the data
+fingerprint, the test metrics); the train metrics are summed over the ranks.
+Checked per rank, not over the whole file: the far-outlier warning of an
+inferred scale, and where a bad row is reported (each rank reports its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.distributed as dist
+
+from embrec.data.ids import IdIndex
+from embrec.data.ratings import Ratings
+from embrec.data.shards import (
+    ShardedRatings,
+    id_digest,
+    merged_index,
+    read_parquet_rows,
+    shard_identity,
+    split_positions,
+)
+from embrec.data.validation import build_ratings, warn_skipped
+from embrec.errors import DataError, DuplicateRatingError, EmbrecError
+from embrec.training.distributed import Group, shard_bounds
+
+__all__ = ["Shards", "gather_array", "gather_floats", "gathered_test", "gathered_train",
+           "read_sharded", "stream_rows", "summed_errors", "whole_file_reason"]
+
+CHUNK = 1 << 22
+"""Rows moved to rank 0 per collective when gathering the training or test rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shards:
+    """What a rank holds after sharded reading.
+
+    Attributes:
+        train: this rank's training rows, indexed with the whole training set's ids.
+        test_positions: places of this rank's test rows in the test set (sorted).
+        test_rows: per test row, whole-file user and item indices and the rating's bits.
+        users: the whole file's user index.
+        items: the whole file's item index.
+        n_test: rows in the whole test set.
+        facts: per-rank reading facts for the run's metadata.
+    """
+
+    train: ShardedRatings
+    test_positions: np.ndarray
+    test_rows: np.ndarray
+    users: IdIndex
+    items: IdIndex
+    n_test: int
+    facts: dict[str, Any]
+
+
+def _gather_bytes(group: Group, data: np.ndarray) -> list[np.ndarray]:
+    """Every rank's bytes (any length), indexed by rank."""
+    sizes = [s[0] for s in group.gather_ints([len(data)])]
+    box = torch.zeros(max(*sizes, 1), dtype=torch.uint8)
+    box[:len(data)] = torch.from_numpy(np.ascontiguousarray(data))
+    every = [torch.empty_like(box) for _ in sizes]
+    dist.all_gather(every, box)
+    return [got[:size].numpy() for got, size in zip(every, sizes, strict=True)]
+
+
+def gather_array(group: Group, array: np.ndarray) -> list[np.ndarray]:
+    """Every rank's 1-D array of ids, flags or numbers (int64, float64, bool or text).
+
+    Text travels as Arrow string buffers (offsets and bytes), never pickled.
+    """
+    if array.dtype.kind in "iufb":
+        raw = _gather_bytes(group, array.view(np.uint8))
+        return [part.view(array.dtype) for part in raw]
+    text = pa.array(array.astype(object), type=pa.large_string())
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[:len(text) + 1]
+    values = np.frombuffer(text.buffers()[2] or b"", dtype=np.uint8)[:offsets[-1]]
+    every = zip(_gather_bytes(group, (offsets - offsets[0]).view(np.uint8)),
+                _gather_bytes(group, values[offsets[0]:]), strict=True)
+    return [pa.LargeStringArray.from_buffers(len(o) // 8 - 1, pa.py_buffer(o), pa.py_buffer(v))
+            .to_numpy(zero_copy_only=False).astype(object) for o, v in every]
+
+
+def gather_floats(group: Group, values: list[float]) -> list[list[float]]:
+    """Every rank's floats (the same count on every rank), bit for bit."""
+    bits = np.asarray(values, dtype=np.float64).view(np.int64).tolist()
+    return [np.asarray(r, dtype=np.int64).view(np.float64).tolist()
+            for r in group.gather_ints(bits)]
+
+
+def stream_rows(group: Group, positions: np.ndarray, rows: np.ndarray, total: int,
+                chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Gather every rank's rows onto rank 0 in place order, ``chunk`` places at a time.
+
+    Every rank must walk the iterator to its end (each chunk is a collective);
+    only rank 0 gets chunks.
+
+    Args:
+        group: the process group.
+        positions: this rank's rows' places in ``0..total-1`` (sorted, disjoint
+            between ranks, covering every place together).
+        rows: int64 values, one row per place.
+        total: places over every rank.
+        chunk: places per collective.
+
+    Yields:
+        On rank 0, the rows of places ``[k * chunk, (k + 1) * chunk)``, in order.
+    """
+    width = rows.shape[1]
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        low, high = np.searchsorted(positions, [start, stop])
+        sizes = [s[0] for s in group.gather_ints([int(high - low)])]
+        box = torch.zeros((max(*sizes, 1), width + 1), dtype=torch.int64)
+        box[:high - low, 0] = torch.from_numpy(positions[low:high] - start)
+        box[:high - low, 1:] = torch.from_numpy(rows[low:high])
+        every = [torch.empty_like(box) for _ in sizes] if group.rank == 0 else None
+        dist.gather(box, every, dst=0)
+        if every is not None:
+            out = np.empty((stop - start, width), dtype=np.int64)
+            for got, size in zip(every, sizes, strict=True):
+                part = got[:size].numpy()
+                out[part[:, 0]] = part[:, 1:]
+            yield out
+
+
+def _agree_read(group: Group, path: Path, options: dict[str, Any], start: int,
+                stop: int) -> tuple[Ratings, list[int], int]:
+    """Read and validate this rank's rows; if any rank fails, every rank raises."""
+    error: EmbrecError | None = None
+    try:
+        requested = {r: options.get(r) for r in ("user", "item", "rating", "timestamp")}
+        read = read_parquet_rows(path, requested, start, stop)
+        ratings, summary = build_ratings(read.raw, scale=options.get("scale"), duplicates="error",
+                                         on_bad_lines=options.get("on_bad_lines", "error"),
+                                         source=str(path))
+        warn_skipped([summary] if summary else [], stacklevel=4)
+    except EmbrecError as caught:
+        error = caught
+    failed = [f[0] for f in group.gather_ints([int(error is not None)])]
+    if error is not None:
+        raise error
+    if any(failed):
+        raise DataError(f"rank {failed.index(1)} could not read its rows of the file", path=path,
+                        hint="that rank printed the reason; fix the file and run again")
+    return ratings, read.row_groups, read.decoded
+
+
+def _kind(ids: np.ndarray) -> int:
+    return {"i": 0, "u": 0, "f": 1}.get(ids.dtype.kind, 2)
+
+
+def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: float,
+                 group: Group) -> Shards | str:
+    """Read this rank's rows of a Parquet file and agree with the other ranks on the split.
+
+    Args:
+        path: the Parquet file.
+        options: reading options (columns, ``scale``, ``on_bad_lines``).
+        seed: the random split's seed.
+        test_size: the random split's test fraction.
+        group: the process group.
+
+    Returns:
+        This rank's shards, or why the file must be read whole after all (the
+        same answer on every rank).
+
+    Raises:
+        DataError: for bad rows, repeated pairs (on one rank or across ranks) or
+            an unreadable file, on every rank.
+    """
+    from embrec.data.shards import file_rows
+
+    total, _ = file_rows(path)
+    start, stop = shard_bounds(total, group.rank, group.world_size)
+    if total < group.world_size:
+        return f"the file has fewer rows ({total}) than ranks"
+    local, groups, decoded = _agree_read(group, path, options, start, stop)
+    kinds = group.gather_ints([_kind(local.users.ids), _kind(local.items.ids)])
+    if any(k != kinds[0] for k in kinds):
+        return "the ranks' rows hold ids of different types (e.g. text on one, numbers on another)"
+    counts = [c[0] for c in group.gather_ints([len(local)])]
+    n, offset = sum(counts), sum(counts[:group.rank])
+    where = split_positions(n, seed, offset, len(local))
+    n_train = n - int(test_size * n)
+    in_train = where < n_train
+    sides = [_side(group, ids, codes, in_train, kind) for ids, codes, kind in
+             ((local.users.ids, local.user, "user"), (local.items.ids, local.item, "item"))]
+    keys = sides[0][2][local.user] * max(len(sides[1][0]), 1) + sides[1][2][local.item]
+    _check_pairs(group, keys, sides[0][0], sides[1][0], path)
+    scale = options.get("scale") or _scale(group, local.rating)
+    train = _train_shard(group, local, where, in_train, sides, scale, n_train, str(path))
+    test = np.flatnonzero(~in_train)
+    test = test[np.argsort(where[test])]
+    rows = np.stack([sides[0][2][local.user[test]], sides[1][2][local.item[test]],
+                     local.rating[test].view(np.int32).astype(np.int64)], axis=1)
+    facts = {"read_rows_per_rank": counts, "file_rows_per_rank": [stop - start],
+             "row_groups_per_rank": [len(groups)], "decoded_rows_per_rank": [decoded]}
+    for key in ("file_rows_per_rank", "row_groups_per_rank", "decoded_rows_per_rank"):
+        facts[key] = [v[0] for v in group.gather_ints(facts[key])]
+    return Shards(train, where[test] - n_train, rows, sides[0][0], sides[1][0], n - n_train,
+                  facts)
+
+
+_Side = tuple[IdIndex, IdIndex, np.ndarray, np.ndarray]
+
+
+def _side(group: Group, ids: np.ndarray, codes: np.ndarray, in_train: np.ndarray,
+          kind: str) -> _Side:
+    """One id column's whole-file and training indexes, and this rank's maps into them."""
+    used = np.zeros(len(ids), dtype=bool)
+    used[codes[in_train]] = True
+    whole, train, to_whole, to_train = merged_index(gather_array(group, ids),
+                                                    gather_array(group, used), kind)
+    return whole, train, to_whole[group.rank], to_train[group.rank]
+
+
+def _check_pairs(group: Group, keys: np.ndarray, users: IdIndex, items: IdIndex,
+                 path: Path) -> None:
+    """Raise on every rank if a (user, item) pair is on more than one rank.
+
+    Each key goes to rank ``key % world_size``, which looks for repeats among
+    what it received: a rank holds about ``1 / world_size`` of the keys.
+    """
+    found = [0, -1]
+    owner = keys % group.world_size
+    for rank in range(group.world_size):
+        mine = keys[owner == rank]
+        sizes = [s[0] for s in group.gather_ints([len(mine)])]
+        box = torch.full((max(*sizes, 1),), -1, dtype=torch.int64)
+        box[:len(mine)] = torch.from_numpy(mine)
+        every = [torch.empty_like(box) for _ in sizes] if group.rank == rank else None
+        dist.gather(box, every, dst=rank)
+        if every is not None:
+            got = np.sort(np.concatenate([e[:s].numpy() for e, s in zip(every, sizes,
+                                                                            strict=True)]))
+            repeats = got[1:][got[1:] == got[:-1]]
+            found = [len(repeats), int(repeats.min()) if len(repeats) else -1]
+    every_found = group.gather_ints(found)
+    count = sum(f[0] for f in every_found)
+    if count:
+        key = min(f[1] for f in every_found if f[0])
+        user, item = users.ids[key // max(len(items), 1)], items.ids[key % max(len(items), 1)]
+        pair = (user.item() if isinstance(user, np.generic) else user,
+                item.item() if isinstance(item, np.generic) else item)
+        raise DuplicateRatingError(
+            f"{count} duplicate (user, item) ratings, first: user {pair[0]!r}, item "
+            f"{pair[1]!r} (on different ranks' rows)", path=path, value=pair,
+            hint="pass duplicates='last' to keep the latest rating or 'mean' to average them")
+
+
+def _scale(group: Group, rating: np.ndarray) -> tuple[float, float]:
+    """The inferred scale over every rank's ratings: the minimum and the maximum."""
+    every = gather_floats(group, [float(rating.min()), float(rating.max())])
+    return min(e[0] for e in every), max(e[1] for e in every)
+
+
+def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.ndarray,
+                 sides: list[_Side], scale: tuple[float, float], n_train: int,
+                 source: str) -> ShardedRatings:
+    """This rank's training rows, ordered by their place in the training set."""
+    rows = np.flatnonzero(in_train)
+    rows = rows[np.argsort(where[rows])]
+    user, item = sides[0][3][local.user[rows]], sides[1][3][local.item[rows]]
+    rating, positions = local.rating[rows], where[rows]
+    digest = np.frombuffer(hashlib.sha256(
+        positions.tobytes() + id_digest(sides[0][1].ids[user]) + id_digest(sides[1][1].ids[item])
+        + rating.tobytes()).digest(), dtype=np.uint8)
+    identity = shard_identity([d.tobytes() for d in gather_array(group, digest)])
+    return ShardedRatings(user, item, rating, sides[0][1], sides[1][1], None, scale=scale,
+                          source=source, positions=positions, total=n_train, identity=identity)
+
+
+def gathered_train(group: Group, shard: ShardedRatings) -> Ratings | None:
+    """The whole training set on rank 0 (``None`` elsewhere), gathered a chunk at a time."""
+    rows = np.stack([shard.user.astype(np.int64), shard.item.astype(np.int64),
+                     shard.rating.view(np.int32).astype(np.int64)], axis=1)
+    parts = list(stream_rows(group, shard.positions, rows, shard.total))
+    if group.rank != 0:
+        return None
+    every = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+    return Ratings(every[:, 0], every[:, 1], every[:, 2].astype(np.int32).view(np.float32),
+                   shard.users, shard.items, None, scale=shard.scale, source=shard.source)
+
+
+def gathered_test(group: Group, shards: Shards) -> Ratings | None:
+    """The whole test set on rank 0 (``None`` elsewhere), indexed as the random split does."""
+    parts = list(stream_rows(group, shards.test_positions, shards.test_rows, shards.n_test))
+    if group.rank != 0:
+        return None
+    every = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+    whole = Ratings(every[:, 0], every[:, 1], every[:, 2].astype(np.int32).view(np.float32),
+                    shards.users, shards.items, None, scale=shards.train.scale,
+                    source=shards.train.source)
+    return whole.take(np.arange(len(whole)), reindex=True)
+
+
+def summed_errors(group: Group, result: dict[str, Any]) -> dict[str, float]:
+    """Rating errors over every rank's rows, from each rank's ``evaluate`` result."""
+    n = float(result["n"])
+    mine = [float(result["mse"]) * n, float(result["mae"]) * n, n, float(result["unknown"])]
+    sse, sae, total, unknown = (sum(column) for column in zip(*gather_floats(group, mine),
+                                                               strict=True))
+    mse = sse / total if total else math.nan
+    return {"rmse": math.sqrt(mse), "mae": sae / total if total else math.nan, "mse": mse,
+            "n": total, "unknown": unknown}
+
+
+def whole_file_reason(data: str, options: dict[str, Any], method: str, test_data: str | None,
+                      model_config: Any, train_config: Any, group: Group) -> str | None:
+    """Why this run's ranks must each read the whole file; ``None`` when each can read its part.
+
+    Every input is the same on every rank, so every rank gives the same answer.
+    """
+    path = Path(data).expanduser()
+    kind = str(options.get("format") or path.suffix).lower().lstrip(".")
+    if not path.is_file() or kind not in ("parquet", "pq"):
+        return ("only a Parquet file is read per rank (delimited text, folders and named "
+                "data sets are read whole; convert to Parquet to save memory)")
+    reasons = [
+        (group.device.type != "cpu", "reading per rank runs on CPU ranks (gloo) for now"),
+        (test_data is not None, "a separate test file was given"),
+        (method != "random", f"the {method!r} split needs all of a user's rows"),
+        (options.get("duplicates", "error") != "error",
+         "duplicates='last'/'mean' merge rows that may sit on different ranks"),
+        (train_config.validation > 0, "validation rows are held out of the whole training set"),
+        (train_config.loss != "rating", "ranking losses train in one process"),
+        (getattr(model_config, "closed_form", False), "closed-form models fit in one process"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
