@@ -19,6 +19,10 @@ Parts:
   ``benchmarks/scaling.py`` generates them), biased MF with the scaling
   benchmark's settings, 1 epoch: one process, then 2 ranks under torchrun;
   seconds per epoch and peak resident memory of each rank.
+- ``sharded``: the same 25M ratings written once to a Parquet file (1M-row
+  groups) and trained through ``embrec.runs.train_run`` (read, 90/10 split,
+  fit, evaluate): one process, 2 ranks that each read the whole file, and 2
+  ranks that each read only their row groups; peak memory (``VmHWM``) per rank.
 
 The machine is shared: each row records the 1-minute load average when it ran.
 """
@@ -168,6 +172,64 @@ def big(folder: Path, cache: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def sharded_worker(parquet: Path, out: Path, mode: str) -> None:
+    """One process or torchrun rank: ``train_run`` on the Parquet file; write one JSON."""
+    sys.path.insert(0, str(HERE))
+    from scaling import peak_rss_mib
+
+    from embrec.config import TrainConfig
+    from embrec.models import BiasedMFConfig
+    from embrec.runs import SplitSpec, train_run
+
+    config = TrainConfig(epochs=1, batch_size=65_536, learning_rate=0.01, weight_decay=0.02,
+                         schedule="onecycle", seed=0, num_threads=1)
+    started = time.perf_counter()
+    # duplicates="last" reads the same rows but makes every rank read the whole file
+    result = train_run(BiasedMFConfig(embedding_dim=32, init_std=0.01), config, str(parquet),
+                       split_spec=SplitSpec(test_size=0.1, seed=0),
+                       read={"duplicates": "last"} if mode == "whole" else None)
+    rank, rec = int(os.environ.get("RANK", "0")), result.recommender
+    row = {"mode": mode, "rank": rank, "world_size": rec.metadata["world_size"],
+           "rows": rec.metadata["rows_per_rank"][rank],
+           "file_rows": rec.metadata.get("file_rows_per_rank", [None] * 2)[rank],
+           "row_groups": rec.metadata.get("row_groups_per_rank", [None] * 2)[rank],
+           "fit_seconds": rec.metadata["fit_seconds"],
+           "run_seconds": time.perf_counter() - started,
+           "test_rmse": result.metrics.get("test", {}).get("rmse"),
+           "peak_rss_mib": peak_rss_mib(), "notes": result.notes}
+    (out / f"sharded-{mode}-{rank}.json").write_text(json.dumps(row))
+
+
+def sharded(folder: Path, cache: Path, size: str) -> list[dict[str, Any]]:
+    """A Parquet file of ``size`` ratings: 1 process, 2 ranks reading it whole, 2 reading shards."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(HERE))
+    from scaling import generate_arrays
+
+    arrays = generate_arrays(size, cache)
+    parquet = Path(tempfile.gettempdir()) / "embrec-sharded" / f"{size}.parquet"
+    if not parquet.exists():
+        parquet.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.table({name: np.load(arrays / f"{name}.npy")
+                          for name in ("user", "item", "rating")})
+        pq.write_table(table, parquet, row_group_size=1_000_000)
+        del table
+    rows = []
+    for launcher, mode in (([sys.executable], "one"), (TORCHRUN, "whole"), (TORCHRUN, "shards")):
+        load = os.getloadavg()[0]
+        subprocess.run([*launcher, str(Path(__file__).resolve()), "--sharded-worker",
+                        str(parquet), "--folder", str(folder), "--mode", mode], env=ENV,
+                       check=True)
+        for rank in range(1 if mode == "one" else 2):
+            rows.append({**json.loads((folder / f"sharded-{mode}-{rank}.json").read_text()),
+                         "load": load, "size": size})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def report(parts: dict[str, list[dict[str, Any]]], out: Path, argv: list[str]) -> None:
     """Write the Markdown tables with the machine facts."""
     import torch
@@ -208,15 +270,40 @@ def report(parts: dict[str, list[dict[str, Any]]], out: Path, argv: list[str]) -
                   f"{r['epoch_seconds']:.1f} | {r['fit_seconds']:.1f} | "
                   f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} |" for r in parts["big"]]
         lines.append("")
+    if "sharded" in parts:
+        lines += _sharded_lines(parts["sharded"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
+
+
+def _sharded_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The table of the ``sharded`` part."""
+    names = {"one": "1 process", "whole": "2 ranks, each reads the whole file",
+             "shards": "2 ranks, each reads its row groups"}
+    lines = [f"## {rows[0]['size']} ratings from one Parquet file (1M-row groups), "
+             "`embrec.runs.train_run`: read, 90/10 random split, biased MF 32, 1 epoch, "
+             "batch 65,536, 1 thread per rank, evaluate", "",
+             "Peak RSS is each process's `VmHWM`. Test RMSE is rank 0's.", "",
+             "| run | rank | training rows | file rows read | row groups | fit s | run s | "
+             "test RMSE | peak RSS MiB | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rmse = "" if r["test_rmse"] is None else f"{r['test_rmse']:.6f}"
+        read = "all" if r["file_rows"] is None else f"{r['file_rows']:,}"
+        lines.append(f"| {names[r['mode']]} | {r['rank']} | {r['rows']:,} | {read} | "
+                     f"{r['row_groups'] if r['row_groups'] is not None else 'all'} | "
+                     f"{r['fit_seconds']:.1f} | {r['run_seconds']:.1f} | {rmse} | "
+                     f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the parts asked for, print each row as JSON and optionally write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ml100k", "comm", "big"],
-                        choices=["ml100k", "comm", "big"])
+                        choices=["ml100k", "comm", "big", "sharded"])
+    parser.add_argument("--size", default="25M", help="ratings of the sharded part (1M, 25M)")
+    parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "embrec-scaling")
     parser.add_argument("--out", type=Path)
@@ -226,11 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.big_worker:
         big_worker(args.big_worker, args.folder)
         return 0
+    if args.sharded_worker:
+        sharded_worker(args.sharded_worker, args.folder, args.mode)
+        return 0
     parts: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         runs = {"ml100k": lambda: ml100k(folder), "comm": lambda: comm(folder),
-                "big": lambda: big(folder, args.cache)}
+                "big": lambda: big(folder, args.cache),
+                "sharded": lambda: sharded(folder, args.cache, args.size)}
         for part in args.parts:
             parts[part] = runs[part]()
     if args.out:

@@ -53,7 +53,7 @@ from embrec.training.distributed import Group, shard_bounds
 __all__ = ["Shards", "gather_array", "gather_floats", "gathered_test", "gathered_train",
            "read_sharded", "stream_rows", "summed_errors", "whole_file_reason"]
 
-CHUNK = 1 << 22
+CHUNK = 1 << 20
 """Rows moved to rank 0 per collective when gathering the training or test rows."""
 
 
@@ -84,7 +84,7 @@ def _gather_bytes(group: Group, data: np.ndarray) -> list[np.ndarray]:
     """Every rank's bytes (any length), indexed by rank."""
     sizes = [s[0] for s in group.gather_ints([len(data)])]
     box = torch.zeros(max(*sizes, 1), dtype=torch.uint8)
-    box[:len(data)] = torch.from_numpy(np.ascontiguousarray(data))
+    box[:len(data)] = torch.from_numpy(np.array(data, dtype=np.uint8))
     every = [torch.empty_like(box) for _ in sizes]
     dist.all_gather(every, box)
     return [got[:size].numpy() for got, size in zip(every, sizes, strict=True)]
@@ -297,26 +297,42 @@ def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.n
                           source=source, positions=positions, total=n_train, identity=identity)
 
 
+def _gathered(group: Group, positions: np.ndarray, rows: np.ndarray,
+              total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every rank's (user, item, rating bits) rows on rank 0, in place order; ``None`` elsewhere.
+
+    The chunks are written straight into int32/int32/float32 arrays, so rank 0
+    holds 12 bytes a row, as one process does.
+    """
+    size = total if group.rank == 0 else 0
+    user, item = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32)
+    rating = np.empty(size, dtype=np.float32)
+    start = 0
+    for chunk in stream_rows(group, positions, rows, total):
+        stop = start + len(chunk)
+        user[start:stop], item[start:stop] = chunk[:, 0], chunk[:, 1]
+        rating[start:stop] = chunk[:, 2].astype(np.int32).view(np.float32)
+        start = stop
+    return (user, item, rating) if group.rank == 0 else None
+
+
 def gathered_train(group: Group, shard: ShardedRatings) -> Ratings | None:
     """The whole training set on rank 0 (``None`` elsewhere), gathered a chunk at a time."""
     rows = np.stack([shard.user.astype(np.int64), shard.item.astype(np.int64),
                      shard.rating.view(np.int32).astype(np.int64)], axis=1)
-    parts = list(stream_rows(group, shard.positions, rows, shard.total))
-    if group.rank != 0:
+    got = _gathered(group, shard.positions, rows, shard.total)
+    del rows
+    if got is None:
         return None
-    every = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
-    return Ratings(every[:, 0], every[:, 1], every[:, 2].astype(np.int32).view(np.float32),
-                   shard.users, shard.items, None, scale=shard.scale, source=shard.source)
+    return Ratings(*got, shard.users, shard.items, None, scale=shard.scale, source=shard.source)
 
 
 def gathered_test(group: Group, shards: Shards) -> Ratings | None:
     """The whole test set on rank 0 (``None`` elsewhere), indexed as the random split does."""
-    parts = list(stream_rows(group, shards.test_positions, shards.test_rows, shards.n_test))
-    if group.rank != 0:
+    got = _gathered(group, shards.test_positions, shards.test_rows, shards.n_test)
+    if got is None:
         return None
-    every = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
-    whole = Ratings(every[:, 0], every[:, 1], every[:, 2].astype(np.int32).view(np.float32),
-                    shards.users, shards.items, None, scale=shards.train.scale,
+    whole = Ratings(*got, shards.users, shards.items, None, scale=shards.train.scale,
                     source=shards.train.source)
     return whole.take(np.arange(len(whole)), reindex=True)
 
