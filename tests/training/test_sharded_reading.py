@@ -18,7 +18,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from embrec.config import TrainConfig
-from embrec.data.shards import merged_index, read_parquet_rows, split_positions
+from embrec.data.readers import read_ratings
+from embrec.data.shards import merged_index, read_parquet_rows, split_positions, text_bounds
 from embrec.data.split import split
 from embrec.data.synthetic import generate
 from embrec.errors import DataError
@@ -32,11 +33,16 @@ ROWS, GROUP_ROWS = 1203, 100  # 13 row groups; rank 0 reads rows 0..600 (groups 
 TRAIN = {"epochs": 2, "batch_size": 97, "seed": 3, "learning_rate": 0.01,
          "weight_decay": 0.02}
 SPEC = SplitSpec(test_size=0.2, seed=7)
+NAMES = ["plain.parquet", "text.parquet", "plain.csv"]
+
+
+def _frame() -> pd.DataFrame:
+    return generate(n_users=70, n_items=45, n_ratings=ROWS, rank=3, noise=0.1,
+                    seed=5).ratings.to_pandas()
 
 
 def _write(path: Path, *, text_ids: bool = False, repeat: bool = False) -> Path:
-    frame = generate(n_users=70, n_items=45, n_ratings=ROWS, rank=3, noise=0.1,
-                     seed=5).ratings.to_pandas()
+    frame = _frame()
     if text_ids:  # text ids that do not sort like numbers ("u10" < "u9")
         frame["user"] = "u" + frame["user"].astype(str)
     if repeat:  # the last row repeats the first pair: the rows are on different ranks
@@ -50,9 +56,9 @@ def _worker(rank: int, port: int, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)
     torch.set_num_threads(1)
-    for name in ("plain", "text"):
+    for name in NAMES:
         result = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
-                           f"{folder}/{name}.parquet", split_spec=SPEC)
+                           f"{folder}/{name}", split_spec=SPEC)
         rec = result.recommender
         weights = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
         save_file(weights, f"{folder}/{name}-rank{rank}.safetensors")
@@ -61,11 +67,12 @@ def _worker(rank: int, port: int, folder: str) -> None:
             {"metrics": result.metrics, "facts": facts, "notes": result.notes,
              "fingerprint": rec.metadata["fingerprint"], "mean": rec.mean,
              "seen": int(rec.seen.nnz), "users": rec.users.to_list()}))
-    try:
-        train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
-                  f"{folder}/repeat.parquet", split_spec=SPEC)
-    except DataError as error:
-        Path(f"{folder}/repeat-rank{rank}.txt").write_text(str(error))
+    for name in ("repeat.parquet", "bad.csv"):
+        try:
+            train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
+                      f"{folder}/{name}", split_spec=SPEC)
+        except DataError as error:
+            Path(f"{folder}/{name}-rank{rank}.txt").write_text(str(error))
     dist.destroy_process_group()
 
 
@@ -75,6 +82,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(folder / "plain.parquet")
     _write(folder / "text.parquet", text_ids=True)
     _write(folder / "repeat.parquet", repeat=True)
+    _frame().to_csv(folder / "plain.csv", index=False)
+    bad = (folder / "plain.csv").read_text().splitlines()
+    fields = bad[1000].split(",")  # file line 1001: in rank 1's part
+    bad[1000] = ",".join([*fields[:2], "five", *fields[3:]])
+    (folder / "bad.csv").write_text("\n".join(bad) + "\n")
     mp.start_processes(_worker, args=(free_port(), str(folder)), nprocs=2, join=True,
                        start_method="spawn")
     return folder
@@ -84,11 +96,11 @@ def _read(folder: Path, name: str, rank: int) -> dict[str, Any]:
     return dict(json.loads((folder / f"{name}-rank{rank}.json").read_text()))
 
 
-@pytest.mark.parametrize("name", ["plain", "text"])
+@pytest.mark.parametrize("name", NAMES)
 def test_two_ranks_reading_their_rows_equal_one_process(runs: Path, name: str) -> None:
     torch.set_num_threads(1)
     one = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
-                    str(runs / f"{name}.parquet"), split_spec=SPEC)
+                    str(runs / name), split_spec=SPEC)
     rank0, rank1 = (load_file(runs / f"{name}-rank{r}.safetensors") for r in (0, 1))
     for key, value in one.recommender.model.state_dict().items():
         assert torch.equal(rank0[key], rank1[key]), key
@@ -102,29 +114,54 @@ def test_two_ranks_reading_their_rows_equal_one_process(runs: Path, name: str) -
     assert got["users"] == rec.users.to_list() and got["seen"] == rec.seen.nnz
     assert got["mean"] == pytest.approx(rec.mean, abs=1e-6)
     assert got["notes"] == []
-    # each rank read only the row groups overlapping its rows: 601 and 602 of 1,203
-    assert got["facts"]["file_rows_per_rank"] == [601, 602]
-    assert got["facts"]["row_groups_per_rank"] == [7, 7]  # groups 0-6 and 6-12
-    assert got["facts"]["decoded_rows_per_rank"] == [700, 603]
+    if name.endswith(".csv"):  # each rank parsed only its half of the bytes
+        size = (runs / name).stat().st_size
+        assert sum(got["facts"]["file_rows_per_rank"]) == ROWS
+        assert sum(got["facts"]["bytes_per_rank"]) == size
+        assert max(got["facts"]["bytes_per_rank"]) < size * 0.51
+    else:  # each rank read only the row groups overlapping its rows: 601 and 602 of 1,203
+        assert got["facts"]["file_rows_per_rank"] == [601, 602]
+        assert got["facts"]["row_groups_per_rank"] == [7, 7]  # groups 0-6 and 6-12
+        assert got["facts"]["decoded_rows_per_rank"] == [700, 603]
     assert sum(got["facts"]["rows_per_rank"]) == one.metrics["train"]["n"]
     assert _read(runs, name, 1)["metrics"]["train"] == got["metrics"]["train"]
 
 
 def test_a_pair_repeated_across_ranks_is_refused_on_every_rank(runs: Path) -> None:
     for rank in (0, 1):
-        message = (runs / f"repeat-rank{rank}.txt").read_text()
+        message = (runs / f"repeat.parquet-rank{rank}.txt").read_text()
         assert "1 duplicate (user, item) ratings" in message
         assert "on different ranks' rows" in message
+
+
+def test_a_bad_line_is_placed_in_the_whole_file_and_every_rank_stops(runs: Path) -> None:
+    own = (runs / "bad.csv-rank1.txt").read_text()
+    assert own.startswith(f"{runs / 'bad.csv'}:1001: column 'rating': cannot parse 'five'")
+    with pytest.raises(DataError) as one_process:
+        read_ratings(runs / "bad.csv")
+    assert str(one_process.value) == own  # the message one process gives
+    assert "rank 1 could not read its rows" in (runs / "bad.csv-rank0.txt").read_text()
 
 
 def test_row_groups_read_and_rows_named_by_file_position(tmp_path: Path) -> None:
     path = _write(tmp_path / "r.parquet")
     read = read_parquet_rows(path, {}, 250, 420)
-    assert read.row_groups == [2, 3, 4] and read.decoded == 300
+    assert read.facts == {"file_rows": 170, "row_groups": 3, "decoded_rows": 300}
     whole = pd.read_parquet(path)
     assert np.array_equal(read.raw.user.values, whole["user"].to_numpy()[250:420])
     assert read.raw.locator.where(np.array([0]), read.raw.locator.key_of(np.array([0]))) == \
         ["row 250"]
+
+
+def test_text_is_cut_at_line_starts(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"user,item,rating\n" + b"".join(b"%d,%d,4\n" % (k, k) for k in range(500)))
+    data = path.read_bytes()
+    for parts in (2, 3, 7):
+        bounds = text_bounds(path, parts)
+        assert bounds[0] == 0 and bounds[-1] == len(data) and bounds == sorted(bounds)
+        assert all(data[b - 1:b] == b"\n" for b in bounds[1:-1])
+    assert text_bounds(path, 10_000)[-2] == len(data)  # more parts than lines: empty pieces
 
 
 def test_split_positions_match_the_random_split() -> None:

@@ -17,7 +17,7 @@ index one process would build from every rank's distinct ids.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,13 @@ import pyarrow.parquet as pq
 from embrec.data.columns import arrow_column
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.data.readers import ColumnRef, resolve_columns
-from embrec.data.validation import Locator, RawRatings
+from embrec.data.readers import ColumnRef, resolve_columns, text_format, text_raw
+from embrec.data.validation import Locator, Problem, RawRatings
 from embrec.errors import DataError
 
-__all__ = ["ParquetRows", "ShardedRatings", "file_rows", "id_digest", "merged_index",
-           "read_parquet_rows", "shard_identity", "split_positions"]
+__all__ = ["Part", "ShardedRatings", "file_rows", "id_digest", "merged_index",
+           "read_parquet_rows", "read_text_rows", "shard_identity", "split_positions",
+           "text_bounds"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -61,22 +62,17 @@ class ShardedRatings(Ratings):
 
 
 @dataclass(frozen=True, slots=True)
-class ParquetRows:
-    """What a rank read of a Parquet file.
+class Part:
+    """What a rank read of a file.
 
     Attributes:
-        raw: the columns of rows ``[start, stop)``.
-        start: the first file row read.
-        stop: one past the last file row read.
-        row_groups: the row groups read (their indices in the file).
-        decoded: rows decoded (the whole row groups, before slicing).
+        raw: the columns of the rank's rows (messages place rows in the whole file).
+        facts: counts about the reading: ``file_rows`` parsed, and ``row_groups``
+            and ``decoded_rows`` (Parquet) or ``bytes`` (text).
     """
 
     raw: RawRatings
-    start: int
-    stop: int
-    row_groups: list[int]
-    decoded: int
+    facts: dict[str, int]
 
 
 def file_rows(path: Path) -> tuple[int, np.ndarray]:
@@ -95,7 +91,7 @@ def file_rows(path: Path) -> tuple[int, np.ndarray]:
 
 
 def read_parquet_rows(path: Path, requested: dict[str, ColumnRef | None], start: int,
-                      stop: int) -> ParquetRows:
+                      stop: int) -> Part:
     """Read file rows ``[start, stop)`` of a Parquet file: only the row groups they overlap.
 
     Args:
@@ -105,8 +101,8 @@ def read_parquet_rows(path: Path, requested: dict[str, ColumnRef | None], start:
         stop: one past the last row wanted.
 
     Returns:
-        The rows' columns (messages name rows by their place in the whole file)
-        and which row groups were read.
+        The rows' columns (messages name rows by their place in the whole file),
+        the rows read, the row groups read and the rows they decoded.
 
     Raises:
         DataError: for an unreadable file.
@@ -130,7 +126,77 @@ def read_parquet_rows(path: Path, requested: dict[str, ColumnRef | None], start:
     locator = Locator(str(path), "row", keys=lambda rows: np.asarray(rows) + start)
     raw = RawRatings(columns["user"], columns["item"], columns["rating"],
                      columns.get("timestamp"), locator)
-    return ParquetRows(raw, start, stop, groups, decoded)
+    return Part(raw, {"file_rows": stop - start, "row_groups": len(groups),
+                      "decoded_rows": decoded})
+
+
+def text_bounds(path: Path, parts: int) -> list[int]:
+    """Byte offsets cutting a text file into ``parts`` pieces at line starts, then its size."""
+    size = path.stat().st_size
+    bounds = [0]
+    with path.open("rb") as file:
+        for k in range(1, parts):
+            at = max(size * k // parts, bounds[-1])
+            file.seek(max(at - 1, 0))
+            start = size
+            while at and (chunk := file.read(1 << 16)):
+                found = chunk.find(b"\n")
+                if found >= 0:
+                    start = file.tell() - len(chunk) + found + 1
+                    break
+            bounds.append(start if at else 0)
+    return [*bounds, size]
+
+
+def read_text_rows(path: Path, requested: dict[str, ColumnRef | None], kind: str,
+                   sep: str | None, strict: bool, start: int, stop: int, folder: Path) -> Part:
+    """Read the lines in bytes ``[start, stop)`` of a delimited file (line starts).
+
+    The piece is copied into ``folder`` (keep it until the rows are validated:
+    messages read it) behind the file's header, and read by the usual reader,
+    so memory grows with the piece, not the file. Messages name the file and
+    its lines.
+
+    Raises:
+        DataError: for bad lines, with the whole file's line of the first.
+    """
+    fmt = text_format(path, kind, sep)
+    piece = folder / path.name
+    head = fmt.header and start > 0
+    with path.open("rb") as source, piece.open("wb") as target:
+        if head:
+            target.write(next(line for line in source if line.strip()))
+        source.seek(start)
+        for offset in range(start, stop, 1 << 24):
+            target.write(source.read(min(1 << 24, stop - offset)))
+    shift = _lines_before(path, start) - int(head)
+    try:
+        raw = text_raw(path, requested, kind, sep, strict, part=piece)
+    except DataError as error:
+        where = f"{error.path}:{error.line}: " if error.line is not None else f"{error.path}: "
+        raise type(error)(error.message.removeprefix(where), path=path,
+                          line=None if error.line is None else error.line + shift,
+                          column=error.column, value=error.value, hint=error.hint) from None
+    moved = raw.locator
+
+    def lines(rows: np.ndarray) -> np.ndarray:
+        return moved.key_of(rows) + shift
+
+    invalid = [Problem(p.key + shift, f"line {p.key + shift}", p.message, p.column, p.value,
+                       p.kind) for p in raw.invalid]
+    raw = replace(raw, locator=Locator(str(path), moved.unit, keys=lines), invalid=invalid)
+    return Part(raw, {"file_rows": len(raw.rating.values) + raw.n_invalid,
+                      "bytes": stop - start})
+
+
+def _lines_before(path: Path, start: int) -> int:
+    """Line ends in the first ``start`` bytes of a file (a chunked byte count)."""
+    count = 0
+    with path.open("rb") as file:
+        for offset in range(0, start, 1 << 24):
+            chunk = np.frombuffer(file.read(min(1 << 24, start - offset)), dtype=np.uint8)
+            count += int(np.count_nonzero(chunk == 10))
+    return count
 
 
 def split_positions(n: int, seed: int, offset: int, count: int,

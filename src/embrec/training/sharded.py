@@ -25,7 +25,9 @@ inferred scale, and where a bad row is reported (each rank reports its own).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +40,17 @@ import torch.distributed as dist
 
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
+from embrec.data.readers import format_of
 from embrec.data.shards import (
     ShardedRatings,
+    file_rows,
     id_digest,
     merged_index,
     read_parquet_rows,
+    read_text_rows,
     shard_identity,
     split_positions,
+    text_bounds,
 )
 from embrec.data.validation import build_ratings, warn_skipped
 from embrec.errors import DataError, DuplicateRatingError, EmbrecError
@@ -150,26 +156,43 @@ def stream_rows(group: Group, positions: np.ndarray, rows: np.ndarray, total: in
             yield out
 
 
-def _agree_read(group: Group, path: Path, options: dict[str, Any], start: int,
-                stop: int) -> tuple[Ratings, list[int], int]:
+def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
+                bounds: list[int]) -> tuple[Ratings, dict[str, int]]:
     """Read and validate this rank's rows; if any rank fails, every rank raises."""
     error: EmbrecError | None = None
-    try:
-        requested = {r: options.get(r) for r in ("user", "item", "rating", "timestamp")}
-        read = read_parquet_rows(path, requested, start, stop)
-        ratings, summary = build_ratings(read.raw, scale=options.get("scale"), duplicates="error",
-                                         on_bad_lines=options.get("on_bad_lines", "error"),
-                                         source=str(path))
-        warn_skipped([summary] if summary else [], stacklevel=4)
-    except EmbrecError as caught:
-        error = caught
+    start, stop = bounds[group.rank], bounds[group.rank + 1]
+    requested = {r: options.get(r) for r in ("user", "item", "rating", "timestamp")}
+    bad_lines = options.get("on_bad_lines", "error")
+    with tempfile.TemporaryDirectory(prefix="embrec-part-") as folder:
+        try:
+            part = read_parquet_rows(path, requested, start, stop) if kind == "parquet" else \
+                read_text_rows(path, requested, kind, options.get("sep"), bad_lines == "error",
+                               start, stop, Path(folder))
+            ratings, summary = build_ratings(part.raw, scale=options.get("scale"),
+                                             duplicates="error", on_bad_lines=bad_lines,
+                                             source=str(path))
+            warn_skipped([summary] if summary else [], stacklevel=4)
+        except EmbrecError as caught:
+            error = caught
     failed = [f[0] for f in group.gather_ints([int(error is not None)])]
     if error is not None:
         raise error
     if any(failed):
         raise DataError(f"rank {failed.index(1)} could not read its rows of the file", path=path,
                         hint="that rank printed the reason; fix the file and run again")
-    return ratings, read.row_groups, read.decoded
+    return ratings, part.facts
+
+
+def _bounds(path: Path, kind: str, world_size: int) -> list[int] | str:
+    """Where each rank's rows start (file rows, or bytes of text), or why not to shard."""
+    if kind == "parquet":
+        total, _ = file_rows(path)
+        bounds = [shard_bounds(total, r, world_size)[0] for r in range(world_size)] + [total]
+    else:
+        bounds = text_bounds(path, world_size)
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        return f"the file is too small to give each of {world_size} ranks some rows"
+    return bounds
 
 
 def _kind(ids: np.ndarray) -> int:
@@ -195,13 +218,11 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
         DataError: for bad rows, repeated pairs (on one rank or across ranks) or
             an unreadable file, on every rank.
     """
-    from embrec.data.shards import file_rows
-
-    total, _ = file_rows(path)
-    start, stop = shard_bounds(total, group.rank, group.world_size)
-    if total < group.world_size:
-        return f"the file has fewer rows ({total}) than ranks"
-    local, groups, decoded = _agree_read(group, path, options, start, stop)
+    kind = format_of(path, options.get("format"))
+    bounds = _bounds(path, kind, group.world_size)
+    if isinstance(bounds, str):
+        return bounds
+    local, read = _agree_read(group, path, options, kind, bounds)
     kinds = group.gather_ints([_kind(local.users.ids), _kind(local.items.ids)])
     if any(k != kinds[0] for k in kinds):
         return "the ranks' rows hold ids of different types (e.g. text on one, numbers on another)"
@@ -220,10 +241,9 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
     test = test[np.argsort(where[test])]
     rows = np.stack([sides[0][2][local.user[test]], sides[1][2][local.item[test]],
                      local.rating[test].view(np.int32).astype(np.int64)], axis=1)
-    facts = {"read_rows_per_rank": counts, "file_rows_per_rank": [stop - start],
-             "row_groups_per_rank": [len(groups)], "decoded_rows_per_rank": [decoded]}
-    for key in ("file_rows_per_rank", "row_groups_per_rank", "decoded_rows_per_rank"):
-        facts[key] = [v[0] for v in group.gather_ints(facts[key])]
+    every = group.gather_ints(list(read.values()))
+    facts = {"read_rows_per_rank": counts,
+             **{f"{key}_per_rank": [r[k] for r in every] for k, key in enumerate(read)}}
     return Shards(train, where[test] - n_train, rows, sides[0][0], sides[1][0], n - n_train,
                   facts)
 
@@ -355,11 +375,17 @@ def whole_file_reason(data: str, options: dict[str, Any], method: str, test_data
     Every input is the same on every rank, so every rank gives the same answer.
     """
     path = Path(data).expanduser()
-    kind = str(options.get("format") or path.suffix).lower().lstrip(".")
-    if not path.is_file() or kind not in ("parquet", "pq"):
-        return ("only a Parquet file is read per rank (delimited text, folders and named "
-                "data sets are read whole; convert to Parquet to save memory)")
+    if not path.is_file():
+        return "folders and named data sets are read whole"
+    try:
+        kind = format_of(path, options.get("format"))
+    except EmbrecError as error:
+        return str(error)
     reasons = [
+        (kind not in ("parquet", "csv", "tsv", "text"),
+         f"only Parquet and delimited text are read per rank, not {kind}"),
+        (kind != "parquet" and path.suffix.lower() in (".gz", ".bz2", ".zst", ".lz4", ".br"),
+         "compressed text cannot be cut into byte ranges (decompress it, or use Parquet)"),
         (group.device.type != "cpu", "reading per rank runs on CPU ranks (gloo) for now"),
         (test_data is not None, "a separate test file was given"),
         (method != "random", f"the {method!r} split needs all of a user's rows"),
