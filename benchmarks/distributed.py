@@ -200,8 +200,15 @@ def sharded_worker(parquet: Path, out: Path, mode: str) -> None:
     (out / f"sharded-{mode}-{rank}.json").write_text(json.dumps(row))
 
 
-def sharded(folder: Path, cache: Path, size: str) -> list[dict[str, Any]]:
-    """A Parquet file of ``size`` ratings: 1 process, 2 ranks reading it whole, 2 reading shards."""
+RECORDS = HERE / "results" / "distributed-sharded.json"
+"""Every row the ``sharded`` part measured, by size and mode (a later run of a mode replaces it)."""
+
+
+def sharded(folder: Path, cache: Path, size: str, modes: list[str]) -> list[dict[str, Any]]:
+    """A Parquet file of ``size`` ratings: 1 process, 2 ranks reading it whole, 2 reading shards.
+
+    Only ``modes`` are run; the other modes' rows come from :data:`RECORDS`.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -217,16 +224,22 @@ def sharded(folder: Path, cache: Path, size: str) -> list[dict[str, Any]]:
                           for name in ("user", "item", "rating")})
         pq.write_table(table, parquet, row_group_size=1_000_000)
         del table
-    rows = []
+    records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
+    rows = [r for r in records if r["size"] == size and r["mode"] not in modes]
     for launcher, mode in (([sys.executable], "one"), (TORCHRUN, "whole"), (TORCHRUN, "shards")):
+        if mode not in modes:
+            continue
         load = os.getloadavg()[0]
         subprocess.run([*launcher, str(Path(__file__).resolve()), "--sharded-worker",
                         str(parquet), "--folder", str(folder), "--mode", mode], env=ENV,
                        check=True)
         for rank in range(1 if mode == "one" else 2):
             rows.append({**json.loads((folder / f"sharded-{mode}-{rank}.json").read_text()),
-                         "load": load, "size": size})
+                         "load": load, "size": size, "date": time.strftime("%H:%M")})
             print(json.dumps(rows[-1]), flush=True)
+    rows.sort(key=lambda r: (["one", "whole", "shards"].index(r["mode"]), r["rank"]))
+    kept = [r for r in records if r["size"] != size]
+    RECORDS.write_text(json.dumps(kept + rows, indent=1) + "\n")
     return rows
 
 
@@ -285,14 +298,15 @@ def _sharded_lines(rows: list[dict[str, Any]]) -> list[str]:
              "batch 65,536, 1 thread per rank, evaluate", "",
              "Peak RSS is each process's `VmHWM`. Test RMSE is rank 0's.", "",
              "| run | rank | training rows | file rows read | row groups | fit s | run s | "
-             "test RMSE | peak RSS MiB | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "test RMSE | peak RSS MiB | load | at (UTC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rmse = "" if r["test_rmse"] is None else f"{r['test_rmse']:.6f}"
         read = "all" if r["file_rows"] is None else f"{r['file_rows']:,}"
         lines.append(f"| {names[r['mode']]} | {r['rank']} | {r['rows']:,} | {read} | "
                      f"{r['row_groups'] if r['row_groups'] is not None else 'all'} | "
                      f"{r['fit_seconds']:.1f} | {r['run_seconds']:.1f} | {rmse} | "
-                     f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} |")
+                     f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} | {r.get('date', '')} |")
     return [*lines, ""]
 
 
@@ -302,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["ml100k", "comm", "big"],
                         choices=["ml100k", "comm", "big", "sharded"])
     parser.add_argument("--size", default="25M", help="ratings of the sharded part (1M, 25M)")
+    parser.add_argument("--modes", nargs="+", default=["one", "whole", "shards"],
+                        choices=["one", "whole", "shards"],
+                        help="sharded part: runs to measure (the others come from the records)")
     parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path,
@@ -321,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         runs = {"ml100k": lambda: ml100k(folder), "comm": lambda: comm(folder),
                 "big": lambda: big(folder, args.cache),
-                "sharded": lambda: sharded(folder, args.cache, args.size)}
+                "sharded": lambda: sharded(folder, args.cache, args.size, args.modes)}
         for part in args.parts:
             parts[part] = runs[part]()
     if args.out:

@@ -200,7 +200,7 @@ def _lines_before(path: Path, start: int) -> int:
 
 
 def split_positions(n: int, seed: int, offset: int, count: int,
-                    chunk: int = 1 << 22) -> np.ndarray:
+                    chunk: int = 1 << 20) -> np.ndarray:
     """Each of rows ``[offset, offset + count)``'s place in the random split's permutation.
 
     The random split (:func:`embrec.data.split.split`) draws

@@ -70,7 +70,8 @@ class Shards:
     Attributes:
         train: this rank's training rows, indexed with the whole training set's ids.
         test_positions: places of this rank's test rows in the test set (sorted).
-        test_rows: per test row, whole-file user and item indices and the rating's bits.
+        test_rows: per test row, whole-file user and item indices and the rating's bits
+            (three int32 columns).
         users: the whole file's user index.
         items: the whole file's item index.
         n_test: rows in the whole test set.
@@ -79,7 +80,7 @@ class Shards:
 
     train: ShardedRatings
     test_positions: np.ndarray
-    test_rows: np.ndarray
+    test_rows: list[np.ndarray]
     users: IdIndex
     items: IdIndex
     n_test: int
@@ -120,7 +121,7 @@ def gather_floats(group: Group, values: list[float]) -> list[list[float]]:
             for r in group.gather_ints(bits)]
 
 
-def stream_rows(group: Group, positions: np.ndarray, rows: np.ndarray, total: int,
+def stream_rows(group: Group, positions: np.ndarray, rows: list[np.ndarray], total: int,
                 chunk: int = CHUNK) -> Iterator[np.ndarray]:
     """Gather every rank's rows onto rank 0 in place order, ``chunk`` places at a time.
 
@@ -131,21 +132,23 @@ def stream_rows(group: Group, positions: np.ndarray, rows: np.ndarray, total: in
         group: the process group.
         positions: this rank's rows' places in ``0..total-1`` (sorted, disjoint
             between ranks, covering every place together).
-        rows: int64 values, one row per place.
+        rows: integer columns (a float column viewed as same-width integers),
+            one value per place.
         total: places over every rank.
         chunk: places per collective.
 
     Yields:
         On rank 0, the rows of places ``[k * chunk, (k + 1) * chunk)``, in order.
     """
-    width = rows.shape[1]
+    width = len(rows)
     for start in range(0, total, chunk):
         stop = min(total, start + chunk)
         low, high = np.searchsorted(positions, [start, stop])
         sizes = [s[0] for s in group.gather_ints([int(high - low)])]
         box = torch.zeros((max(*sizes, 1), width + 1), dtype=torch.int64)
         box[:high - low, 0] = torch.from_numpy(positions[low:high] - start)
-        box[:high - low, 1:] = torch.from_numpy(rows[low:high])
+        for k, column in enumerate(rows):
+            box[:high - low, 1 + k] = torch.from_numpy(column[low:high].astype(np.int64))
         every = [torch.empty_like(box) for _ in sizes] if group.rank == 0 else None
         dist.gather(box, every, dst=0)
         if every is not None:
@@ -172,15 +175,18 @@ def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
                                              duplicates="error", on_bad_lines=bad_lines,
                                              source=str(path))
             warn_skipped([summary] if summary else [], stacklevel=4)
+            facts = part.facts
+            del part
         except EmbrecError as caught:
             error = caught
+    pa.default_memory_pool().release_unused()  # the Arrow pool keeps freed pages otherwise
     failed = [f[0] for f in group.gather_ints([int(error is not None)])]
     if error is not None:
         raise error
     if any(failed):
         raise DataError(f"rank {failed.index(1)} could not read its rows of the file", path=path,
                         hint="that rank printed the reason; fix the file and run again")
-    return ratings, part.facts
+    return ratings, facts
 
 
 def _bounds(path: Path, kind: str, world_size: int) -> list[int] | str:
@@ -239,8 +245,8 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
     train = _train_shard(group, local, where, in_train, sides, scale, n_train, str(path))
     test = np.flatnonzero(~in_train)
     test = test[np.argsort(where[test])]
-    rows = np.stack([sides[0][2][local.user[test]], sides[1][2][local.item[test]],
-                     local.rating[test].view(np.int32).astype(np.int64)], axis=1)
+    rows = [sides[0][2][local.user[test]].astype(np.int32),
+            sides[1][2][local.item[test]].astype(np.int32), local.rating[test].view(np.int32)]
     every = group.gather_ints(list(read.values()))
     facts = {"read_rows_per_rank": counts,
              **{f"{key}_per_rank": [r[k] for r in every] for k, key in enumerate(read)}}
@@ -269,7 +275,7 @@ def _check_pairs(group: Group, keys: np.ndarray, users: IdIndex, items: IdIndex,
     what it received: a rank holds about ``1 / world_size`` of the keys.
     """
     found = [0, -1]
-    owner = keys % group.world_size
+    owner = (keys % group.world_size).astype(np.int32)
     for rank in range(group.world_size):
         mine = keys[owner == rank]
         sizes = [s[0] for s in group.gather_ints([len(mine)])]
@@ -307,17 +313,22 @@ def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.n
     """This rank's training rows, ordered by their place in the training set."""
     rows = np.flatnonzero(in_train)
     rows = rows[np.argsort(where[rows])]
-    user, item = sides[0][3][local.user[rows]], sides[1][3][local.item[rows]]
+    user = sides[0][3][local.user[rows]].astype(np.int32)
+    item = sides[1][3][local.item[rows]].astype(np.int32)
     rating, positions = local.rating[rows], where[rows]
-    digest = np.frombuffer(hashlib.sha256(
-        positions.tobytes() + id_digest(sides[0][1].ids[user]) + id_digest(sides[1][1].ids[item])
-        + rating.tobytes()).digest(), dtype=np.uint8)
-    identity = shard_identity([d.tobytes() for d in gather_array(group, digest)])
+    digest = hashlib.sha256()
+    for start in range(0, len(rows), CHUNK):  # a chunk at a time: no copy of the whole shard
+        part = slice(start, start + CHUNK)
+        for piece in (positions[part].tobytes(), id_digest(sides[0][1].ids[user[part]]),
+                      id_digest(sides[1][1].ids[item[part]]), rating[part].tobytes()):
+            digest.update(piece)
+    mine = np.frombuffer(digest.digest(), dtype=np.uint8)
+    identity = shard_identity([d.tobytes() for d in gather_array(group, mine)])
     return ShardedRatings(user, item, rating, sides[0][1], sides[1][1], None, scale=scale,
                           source=source, positions=positions, total=n_train, identity=identity)
 
 
-def _gathered(group: Group, positions: np.ndarray, rows: np.ndarray,
+def _gathered(group: Group, positions: np.ndarray, rows: list[np.ndarray],
               total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Every rank's (user, item, rating bits) rows on rank 0, in place order; ``None`` elsewhere.
 
@@ -326,22 +337,20 @@ def _gathered(group: Group, positions: np.ndarray, rows: np.ndarray,
     """
     size = total if group.rank == 0 else 0
     user, item = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32)
-    rating = np.empty(size, dtype=np.float32)
+    rating = np.empty(size, dtype=np.int32)
     start = 0
     for chunk in stream_rows(group, positions, rows, total):
         stop = start + len(chunk)
-        user[start:stop], item[start:stop] = chunk[:, 0], chunk[:, 1]
-        rating[start:stop] = chunk[:, 2].astype(np.int32).view(np.float32)
+        user[start:stop], item[start:stop], rating[start:stop] = chunk.T
         start = stop
+    rating = rating.view(np.float32)
     return (user, item, rating) if group.rank == 0 else None
 
 
 def gathered_train(group: Group, shard: ShardedRatings) -> Ratings | None:
     """The whole training set on rank 0 (``None`` elsewhere), gathered a chunk at a time."""
-    rows = np.stack([shard.user.astype(np.int64), shard.item.astype(np.int64),
-                     shard.rating.view(np.int32).astype(np.int64)], axis=1)
-    got = _gathered(group, shard.positions, rows, shard.total)
-    del rows
+    got = _gathered(group, shard.positions, [shard.user, shard.item, shard.rating.view(np.int32)],
+                    shard.total)
     if got is None:
         return None
     return Ratings(*got, shard.users, shard.items, None, scale=shard.scale, source=shard.source)
