@@ -216,9 +216,9 @@ def sharded(folder: Path, cache: Path, size: str, modes: list[str]) -> list[dict
     sys.path.insert(0, str(HERE))
     from scaling import generate_arrays
 
-    arrays = generate_arrays(size, cache)
+    arrays = generate_arrays(size, cache) if modes else cache
     parquet = Path(tempfile.gettempdir()) / "embrec-sharded" / f"{size}.parquet"
-    if not parquet.exists():
+    if modes and not parquet.exists():
         parquet.parent.mkdir(parents=True, exist_ok=True)
         table = pa.table({name: np.load(arrays / f"{name}.npy")
                           for name in ("user", "item", "rating")})
@@ -284,19 +284,27 @@ def report(parts: dict[str, list[dict[str, Any]]], out: Path, argv: list[str]) -
                   f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} |" for r in parts["big"]]
         lines.append("")
     if "sharded" in parts:
-        lines += _sharded_lines(parts["sharded"])
+        lines += _sharded_lines(parts["sharded"], argv)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if parts.keys() == {"sharded"} and out.exists():  # keep the other parts' tables
+        old = out.read_text().split("\n## ")
+        kept = [part for part in old if "ratings from one Parquet file" not in part[:60]]
+        lines = ["\n## ".join(kept).rstrip("\n"), "", *lines[lines.index("") + 6:]]
     out.write_text("\n".join(lines))
 
 
-def _sharded_lines(rows: list[dict[str, Any]]) -> list[str]:
+def _sharded_lines(rows: list[dict[str, Any]], argv: list[str]) -> list[str]:
     """The table of the ``sharded`` part."""
     names = {"one": "1 process", "whole": "2 ranks, each reads the whole file",
              "shards": "2 ranks, each reads its row groups"}
     lines = [f"## {rows[0]['size']} ratings from one Parquet file (1M-row groups), "
              "`embrec.runs.train_run`: read, 90/10 random split, biased MF 32, 1 epoch, "
              "batch 65,536, 1 thread per rank, evaluate", "",
-             "Peak RSS is each process's `VmHWM`. Test RMSE is rank 0's.", "",
+             f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/distributed.py "
+             f"{' '.join(argv)}` (rows of modes not run then come from "
+             "`benchmarks/results/distributed-sharded.json`; `at` says when each ran). Peak RSS "
+             "is each process's `VmHWM`. Test RMSE is rank 0's. \"Reads the whole file\" is "
+             "forced with `duplicates='last'` (the file has no repeated pairs).", "",
              "| run | rank | training rows | file rows read | row groups | fit s | run s | "
              "test RMSE | peak RSS MiB | load | at (UTC) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -316,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["ml100k", "comm", "big"],
                         choices=["ml100k", "comm", "big", "sharded"])
     parser.add_argument("--size", default="25M", help="ratings of the sharded part (1M, 25M)")
-    parser.add_argument("--modes", nargs="+", default=["one", "whole", "shards"],
+    parser.add_argument("--modes", nargs="*", default=["one", "whole", "shards"],
                         choices=["one", "whole", "shards"],
-                        help="sharded part: runs to measure (the others come from the records)")
+                        help="sharded part: runs to measure (the others come from the records; "
+                             "none: only write the table from the records)")
     parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path,

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.datasets import load_dataset
 from embrec.data.ratings import Ratings
@@ -226,6 +229,10 @@ def _sharded_result(rec: Recommender, shards: Shards, group: Group, seconds: flo
                     diverged: list[str], notes: list[str]) -> RunResult:
     """Train errors summed over the ranks; on rank 0, the whole training and test sets gathered."""
     train_metrics = summed_errors(group, evaluate(rec, shards.train, metrics=RATING_METRICS))
+    if group.rank == 0:  # replaced below by the whole training set's: free the shard's first
+        none = np.zeros(0, dtype=np.int32)
+        rec.seen = sp.csr_matrix((none.astype(np.float32), (none, none)),
+                                 shape=(rec.n_users, rec.n_items))
     full, test = gathered_train(group, shards.train), gathered_test(group, shards)
     rate = shards.train.total * max(len(rec.history), 1) / max(seconds, 1e-9)
     if full is None or test is None:

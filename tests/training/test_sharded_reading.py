@@ -67,6 +67,10 @@ def _worker(rank: int, port: int, folder: str) -> None:
             {"metrics": result.metrics, "facts": facts, "notes": result.notes,
              "fingerprint": rec.metadata["fingerprint"], "mean": rec.mean,
              "seen": int(rec.seen.nnz), "users": rec.users.to_list()}))
+    whole = train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
+                      f"{folder}/plain.parquet", split_spec=SPEC, read={"duplicates": "last"})
+    Path(f"{folder}/whole-rank{rank}.json").write_text(json.dumps(
+        {"metrics": sorted(whole.metrics), "notes": whole.notes, "problems": whole.problems}))
     for name in ("repeat.parquet", "bad.csv"):
         try:
             train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
@@ -183,3 +187,12 @@ def test_merged_index_orders_ids_as_one_process() -> None:
     assert whole.to_list() == ["a", "b", "c", "d"] and train.to_list() == ["a", "d"]
     assert to_whole[0].tolist() == [1, 3] and to_train[1].tolist() == [0, -1, -1]
     assert not math.isnan(float(len(train)))
+
+
+def test_a_run_reading_the_whole_file_says_why_and_only_rank_0_evaluates(runs: Path) -> None:
+    rank0, rank1 = (_read(runs, "whole", rank) for rank in (0, 1))
+    assert rank0["metrics"] == ["test", "train", "validation"] and rank1["metrics"] == []
+    assert rank1["problems"] == []  # rank 1 has nothing to judge, and nothing to complain of
+    for got in (rank0, rank1):
+        assert got["notes"] == ["every rank read the whole file: duplicates='last'/'mean' merge "
+                                "rows that may sit on different ranks"]
