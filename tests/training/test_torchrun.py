@@ -91,7 +91,8 @@ def test_standalone_killed_then_resumed_equals_one_process(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.checkpoints"]
     meta = json.loads((out / "config.json").read_text())["metadata"]
     assert meta["world_size"] == 2 and meta["rows_per_rank"] == summary["rows_per_rank"]
-    assert sum(meta["file_rows_per_rank"]) == 9001 and summary["notes"] == []
+    assert sum(summary["file_rows_per_rank"]) == 9001 and summary["notes"] == []
+    assert summary["bytes_per_rank"] == meta["bytes_per_rank"]
 
 
 def test_two_launchers_with_c10d_rendezvous(ratings_csv: Path, replay: dict[str, object],
