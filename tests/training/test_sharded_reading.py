@@ -41,10 +41,14 @@ def _frame() -> pd.DataFrame:
                     seed=5).ratings.to_pandas()
 
 
-def _write(path: Path, *, text_ids: bool = False, repeat: bool = False) -> Path:
+def _write(path: Path, *, text_ids: bool = False, repeat: bool = False,
+           mixed: bool = False) -> Path:
     frame = _frame()
     if text_ids:  # text ids that do not sort like numbers ("u10" < "u9")
         frame["user"] = "u" + frame["user"].astype(str)
+    if mixed:  # text ids: plain numbers in rank 0's rows, "u7" in some of rank 1's
+        frame["user"] = frame["user"].astype(str)
+        frame.loc[1000:, "user"] = "u" + frame.loc[1000:, "user"]
     if repeat:  # the last row repeats the first pair: the rows are on different ranks
         frame.loc[len(frame) - 1, ["user", "item"]] = frame.loc[0, ["user", "item"]].to_numpy()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path,
@@ -71,6 +75,10 @@ def _worker(rank: int, port: int, folder: str) -> None:
                       f"{folder}/plain.parquet", split_spec=SPEC, read={"duplicates": "last"})
     Path(f"{folder}/whole-rank{rank}.json").write_text(json.dumps(
         {"metrics": sorted(whole.metrics), "notes": whole.notes, "problems": whole.problems}))
+    mixed = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
+                      f"{folder}/mixed.parquet", split_spec=SPEC)
+    Path(f"{folder}/mixed-rank{rank}.json").write_text(json.dumps(
+        {"notes": mixed.notes, "users": mixed.recommender.users.to_list()}))
     for name in ("repeat.parquet", "bad.csv"):
         try:
             train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
@@ -86,6 +94,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(folder / "plain.parquet")
     _write(folder / "text.parquet", text_ids=True)
     _write(folder / "repeat.parquet", repeat=True)
+    _write(folder / "mixed.parquet", mixed=True)
     _frame().to_csv(folder / "plain.csv", index=False)
     bad = (folder / "plain.csv").read_text().splitlines()
     fields = bad[1000].split(",")  # file line 1001: in rank 1's part
@@ -196,3 +205,12 @@ def test_a_run_reading_the_whole_file_says_why_and_only_rank_0_evaluates(runs: P
     for got in (rank0, rank1):
         assert got["notes"] == ["every rank read the whole file: duplicates='last'/'mean' merge "
                                 "rows that may sit on different ranks"]
+
+
+def test_ids_of_different_types_on_the_ranks_fall_back_to_the_whole_file(runs: Path) -> None:
+    got = _read(runs, "mixed", 0)
+    assert got["notes"] == ["every rank read the whole file: the ranks' rows hold ids of "
+                            "different types (e.g. text on one, numbers on another)"]
+    one = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
+                    str(runs / "mixed.parquet"), split_spec=SPEC)
+    assert got["users"] == one.recommender.users.to_list()  # text ids, as one process keeps them
