@@ -19,6 +19,10 @@ Parts:
   ``benchmarks/scaling.py`` generates them), biased MF with the scaling
   benchmark's settings, 1 epoch: one process, then 2 ranks under torchrun;
   seconds per epoch and peak resident memory of each rank.
+- ``sharded``: the same 25M ratings written once to a Parquet file (1M-row
+  groups) and trained through ``embrec.runs.train_run`` (read, 90/10 split,
+  fit, evaluate): one process, 2 ranks that each read the whole file, and 2
+  ranks that each read only their row groups; peak memory (``VmHWM``) per rank.
 
 The machine is shared: each row records the 1-minute load average when it ran.
 """
@@ -168,6 +172,77 @@ def big(folder: Path, cache: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def sharded_worker(parquet: Path, out: Path, mode: str) -> None:
+    """One process or torchrun rank: ``train_run`` on the Parquet file; write one JSON."""
+    sys.path.insert(0, str(HERE))
+    from scaling import peak_rss_mib
+
+    from embrec.config import TrainConfig
+    from embrec.models import BiasedMFConfig
+    from embrec.runs import SplitSpec, train_run
+
+    config = TrainConfig(epochs=1, batch_size=65_536, learning_rate=0.01, weight_decay=0.02,
+                         schedule="onecycle", seed=0, num_threads=1)
+    started = time.perf_counter()
+    # duplicates="last" reads the same rows but makes every rank read the whole file
+    result = train_run(BiasedMFConfig(embedding_dim=32, init_std=0.01), config, str(parquet),
+                       split_spec=SplitSpec(test_size=0.1, seed=0),
+                       read={"duplicates": "last"} if mode == "whole" else None)
+    rank, rec = int(os.environ.get("RANK", "0")), result.recommender
+    row = {"mode": mode, "rank": rank, "world_size": rec.metadata["world_size"],
+           "rows": rec.metadata["rows_per_rank"][rank],
+           "file_rows": rec.metadata.get("file_rows_per_rank", [None] * 2)[rank],
+           "row_groups": rec.metadata.get("row_groups_per_rank", [None] * 2)[rank],
+           "fit_seconds": rec.metadata["fit_seconds"],
+           "run_seconds": time.perf_counter() - started,
+           "test_rmse": result.metrics.get("test", {}).get("rmse"),
+           "peak_rss_mib": peak_rss_mib(), "notes": result.notes}
+    (out / f"sharded-{mode}-{rank}.json").write_text(json.dumps(row))
+
+
+RECORDS = HERE / "results" / "distributed-sharded.json"
+"""Every row the ``sharded`` part measured, by size and mode (a later run of a mode replaces it)."""
+
+
+def sharded(folder: Path, cache: Path, size: str, modes: list[str]) -> list[dict[str, Any]]:
+    """A Parquet file of ``size`` ratings: 1 process, 2 ranks reading it whole, 2 reading shards.
+
+    Only ``modes`` are run; the other modes' rows come from :data:`RECORDS`.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(HERE))
+    from scaling import generate_arrays
+
+    arrays = generate_arrays(size, cache) if modes else cache
+    parquet = Path(tempfile.gettempdir()) / "embrec-sharded" / f"{size}.parquet"
+    if modes and not parquet.exists():
+        parquet.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.table({name: np.load(arrays / f"{name}.npy")
+                          for name in ("user", "item", "rating")})
+        pq.write_table(table, parquet, row_group_size=1_000_000)
+        del table
+    records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
+    rows = [r for r in records if r["size"] == size and r["mode"] not in modes]
+    for launcher, mode in (([sys.executable], "one"), (TORCHRUN, "whole"), (TORCHRUN, "shards")):
+        if mode not in modes:
+            continue
+        load = os.getloadavg()[0]
+        subprocess.run([*launcher, str(Path(__file__).resolve()), "--sharded-worker",
+                        str(parquet), "--folder", str(folder), "--mode", mode], env=ENV,
+                       check=True)
+        for rank in range(1 if mode == "one" else 2):
+            rows.append({**json.loads((folder / f"sharded-{mode}-{rank}.json").read_text()),
+                         "load": load, "size": size, "date": time.strftime("%H:%M")})
+            print(json.dumps(rows[-1]), flush=True)
+    rows.sort(key=lambda r: (["one", "whole", "shards"].index(r["mode"]), r["rank"]))
+    kept = [r for r in records if r["size"] != size]
+    RECORDS.write_text(json.dumps(kept + rows, indent=1) + "\n")
+    return rows
+
+
 def report(parts: dict[str, list[dict[str, Any]]], out: Path, argv: list[str]) -> None:
     """Write the Markdown tables with the machine facts."""
     import torch
@@ -208,15 +283,53 @@ def report(parts: dict[str, list[dict[str, Any]]], out: Path, argv: list[str]) -
                   f"{r['epoch_seconds']:.1f} | {r['fit_seconds']:.1f} | "
                   f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} |" for r in parts["big"]]
         lines.append("")
+    if "sharded" in parts:
+        lines += _sharded_lines(parts["sharded"], argv)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if parts.keys() == {"sharded"} and out.exists():  # keep the other parts' tables
+        old = out.read_text().split("\n## ")
+        kept = [part for part in old if "ratings from one Parquet file" not in part[:60]]
+        lines = ["\n## ".join(kept).rstrip("\n"), "", *lines[lines.index("") + 6:]]
     out.write_text("\n".join(lines))
+
+
+def _sharded_lines(rows: list[dict[str, Any]], argv: list[str]) -> list[str]:
+    """The table of the ``sharded`` part."""
+    names = {"one": "1 process", "whole": "2 ranks, each reads the whole file",
+             "shards": "2 ranks, each reads its row groups"}
+    lines = [f"## {rows[0]['size']} ratings from one Parquet file (1M-row groups), "
+             "`embrec.runs.train_run`: read, 90/10 random split, biased MF 32, 1 epoch, "
+             "batch 65,536, 1 thread per rank, evaluate", "",
+             f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/distributed.py "
+             f"{' '.join(argv)}` (rows of modes not run then come from "
+             "`benchmarks/results/distributed-sharded.json`; `at` says when each ran). Peak RSS "
+             "is each process's `VmHWM`. Test RMSE is rank 0's. \"Reads the whole file\" is "
+             "forced with `duplicates='last'` (the file has no repeated pairs).", "",
+             "| run | rank | training rows | file rows read | row groups | fit s | run s | "
+             "test RMSE | peak RSS MiB | load | at (UTC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rmse = "" if r["test_rmse"] is None else f"{r['test_rmse']:.6f}"
+        read = "all" if r["file_rows"] is None else f"{r['file_rows']:,}"
+        lines.append(f"| {names[r['mode']]} | {r['rank']} | {r['rows']:,} | {read} | "
+                     f"{r['row_groups'] if r['row_groups'] is not None else 'all'} | "
+                     f"{r['fit_seconds']:.1f} | {r['run_seconds']:.1f} | {rmse} | "
+                     f"{r['peak_rss_mib']:,.0f} | {r['load']:.1f} | {r.get('date', '')} |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the parts asked for, print each row as JSON and optionally write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ml100k", "comm", "big"],
-                        choices=["ml100k", "comm", "big"])
+                        choices=["ml100k", "comm", "big", "sharded"])
+    parser.add_argument("--size", default="25M", help="ratings of the sharded part (1M, 25M)")
+    parser.add_argument("--modes", nargs="*", default=["one", "whole", "shards"],
+                        choices=["one", "whole", "shards"],
+                        help="sharded part: runs to measure (the others come from the records; "
+                             "none: only write the table from the records)")
+    parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "embrec-scaling")
     parser.add_argument("--out", type=Path)
@@ -226,11 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.big_worker:
         big_worker(args.big_worker, args.folder)
         return 0
+    if args.sharded_worker:
+        sharded_worker(args.sharded_worker, args.folder, args.mode)
+        return 0
     parts: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         runs = {"ml100k": lambda: ml100k(folder), "comm": lambda: comm(folder),
-                "big": lambda: big(folder, args.cache)}
+                "big": lambda: big(folder, args.cache),
+                "sharded": lambda: sharded(folder, args.cache, args.size, args.modes)}
         for part in args.parts:
             parts[part] = runs[part]()
     if args.out:

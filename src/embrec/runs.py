@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.datasets import load_dataset
 from embrec.data.ratings import Ratings
@@ -24,7 +27,16 @@ from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
 from embrec.evaluation.evaluate import evaluate
 from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
-from embrec.training.fit import fit
+from embrec.training.distributed import Group, join
+from embrec.training.fit import fit, resolve_device
+from embrec.training.sharded import (
+    Shards,
+    gathered_test,
+    gathered_train,
+    read_sharded,
+    summed_errors,
+    whole_file_reason,
+)
 
 __all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "check_device", "degenerate",
            "recorded_test_split", "train_run"]
@@ -129,19 +141,27 @@ def train_run(
     """
     spec = split_spec or SplitSpec()
     options = _read_options(read)
-    ratings = load_dataset(data, **options)
-    if test_data is None:
-        train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
-                            n_last=spec.n_last)
-        record: dict[str, Any] = {"split": {"method": spec.method, "test_size": spec.test_size,
-                                           "seed": spec.seed, "n_last": spec.n_last}}
+    check_device(train_config.device)
+    group = join(resolve_device(train_config.device))
+    try:
+        return _run(model_config, train_config, data, spec, test_data, options, group,
+                    checkpoint_dir, resume)
+    finally:
+        if group is not None:
+            group.leave()
+
+
+def _run(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: SplitSpec,
+         test_data: str | None, options: dict[str, Any], group: Group | None,
+         checkpoint_dir: str | Path | None, resume: bool) -> RunResult:
+    shards, notes = _shards(model_config, train_config, data, spec, test_data, options, group)
+    if shards is None:
+        train, test, record = _load(data, spec, test_data, options)
     else:
-        train, test = ratings, load_dataset(test_data, **options)
-        record = {"split": {"test_data": _data_source(test_data)}}
-    metadata = {"data": _data_source(data), **record}
+        train, test, record = shards.train, None, _split_record(spec)
+    metadata = {"data": _data_source(data), **record, **(shards.facts if shards else {})}
     if options:
         metadata["read"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-    check_device(train_config.device)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -151,6 +171,13 @@ def train_run(
     for warning in caught:  # passed on; a non-finite loss also marks the run diverged
         warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                warning.lineno)
+    diverged = [str(w.message).splitlines()[0] for w in caught
+                if issubclass(w.category, TrainingWarning) and "not finite" in str(w.message)]
+    if shards is not None and group is not None:
+        return _sharded_result(rec, shards, group, seconds, diverged, notes)
+    rate = len(train) * max(len(rec.history), 1) / max(seconds, 1e-9)
+    if (group is not None and group.rank != 0) or test is None:  # only rank 0 evaluates
+        return RunResult(rec, {}, seconds, rate, [], notes)
     if rec.scores == "ranking":  # no rating error to report: top-N on the test rows only
         metrics = {"test": {key: value for key, value in evaluate(rec, test).items()
                             if isinstance(value, int | float)}}
@@ -161,12 +188,63 @@ def train_run(
             "test": _rating_metrics(rec, test),
         }
     rec.metadata["metrics"] = metrics
-    epochs = max(len(rec.history), 1)
-    diverged = [str(w.message).splitlines()[0] for w in caught
-                if issubclass(w.category, TrainingWarning) and "not finite" in str(w.message)]
-    return RunResult(rec, metrics, seconds, len(train) * epochs / max(seconds, 1e-9),
+    return RunResult(rec, metrics, seconds, rate,
                      degenerate(rec, train, metrics.get("train", {}), diverged),
-                     _split_notes(metrics["test"]))
+                     notes + _split_notes(metrics["test"]))
+
+
+def _split_record(spec: SplitSpec) -> dict[str, Any]:
+    return {"split": {"method": spec.method, "test_size": spec.test_size, "seed": spec.seed,
+                      "n_last": spec.n_last}}
+
+
+def _load(data: str, spec: SplitSpec, test_data: str | None,
+          options: dict[str, Any]) -> tuple[Ratings, Ratings, dict[str, Any]]:
+    """Read the whole file and split it (or read the separate test file)."""
+    ratings = load_dataset(data, **options)
+    if test_data is None:
+        train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
+                            n_last=spec.n_last)
+        return train, test, _split_record(spec)
+    return ratings, load_dataset(test_data, **options), {
+        "split": {"test_data": _data_source(test_data)}}
+
+
+def _shards(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: SplitSpec,
+            test_data: str | None, options: dict[str, Any],
+            group: Group | None) -> tuple[Shards | None, list[str]]:
+    """Under torchrun, read only this rank's rows when the run allows it (else say why not)."""
+    if group is None:
+        return None, []
+    shards: Shards | str | None = whole_file_reason(data, options, spec.method, test_data,
+                                                    model_config, train_config, group)
+    if shards is None:
+        shards = read_sharded(Path(data).expanduser(), options, spec.seed, spec.test_size, group)
+    if isinstance(shards, str):
+        return None, [f"every rank read the whole file: {shards}"]
+    return shards, []
+
+
+def _sharded_result(rec: Recommender, shards: Shards, group: Group, seconds: float,
+                    diverged: list[str], notes: list[str]) -> RunResult:
+    """Train errors summed over the ranks; on rank 0, the whole training and test sets gathered."""
+    train_metrics = summed_errors(group, evaluate(rec, shards.train, metrics=RATING_METRICS))
+    if group.rank == 0:  # replaced below by the whole training set's: free the shard's first
+        none = np.zeros(0, dtype=np.int32)
+        rec.seen = sp.csr_matrix((none.astype(np.float32), (none, none)),
+                                 shape=(rec.n_users, rec.n_items))
+    full, test = gathered_train(group, shards.train), gathered_test(group, shards)
+    rate = shards.train.total * max(len(rec.history), 1) / max(seconds, 1e-9)
+    if full is None or test is None:
+        return RunResult(rec, {"train": train_metrics}, seconds, rate, [], notes)
+    facts = {k: v for k, v in rec.metadata.items() if k not in ("fingerprint", "n_train")}
+    rec = Recommender.from_training(rec.model, rec.model_config, rec.train_config, full,
+                                    history=rec.history, metadata=facts)
+    metrics = {"train": train_metrics, "validation": _validation_metrics(rec),
+               "test": _rating_metrics(rec, test)}
+    rec.metadata["metrics"] = metrics
+    return RunResult(rec, metrics, seconds, rate, degenerate(rec, full, train_metrics, diverged),
+                     notes + _split_notes(metrics["test"]))
 
 
 def check_device(device: str) -> None:

@@ -96,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                "out": str(out) if save else None,
                "world_size": rec.metadata["world_size"],
                "rows_per_rank": rec.metadata["rows_per_rank"],
+               **{k: v for k, v in rec.metadata.items() if k.endswith("_per_rank")},
                **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
                "problems": result.problems, "notes": result.notes}
     code = 3 if result.problems and not save else 0

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from scipy import sparse
 
 from embrec.data.columns import ROLES, arrow_column, numpy_column, series_column
-from embrec.data.delimited import read_raw_ratings, sniff
+from embrec.data.delimited import TextFormat, read_raw_ratings, sniff
 from embrec.data.layouts import load_layout
 from embrec.data.ratings import Duplicates, Ratings
 from embrec.data.validation import (
@@ -149,7 +149,13 @@ def _existing(source: str | os.PathLike[str]) -> Path:
     raise DataError("no such file or folder", path=path, hint=hint)
 
 
-def _format_of(path: Path, format: str | None) -> str:
+def format_of(path: Path, format: str | None) -> str:
+    """The format (a key of :data:`FORMATS`) of ``path``: ``format``, or from its suffix.
+
+    Raises:
+        ConfigError: for an unknown ``format``.
+        DataError: when the suffix says nothing.
+    """
     if format is not None:
         name = format.lower().lstrip(".")
         aliases = {suffix.lstrip("."): kind for kind, sfx in FORMATS.items() for suffix in sfx}
@@ -171,16 +177,22 @@ def _format_of(path: Path, format: str | None) -> str:
     return kind
 
 
-def _text_raw(path: Path, requested: dict[str, ColumnRef | None], kind: str, sep: str | None,
-              strict: bool) -> RawRatings:
+def text_format(path: Path, kind: str, sep: str | None) -> TextFormat:
+    """The layout of a delimited file of format ``kind``, from its first lines."""
+    return sniff(path, sep=sep, prefer={"csv": ",", "tsv": "\t"}.get(kind))
+
+
+def text_raw(path: Path, requested: dict[str, ColumnRef | None], kind: str, sep: str | None,
+              strict: bool, part: Path | None = None) -> RawRatings:
+    """Read a delimited file's rating columns (those of ``part``, a piece of it, when given)."""
     prefer = {"csv": ",", "tsv": "\t"}.get(kind)
     fmt = sniff(path, sep=sep, prefer=prefer)
     if (not fmt.header and all(v is None for v in requested.values())
             and _GROUPLENS_NO_HEADER.match(path.name) and len(fmt.names) in (3, 4)):
         requested = dict(zip(ROLES, range(len(fmt.names)), strict=False))
     chosen = resolve_columns(fmt.names, requested, source=str(path), header=fmt.header)
-    return read_raw_ratings(path, fmt, {role: str(name) for role, name in chosen.items()},
-                            strict=strict)
+    return read_raw_ratings(part or path, fmt,
+                            {role: str(name) for role, name in chosen.items()}, strict=strict)
 
 
 def _parquet_raw(path: Path, requested: dict[str, ColumnRef | None]) -> RawRatings:
@@ -353,9 +365,9 @@ def read_ratings(
 
 def _path_raw(path: Path, requested: dict[str, ColumnRef | None], format: str | None,
               sep: str | None, strict: bool) -> RawRatings:
-    kind = _format_of(path, format)
+    kind = format_of(path, format)
     if kind in _TEXT:
-        return _text_raw(path, requested, kind, sep, strict)
+        return text_raw(path, requested, kind, sep, strict)
     if kind == "parquet":
         return _parquet_raw(path, requested)
     if kind == "npz":

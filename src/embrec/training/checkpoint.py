@@ -16,12 +16,16 @@ Every file is written into a hidden staging folder, which rank 0 renames into
 place (``os.replace``) once every rank has written; ``LATEST`` is then replaced
 atomically and older checkpoints removed. A process killed at any moment leaves
 the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
+The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
+folder that is not embrec's is refused before anything is written (older
+``step-*`` folders are deleted as new checkpoints land).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +45,14 @@ from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "checkpoint_dir", "copy_into",
-           "masks_state", "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "checkpoint_dir",
+           "copy_into", "masks_state", "restore_masks", "run_identity"]
 
 FORMAT = 1
 LATEST = "LATEST"
+MARKER = "embrec-checkpoints.json"
+MARKER_FORMAT = "embrec-checkpoints"
+_OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
 IDENTITY = ("fingerprint", "model", "train", "world_size")
 RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
@@ -82,6 +89,7 @@ class Checkpoints:
                  rank: int = 0, barrier: Callable[[], None] | None = None) -> None:
         self.folder, self.identity, self.every = Path(folder), identity, every
         self.rank, self.barrier = rank, barrier or (lambda: None)
+        check_folder(self.folder)
 
     def due(self, steps: int) -> bool:
         """Whether a mid-epoch checkpoint is due after ``steps`` optimiser steps."""
@@ -104,6 +112,8 @@ class Checkpoints:
         if self.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
+            if not (self.folder / MARKER).is_file():
+                (self.folder / MARKER).write_text(json.dumps({"format": MARKER_FORMAT}) + "\n")
         self.barrier()
         _write_tensors(local, staging / f"rank-{self.rank}.safetensors")
         if self.rank == 0:
@@ -162,6 +172,32 @@ class Checkpoints:
                     f"checkpoint {where} was written for a different {key.replace('_', ' ')}: "
                     f"{_short(facts.get(key))} there, {_short(self.identity[key])} here",
                     hint=hint)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a checkpoint folder that holds anything but embrec's checkpoints.
+
+    A folder is embrec's when it holds the marker ``embrec-checkpoints.json``,
+    or (written before the marker) only ``LATEST`` and ``step-*`` entries.
+    Checkpoints delete older ``step-*`` folders, so a folder that is not
+    embrec's is never written into.
+
+    Raises:
+        ArtifactError: for a file, or a non-empty folder that is not embrec's.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"checkpoint folder {folder} is a file",
+                            hint="pass another --out, or move that file away")
+    if not folder.is_dir() or (folder / MARKER).is_file():
+        return
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if not _OWN.fullmatch(p.name))
+    if foreign:
+        raise ArtifactError(
+            f"checkpoint folder {folder} holds files that are not embrec's checkpoints "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and no {MARKER}",
+            hint="pass another --out (checkpoints go to <out>.checkpoints), or move that "
+                 "folder away")
 
 
 @dataclass

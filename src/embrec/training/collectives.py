@@ -1,0 +1,94 @@
+"""Collectives over NumPy arrays for sharded reading: ids, flags, floats, rows streamed to rank 0.
+
+Small helpers on top of ``torch.distributed`` (gloo, CPU tensors): arrays of any
+length are padded to the longest and trimmed back; text travels as Arrow string
+buffers, floats as their bits. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.distributed as dist
+
+from embrec.training.distributed import Group
+
+__all__ = ["CHUNK", "gather_array", "gather_floats", "stream_rows"]
+
+CHUNK = 1 << 20
+"""Rows moved to rank 0 per collective when gathering rows."""
+
+
+def _gather_bytes(group: Group, data: np.ndarray) -> list[np.ndarray]:
+    """Every rank's bytes (any length), indexed by rank."""
+    sizes = [s[0] for s in group.gather_ints([len(data)])]
+    box = torch.zeros(max(*sizes, 1), dtype=torch.uint8)
+    box[:len(data)] = torch.from_numpy(np.array(data, dtype=np.uint8))
+    every = [torch.empty_like(box) for _ in sizes]
+    dist.all_gather(every, box)
+    return [got[:size].numpy() for got, size in zip(every, sizes, strict=True)]
+
+
+def gather_array(group: Group, array: np.ndarray) -> list[np.ndarray]:
+    """Every rank's 1-D array of ids, flags or numbers (int64, float64, bool or text).
+
+    Text travels as Arrow string buffers (offsets and bytes), never pickled.
+    """
+    if array.dtype.kind in "iufb":
+        raw = _gather_bytes(group, array.view(np.uint8))
+        return [part.view(array.dtype) for part in raw]
+    text = pa.array(array.astype(object), type=pa.large_string())
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[:len(text) + 1]
+    values = np.frombuffer(text.buffers()[2] or b"", dtype=np.uint8)[:offsets[-1]]
+    every = zip(_gather_bytes(group, (offsets - offsets[0]).view(np.uint8)),
+                _gather_bytes(group, values[offsets[0]:]), strict=True)
+    return [pa.LargeStringArray.from_buffers(len(o) // 8 - 1, pa.py_buffer(o), pa.py_buffer(v))
+            .to_numpy(zero_copy_only=False).astype(object) for o, v in every]
+
+
+def gather_floats(group: Group, values: list[float]) -> list[list[float]]:
+    """Every rank's floats (the same count on every rank), bit for bit."""
+    bits = np.asarray(values, dtype=np.float64).view(np.int64).tolist()
+    return [np.asarray(r, dtype=np.int64).view(np.float64).tolist()
+            for r in group.gather_ints(bits)]
+
+
+def stream_rows(group: Group, positions: np.ndarray, rows: list[np.ndarray], total: int,
+                chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Gather every rank's rows onto rank 0 in place order, ``chunk`` places at a time.
+
+    Every rank must walk the iterator to its end (each chunk is a collective);
+    only rank 0 gets chunks.
+
+    Args:
+        group: the process group.
+        positions: this rank's rows' places in ``0..total-1`` (sorted, disjoint
+            between ranks, covering every place together).
+        rows: integer columns (a float column viewed as same-width integers),
+            one value per place.
+        total: places over every rank.
+        chunk: places per collective.
+
+    Yields:
+        On rank 0, the rows of places ``[k * chunk, (k + 1) * chunk)``, in order.
+    """
+    width = len(rows)
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        low, high = np.searchsorted(positions, [start, stop])
+        sizes = [s[0] for s in group.gather_ints([int(high - low)])]
+        box = torch.zeros((max(*sizes, 1), width + 1), dtype=torch.int64)
+        box[:high - low, 0] = torch.from_numpy(positions[low:high] - start)
+        for k, column in enumerate(rows):
+            box[:high - low, 1 + k] = torch.from_numpy(column[low:high].astype(np.int64))
+        every = [torch.empty_like(box) for _ in sizes] if group.rank == 0 else None
+        dist.gather(box, every, dst=0)
+        if every is not None:
+            out = np.empty((stop - start, width), dtype=np.int64)
+            for got, size in zip(every, sizes, strict=True):
+                part = got[:size].numpy()
+                out[part[:, 0]] = part[:, 1:]
+            yield out

@@ -1,0 +1,49 @@
+"""The checkpoint folder is embrec's own: marked when written, and a foreign folder is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from embrec.errors import ArtifactError
+from embrec.training.checkpoint import MARKER, Checkpoints
+
+IDENTITY = {"fingerprint": "f", "model": {}, "train": {}, "world_size": 1}
+
+
+def _save(folder: Path, steps: int) -> Path:
+    return Checkpoints(folder, IDENTITY).save({"w": torch.ones(2)}, {"p": torch.zeros(1)},
+                                              {"steps": steps})
+
+
+def test_a_new_folder_is_marked_and_old_checkpoints_replaced(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    _save(folder, 1)
+    assert (folder / MARKER).is_file()
+    _save(folder, 2)
+    assert sorted(p.name for p in folder.iterdir()) == ["LATEST", MARKER, "step-000000002"]
+
+
+def test_a_foreign_folder_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    (folder / "step-000000001").mkdir(parents=True)
+    (folder / "step-000000001" / "notes.txt").write_text("keep")
+    (folder / "thesis.tex").write_text("keep")
+    with pytest.raises(ArtifactError, match="not embrec's checkpoints .thesis.tex."):
+        _save(folder, 2)
+    assert (folder / "step-000000001" / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000000001", "thesis.tex"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="is a file"):
+        _save(tmp_path / "file", 1)
+
+
+def test_a_folder_written_before_the_marker_is_still_resumed(tmp_path: Path) -> None:
+    folder = tmp_path / "old.checkpoints"
+    _save(folder, 3)
+    (folder / MARKER).unlink()  # as written before the marker existed
+    assert Checkpoints(folder, IDENTITY).load() is not None
+    _save(folder, 4)
+    assert (folder / MARKER).is_file()
