@@ -16,6 +16,7 @@ from embrec.errors import ArtifactError, ConfigError
 from embrec.models import BiasedMFConfig, MLPConfig
 from embrec.training import fit
 from embrec.training.batches import Columns
+from embrec.training.losses import RankingLoss
 from embrec.training.step import RatingLoss
 
 MLP = MLPConfig(embedding_dim=6, hidden=(8,), dropout=(0.2, 0.3), activation="tanh")
@@ -55,6 +56,34 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tiny: Ratings, tmp_pa
     for key, value in _weights(whole.model).items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert _timeless(resumed.history) == _timeless(whole.history)
+
+
+class CrashingRanking(RankingLoss):
+    """BPR, raising on its ``at``-th loss: a ranking run killed mid-epoch."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__("bpr", negatives=2)
+        self.calls, self.at = 0, at
+
+    def loss(self, model: Any, users: Any, items: Any, batch: Columns) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            raise Crash
+        return super().loss(model, users, items, batch)
+
+
+def test_a_resumed_ranking_run_draws_the_same_negatives(tiny: Ratings, tmp_path: Path) -> None:
+    """The negative sampler's generator is checkpointed: resuming is bit-identical."""
+    config = TrainConfig(epochs=3, batch_size=64, learning_rate=0.02, seed=2, loss="bpr",
+                         negatives=2, checkpoint_every=4)
+    whole = fit(BiasedMFConfig(embedding_dim=4), tiny, config)
+    with pytest.raises(Crash):
+        fit(BiasedMFConfig(embedding_dim=4), tiny, config, checkpoint_dir=tmp_path,
+            objective=CrashingRanking(at=30))
+    resumed = fit(BiasedMFConfig(embedding_dim=4), tiny, config, checkpoint_dir=tmp_path,
+                  resume=True)
+    for key, value in _weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def _timeless(history: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -239,9 +239,11 @@ class RunState:
 
     def __init__(self, model: EmbeddingModel, engine: Any, config: TrainConfig,
                  generator: torch.Generator, data: Columns, hooks: RunHooks, schedule: Any,
-                 best: Any) -> None:
+                 best: Any, objective: Any = None) -> None:
         self.model, self.engine, self.config, self.hooks = model, engine, config, hooks
         self.generator, self.predictions = generator, torch.empty_like(data.rating)
+        # an objective's own generator (a ranking loss's negative sampler), saved beside ours
+        self.sampler: torch.Generator | None = getattr(objective, "generator", None)
         self.schedule, self.best = schedule, best
         self.masks = [m for t in model.modules() if isinstance(t, Tower)
                       for m in t.masks if m is not None]
@@ -284,6 +286,8 @@ class RunState:
         masks, positions = masks_state(self.masks)
         tensors = {**self._live(), **masks, "generator": self.generator.get_state(),
                    "epoch_generator": start}
+        if self.sampler is not None:
+            tensors["objective_generator"] = self.sampler.get_state()
         facts = {"epoch": epoch, "step": step, "steps": self.schedule.done, "stopped": stopped,
                  "lr": self.schedule.last, "history": self.history, "best_rmse": self.best.rmse,
                  "best_epoch": self.best.epoch, "masks": positions, "seed": self.hooks.seed}
@@ -308,6 +312,8 @@ class RunState:
         self.best.epoch = facts["best_epoch"]
         self.generator.set_state(snapshot.tensors["epoch_generator"])
         self.pending = snapshot.tensors["generator"] if self.step else None
+        if self.sampler is not None and "objective_generator" in snapshot.tensors:
+            self.sampler.set_state(snapshot.tensors["objective_generator"])
         self.predictions.copy_(snapshot.local["predictions"])
 
 

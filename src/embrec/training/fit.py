@@ -259,7 +259,7 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
     step, path = make_step(model, config, objective)
     total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
     run = RunState(model, engine, config, generator, data, hooks, _Schedule(config, total),
-                   _Best(model, config.early_stopping is not None))
+                   _Best(model, config.early_stopping is not None), objective)
     for epoch in range(run.epoch, 0 if run.stopped else config.epochs + 1):
         started = time.perf_counter()
         model.train()

@@ -120,6 +120,11 @@ class RankingLoss:
         self._drawn = torch.empty(0, dtype=torch.int64)
         self._top = 1.0
 
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The negative sampler's generator once bound (checkpoints save and restore it)."""
+        return None if self._sampler is None else self._sampler.generator
+
     def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
         """Bind to the training data: popularity counts and a generator seeded from ``seed``.
 
