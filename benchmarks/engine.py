@@ -5,6 +5,7 @@ Usage::
     python benchmarks/engine.py catalogue  --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py contention --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py scale
+    python benchmarks/engine.py hugepages   # 1.5M catalogue, tables on huge pages or not
     python benchmarks/engine.py correctness
     python benchmarks/engine.py all        --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py catalogue --quick     # small sizes: checks the script, not a figure
@@ -17,6 +18,9 @@ Parts:
   epoch, one thread: ``embrec.fit`` (epoch seconds and whole-fit seconds), a plain
   PyTorch loop (``nn.Embedding(sparse=True)`` + ``SparseAdam``, dense Adam for the
   global bias) on the same rows, and LIBMF: 20 passes, 32 factors, 2 threads.
+- ``hugepages``: the 1.5M catalogue's ``embrec.fit`` with its tables on transparent
+  huge pages (the default, ``embrec.training.memory``) and on torch's allocator,
+  alternating, quiet only.
 - ``contention``: ``benchmarks/compare.py --busy`` (Keras notebook code for the
   notebook presets, Surprise ``SVD()`` for ``default``, on ML-100K).
 - ``scale``: the ``default`` preset, one epoch, on 25M ML-25M-shaped ratings
@@ -248,7 +252,30 @@ def render_correctness(section: dict[str, Any]) -> str:
         "mean_prediction_clipped", "gap_clipped", "within 0.02", "train_rmse", "error"])
 
 
+# ----------------------------------------------------------------------------- huge pages
+def hugepages(args: argparse.Namespace) -> dict[str, Any]:
+    """The 1.5M-row catalogue with tables on huge pages and on torch's allocator, alternating."""
+    started = time.perf_counter()
+    n, size = (20_000, 150_000) if args.quick else (1_000_000, 1_500_000)
+    folder = arrays(f"catalogue-{n}-{size}", n, size // 2, size // 2, args.cache)
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(args.repeats):
+        for huge in (True, False):
+            runs[huge].append(measure("quiet", sys.executable, "catalogue-embrec", args.timeout,
+                                      data=str(folder), threads=1, huge_pages=huge))
+    rows = [{"catalogue": size, "ratings": n, "huge_pages": huge, **summary(r)}
+            for huge, r in runs.items()]
+    return {"facts": facts(args, started), "rows": rows}
+
+
+def render_hugepages(section: dict[str, Any]) -> str:
+    columns = ["catalogue", "huge_pages", "epoch_s", "epoch_s_min", "fit_s", "peak_rss_mib",
+               "runs", "load"]
+    return harness.table(section["rows"], columns)
+
+
 PARTS = {"catalogue": (catalogue, render_catalogue),
+         "hugepages": (hugepages, render_hugepages),
          "contention": (contention, render_contention),
          "scale": (scale, render_scale),
          "correctness": (correctness, render_correctness)}

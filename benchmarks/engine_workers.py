@@ -47,12 +47,20 @@ def embrec_ratings(folder: Path) -> Any:
                    IdIndex(np.arange(shape["n_items"]), kind="item"), scale=(1.0, 5.0))
 
 
-def catalogue_embrec(data: str, threads: int = 1) -> dict[str, Any]:
-    """``embrec.fit`` of biased MF (32 factors), one epoch, batch 2048, lr 0.01."""
+def catalogue_embrec(data: str, threads: int = 1, huge_pages: bool = True) -> dict[str, Any]:
+    """``embrec.fit`` of biased MF (32 factors), one epoch, batch 2048, lr 0.01.
+
+    ``huge_pages=False`` keeps every table on torch's allocator (the comparison of
+    ``engine.py hugepages``).
+    """
     import torch
 
     import embrec
     from embrec.models import BiasedMFConfig
+    from embrec.training import memory
+
+    if not huge_pages:
+        memory.HUGE_MIN_BYTES = 1 << 62
 
     ratings = embrec_ratings(Path(data))
     config = embrec.TrainConfig(epochs=1, batch_size=2048, learning_rate=0.01,
@@ -61,7 +69,7 @@ def catalogue_embrec(data: str, threads: int = 1) -> dict[str, Any]:
     rec = embrec.fit(BiasedMFConfig(embedding_dim=32), ratings, config)
     seconds = time.perf_counter() - started
     epoch = rec.history[0]["seconds"]
-    return {"framework": "embrec", "epoch_s": epoch, "fit_s": seconds,
+    return {"framework": "embrec", "huge_pages": huge_pages, "epoch_s": epoch, "fit_s": seconds,
             "ratings_per_s": len(ratings) / epoch, "train_rmse": rec.history[0]["train_rmse"],
             "step_path": rec.metadata.get("step_path"), "threads": rec.metadata.get("threads"),
             "peak_rss_mib": peak_rss_mib(), "version": f"embrec {embrec.__version__}, "
