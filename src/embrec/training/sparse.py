@@ -4,9 +4,10 @@ A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
 the catalogue, so updating (and keeping moments for) only those rows makes a
 step cost O(batch), not O(users + items): one epoch over 1M ratings with a
 1.5M-row catalogue took 0.89 s (1.4x the 15k-row catalogue's 0.63 s), where
-dense updates had taken 25.8 s (``benchmarks/results/engine.md``). Gradients arrive as ``(index, rows)`` pairs,
-one row per occurrence; repeated indices are summed first (:func:`coalesce`),
-then the optimiser reads, updates and writes back only the unique rows.
+dense updates had taken 25.8 s (``benchmarks/results/engine.md``). Gradients
+arrive as ``(index, rows)`` pairs, one row per occurrence; repeated indices are
+summed first (:func:`coalesce`), then the optimiser reads, updates and writes
+back only the unique rows.
 
 Optimisers and their state per embedding row of width ``w`` (float32):
 
