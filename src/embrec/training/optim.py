@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import TrainConfig
-from embrec.training.sparse import adam_update
+from embrec.training.sparse import AdamTensors, adam_update
 
 __all__ = ["DenseOptimizer", "DenseParameters", "learning_rate"]
 
@@ -82,16 +82,31 @@ class DenseOptimizer:
         self.first = torch.zeros_like(flat.data)
         self.second = torch.zeros_like(flat.data)
 
+    def adam_tensors(self, lr: float) -> AdamTensors | None:
+        """Apply this step's weight decay and return the Adam tensors; ``None`` if not Adam.
+
+        The caller then takes the Adam update itself (with other groups in one call).
+        """
+        if self.kind not in ("adam", "adamw"):
+            return None
+        data, grad, kernels = self.flat.data, self.flat.grad, self.flat.kernel_size
+        if self.decay and kernels:
+            if self.kind == "adamw":
+                data[:kernels].mul_(1 - lr * self.decay)
+            else:
+                grad[:kernels].add_(data[:kernels], alpha=self.decay)
+        return data, grad, self.first, self.second
+
     def step(self, lr: float, step: int) -> None:
         """Apply update number ``step`` (from 1) with learning rate ``lr``; gradients stay."""
+        adam = self.adam_tensors(lr)
+        if adam is not None:
+            adam_update(*adam, lr, step, self.epsilon, fused=True)
+            return
         data, grad, kernels = self.flat.data, self.flat.grad, self.flat.kernel_size
-        if self.decay and kernels and self.kind != "adamw":
+        if self.decay and kernels:
             grad[:kernels].add_(data[:kernels], alpha=self.decay)
-        if self.kind in ("adam", "adamw"):
-            if self.kind == "adamw" and self.decay:
-                data[:kernels].mul_(1 - lr * self.decay)
-            adam_update(data, grad, self.first, self.second, lr, step, self.epsilon, fused=True)
-        elif self.kind == "sgd":
+        if self.kind == "sgd":
             if self.momentum:
                 grad = self.first.mul_(self.momentum).add_(grad)
             data.add_(grad, alpha=-lr)

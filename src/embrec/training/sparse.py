@@ -34,8 +34,8 @@ from torch import Tensor
 
 from embrec.training import memory
 
-__all__ = ["ROW_OPTIMIZERS", "DenseTableAdam", "RowOptimizer", "adam_update", "coalesce",
-           "row_optimizer"]
+__all__ = ["ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer", "adam_update",
+           "adam_update_groups", "coalesce", "row_optimizer"]
 
 ROW_OPTIMIZERS = ("adam", "adamw", "adagrad", "rowwise-adagrad", "sgd")
 BETAS = (0.9, 0.999)
@@ -79,6 +79,30 @@ def adam_update(params: Tensor, grad: Tensor, first: Tensor, second: Tensor, lr:
     second.mul_(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
     size = lr * correction / (1 - BETAS[0] ** step)
     params.addcdiv_(first, second.sqrt().add_(epsilon), value=-size)
+
+
+AdamTensors = tuple[Tensor, Tensor, Tensor, Tensor]
+"""``(params, grad, first, second)`` of one group of parameters Adam updates."""
+
+
+def adam_update_groups(groups: list[AdamTensors], lr: float, step: int, epsilon: float) -> None:
+    """:func:`adam_update` of several groups with one hyper-parameter set: one fused call.
+
+    A step of the notebook presets updates both embedding tables and the dense layers;
+    one kernel call for all of them instead of one per group saves a dispatch per step.
+    """
+    if FUSED_ADAM is not None and all(t.is_contiguous() and t.device.type in ("cpu", "cuda")
+                                      for group in groups for t in group) \
+            and len({t.device for group in groups for t in group}) == 1:
+        correction = math.sqrt(1 - BETAS[1] ** step)
+        count = torch.full((), float(step), device=groups[0][0].device)
+        params, grads, firsts, seconds = (list(part) for part in zip(*groups, strict=True))
+        FUSED_ADAM(params, grads, firsts, seconds, [], [count] * len(groups), lr=lr,
+                   beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
+                   eps=epsilon / correction, amsgrad=False, maximize=False)
+        return
+    for group in groups:
+        adam_update(*group, lr, step, epsilon, fused=True)
 
 
 def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -236,12 +260,22 @@ class DenseTableAdam:
         self._grads = (self.grad[:n], self.grad[n:])
 
     def step(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor, item_grad: Tensor,
-             lr: float, step: int) -> None:
-        """Add the rows' gradients and take Adam update ``step`` over every row of both tables."""
+             lr: float, step: int, dense: AdamTensors | None = None) -> None:
+        """Add the rows' gradients and take Adam update ``step`` over every row of both tables.
+
+        ``dense``: the dense layers' Adam tensors, when they take the same update (one
+        fused call for both; see :func:`adam_update_groups`).
+        """
         self._grads[0].index_add_(0, user_index, user_grad)
         self._grads[1].index_add_(0, item_index, item_grad)
-        adam_update(self.data, self.grad, self.first, self.second, lr, step, self.epsilon,
-                    fused=self.fused)
+        tables = (self.data, self.grad, self.first, self.second)
+        if not self.fused:
+            adam_update(*tables, lr, step, self.epsilon)
+            if dense is not None:
+                adam_update(*dense, lr, step, self.epsilon)
+        else:
+            adam_update_groups([tables] if dense is None else [tables, dense], lr, step,
+                               self.epsilon)
         self._grads[0].index_fill_(0, user_index, 0.0)
         self._grads[1].index_fill_(0, item_index, 0.0)
 
