@@ -47,3 +47,19 @@ def test_a_folder_written_before_the_marker_is_still_resumed(tmp_path: Path) -> 
     assert Checkpoints(folder, IDENTITY).load() is not None
     _save(folder, 4)
     assert (folder / MARKER).is_file()
+
+
+def test_a_link_to_nothing_is_refused_before_training(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    folder.symlink_to(tmp_path / "gone")
+    with pytest.raises(ArtifactError, match="is a link to nothing"):
+        Checkpoints(folder, IDENTITY)
+
+
+def test_another_world_size_is_named_before_the_fingerprint_it_changes(tmp_path: Path) -> None:
+    # a run reading its file per rank digests each rank's rows: its fingerprint differs
+    # with the world size, so the world size is what the message must name
+    Checkpoints(tmp_path, {**IDENTITY, "world_size": 2}).save(
+        {"w": torch.ones(2)}, {"p": torch.zeros(1)}, {"steps": 1})
+    with pytest.raises(ArtifactError, match="different world size.*\n  hint: run with 2"):
+        Checkpoints(tmp_path, {**IDENTITY, "fingerprint": "g"}).load()

@@ -79,6 +79,11 @@ def _worker(rank: int, port: int, folder: str) -> None:
                       f"{folder}/mixed.parquet", split_spec=SPEC)
     Path(f"{folder}/mixed-rank{rank}.json").write_text(json.dumps(
         {"notes": mixed.notes, "users": mixed.recommender.users.to_list()}))
+    for name in ("header.csv", "hashed.parquet"):  # read whole after all: one note, no error
+        odd = train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
+                        f"{folder}/{name}", split_spec=SPEC)
+        Path(f"{folder}/{name}-rank{rank}.json").write_text(json.dumps(
+            {"notes": odd.notes, "test": odd.metrics.get("test", {}).get("n")}))
     for name in ("repeat.parquet", "bad.csv"):
         try:
             train_run(MODELS["biased-mf"](embedding_dim=2), TrainConfig(epochs=1, seed=0),
@@ -100,6 +105,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fields = bad[1000].split(",")  # file line 1001: in rank 1's part
     bad[1000] = ",".join([*fields[:2], "five", *fields[3:]])
     (folder / "bad.csv").write_text("\n".join(bad) + "\n")
+    body = _frame()[:40][["user", "item", "rating"]].to_csv(index=False, header=False)
+    # rank 0's half of the bytes is the header alone (a long last column name)
+    (folder / "header.csv").write_text(f"user,item,rating,{'x' * 2 * len(body)}\n" +
+                                       body.replace("\n", ",\n"))
+    hashed = _frame()  # uint64 hashes as ids: past int64, kept as exact Python ints
+    hashed["user"] = hashed["user"].to_numpy().astype(np.uint64) * np.uint64(2**63 + 1)
+    pq.write_table(pa.Table.from_pandas(hashed, preserve_index=False), folder / "hashed.parquet",
+                   row_group_size=GROUP_ROWS)
     mp.start_processes(_worker, args=(free_port(), str(folder)), nprocs=2, join=True,
                        start_method="spawn")
     return folder
@@ -214,3 +227,14 @@ def test_ids_of_different_types_on_the_ranks_fall_back_to_the_whole_file(runs: P
     one = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
                     str(runs / "mixed.parquet"), split_spec=SPEC)
     assert got["users"] == one.recommender.users.to_list()  # text ids, as one process keeps them
+
+
+@pytest.mark.parametrize(("name", "why", "test_rows"), [
+    ("header.csv", "rank 0's part of the file holds no ratings", 8),
+    ("hashed.parquet", "ids past int64 (e.g. uint64 hashes) are read whole", 240)])
+def test_a_part_without_ratings_or_with_ids_past_int64_is_read_whole(
+        runs: Path, name: str, why: str, test_rows: int) -> None:
+    for rank in (0, 1):
+        got = _read(runs, name, rank)
+        assert f"every rank read the whole file: {why}" in got["notes"], got["notes"]
+    assert _read(runs, name, 0)["test"] == test_rows  # rank 0 evaluated the whole test split

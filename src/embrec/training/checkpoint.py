@@ -53,7 +53,8 @@ LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
 _OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
-IDENTITY = ("fingerprint", "model", "train", "world_size")
+IDENTITY = ("world_size", "fingerprint", "model", "train")
+"""Checked in this order: a sharded run's fingerprint depends on its world size."""
 RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
 
@@ -185,6 +186,9 @@ def check_folder(folder: Path) -> None:
     Raises:
         ArtifactError: for a file, or a non-empty folder that is not embrec's.
     """
+    if folder.is_symlink() and not folder.exists():
+        raise ArtifactError(f"checkpoint folder {folder} is a link to nothing",
+                            hint="pass another --out, or remove that link")
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"checkpoint folder {folder} is a file",
                             hint="pass another --out, or move that file away")

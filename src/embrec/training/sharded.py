@@ -56,6 +56,9 @@ from embrec.errors import DataError, DuplicateRatingError, EmbrecError
 from embrec.training.collectives import CHUNK, gather_array, gather_floats, stream_rows
 from embrec.training.distributed import Group, shard_bounds
 
+NO_ROWS = ("no ratings found", "the file is empty")
+"""How a reader's error begins when a part of the file holds no ratings at all."""
+
 __all__ = ["Shards", "gathered_test", "gathered_train", "read_sharded", "summed_errors",
            "whole_file_reason"]
 
@@ -83,9 +86,22 @@ class Shards:
     facts: dict[str, Any]
 
 
+def _no_rows(error: EmbrecError) -> bool:
+    """Whether a rank's error only says its part holds no ratings (blank, header, all skipped)."""
+    if type(error) is not DataError:
+        return False
+    return error.message.removeprefix(f"{error.path}: ").startswith(NO_ROWS)
+
+
 def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
-                bounds: list[int]) -> tuple[Ratings, dict[str, int]]:
-    """Read and validate this rank's rows; if any rank fails, every rank raises."""
+                bounds: list[int]) -> tuple[Ratings, dict[str, int]] | str:
+    """Read and validate this rank's rows; if any rank fails, every rank raises.
+
+    Returns:
+        The rows and reading facts, or (on every rank) why the file must be read
+        whole: a rank's part held no ratings, though others may (one process
+        reading the whole file then decides).
+    """
     error: EmbrecError | None = None
     start, stop = bounds[group.rank], bounds[group.rank + 1]
     requested = {r: options.get(r) for r in ("user", "item", "rating", "timestamp")}
@@ -104,12 +120,16 @@ def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
         except EmbrecError as caught:
             error = caught
     pa.default_memory_pool().release_unused()  # the Arrow pool keeps freed pages otherwise
-    failed = [f[0] for f in group.gather_ints([int(error is not None)])]
-    if error is not None:
+    empty = error is not None and _no_rows(error)
+    flags = group.gather_ints([int(error is not None and not empty), int(empty)])
+    failed, blank = [f[0] for f in flags], [f[1] for f in flags]
+    if error is not None and not empty:
         raise error
     if any(failed):
         raise DataError(f"rank {failed.index(1)} could not read its rows of the file", path=path,
                         hint="that rank printed the reason; fix the file and run again")
+    if any(blank):
+        return f"rank {blank.index(1)}'s part of the file holds no ratings"
     return ratings, facts
 
 
@@ -126,6 +146,9 @@ def _bounds(path: Path, kind: str, world_size: int) -> list[int] | str:
 
 
 def _kind(ids: np.ndarray) -> int:
+    """0 integers, 1 floats, 2 text, 3 exact Python integers past int64 (uint64 hashes)."""
+    if ids.dtype.kind == "O" and len(ids) and not isinstance(ids[0], str):
+        return 3  # _ids keeps uint64 ids past int64 as Python ints: they travel as neither
     return {"i": 0, "u": 0, "f": 1}.get(ids.dtype.kind, 2)
 
 
@@ -152,10 +175,15 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
     bounds = _bounds(path, kind, group.world_size)
     if isinstance(bounds, str):
         return bounds
-    local, read = _agree_read(group, path, options, kind, bounds)
+    agreed = _agree_read(group, path, options, kind, bounds)
+    if isinstance(agreed, str):
+        return agreed
+    local, read = agreed
     kinds = group.gather_ints([_kind(local.users.ids), _kind(local.items.ids)])
     if any(k != kinds[0] for k in kinds):
         return "the ranks' rows hold ids of different types (e.g. text on one, numbers on another)"
+    if 3 in kinds[0]:
+        return "ids past int64 (e.g. uint64 hashes) are read whole"
     counts = [c[0] for c in group.gather_ints([len(local)])]
     n, offset = sum(counts), sum(counts[:group.rank])
     where = split_positions(n, seed, offset, len(local))
