@@ -61,6 +61,22 @@ def test_constant_predictions_are_reported(tiny: Ratings) -> None:
     assert kinds(rec.metadata["diagnostics"]) == ["constant_predictions"]
 
 
+def test_one_pair_is_never_called_constant(tiny: Ratings) -> None:
+    """A rank's one-row shard (or a one-rating set) cannot show that a model is constant."""
+    model = BiasedMFConfig(embedding_dim=4).build(tiny.n_users, tiny.n_items, scale=tiny.scale,
+                                                  mean=3.0)
+    data = columns(tiny, None, torch.device("cpu"))
+    history = [{"epoch": 1.0, "train_rmse": 1.0}]
+    one = type(data)(data.user[:1], data.item[:1], data.rating[:1])
+    assert diagnose(model, one, None, history, tiny.scale) == []
+    two = type(data)(data.user[:2], data.item[:2], data.rating[:2])
+    with torch.no_grad():  # all rows equal: two pairs with one prediction are a constant
+        model.user_embedding.weight.zero_()
+        model.item_embedding.weight.zero_()
+    with pytest.warns(TrainingWarning, match="one constant"):
+        assert kinds(diagnose(model, two, None, history, tiny.scale)) == ["constant_predictions"]
+
+
 def test_overfitting_is_reported(tiny: Ratings) -> None:
     config = TrainConfig(epochs=30, batch_size=32, learning_rate=0.02, validation=0.3, seed=0)
     with pytest.warns(TrainingWarning, match=r"over-fitting: validation RMSE .* is .*x the train"):

@@ -70,7 +70,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     findings = _dead_units(model, sample)
     predictions = _predict(model, sample, scale if ratings else (-torch.inf, torch.inf))
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
-    if spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
+    # one pair cannot show a constant (a rank's one-row shard, a one-rating data set)
+    if len(predictions) > 1 and spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
         cause = ("a dead ReLU unit or too much regularisation; try init='normal', "
                  "bounded=True or a lower learning_rate" if relu else
                  "too much regularisation or too large a step; lower weight_decay or "
