@@ -85,11 +85,12 @@ def _ratios(log: Path) -> dict[str, list[float]]:
     return ratios
 
 
-def sweep_in_process(tests: list[str], seeds: int, scratch: Path) -> dict[str, object]:
+def sweep_in_process(tests: list[str], seeds: int, scratch: Path,
+                     override: bool = False) -> dict[str, object]:
     """One pytest run in which every test runs once per seed (ids gain ``seedK``)."""
     junit, log = scratch / "p.xml", scratch / "p.jsonl"
-    seconds = _pytest(tests, {"EMBREC_FORCE_SEEDS": str(seeds),
-                              "EMBREC_DEGENERATE_LOG": str(log)}, junit)
+    seconds = _pytest(tests, {"EMBREC_FORCE_SEEDS": str(seeds), "EMBREC_DEGENERATE_LOG": str(log),
+                              "EMBREC_OVERRIDE_SEEDED": "1" if override else "0"}, junit)
     failures: dict[str, list[int]] = {}
     for name, outcome in _outcomes(junit).items():
         match = re.fullmatch(r"(.*?)(?:\[seed(\d+)\]|-seed(\d+)\]|\[seed(\d+)-)(.*)", name)
@@ -105,7 +106,8 @@ def sweep_in_process(tests: list[str], seeds: int, scratch: Path) -> dict[str, o
     for test, values in _ratios(log).items():
         ratios.setdefault(re.sub(r"\[seed\d+\]|-seed\d+(?=\])|seed\d+-", "", test), []).extend(
             values)
-    return {"mode": "sweep", "in_process": True, "seeds": list(range(seeds)), "tests": tests,
+    return {"mode": "sweep", "in_process": True, "override_seeded": override,
+            "seeds": list(range(seeds)), "tests": tests,
             "seconds": round(seconds, 1), "failing_seeds": failures,
             "failure_rate": {t: f"{len(s)}/{seeds}" for t, s in failures.items()},
             "worst_train_rmse_over_mean_rmse": {t: round(max(v), 4) for t, v in ratios.items()},
@@ -155,13 +157,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=15)
     parser.add_argument("--in-process", action="store_true",
                         help="sweep the seeds in one pytest process (a seed parameter)")
+    parser.add_argument("--override-seeded", action="store_true",
+                        help="with --in-process: force the seed of seeded fits too")
     parser.add_argument("--order", help="reverse or shuffle:N: run the tests in that order")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         result = (discover(args.tests, Path(scratch)) if args.discover
                   else order(args.tests, args.order, Path(scratch)) if args.order
-                  else sweep_in_process(args.tests, args.seeds, Path(scratch))
+                  else sweep_in_process(args.tests, args.seeds, Path(scratch),
+                                        args.override_seeded)
                   if args.in_process else sweep(args.tests, args.seeds, Path(scratch)))
     result["command"] = " ".join(sys.argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)

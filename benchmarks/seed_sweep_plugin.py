@@ -10,6 +10,8 @@ function, in this process only (not in subprocesses a test starts):
   measured over many seeds;
 * ``EMBREC_FORCE_SEEDS=N``: run every test N times in this one process, once per seed
   ``0..N-1`` (test ids gain ``seedK``), each unseeded draw forced to that seed;
+* ``EMBREC_OVERRIDE_SEEDED=1``: force the seed of seeded fits too (``TrainConfig(seed=...)``),
+  to see whether a test pinned to one seed passes only by luck;
 * ``EMBREC_DEGENERATE_LOG=path``: append one JSON line per ``embrec.runs.degenerate`` check
   (the test, the train RMSE, the mean-predictor RMSE it must beat, the problems found), to
   see how close a CLI run came to exit 3;
@@ -46,8 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
     forced = os.environ.get("EMBREC_FORCE_SEED")
     log = os.environ.get("EMBREC_SEED_LOG")
 
+    override = os.environ.get("EMBREC_OVERRIDE_SEEDED") == "1"
+
     def seed(train_config: Any, hooks: Any, group: Any) -> int:
-        if train_config.seed is None and getattr(hooks, "snapshot", None) is None:
+        unseeded = train_config.seed is None or override
+        if unseeded and getattr(hooks, "snapshot", None) is None:
             if log:
                 with open(log, "a") as handle:
                     handle.write(_current["test"] + "\n")
