@@ -6,8 +6,18 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import HealthCheck, settings
 
 from embrec.data.synthetic import Synthetic, generate
+
+# Property tests draw the same examples on every run (CI runs the suite once: a failure must
+# not depend on the draw), with no deadline and no too-slow check (a loaded 2-core machine is
+# slow, not wrong). `pytest --hypothesis-profile explore` draws new examples each run.
+settings.register_profile("deterministic", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("deterministic")
 
 ML100K_DIRS = [
     Path(os.environ.get("EMBREC_HOME", Path.home() / ".cache" / "embrec")) / "datasets" / "ml-100k",
@@ -33,3 +43,14 @@ def ml100k_dir() -> Path:
         if (folder / "u.data").is_file():
             return folder
     pytest.skip("ML-100K not laid out; run ../shared/datasets/ml-100k.sh")
+
+
+@pytest.fixture(autouse=True)
+def _global_torch_generator() -> None:
+    """Every test starts from the same global torch generator, whatever ran before it.
+
+    ``fit`` never draws from it (its own generator is seeded), but tests that build a model
+    directly (``config.build``) or draw ``torch.randn`` do: without this their numbers, and
+    so their outcome, depended on which tests ran first.
+    """
+    torch.manual_seed(0)

@@ -201,13 +201,14 @@ def test_train_last_split_and_fixed_test_file(ratings_csv: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "last"
     assert main(["train", "--data", str(ratings_csv), "--split", "last", "--epochs", "10",
-                 "--out", str(out), "--json"]) == 0
+                 "--seed", "0", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["test"]["n"] == 80  # one rating per user: 80 users
     assert main(["evaluate", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 80
     assert main(["train", "--data", str(ratings_csv), "--test-data", str(ratings_csv),
-                 "--epochs", "10", "--out", str(tmp_path / "fixed"), "--json"]) == 0
+                 "--epochs", "10", "--seed", "0", "--out", str(tmp_path / "fixed"),
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test"]["n"] == 1500
 
 
@@ -237,7 +238,8 @@ def test_ml100k_info_and_recommend_with_titles(ml100k_dir: Path, tmp_path: Path,
     info = json.loads(capsys.readouterr().out)
     assert (info["ratings"], info["users"], info["items"]) == (100_000, 943, 1_682)
     out = tmp_path / "ml"
-    assert main(["train", "--data", str(ml100k_dir), "--quiet", "--out", str(out)]) == 0
+    assert main(["train", "--data", str(ml100k_dir), "--seed", "0", "--quiet",
+                 "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["recommend", str(out), "--user", "196", "-n", "5"]) == 0
     text = capsys.readouterr().out

@@ -56,7 +56,7 @@ def test_train_with_a_ranking_loss(ratings_csv: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bpr"
     assert main(["train", "--data", str(ratings_csv), "--model", "biased-mf", "--loss", "bpr",
-                 "--epochs", "3", "--out", str(out), "--json"]) == 0
+                 "--epochs", "3", "--seed", "0", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert "rmse" not in summary["test"] and 0 <= summary["test"]["ndcg@10"] <= 1
     assert embrec.load(out).scores == "ranking"

@@ -52,7 +52,7 @@ def test_cli_train_out_refuses_a_foreign_folder_with_exit_2(tmp_path: Path,
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "main.py").write_text("x = 1")
-    code = main(["train", "--epochs", "1", "--quiet", "--out", str(tmp_path)])
+    code = main(["train", "--epochs", "1", "--seed", "0", "--quiet", "--out", str(tmp_path)])
     assert code == 2 and "refusing to replace" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "main.py"]
 

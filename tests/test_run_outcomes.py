@@ -61,7 +61,7 @@ def test_non_finite_weights_are_degenerate_and_never_saved_even_when_allowed(
         return rec
 
     monkeypatch.setattr(embrec.runs, "fit", poisoned)
-    code = main(["train", "--epochs", "1", "--quiet", "--allow-degenerate",
+    code = main(["train", "--epochs", "1", "--seed", "0", "--quiet", "--allow-degenerate",
                  "--out", str(tmp_path / "m")])
     assert code == 3 and not (tmp_path / "m").exists()
 
@@ -89,7 +89,7 @@ def test_a_tiny_data_set_reports_its_empty_test_split_in_valid_json(
     data = tmp_path / "four.csv"
     data.write_text("user,item,rating\n1,1,4\n2,2,3\n3,1,5\n4,2,2\n")
     with pytest.warns(Warning):  # a constant model: four ratings teach nothing
-        main(["train", "--data", str(data), "--epochs", "1", "--quiet", "--json",
+        main(["train", "--data", str(data), "--epochs", "1", "--seed", "0", "--quiet", "--json",
               "--allow-degenerate", "--out", str(tmp_path / "m")])
     out, err = capsys.readouterr()
     summary = _strict_json(out)
@@ -105,7 +105,7 @@ def test_neumf_on_all_equal_ratings_does_not_crash(tmp_path: Path,
     with warnings.catch_warnings():  # diagnostics on a model with nothing to learn
         warnings.simplefilter("ignore")
         code = main(["train", "--data", str(data), "--model", "neumf", "--epochs", "1",
-                     "--quiet", "--out", str(tmp_path / "m")])
+                     "--seed", "0", "--quiet", "--out", str(tmp_path / "m")])
     assert code in (0, 3)
     assert "Traceback" not in capsys.readouterr().err
 
@@ -119,7 +119,8 @@ def test_device_cuda_without_a_gpu_is_exit_2(tmp_path: Path,
 
 
 def test_evaluate_json_is_strict_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "--epochs", "1", "--seed", "0", "--quiet",
+                 "--out", str(tmp_path / "m")]) == 0
     test = tmp_path / "test.csv"
     test.write_text("user,item,rating\nnobody,nothing,3\n")
     capsys.readouterr()

@@ -83,9 +83,9 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("k", range(len(CASES)))
+@pytest.mark.usefixtures("one_thread")
 def test_two_ranks_equal_one_process(two_ranks: Path, k: int) -> None:
     name, model, train = CASES[k]
-    torch.set_num_threads(1)
     with warnings.catch_warnings():  # diagnostics (a dead unit) are not what this compares
         warnings.simplefilter("ignore", TrainingWarning)
         rec = fit(MODELS[name](**model), _ratings(), TrainConfig(**{**BASE, **train}))

@@ -123,8 +123,8 @@ def _read(folder: Path, name: str, rank: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.usefixtures("one_thread")
 def test_two_ranks_reading_their_rows_equal_one_process(runs: Path, name: str) -> None:
-    torch.set_num_threads(1)
     one = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
                     str(runs / name), split_spec=SPEC)
     rank0, rank1 = (load_file(runs / f"{name}-rank{r}.safetensors") for r in (0, 1))
