@@ -19,7 +19,6 @@ initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from embrec.errors import ConfigError, TrainingError, TrainingWarning
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import Tower
 from embrec.recommender import Recommender
+from embrec.training import collector
 from embrec.training.batches import Columns, columns, known_rows, validation_rows
 from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.diagnostics import diagnose, error_metrics
@@ -205,23 +205,17 @@ def _process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
     Yields the thread count. Adam's moments of rarely used embedding rows decay
     geometrically into denormal floats, which x86 CPUs process ~100x slower;
     Keras flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
-    The cyclic garbage collector is paused, as ``timeit`` does: the loop makes
-    no reference cycles (reference counts free every tensor), but its thousands
-    of short-lived tensors trigger collections, and a full one scans every
-    object of the process (0.11 s with torch imported, 12% of the MovieLens
-    notebook preset's first fit in a process). It resumes, as found, after ``fit``.
+    The cycle collector is paused (:mod:`embrec.training.collector`).
     """
-    before, flushing, collecting = torch.get_num_threads(), _flushes_denormals(), gc.isenabled()
+    before, flushing = torch.get_num_threads(), _flushes_denormals()
     threads = threads_for(config) if device.type == "cpu" else before
     try:
         if threads != before:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)
-        gc.disable()
-        yield threads
+        with collector.paused():
+            yield threads
     finally:
-        if collecting:
-            gc.enable()
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
         torch.set_flush_denormal(flushing)
