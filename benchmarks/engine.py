@@ -20,7 +20,7 @@ Parts:
   global bias) on the same rows, and LIBMF: 20 passes, 32 factors, 2 threads.
 - ``hugepages``: the 1.5M catalogue's ``embrec.fit`` with its tables on transparent
   huge pages (the default, ``embrec.training.memory``) and on torch's allocator,
-  alternating, quiet only.
+  alternating, quiet and busy.
 - ``contention``: ``benchmarks/compare.py --busy`` (Keras notebook code for the
   notebook presets, Surprise ``SVD()`` for ``default``, on ML-100K).
 - ``scale``: the ``default`` preset, one epoch, on 25M ML-25M-shaped ratings
@@ -258,18 +258,21 @@ def hugepages(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     n, size = (20_000, 150_000) if args.quick else (1_000_000, 1_500_000)
     folder = arrays(f"catalogue-{n}-{size}", n, size // 2, size // 2, args.cache)
-    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-    for _ in range(args.repeats):
-        for huge in (True, False):
-            runs[huge].append(measure("quiet", sys.executable, "catalogue-embrec", args.timeout,
-                                      data=str(folder), threads=1, huge_pages=huge))
-    rows = [{"catalogue": size, "ratings": n, "huge_pages": huge, **summary(r)}
-            for huge, r in runs.items()]
+    rows = []
+    for name in CONDITIONS:
+        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _ in range(args.repeats):
+            for huge in (True, False):
+                runs[huge].append(measure(name, sys.executable, "catalogue-embrec", args.timeout,
+                                          data=str(folder), threads=1, huge_pages=huge))
+        rows += [{"condition": name, "catalogue": size, "ratings": n, "huge_pages": huge,
+                  **summary(r)} for huge, r in runs.items()]
     return {"facts": facts(args, started), "rows": rows}
 
 
 def render_hugepages(section: dict[str, Any]) -> str:
-    columns = ["catalogue", "huge_pages", "epoch_s", "epoch_s_min", "fit_s", "peak_rss_mib",
+    columns = ["condition", "catalogue", "huge_pages", "epoch_s", "epoch_s_min", "fit_s",
+               "peak_rss_mib",
                "runs", "load"]
     return harness.table(section["rows"], columns)
 

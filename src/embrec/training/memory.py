@@ -6,9 +6,10 @@ TLB covers a few MiB), so the step pays a page-table walk on top of the cache
 miss. Backing the table with 2 MiB pages (Linux transparent huge pages, asked
 for with ``madvise``) lets the TLB cover the whole table. Measured on the
 project's machine (``python benchmarks/engine.py hugepages``): an epoch over 1M
-ratings with a 1.5M-row catalogue took 1.01 s against 1.17 s. The first touch of
-fresh huge pages is slow on that virtual machine (the whole fit took 0.8 s longer
-to set up), so the pages pay off from a few epochs on.
+ratings with a 1.5M-row catalogue took 0.90 s against 1.12 s (1.36 s against
+2.00 s with both cores busy). The first touch of fresh huge pages is slow on that
+virtual machine (in one run setting the tables up took 0.8 s longer), so the
+pages pay off from a few epochs on.
 
 Only anonymous memory that ``madvise(MADV_HUGEPAGE)`` can mark is used, and only
 for CPU tables of at least :data:`HUGE_MIN_BYTES`; anywhere else (another OS,
