@@ -6,6 +6,7 @@ Usage::
     python benchmarks/engine.py contention --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py scale
     python benchmarks/engine.py hugepages   # 1.5M catalogue, tables on huge pages or not
+    python benchmarks/engine.py collector   # first notebook fit, cycle collector paused or on
     python benchmarks/engine.py correctness
     python benchmarks/engine.py all        --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py catalogue --quick     # small sizes: checks the script, not a figure
@@ -21,6 +22,9 @@ Parts:
 - ``hugepages``: the 1.5M catalogue's ``embrec.fit`` with its tables on transparent
   huge pages (the default, ``embrec.training.memory``) and on torch's allocator,
   alternating, quiet and busy.
+- ``collector``: a fresh process's first ``movielens-notebook`` fit with Python's cycle
+  collector paused during ``fit`` (the default, ``embrec.training.collector``) and left
+  on, alternating, quiet and busy (median of ``--repeats``).
 - ``contention``: ``benchmarks/compare.py --busy`` (Keras notebook code for the
   notebook presets, Surprise ``SVD()`` for ``default``, on ML-100K).
 - ``scale``: the ``default`` preset, one epoch, on 25M ML-25M-shaped ratings
@@ -277,7 +281,33 @@ def render_hugepages(section: dict[str, Any]) -> str:
     return harness.table(section["rows"], columns)
 
 
+# ----------------------------------------------------------------------------- collector
+def collector(args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh process's first notebook-preset fit, cycle collector paused or on, alternating."""
+    started = time.perf_counter()
+    rows = []
+    for name in CONDITIONS:
+        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _ in range(args.repeats):
+            for pause in (True, False):
+                runs[pause].append(measure(name, sys.executable, "first-fit", args.timeout,
+                                           pause=pause))
+        for pause, r in runs.items():
+            good = sorted((x for x in r if "error" not in x), key=lambda x: x["fit_s"])
+            rows.append({"condition": name, "pause": pause, "runs": len(good),
+                         **(good[len(good) // 2] if good else r[0]),
+                         "fit_s_min": good[0]["fit_s"] if good else None})
+    return {"facts": facts(args, started), "rows": rows}
+
+
+def render_collector(section: dict[str, Any]) -> str:
+    columns = ["condition", "pause", "fit_s", "fit_s_min", "collections_by_generation", "runs",
+               "load"]
+    return harness.table(section["rows"], columns)
+
+
 PARTS = {"catalogue": (catalogue, render_catalogue),
+         "collector": (collector, render_collector),
          "hugepages": (hugepages, render_hugepages),
          "contention": (contention, render_contention),
          "scale": (scale, render_scale),

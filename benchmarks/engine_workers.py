@@ -10,6 +10,7 @@ every framework trains on exactly the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -189,8 +190,39 @@ def correctness(data: str, weight_decay: float, bias_weight_decay: float) -> dic
             "train_rmse": rec.history[-1]["train_rmse"]}
 
 
+def first_fit(pause: bool = True) -> dict[str, Any]:
+    """A fresh process's first ``movielens-notebook`` fit (ML-100K 80/20, seed 0).
+
+    ``pause=False`` leaves Python's cycle collector on during the fit (the
+    comparison of ``engine.py collector``); collections during it are counted.
+    """
+    import gc
+
+    import embrec
+    from embrec.presets import fit_preset
+    from embrec.training import collector
+
+    ratings = embrec.load_dataset("ml-100k")
+    order = np.random.default_rng(0).permutation(len(ratings))
+    train = ratings.take(order[: int(0.8 * len(ratings))])
+    if not pause:
+        collector.paused = contextlib.nullcontext  # type: ignore[assignment]
+    counts = [0, 0, 0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            counts[info["generation"]] += 1
+
+    gc.callbacks.append(count)
+    started = time.perf_counter()
+    fit_preset("movielens-notebook", train, seed=0)
+    return {"pause": pause, "fit_s": time.perf_counter() - started,
+            "collections_by_generation": counts}
+
+
 WORKERS = {"catalogue-embrec": catalogue_embrec, "catalogue-torch": catalogue_torch,
-           "catalogue-libmf": catalogue_libmf, "scale": scale, "correctness": correctness}
+           "catalogue-libmf": catalogue_libmf, "scale": scale, "correctness": correctness,
+           "first-fit": first_fit}
 
 if __name__ == "__main__":
     result = WORKERS[sys.argv[1]](**json.loads(sys.argv[2]))

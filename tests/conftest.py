@@ -30,6 +30,18 @@ def tiny_synthetic() -> Synthetic:
     return generate(n_users=60, n_items=40, n_ratings=1200, rank=3, noise=0.1, seed=7)
 
 
+@pytest.fixture(scope="session")
+def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 users x 50 items, 1,500 ratings as a CSV with a header (the CLI tests' file).
+
+    Modules that need other data (tuning, torchrun) define their own ``ratings_csv``.
+    """
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
+        .ratings.to_pandas().to_csv(path, index=False)
+    return path
+
+
 @pytest.fixture()
 def tiny(tiny_synthetic: Synthetic):  # type: ignore[no-untyped-def]
     """The tiny synthetic ratings (a fresh reference per test; Ratings is immutable)."""

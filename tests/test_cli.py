@@ -11,16 +11,6 @@ from embrec.cli import SUBCOMMANDS, build_parser, main
 
 
 @pytest.fixture(scope="module")
-def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embrec.data.synthetic import generate
-
-    path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def trained(ratings_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("runs") / "model"
     import contextlib

@@ -11,16 +11,6 @@ import pytest
 from embrec.cli import main
 
 
-@pytest.fixture(scope="module")
-def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embrec.data.synthetic import generate
-
-    path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
-
-
 @pytest.mark.parametrize("model", ["popular", "ease"])
 def test_train_a_yardstick_then_evaluate_with_baselines(
         model: str, ratings_csv: Path, tmp_path: Path,

@@ -14,16 +14,6 @@ from embrec.models import MODELS
 from embrec.presets import DEFAULT_TRAINING, PRESETS, default_training
 
 
-@pytest.fixture(scope="module")
-def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embrec.data.synthetic import generate
-
-    path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
-
-
 @pytest.mark.parametrize("name", ["biased-mf", "gmf"])
 def test_train_model_uses_the_same_training_as_fit(name: str, ratings_csv: Path,
                                                    tmp_path: Path,

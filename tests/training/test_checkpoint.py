@@ -28,17 +28,23 @@ class Crash(RuntimeError):
     pass
 
 
-class CrashingLoss(RatingLoss):
-    """The rating loss, raising on its ``at``-th call: a training killed mid-run."""
+class CrashesAt:
+    """Mixed into an objective: its ``at``-th loss raises, a training killed mid-run."""
 
-    def __init__(self, at: int) -> None:
-        self.calls, self.at = 0, at
+    calls, at = 0, 0
 
     def loss(self, model: Any, users: Any, items: Any, batch: Columns) -> Any:
         self.calls += 1
         if self.calls == self.at:
             raise Crash
-        return super().loss(model, users, items, batch)
+        return super().loss(model, users, items, batch)  # type: ignore[misc]
+
+
+class CrashingLoss(CrashesAt, RatingLoss):
+    """The rating loss, raising on its ``at``-th call."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -58,18 +64,12 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tiny: Ratings, tmp_pa
     assert _timeless(resumed.history) == _timeless(whole.history)
 
 
-class CrashingRanking(RankingLoss):
+class CrashingRanking(CrashesAt, RankingLoss):
     """BPR, raising on its ``at``-th loss: a ranking run killed mid-epoch."""
 
     def __init__(self, at: int) -> None:
         super().__init__("bpr", negatives=2)
-        self.calls, self.at = 0, at
-
-    def loss(self, model: Any, users: Any, items: Any, batch: Columns) -> Any:
-        self.calls += 1
-        if self.calls == self.at:
-            raise Crash
-        return super().loss(model, users, items, batch)
+        self.at = at
 
 
 def test_a_resumed_ranking_run_draws_the_same_negatives(tiny: Ratings, tmp_path: Path) -> None:
