@@ -128,3 +128,12 @@ def save_section(folder: Path, name: str, section: dict[str, Any],
             parts += [f"## {key}", "", *(f"- {k}: {v}" for k, v in facts.items()), "",
                       render[key](sections[key]), ""]
     (folder / "engine.md").write_text("\n".join(parts))
+
+
+def publish(lines: list[str], out: str | Path | None) -> None:
+    """Close a Markdown report with the load average; print it, and write it to ``out``."""
+    lines = [*lines, f"load average at the end: {os.getloadavg()[0]:.1f}"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        Path(out).write_text(text)

@@ -29,6 +29,7 @@ import time
 import warnings
 from typing import Any
 
+import harness
 import numpy as np
 import torch
 
@@ -171,12 +172,7 @@ def main() -> None:
     if not args.skip_report:
         out += [f"## Defaults on the test rows, training seeds {args.seeds}", "",
                 *report(train, test, args.seeds), ""]
-    out.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    text = "\n".join(out) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    harness.publish(out, args.out)
 
 
 if __name__ == "__main__":

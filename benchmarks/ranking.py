@@ -29,6 +29,7 @@ import time
 import warnings
 from typing import Any
 
+import harness
 import numpy as np
 import torch
 
@@ -181,12 +182,7 @@ def main() -> None:
         else:
             lines = header("Top-N on ML-100K, random 80/20 split (seed 0), test rows") + \
                 ml100k(ratings, args.seeds)
-    lines.append(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    harness.publish([*lines, ""], args.out)
 
 
 if __name__ == "__main__":
