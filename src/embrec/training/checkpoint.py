@@ -300,8 +300,11 @@ class RunState:
     def _live(self) -> dict[str, Tensor]:
         """The state tensors a resume copies saved values into."""
         live = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for side, table in zip(("user", "item"), self.engine.tables, strict=True):
-            live.update({f"{side}.{k}": v for k, v in table.state_dict().items()})
+        if self.engine.keras is not None:  # Keras-dense tables: one set of moments for both
+            live.update({f"tables.{k}": v for k, v in self.engine.keras.state_dict().items()})
+        else:
+            for side, table in zip(("user", "item"), self.engine.tables, strict=True):
+                live.update({f"{side}.{k}": v for k, v in table.state_dict().items()})
         live.update({f"dense.{k}": v for k, v in self.engine.dense_optimizer.state_dict().items()})
         live.update({f"best.{i}": p for i, p in enumerate(self.best.params or [])})
         return live

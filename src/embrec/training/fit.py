@@ -43,10 +43,11 @@ from embrec.training.batches import Columns, columns, known_rows, validation_row
 from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.diagnostics import diagnose, error_metrics
 from embrec.training.distributed import DataParallel, EpochOrder, Group, join, shard_columns
+from embrec.training.fused import FusedKerasMLP
 from embrec.training.losses import objective_for
 from embrec.training.optim import DenseOptimizer, DenseParameters, learning_rate
 from embrec.training.sparse import DenseTableAdam, RowOptimizer, row_optimizer
-from embrec.training.step import Objective, Step, make_step
+from embrec.training.step import Objective, RatingLoss, Step, make_step
 
 __all__ = ["fit", "resolve_device", "threads_for"]
 
@@ -251,6 +252,8 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
             module.reset_masks(generator)
     engine = _Engine(model, config)
     step, path = make_step(model, config, objective)
+    fused = FusedKerasMLP.build(model, engine, config, objective or RatingLoss(), path,
+                                hooks.parallel)
     total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
     run = RunState(model, engine, config, generator, data, hooks, _Schedule(config, total),
                    _Best(model, config.early_stopping is not None), objective)
@@ -259,7 +262,10 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
         model.train()
         order = run.order(data)
         bar = _progress(config, epoch, len(data), hooks)
-        _one_epoch(step, engine, order, run, bar)
+        if fused is not None:
+            fused.epoch(order, run, bar, _report)
+        else:
+            _one_epoch(step, engine, order, run, bar)
         record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}
         del order  # free this epoch's shuffled copy before the next is made
         if not (math.isfinite(record["train_rmse"]) and _finite([engine.dense.data])):

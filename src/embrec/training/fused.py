@@ -1,0 +1,150 @@
+"""One fused step for the MLP under Keras' dense Adam (the ``movielens-notebook`` preset).
+
+The general loop (:func:`embrec.training.fit._one_epoch`) takes a step through
+the step interface, then hands its row gradients to the engine; at a batch of
+64 that plumbing, not the arithmetic, is most of a step: two gathers and a
+concatenation, two scatters and two clears, a dataclass, checks repeated on
+every call. This path does exactly the same arithmetic with less of it:
+
+- both tables live in one buffer (:class:`~embrec.training.sparse.DenseTableAdam`),
+  so one gather of an interleaved ``(user, n_users + item)`` index, cut once per
+  epoch, reads the concatenated tower input, and one ``index_add_`` and one
+  ``index_fill_`` write and clear its gradient;
+- the dense gradients are written, not added into a zeroed buffer, and the last
+  layer writes straight into the epoch's prediction buffer;
+- the one fused Adam call's tensors and checks are settled once per fit.
+
+It is an optional implementation of the general path, taken only where it
+applies (:meth:`FusedKerasMLP.build`), and proven equal to it, trained weights
+included, by ``tests/test_fused.py``. ``FusedKerasMLP.ENABLED = False`` turns it off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from embrec.models.mlp import MLP, TowerStep
+from embrec.training.sparse import BETAS, FUSED_ADAM
+from embrec.training.step import RatingLoss
+
+__all__ = ["FusedKerasMLP"]
+
+Report = Callable[[Any, Tensor, Tensor, int, int], None]
+
+
+class FusedKerasMLP:
+    """Forward, backward and Keras-dense Adam of an unbiased, unbounded MLP, one call a batch.
+
+    Args:
+        model: the MLP, its parameters already installed in the engine's buffers.
+        engine: the fit's engine (``keras`` tables and the dense optimiser).
+        weight_decay: the per-use L2 penalty on the embedding rows read.
+    """
+
+    ENABLED = True
+
+    def __init__(self, model: MLP, engine: Any, weight_decay: float) -> None:
+        keras = engine.keras
+        self.table, self.table_grad = keras.data, keras.grad
+        self.n_users, self.width = keras.weights[0].shape[0], keras.weights[0].shape[1]
+        tower = TowerStep(model.tower)
+        # (weight, weight transposed, bias, weight grad, bias grad, masks, activation)
+        self.layers = [(w, w.t(), b, wg, bg, masks, activation)
+                       for w, b, wg, bg, masks, activation in tower.layers]
+        self.engine, self.weight_decay = engine, weight_decay
+        self.epsilon = keras.epsilon
+        self.count = torch.zeros((), device=self.table.device)
+
+    @classmethod
+    def build(cls, model: Any, engine: Any, config: Any, objective: Any, path: str,
+              parallel: Any) -> FusedKerasMLP | None:
+        """Return the fused path for this fit, or ``None`` where the general loop must run.
+
+        It applies to the rating loss on the hand-written path, in one process, for an
+        :class:`~embrec.models.mlp.MLP` without bias columns or bounded output whose
+        tables take Keras' dense Adam in one fused call with its dense layers, and whose
+        dense parameters are exactly its tower's (so every gradient is written each step).
+        """
+        keras = getattr(engine, "keras", None)
+        if not cls.ENABLED or FUSED_ADAM is None or path != "fast" or parallel is not None \
+                or not isinstance(objective, RatingLoss) or not isinstance(model, MLP) \
+                or model.bias_columns or model.bounds is not None or keras is None \
+                or not keras.fused or not engine.one_adam_call:
+            return None
+        tower = sum(p.numel() for p in model.tower.parameters())
+        tensors = [keras.data, keras.grad, keras.first, keras.second, engine.dense.data,
+                   engine.dense.grad, engine.dense_optimizer.first, engine.dense_optimizer.second]
+        if tower != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
+                or not all(t.is_contiguous() for t in tensors) \
+                or tensors[0].device.type not in ("cpu", "cuda"):
+            return None
+        return cls(model, engine, config.weight_decay)
+
+    def epoch(self, order: Any, run: Any, bar: Any, report: Report) -> None:
+        """Train one shuffled epoch from ``run.step`` on, as the general loop would."""
+        batch, sizes = order.batch, order.local
+        pairs = torch.stack((batch.user, batch.item + self.n_users), 1).view(-1)
+        indices = torch.split(pairs, [2 * size for size in sizes])
+        ratings = torch.split(batch.rating.view(-1, 1), sizes)
+        predictions = torch.split(run.predictions.view(-1, 1), sizes)
+        stop = sum(sizes[:run.step])
+        with torch.no_grad():
+            for k in range(run.step, len(sizes)):
+                lr = run.schedule.next()
+                self._step(indices[k], ratings[k], predictions[k], sizes[k], lr,
+                           run.schedule.done)
+                run.after_step(k, len(sizes))
+                stop += sizes[k]
+                if bar is not None and k % 50 == 49:
+                    report(bar, run.predictions, batch.rating, stop, sizes[k])
+            self.engine.dense.grad.zero_()  # as the general loop leaves it
+        run.step = 0
+
+    def _step(self, index: Tensor, rating: Tensor, prediction: Tensor, rows: int, lr: float,
+              step: int) -> None:
+        x = self.table.index_select(0, index).view(rows, 2 * self.width)  # [user | item]
+        z, saved = x, []
+        last = len(self.layers) - 1
+        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(self.layers):
+            mask = None if masks is None else masks.take(z)
+            inputs = z if mask is None else z * mask
+            if k == last:
+                z = torch.addmm(bias, inputs, transposed, out=prediction)
+            else:
+                z = torch.addmm(bias, inputs, transposed)
+            if activation is not None:
+                z = z.clamp_min_(0.0) if activation == "relu" else z.tanh_()
+            saved.append((inputs, mask, z))
+        grad = (z - rating).mul_(2.0 / max(rows, 1))
+        for (weight, _, _, weight_grad, bias_grad, _, activation), (inputs, mask, z) in zip(
+                reversed(self.layers), reversed(saved), strict=True):
+            if activation == "relu":
+                grad = grad.masked_fill_(z <= 0, 0.0)
+            elif activation is not None:
+                grad = grad * (1.0 - z * z)
+            torch.mm(grad.t(), inputs, out=weight_grad)
+            torch.sum(grad, 0, out=bias_grad)
+            grad = grad @ weight
+            if mask is not None:
+                grad.mul_(mask)
+        if self.weight_decay > 0:
+            grad.add_(x, alpha=2.0 * self.weight_decay / rows)
+        self.table_grad.index_add_(0, index, grad.view(2 * rows, self.width))
+        self._adam(lr, step)
+        self.table_grad.index_fill_(0, index, 0.0)
+
+    def _adam(self, lr: float, step: int) -> None:
+        """The Keras tables' and dense layers' Adam update: one fused call."""
+        keras, dense = self.engine.keras, self.engine.dense_optimizer.adam_tensors(lr)
+        correction = math.sqrt(1 - BETAS[1] ** step)
+        self.count.fill_(float(step))
+        FUSED_ADAM([keras.data, dense[0]], [keras.grad, dense[1]],  # type: ignore[misc]
+                   [keras.first, dense[2]], [keras.second, dense[3]], [],
+                   [self.count, self.count], lr=lr, beta1=BETAS[0], beta2=BETAS[1],
+                   weight_decay=0.0, eps=self.epsilon / correction, amsgrad=False,
+                   maximize=False)

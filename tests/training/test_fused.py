@@ -1,0 +1,118 @@
+"""The fused MLP step under Keras' dense Adam: taken where it applies, equal to the general loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from embrec.config import TrainConfig
+from embrec.data.ratings import Ratings
+from embrec.models import MLPConfig
+from embrec.presets import PRESETS
+from embrec.training import fit
+from embrec.training.checkpoint import RunState
+from embrec.training.fused import FusedKerasMLP
+
+KERAS = PRESETS["movielens-notebook"].train
+NOTEBOOK = PRESETS["movielens-notebook"].model
+
+# small networks at a high rate lose ReLU units; the diagnostics are not what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore::embrec.errors.TrainingWarning")
+
+
+def _config(**changes: Any) -> TrainConfig:
+    """The notebook preset's training at test size: Keras' Adam with dense table updates."""
+    return TrainConfig(**{**KERAS.to_dict(), "epochs": 2, "batch_size": 32, "seed": 3,
+                          "learning_rate": 0.01, **changes})
+
+
+def _model(**changes: Any) -> MLPConfig:
+    return MLPConfig(**{**NOTEBOOK.to_dict(), "embedding_dim": 6, "hidden": (5,), **changes})
+
+
+def _both(model: MLPConfig, data: Ratings, config: TrainConfig,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, list[int]]:
+    """Fit with the fused path, then with the general loop; count the fused epochs run."""
+    epochs: list[int] = []
+    real = FusedKerasMLP.epoch
+    monkeypatch.setattr(FusedKerasMLP, "epoch",
+                        lambda self, *a: (epochs.append(1), real(self, *a))[1])
+    fused = fit(model, data, config)
+    monkeypatch.setattr(FusedKerasMLP, "ENABLED", False)
+    general = fit(model, data, config)
+    return fused, general, epochs
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    for key, value in a.model.state_dict().items():
+        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=1e-6,
+                                   msg=key)
+    for x, y in zip(a.history, b.history, strict=True):
+        assert x["train_rmse"] == pytest.approx(y["train_rmse"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("model", "config"), [
+    (_model(), _config()),  # the notebook's shape: relu, dropout before both layers
+    (_model(activation="tanh", hidden=(7, 4), dropout=(0.0, 0.5, 0.2)), _config()),
+    (_model(activation="linear", dropout=(0.1, 0.0)), _config(schedule="onecycle")),
+    (_model(), _config(weight_decay=0.05, dense_weight_decay=0.01, batch_size=50)),
+    (_model(hidden=(9, 6, 3), dropout=(0.3, 0.2, 0.0, 0.4)),
+     _config(batch_size=7, schedule="cosine")),
+])
+def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch, model: MLPConfig,
+        config: TrainConfig) -> None:
+    fused, general, epochs = _both(model, tiny, config, monkeypatch)
+    assert len(epochs) == config.epochs  # the fused path ran every epoch
+    _assert_same(fused, general)
+    assert fused.metadata["step_path"] == general.metadata["step_path"] == "fast"
+
+
+@pytest.mark.parametrize(("model", "config"), [
+    (_model(biases=True), _config()),
+    (_model(bounded=True), _config()),
+    (_model(), _config(embedding_updates="sparse")),
+    (_model(), _config(step_path="autograd")),
+])
+def test_the_general_loop_runs_where_the_fused_step_does_not_apply(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch, model: MLPConfig,
+        config: TrainConfig) -> None:
+    _, _, epochs = _both(model, tiny, config, monkeypatch)
+    assert epochs == []
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
+        tiny: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
+    monkeypatch.setattr(FusedKerasMLP, "ENABLED", fused)
+    config = _config(epochs=3, checkpoint_every=7)
+    whole = fit(_model(), tiny, config)
+    real, calls = RunState.after_step, [0]
+
+    def crashing(self: RunState, k: int, steps: int) -> None:
+        real(self, k, steps)
+        calls[0] += 1
+        if calls[0] == 45:  # mid-epoch 2 (38 steps an epoch), 3 steps after a checkpoint
+            raise Crash
+
+    monkeypatch.setattr(RunState, "after_step", crashing)
+    with pytest.raises(Crash):
+        fit(_model(), tiny, config, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(RunState, "after_step", real)
+    resumed = fit(_model(), tiny, config, checkpoint_dir=tmp_path, resume=True)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [h["train_rmse"] for h in resumed.history] == [h["train_rmse"] for h in whole.history]
+
+
+def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
+    fit(_model(), tiny, _config(epochs=1, batch_size=8, progress=True))
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss=" in err
