@@ -248,3 +248,21 @@ def test_train_threads_flag_sets_the_training_threads(ratings_csv: Path, tmp_pat
                  "--seed", "1", "--threads", "2", "--out", str(out), "--json"]) == 0
     rec = embrec.load(out)
     assert rec.train_config.num_threads == 2 and rec.metadata["threads"] == 2
+
+
+@pytest.mark.filterwarnings("ignore::embrec.errors.TrainingWarning")  # dead units, constants
+@pytest.mark.parametrize("preset", ["movielens-notebook", "goodreads-notebook", "default",
+                                    "ranking"])
+def test_every_preset_trains_saves_and_resumes_with_out(
+        preset: str, ratings_csv: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # --out checkpoints every epoch; the notebook presets' Keras-dense tables once crashed it
+    out = tmp_path / "model"
+    command = ["train", "--data", str(ratings_csv), "--preset", preset, "--epochs", "2",
+               "--seed", "0", "--out", str(out), "--allow-degenerate", "--quiet"]
+    assert main(command) == 0
+    assert (out / "weights.safetensors").is_file()
+    assert (tmp_path / "model.checkpoints" / "embrec-checkpoints.json").is_file()
+    capsys.readouterr()
+    assert main([*command, "--resume", "--json"]) == 0  # the finished run, read back
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
