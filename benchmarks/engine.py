@@ -7,6 +7,7 @@ Usage::
     python benchmarks/engine.py scale
     python benchmarks/engine.py hugepages   # 1.5M catalogue, tables on huge pages or not
     python benchmarks/engine.py collector   # first notebook fit, cycle collector paused or on
+    python benchmarks/engine.py fused       # first notebook fit, fused MLP step or general loop
     python benchmarks/engine.py correctness
     python benchmarks/engine.py all        --baseline-python /work/baselines-venv/bin/python
     python benchmarks/engine.py catalogue --quick     # small sizes: checks the script, not a figure
@@ -25,6 +26,10 @@ Parts:
 - ``collector``: a fresh process's first ``movielens-notebook`` fit with Python's cycle
   collector paused during ``fit`` (the default, ``embrec.training.collector``) and left
   on, alternating, quiet and busy (median of ``--repeats``).
+- ``fused``: a fresh process's first ``movielens-notebook`` fit through the fused
+  MLP step (the default, ``embrec.training.fused``) and through the general loop,
+  alternating, quiet and busy (median of ``--repeats``; the train RMSE shows that
+  both trained the same weights).
 - ``contention``: ``benchmarks/compare.py --busy`` (Keras notebook code for the
   notebook presets, Surprise ``SVD()`` for ``default``, on ML-100K).
 - ``scale``: the ``default`` preset, one epoch, on 25M ML-25M-shaped ratings
@@ -306,8 +311,33 @@ def render_collector(section: dict[str, Any]) -> str:
     return harness.table(section["rows"], columns)
 
 
+# ----------------------------------------------------------------------------- fused step
+def fused(args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh process's first notebook-preset fit, fused MLP step or general loop, alternating."""
+    started = time.perf_counter()
+    rows = []
+    for name in CONDITIONS:
+        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _ in range(args.repeats):
+            for on in (True, False):
+                runs[on].append(measure(name, sys.executable, "first-fit", args.timeout,
+                                        fused=on))
+        for on, r in runs.items():
+            good = sorted((x for x in r if "error" not in x), key=lambda x: x["fit_s"])
+            rows.append({"condition": name, "path": "fused" if on else "general",
+                         "runs": len(good), **(good[len(good) // 2] if good else r[0]),
+                         "fit_s_min": good[0]["fit_s"] if good else None})
+    return {"facts": facts(args, started), "rows": rows}
+
+
+def render_fused(section: dict[str, Any]) -> str:
+    columns = ["condition", "path", "fit_s", "fit_s_min", "epoch_s", "train_rmse", "runs", "load"]
+    return harness.table(section["rows"], columns)
+
+
 PARTS = {"catalogue": (catalogue, render_catalogue),
          "collector": (collector, render_collector),
+         "fused": (fused, render_fused),
          "hugepages": (hugepages, render_hugepages),
          "contention": (contention, render_contention),
          "scale": (scale, render_scale),

@@ -190,17 +190,22 @@ def correctness(data: str, weight_decay: float, bias_weight_decay: float) -> dic
             "train_rmse": rec.history[-1]["train_rmse"]}
 
 
-def first_fit(pause: bool = True) -> dict[str, Any]:
+def first_fit(pause: bool = True, fused: bool = True) -> dict[str, Any]:
     """A fresh process's first ``movielens-notebook`` fit (ML-100K 80/20, seed 0).
 
     ``pause=False`` leaves Python's cycle collector on during the fit (the
     comparison of ``engine.py collector``); collections during it are counted.
+    ``fused=False`` trains through the general loop instead of the fused MLP step
+    (``engine.py fused``).
     """
     import gc
 
     import embrec
     from embrec.presets import fit_preset
     from embrec.training import collector
+    from embrec.training.fused import FusedKerasMLP
+
+    FusedKerasMLP.ENABLED = fused
 
     ratings = embrec.load_dataset("ml-100k")
     order = np.random.default_rng(0).permutation(len(ratings))
@@ -215,9 +220,10 @@ def first_fit(pause: bool = True) -> dict[str, Any]:
 
     gc.callbacks.append(count)
     started = time.perf_counter()
-    fit_preset("movielens-notebook", train, seed=0)
-    return {"pause": pause, "fit_s": time.perf_counter() - started,
-            "collections_by_generation": counts}
+    rec = fit_preset("movielens-notebook", train, seed=0)
+    return {"pause": pause, "fused": fused, "fit_s": time.perf_counter() - started,
+            "epoch_s": sum(h["seconds"] for h in rec.history),
+            "train_rmse": rec.history[-1]["train_rmse"], "collections_by_generation": counts}
 
 
 WORKERS = {"catalogue-embrec": catalogue_embrec, "catalogue-torch": catalogue_torch,

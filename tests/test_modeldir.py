@@ -45,16 +45,22 @@ def test_a_project_folder_with_a_config_json_is_never_replaced(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # no staging, no lock left
 
 
-def test_cli_train_out_refuses_a_foreign_folder_with_exit_2(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]
-                                                            ) -> None:
+def test_cli_train_out_refuses_a_foreign_folder_with_exit_2_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import embrec.runs
     from embrec.cli import main
 
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although the save would be refused")
+
+    monkeypatch.setattr(embrec.runs, "train_run", never)
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "main.py").write_text("x = 1")
     code = main(["train", "--epochs", "1", "--seed", "0", "--quiet", "--out", str(tmp_path)])
     assert code == 2 and "refusing to replace" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "main.py"]
+    assert not tmp_path.with_name(tmp_path.name + ".checkpoints").exists()
 
 
 def test_a_file_target_and_an_embrec_looking_config_are_refused(tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ from typing import Any
 
 from embrec.errors import ArtifactError
 
-__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "read_manifest", "remove_stale_staging",
-           "write_manifest", "write_model_dir"]
+__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "read_manifest",
+           "remove_stale_staging", "write_manifest", "write_model_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,15 @@ def write_model_dir(target: str | Path, write: Callable[[Path], None], *, format
                 if folder.exists():
                     _retire(folder, target)
     return target
+
+
+def check_target(target: str | Path) -> None:
+    """Refuse ``target`` now if :func:`write_model_dir` would refuse it (before hours of work).
+
+    Raises:
+        ArtifactError: if ``target`` is a file or a non-empty folder that is not embrec's.
+    """
+    _owned_or_refuse(Path(os.path.realpath(Path(target).expanduser())))
 
 
 def _owned_or_refuse(target: Path) -> set[str] | None:

@@ -66,6 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
     """
+    from embrec.modeldir import check_target
     from embrec.runs import train_run
     from embrec.training.checkpoint import checkpoint_dir
     from embrec.training.distributed import main_process
@@ -76,6 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "loss": args.loss, "validation": args.validation,
         "early_stopping": args.early_stopping, "checkpoint_every": args.checkpoint_every,
         "progress": not args.json and not args.quiet})
+    if args.out and main_process():  # a folder the save would refuse is refused before training
+        check_target(args.out)
     checkpoints = checkpoint_dir(args.out, resume=args.resume)
     result = train_run(settings.model, settings.train, args.data, split_spec=settings.split,
                        test_data=args.test_data, read=settings.read,
