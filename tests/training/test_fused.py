@@ -71,6 +71,19 @@ def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
     assert fused.metadata["step_path"] == general.metadata["step_path"] == "fast"
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_the_fused_step_trains_the_weights_autograd_trains(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch, activation: str) -> None:
+    model, config = _model(activation=activation, hidden=(7, 4), dropout=(0.3, 0.2, 0.5)), \
+        _config(epochs=1, weight_decay=0.01)
+    fused, _, epochs = _both(model, tiny, config, monkeypatch)
+    reference = fit(model, tiny, TrainConfig(**{**config.to_dict(), "step_path": "autograd"}))
+    assert len(epochs) == 1 and reference.metadata["step_path"] == "autograd"
+    for key, value in fused.model.state_dict().items():  # 38 steps of float rounding apart
+        torch.testing.assert_close(value, reference.model.state_dict()[key], rtol=1e-4,
+                                   atol=1e-5, msg=key)
+
+
 @pytest.mark.parametrize(("model", "config"), [
     (_model(biases=True), _config()),
     (_model(bounded=True), _config()),

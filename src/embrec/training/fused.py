@@ -59,6 +59,14 @@ class FusedKerasMLP:
         self.engine, self.weight_decay = engine, weight_decay
         self.epsilon = keras.epsilon
         self.count = torch.zeros((), device=self.table.device)
+        optimizer = engine.dense_optimizer
+        self.decays = bool(optimizer.decay and optimizer.flat.kernel_size)
+        dense = optimizer.adam_tensors(0.0) if not self.decays else \
+            (engine.dense.data, engine.dense.grad, optimizer.first, optimizer.second)
+        # (params, grads, first moments, second moments, steps): tables, then dense layers
+        self.adam_lists: tuple[list[Tensor], ...] = ([keras.data, dense[0]], [keras.grad, dense[1]],
+                           [keras.first, dense[2]], [keras.second, dense[3]], [],
+                           [self.count, self.count])
 
     @classmethod
     def build(cls, model: Any, engine: Any, config: Any, objective: Any, path: str,
@@ -73,7 +81,8 @@ class FusedKerasMLP:
         keras = getattr(engine, "keras", None)
         if not cls.ENABLED or FUSED_ADAM is None or path != "fast" or parallel is not None \
                 or not isinstance(objective, RatingLoss) or not isinstance(model, MLP) \
-                or model.bias_columns or model.bounds is not None or keras is None \
+                or model.bias_columns or model.bounds is not None or model.tower.activate_last \
+                or keras is None \
                 or not keras.fused or not engine.one_adam_call:
             return None
         tower = sum(p.numel() for p in model.tower.parameters())
@@ -92,15 +101,16 @@ class FusedKerasMLP:
         indices = torch.split(pairs, [2 * size for size in sizes])
         ratings = torch.split(batch.rating.view(-1, 1), sizes)
         predictions = torch.split(run.predictions.view(-1, 1), sizes)
-        stop = sum(sizes[:run.step])
+        stop, steps, schedule = sum(sizes[:run.step]), len(sizes), run.schedule
+        checkpoints = run.hooks.checkpoints is not None
         with torch.no_grad():
-            for k in range(run.step, len(sizes)):
-                lr = run.schedule.next()
-                self._step(indices[k], ratings[k], predictions[k], sizes[k], lr,
-                           run.schedule.done)
-                run.after_step(k, len(sizes))
-                stop += sizes[k]
+            for k in range(run.step, steps):
+                lr = schedule.next()
+                self._step(indices[k], ratings[k], predictions[k], sizes[k], lr, schedule.done)
+                if checkpoints:
+                    run.after_step(k, steps)
                 if bar is not None and k % 50 == 49:
+                    stop = sum(sizes[:k + 1])
                     report(bar, run.predictions, batch.rating, stop, sizes[k])
             self.engine.dense.grad.zero_()  # as the general loop leaves it
         run.step = 0
@@ -108,30 +118,34 @@ class FusedKerasMLP:
     def _step(self, index: Tensor, rating: Tensor, prediction: Tensor, rows: int, lr: float,
               step: int) -> None:
         x = self.table.index_select(0, index).view(rows, 2 * self.width)  # [user | item]
-        z, saved = x, []
-        last = len(self.layers) - 1
-        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(self.layers):
+        z, saved, layers, last = x, [], self.layers, len(self.layers) - 1
+        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(layers):
             mask = None if masks is None else masks.take(z)
             inputs = z if mask is None else z * mask
-            if k == last:
-                z = torch.addmm(bias, inputs, transposed, out=prediction)
-            else:
+            if k < last:
                 z = torch.addmm(bias, inputs, transposed)
-            if activation is not None:
-                z = z.clamp_min_(0.0) if activation == "relu" else z.tanh_()
+                if activation is not None:
+                    z = z.clamp_min_(0.0) if activation == "relu" else z.tanh_()
+            else:  # the output layer (linear) writes the predictions in place
+                z = torch.addmm(bias, inputs, transposed, out=prediction)
             saved.append((inputs, mask, z))
         grad = (z - rating).mul_(2.0 / max(rows, 1))
-        for (weight, _, _, weight_grad, bias_grad, _, activation), (inputs, mask, z) in zip(
-                reversed(self.layers), reversed(saved), strict=True):
-            if activation == "relu":
-                grad = grad.masked_fill_(z <= 0, 0.0)
-            elif activation is not None:
-                grad = grad * (1.0 - z * z)
+        for k in range(last, -1, -1):
+            weight, _, _, weight_grad, bias_grad, _, _ = layers[k]
+            inputs, mask, _ = saved[k]
             torch.mm(grad.t(), inputs, out=weight_grad)
             torch.sum(grad, 0, out=bias_grad)
-            grad = grad @ weight
+            grad = torch.mm(grad, weight)
+            below = layers[k - 1][6] if k else None  # the activation under this layer's input
+            if below == "relu":  # dropout and ReLU in one product: the output is >= 0
+                signs = saved[k - 1][2].sign()
+                grad.mul_(signs if mask is None else signs.mul_(mask))
+                continue
             if mask is not None:
                 grad.mul_(mask)
+            if below == "tanh":
+                z = saved[k - 1][2]
+                grad = grad * (1.0 - z * z)
         if self.weight_decay > 0:
             grad.add_(x, alpha=2.0 * self.weight_decay / rows)
         self.table_grad.index_add_(0, index, grad.view(2 * rows, self.width))
@@ -140,11 +154,9 @@ class FusedKerasMLP:
 
     def _adam(self, lr: float, step: int) -> None:
         """The Keras tables' and dense layers' Adam update: one fused call."""
-        keras, dense = self.engine.keras, self.engine.dense_optimizer.adam_tensors(lr)
-        correction = math.sqrt(1 - BETAS[1] ** step)
+        if self.decays:  # the dense kernels' decay goes into their gradients first
+            self.engine.dense_optimizer.adam_tensors(lr)
         self.count.fill_(float(step))
-        FUSED_ADAM([keras.data, dense[0]], [keras.grad, dense[1]],  # type: ignore[misc]
-                   [keras.first, dense[2]], [keras.second, dense[3]], [],
-                   [self.count, self.count], lr=lr, beta1=BETAS[0], beta2=BETAS[1],
-                   weight_decay=0.0, eps=self.epsilon / correction, amsgrad=False,
-                   maximize=False)
+        FUSED_ADAM(*self.adam_lists, lr=lr, beta1=BETAS[0], beta2=BETAS[1],  # type: ignore[misc]
+                   weight_decay=0.0, eps=self.epsilon / math.sqrt(1 - BETAS[1] ** step),
+                   amsgrad=False, maximize=False)
