@@ -72,7 +72,12 @@ def rmse(predictions: np.ndarray, truth: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- workers
 def run_embrec(frame: pd.DataFrame, task: str, seed: int,
                threads: int | None = None) -> dict[str, Any]:
-    """Fit embrec's preset for ``task`` on the split of ``seed``; score the test rows."""
+    """Fit embrec's preset for ``task`` on the split of ``seed``; score the test rows.
+
+    The clock covers ``fit_preset`` alone, as it covers Keras' ``model.fit`` alone:
+    the training package is imported first (``fit_preset`` imports it on first use).
+    """
+    import embrec.training  # noqa: F401  (imported before the clock starts, as keras is)
     from embrec.data.ratings import Ratings
     from embrec.presets import fit_preset
 
