@@ -48,10 +48,10 @@ def _both(model: MLPConfig, data: Ratings, config: TrainConfig,
 
 def _assert_same(a: Any, b: Any) -> None:
     for key, value in a.model.state_dict().items():
-        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=1e-6,
+        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0,
                                    msg=key)
     for x, y in zip(a.history, b.history, strict=True):
-        assert x["train_rmse"] == pytest.approx(y["train_rmse"], abs=1e-6)
+        assert x["train_rmse"] == y["train_rmse"]
 
 
 @pytest.mark.parametrize(("model", "config"), [
