@@ -129,3 +129,16 @@ def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
     fit(_model(), tiny, _config(epochs=1, batch_size=8, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err
+
+
+def test_a_float64_model_takes_the_general_loop(tiny: Ratings,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under float64 the fused step's in-place write into the float32 predictions crashed."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        fused, general, epochs = _both(_model(), tiny, _config(epochs=1), monkeypatch)
+    finally:
+        torch.set_default_dtype(before)
+    assert epochs == [] and fused.model.tower.layer(0).weight.dtype == torch.float64
+    _assert_same(fused, general)
