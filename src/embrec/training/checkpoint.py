@@ -39,6 +39,7 @@ from torch import Tensor
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError
+from embrec.modeldir import file_above
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
@@ -184,13 +185,18 @@ def check_folder(folder: Path) -> None:
     embrec's is never written into.
 
     Raises:
-        ArtifactError: for a file, or a non-empty folder that is not embrec's.
+        ArtifactError: for a file, a path under a file, or a non-empty folder that is
+            not embrec's.
     """
     if folder.is_symlink() and not folder.exists():
         raise ArtifactError(f"checkpoint folder {folder} is a link to nothing",
                             hint="pass another --out, or remove that link")
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"checkpoint folder {folder} is a file",
+                            hint="pass another --out, or move that file away")
+    above = file_above(folder)
+    if above is not None:
+        raise ArtifactError(f"checkpoint folder {folder} cannot be made: {above} is a file",
                             hint="pass another --out, or move that file away")
     if not folder.is_dir() or (folder / MARKER).is_file():
         return
@@ -333,12 +339,17 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
     Raises:
         ConfigError: if ``resume`` is asked for without ``out``.
     """
-    if out is None:
+    if not out:  # "" is no --out, as embrec train takes it
         if resume:
             raise ConfigError("resume", True, "needs --out (the run to continue)",
                               hint="pass the --out of the run to resume")
         return None
     path = Path(out)
+    if path.name in ("", ".."):  # "--out ." or "a/..": the folder named by its own name
+        path = Path(os.path.abspath(path))
+    if not path.name:
+        raise ConfigError("out", str(out), "names no folder a model can go in",
+                          hint="pass a folder path such as runs/model")
     return path.with_name(path.name + ".checkpoints")
 
 
