@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
+from embrec.errors import TrainingError
 from embrec.models import MLPConfig
 from embrec.presets import PRESETS
 from embrec.training import fit
@@ -131,6 +135,24 @@ def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
     assert "epoch 1/1" in err and "loss=" in err
 
 
+def test_the_fused_path_reports_the_rows_and_losses_the_general_loop_does(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit_module = sys.modules["embrec.training.fit"]
+    reports: list[tuple[int, int, float]] = []
+    real = fit_module._report
+
+    def report(bar: Any, predictions: torch.Tensor, rating: torch.Tensor, stop: int,
+               size: int) -> None:
+        real(bar, predictions, rating, stop, size)
+        reports.append((stop, size, float(predictions[:stop].sum())))
+
+    monkeypatch.setattr(fit_module, "_report", report)
+    config = _config(epochs=2, batch_size=7, progress=True)
+    _both(_model(), tiny, config, monkeypatch)
+    half = len(reports) // 2
+    assert half == 2 * (-(-len(tiny) // 7) // 50) and reports[:half] == reports[half:]
+
+
 def test_a_float64_model_takes_the_general_loop(tiny: Ratings,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Under float64 the fused step's in-place write into the float32 predictions crashed."""
@@ -142,3 +164,28 @@ def test_a_float64_model_takes_the_general_loop(tiny: Ratings,
         torch.set_default_dtype(before)
     assert epochs == [] and fused.model.tower.layer(0).weight.dtype == torch.float64
     _assert_same(fused, general)
+
+
+def test_the_fused_path_runs_in_fits_process_state_and_leaves_it_as_found(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread, flush-to-zero, collector paused inside; all restored, global RNGs untouched."""
+    flushes = sys.modules["embrec.training.fit"]._flushes_denormals
+    seen: list[tuple[bool, int, bool]] = []
+    real = FusedKerasMLP.epoch
+    monkeypatch.setattr(FusedKerasMLP, "epoch", lambda self, *a: (
+        seen.append((gc.isenabled(), torch.get_num_threads(), flushes())), real(self, *a))[1])
+    threads, torch_rng, numpy_rng = torch.get_num_threads(), torch.get_rng_state(), \
+        np.random.get_state()[1].copy()
+    try:
+        torch.set_flush_denormal(False)
+        fit(_model(), tiny, _config(epochs=1, num_threads=threads + 1))
+        with pytest.raises(TrainingError):  # restored on the error path too
+            fit(_model(), tiny, _config(epochs=1, learning_rate=1e30))
+        assert (gc.isenabled(), torch.get_num_threads(), flushes()) == (True, threads, False)
+    finally:
+        gc.enable()
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    assert seen == [(False, threads + 1, True), (False, 1, True)]
+    assert torch.equal(torch.get_rng_state(), torch_rng)
+    assert np.array_equal(np.random.get_state()[1], numpy_rng)

@@ -110,10 +110,10 @@ class FusedKerasMLP:
             for k in range(run.step, steps):
                 lr = schedule.next()
                 self._step(indices[k], ratings[k], predictions[k], sizes[k], lr, schedule.done)
+                stop += sizes[k]  # rows done: a running sum, not a sum per report
                 if checkpoints:
                     run.after_step(k, steps)
                 if bar is not None and k % 50 == 49:
-                    stop = sum(sizes[:k + 1])
                     report(bar, run.predictions, batch.rating, stop, sizes[k])
             self.engine.dense.grad.zero_()  # as the general loop leaves it
         run.step = 0
