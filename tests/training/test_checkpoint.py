@@ -124,6 +124,8 @@ def test_checkpoints_go_beside_the_folder_out_names(tmp_path: Path,
     assert checkpoint_dir("model") == Path("model.checkpoints")
     assert checkpoint_dir(".") == tmp_path.with_name(tmp_path.name + ".checkpoints")
     assert checkpoint_dir("a/..") == checkpoint_dir(".")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # beside the model, which save expands
+    assert checkpoint_dir("~/m") == tmp_path / "home" / "m.checkpoints"
     assert checkpoint_dir("") is None  # as embrec train takes --out "": no --out
     with pytest.raises(ConfigError, match="names no folder"):
         checkpoint_dir("/")

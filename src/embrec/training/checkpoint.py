@@ -344,7 +344,7 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
             raise ConfigError("resume", True, "needs --out (the run to continue)",
                               hint="pass the --out of the run to resume")
         return None
-    path = Path(out)
+    path = Path(out).expanduser()  # as the model's save does: "--out=~/m" reaches us unexpanded
     if path.name in ("", ".."):  # "--out ." or "a/..": the folder named by its own name
         path = Path(os.path.abspath(path))
     if not path.name:
