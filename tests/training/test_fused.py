@@ -65,6 +65,8 @@ def _assert_same(a: Any, b: Any) -> None:
     (_model(), _config(weight_decay=0.05, dense_weight_decay=0.01, batch_size=50)),
     (_model(hidden=(9, 6, 3), dropout=(0.3, 0.2, 0.0, 0.4)),
      _config(batch_size=7, schedule="cosine")),
+    (_model(hidden=(), dropout=(0.3,)), _config(batch_size=5000, weight_decay=0.05)),  # 1 batch
+    (_model(dropout=(0.0, 0.0)), _config(schedule="step", validation=0.1, early_stopping=1)),
 ])
 def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch, model: MLPConfig,
@@ -73,6 +75,14 @@ def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
     assert len(epochs) == config.epochs  # the fused path ran every epoch
     _assert_same(fused, general)
     assert fused.metadata["step_path"] == general.metadata["step_path"] == "fast"
+
+
+def test_three_ratings_one_at_a_time_train_the_same_weights(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fused, general, epochs = _both(_model(), tiny.take(np.arange(3)), _config(batch_size=1),
+                                   monkeypatch)
+    assert len(epochs) == 2
+    _assert_same(fused, general)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -105,9 +115,12 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize(("fused", "resumed_fused"),
+                         [(True, True), (False, False), (True, False), (False, True)])
 def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
-        tiny: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
+        tiny: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool,
+        resumed_fused: bool) -> None:
+    """Either path resumes either path's checkpoint (they hold the same state)."""
     monkeypatch.setattr(FusedKerasMLP, "ENABLED", fused)
     config = _config(epochs=3, checkpoint_every=7)
     whole = fit(_model(), tiny, config)
@@ -123,6 +136,7 @@ def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
     with pytest.raises(Crash):
         fit(_model(), tiny, config, checkpoint_dir=tmp_path)
     monkeypatch.setattr(RunState, "after_step", real)
+    monkeypatch.setattr(FusedKerasMLP, "ENABLED", resumed_fused)
     resumed = fit(_model(), tiny, config, checkpoint_dir=tmp_path, resume=True)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
