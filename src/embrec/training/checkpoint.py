@@ -337,7 +337,7 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
     beside it. Without ``out`` there is nothing to resume from later.
 
     Raises:
-        ConfigError: if ``resume`` is asked for without ``out``.
+        ConfigError: if ``resume`` is asked for without ``out``, or ``out`` is ``/``.
     """
     if not out:  # "" is no --out, as embrec train takes it
         if resume:
