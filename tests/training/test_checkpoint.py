@@ -140,6 +140,18 @@ def test_a_checkpoint_folder_under_a_file_is_refused_before_training(tiny: Ratin
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.parametrize("name", ["state.safetensors", "rank-0.safetensors"])
+def test_a_corrupted_checkpoint_is_an_artifact_error(tiny: Ratings, tmp_path: Path,
+                                                     name: str) -> None:
+    """A damaged file once raised safetensors' own error (a traceback from embrec train)."""
+    config = TrainConfig(epochs=1, seed=0)
+    fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path)
+    file = tmp_path / (tmp_path / "LATEST").read_text().strip() / name
+    file.write_bytes(file.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path, resume=True)
+
+
 def test_resume_needs_an_output_directory() -> None:
     assert main(["train", "--data", "synthetic", "--resume", "--quiet"]) == 2
     with pytest.raises(ConfigError, match="checkpoint_every"):

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -158,7 +159,7 @@ class Checkpoints:
             facts = json.loads((where / "state.json").read_text())
             tensors = load_file(where / "state.safetensors")
             local = load_file(where / f"rank-{self.rank}.safetensors")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SafetensorError) as error:  # a corrupted file too
             raise ArtifactError(f"checkpoint {where} cannot be read: {error}",
                                 hint=f"remove {self.folder} and train without resume") from error
         self._check(facts, where)
