@@ -63,6 +63,25 @@ def test_cli_train_out_refuses_a_foreign_folder_with_exit_2_before_training(
     assert not tmp_path.with_name(tmp_path.name + ".checkpoints").exists()
 
 
+def test_cli_train_out_under_a_file_exits_2_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a NotADirectoryError traceback at the first checkpoint, after an epoch's work."""
+    import embrec.runs
+    from embrec.cli import main
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although the save would fail")
+
+    monkeypatch.setattr(embrec.runs, "train_run", never)
+    (tmp_path / "afile").write_text("mine")
+    code = main(["train", "--epochs", "1", "--seed", "0", "--quiet",
+                 "--out", str(tmp_path / "afile" / "model")])
+    err = capsys.readouterr().err
+    assert code == 2 and "afile is a file" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_a_file_target_and_an_embrec_looking_config_are_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("data")
     with pytest.raises(ArtifactError, match="it is a file"):

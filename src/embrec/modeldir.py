@@ -43,7 +43,7 @@ from typing import Any
 
 from embrec.errors import ArtifactError
 
-__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "read_manifest",
+__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "file_above", "read_manifest",
            "remove_stale_staging", "write_manifest", "write_model_dir"]
 
 log = logging.getLogger(__name__)
@@ -206,9 +206,15 @@ def check_target(target: str | Path) -> None:
     """Refuse ``target`` now if :func:`write_model_dir` would refuse it (before hours of work).
 
     Raises:
-        ArtifactError: if ``target`` is a file or a non-empty folder that is not embrec's.
+        ArtifactError: if ``target`` is a file, a path under a file, or a non-empty
+            folder that is not embrec's.
     """
-    _owned_or_refuse(Path(os.path.realpath(Path(target).expanduser())))
+    path = Path(os.path.realpath(Path(target).expanduser()))
+    _owned_or_refuse(path)
+    above = file_above(path)
+    if above is not None:  # the save would fail to make the folder (so would checkpoints)
+        raise ArtifactError(f"cannot save a model to {target}: {above} is a file",
+                            hint="choose a folder path for the model")
 
 
 def _owned_or_refuse(target: Path) -> set[str] | None:
@@ -226,6 +232,14 @@ def _owned_or_refuse(target: Path) -> set[str] | None:
             f"refusing to replace {target}: it is not an embrec model directory and not empty",
             hint="choose a new or empty folder; embrec never overwrites files it did not write")
     return owned
+
+
+def file_above(path: Path) -> Path | None:
+    """The nearest existing entry above ``path`` if it is a file (nothing can go under it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
 
 
 def _swap(staging: Path, target: Path, owned: set[str] | None) -> Path:

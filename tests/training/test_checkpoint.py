@@ -115,6 +115,43 @@ def test_resume_of_a_finished_run_returns_its_weights(tiny: Ratings, tmp_path: P
     assert _timeless(again.history) == _timeless(first.history)
 
 
+def test_checkpoints_go_beside_the_folder_out_names(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out .`` (and ``a/..``) once crashed with "PosixPath('.') has an empty name"."""
+    from embrec.training.checkpoint import checkpoint_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_dir("model") == Path("model.checkpoints")
+    assert checkpoint_dir(".") == tmp_path.with_name(tmp_path.name + ".checkpoints")
+    assert checkpoint_dir("a/..") == checkpoint_dir(".")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # beside the model, which save expands
+    assert checkpoint_dir("~/m") == tmp_path / "home" / "m.checkpoints"
+    assert checkpoint_dir("") is None  # as embrec train takes --out "": no --out
+    with pytest.raises(ConfigError, match="names no folder"):
+        checkpoint_dir("/")
+
+
+def test_a_checkpoint_folder_under_a_file_is_refused_before_training(tiny: Ratings,
+                                                                     tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ArtifactError, match="afile is a file"):  # not NotADirectoryError later
+        fit(BiasedMFConfig(embedding_dim=3), tiny, TrainConfig(epochs=1, seed=0),
+            checkpoint_dir=tmp_path / "afile" / "run")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["state.safetensors", "rank-0.safetensors"])
+def test_a_corrupted_checkpoint_is_an_artifact_error(tiny: Ratings, tmp_path: Path,
+                                                     name: str) -> None:
+    """A damaged file once raised safetensors' own error (a traceback from embrec train)."""
+    config = TrainConfig(epochs=1, seed=0)
+    fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path)
+    file = tmp_path / (tmp_path / "LATEST").read_text().strip() / name
+    file.write_bytes(file.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path, resume=True)
+
+
 def test_resume_needs_an_output_directory() -> None:
     assert main(["train", "--data", "synthetic", "--resume", "--quiet"]) == 2
     with pytest.raises(ConfigError, match="checkpoint_every"):

@@ -67,6 +67,17 @@ def test_given_validation_maps_raw_ids_and_counts_unknowns(tiny: Ratings) -> Non
     assert rec.metadata["validation_unknown"] == 1
 
 
+@pytest.mark.parametrize("mode", ["random", "last"])
+def test_a_validation_share_of_no_rating_trains_without_validation(tiny: Ratings,
+                                                                    mode: str) -> None:
+    # ceil(9 * 0.9) = 9: every rating is fitted; _validate once crashed on the empty set
+    nine = tiny.take(np.arange(9))
+    rec = fit(BiasedMFConfig(embedding_dim=2), nine,
+              TrainConfig(epochs=2, seed=0, validation=0.1, validation_mode=mode,
+                          early_stopping=1))
+    assert len(rec.history) == 2 and "validation_rmse" not in rec.history[-1]
+
+
 def test_keras_validation_split_takes_the_last_rows(tiny: Ratings) -> None:
     """validation_mode="last": the model never trains on the final 20% of rows."""
     n = len(tiny)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
+from embrec.errors import TrainingError
 from embrec.models import MLPConfig
 from embrec.presets import PRESETS
 from embrec.training import fit
@@ -61,6 +65,8 @@ def _assert_same(a: Any, b: Any) -> None:
     (_model(), _config(weight_decay=0.05, dense_weight_decay=0.01, batch_size=50)),
     (_model(hidden=(9, 6, 3), dropout=(0.3, 0.2, 0.0, 0.4)),
      _config(batch_size=7, schedule="cosine")),
+    (_model(hidden=(), dropout=(0.3,)), _config(batch_size=5000, weight_decay=0.05)),  # 1 batch
+    (_model(dropout=(0.0, 0.0)), _config(schedule="step", validation=0.1, early_stopping=1)),
 ])
 def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch, model: MLPConfig,
@@ -69,6 +75,14 @@ def test_the_fused_step_trains_the_same_weights_as_the_general_loop(
     assert len(epochs) == config.epochs  # the fused path ran every epoch
     _assert_same(fused, general)
     assert fused.metadata["step_path"] == general.metadata["step_path"] == "fast"
+
+
+def test_three_ratings_one_at_a_time_train_the_same_weights(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fused, general, epochs = _both(_model(), tiny.take(np.arange(3)), _config(batch_size=1),
+                                   monkeypatch)
+    assert len(epochs) == 2
+    _assert_same(fused, general)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -101,9 +115,12 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize(("fused", "resumed_fused"),
+                         [(True, True), (False, False), (True, False), (False, True)])
 def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
-        tiny: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
+        tiny: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool,
+        resumed_fused: bool) -> None:
+    """Either path resumes either path's checkpoint (they hold the same state)."""
     monkeypatch.setattr(FusedKerasMLP, "ENABLED", fused)
     config = _config(epochs=3, checkpoint_every=7)
     whole = fit(_model(), tiny, config)
@@ -119,6 +136,7 @@ def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
     with pytest.raises(Crash):
         fit(_model(), tiny, config, checkpoint_dir=tmp_path)
     monkeypatch.setattr(RunState, "after_step", real)
+    monkeypatch.setattr(FusedKerasMLP, "ENABLED", resumed_fused)
     resumed = fit(_model(), tiny, config, checkpoint_dir=tmp_path, resume=True)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -129,3 +147,59 @@ def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
     fit(_model(), tiny, _config(epochs=1, batch_size=8, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err
+
+
+def test_the_fused_path_reports_the_rows_and_losses_the_general_loop_does(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit_module = sys.modules["embrec.training.fit"]
+    reports: list[tuple[int, int, float]] = []
+    real = fit_module._report
+
+    def report(bar: Any, predictions: torch.Tensor, rating: torch.Tensor, stop: int,
+               size: int) -> None:
+        real(bar, predictions, rating, stop, size)
+        reports.append((stop, size, float(predictions[:stop].sum())))
+
+    monkeypatch.setattr(fit_module, "_report", report)
+    config = _config(epochs=2, batch_size=7, progress=True)
+    _both(_model(), tiny, config, monkeypatch)
+    half = len(reports) // 2
+    assert half == 2 * (-(-len(tiny) // 7) // 50) and reports[:half] == reports[half:]
+
+
+def test_a_float64_model_takes_the_general_loop(tiny: Ratings,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under float64 the fused step's in-place write into the float32 predictions crashed."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        fused, general, epochs = _both(_model(), tiny, _config(epochs=1), monkeypatch)
+    finally:
+        torch.set_default_dtype(before)
+    assert epochs == [] and fused.model.tower.layer(0).weight.dtype == torch.float64
+    _assert_same(fused, general)
+
+
+def test_the_fused_path_runs_in_fits_process_state_and_leaves_it_as_found(
+        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread, flush-to-zero, collector paused inside; all restored, global RNGs untouched."""
+    flushes = sys.modules["embrec.training.fit"]._flushes_denormals
+    seen: list[tuple[bool, int, bool]] = []
+    real = FusedKerasMLP.epoch
+    monkeypatch.setattr(FusedKerasMLP, "epoch", lambda self, *a: (
+        seen.append((gc.isenabled(), torch.get_num_threads(), flushes())), real(self, *a))[1])
+    threads, torch_rng, numpy_rng = torch.get_num_threads(), torch.get_rng_state(), \
+        np.random.get_state()[1].copy()
+    try:
+        torch.set_flush_denormal(False)
+        fit(_model(), tiny, _config(epochs=1, num_threads=threads + 1))
+        with pytest.raises(TrainingError):  # restored on the error path too
+            fit(_model(), tiny, _config(epochs=1, learning_rate=1e30))
+        assert (gc.isenabled(), torch.get_num_threads(), flushes()) == (True, threads, False)
+    finally:
+        gc.enable()
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    assert seen == [(False, threads + 1, True), (False, 1, True)]
+    assert torch.equal(torch.get_rng_state(), torch_rng)
+    assert np.array_equal(np.random.get_state()[1], numpy_rng)

@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError
+from embrec.modeldir import file_above
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
@@ -157,7 +159,7 @@ class Checkpoints:
             facts = json.loads((where / "state.json").read_text())
             tensors = load_file(where / "state.safetensors")
             local = load_file(where / f"rank-{self.rank}.safetensors")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SafetensorError) as error:  # a corrupted file too
             raise ArtifactError(f"checkpoint {where} cannot be read: {error}",
                                 hint=f"remove {self.folder} and train without resume") from error
         self._check(facts, where)
@@ -184,13 +186,18 @@ def check_folder(folder: Path) -> None:
     embrec's is never written into.
 
     Raises:
-        ArtifactError: for a file, or a non-empty folder that is not embrec's.
+        ArtifactError: for a file, a path under a file, or a non-empty folder that is
+            not embrec's.
     """
     if folder.is_symlink() and not folder.exists():
         raise ArtifactError(f"checkpoint folder {folder} is a link to nothing",
                             hint="pass another --out, or remove that link")
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"checkpoint folder {folder} is a file",
+                            hint="pass another --out, or move that file away")
+    above = file_above(folder)
+    if above is not None:
+        raise ArtifactError(f"checkpoint folder {folder} cannot be made: {above} is a file",
                             hint="pass another --out, or move that file away")
     if not folder.is_dir() or (folder / MARKER).is_file():
         return
@@ -331,14 +338,19 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
     beside it. Without ``out`` there is nothing to resume from later.
 
     Raises:
-        ConfigError: if ``resume`` is asked for without ``out``.
+        ConfigError: if ``resume`` is asked for without ``out``, or ``out`` is ``/``.
     """
-    if out is None:
+    if not out:  # "" is no --out, as embrec train takes it
         if resume:
             raise ConfigError("resume", True, "needs --out (the run to continue)",
                               hint="pass the --out of the run to resume")
         return None
-    path = Path(out)
+    path = Path(out).expanduser()  # as the model's save does: "--out=~/m" reaches us unexpanded
+    if path.name in ("", ".."):  # "--out ." or "a/..": the folder named by its own name
+        path = Path(os.path.abspath(path))
+    if not path.name:
+        raise ConfigError("out", str(out), "names no folder a model can go in",
+                          hint="pass a folder path such as runs/model")
     return path.with_name(path.name + ".checkpoints")
 
 

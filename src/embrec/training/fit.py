@@ -242,6 +242,10 @@ def _validation(train: Ratings, validation: Ratings | None, config: TrainConfig,
         return None, columns(known, None, device), dropped
     fit_rows, held = validation_rows(len(train), config.validation, config.validation_mode,
                                      np.random.default_rng(seed))
+    if held is not None and len(held) == 0:
+        log.warning("validation=%s of %d ratings is no rating; training without validation",
+                    config.validation, len(train))
+        return None, None, 0
     return fit_rows, None if held is None else columns(train, held, device), 0
 
 

@@ -16,7 +16,7 @@ every call. This path does exactly the same arithmetic with less of it:
 
 It is an optional implementation of the general path, taken only where it
 applies (:meth:`FusedKerasMLP.build`), and proven equal to it, trained weights
-included, by ``tests/test_fused.py``. ``FusedKerasMLP.ENABLED = False`` turns it off.
+included, by ``tests/training/test_fused.py``. ``FusedKerasMLP.ENABLED = False`` turns it off.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class FusedKerasMLP:
         It applies to the rating loss on the hand-written path, in one CPU process, for an
         :class:`~embrec.models.mlp.MLP` without bias columns or bounded output whose
         tables take Keras' dense Adam in one fused call with its dense layers, and whose
-        dense parameters are exactly its tower's (so every gradient is written each step).
+        dense parameters are exactly its tower's (so every gradient is written each step),
+        all float32 (under ``torch.set_default_dtype(torch.float64)`` the general loop runs).
         """
         keras = getattr(engine, "keras", None)
         if not cls.ENABLED or FUSED_ADAM is None or path != "fast" or parallel is not None \
@@ -88,7 +89,9 @@ class FusedKerasMLP:
         tower = sum(p.numel() for p in model.tower.parameters())
         tensors = [keras.data, keras.grad, keras.first, keras.second, engine.dense.data,
                    engine.dense.grad, engine.dense_optimizer.first, engine.dense_optimizer.second]
+        # the last layer writes into the epoch's float32 prediction buffer (batches.columns)
         if tower != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
+                or any(t.dtype != torch.float32 for t in tensors) \
                 or not all(t.is_contiguous() for t in tensors) \
                 or tensors[0].device.type != "cpu":  # measured and tested on CPU only
             return None
@@ -107,10 +110,10 @@ class FusedKerasMLP:
             for k in range(run.step, steps):
                 lr = schedule.next()
                 self._step(indices[k], ratings[k], predictions[k], sizes[k], lr, schedule.done)
+                stop += sizes[k]  # rows done: a running sum, not a sum per report
                 if checkpoints:
                     run.after_step(k, steps)
                 if bar is not None and k % 50 == 49:
-                    stop = sum(sizes[:k + 1])
                     report(bar, run.predictions, batch.rating, stop, sizes[k])
             self.engine.dense.grad.zero_()  # as the general loop leaves it
         run.step = 0
