@@ -120,20 +120,38 @@ class FusedKerasMLP:
 
     def _step(self, index: Tensor, rating: Tensor, prediction: Tensor, rows: int, lr: float,
               step: int) -> None:
+        """One batch: forward, backward, and Keras' Adam over both tables and the layers."""
         x = self.table.index_select(0, index).view(rows, 2 * self.width)  # [user | item]
-        z, saved, layers, last = x, [], self.layers, len(self.layers) - 1
-        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(layers):
+        saved = self._forward(x, prediction)
+        grad = self._backward(saved, (prediction - rating).mul_(2.0 / max(rows, 1)))
+        if self.weight_decay > 0:
+            grad.add_(x, alpha=2.0 * self.weight_decay / rows)
+        self.table_grad.index_add_(0, index, grad.view(2 * rows, self.width))
+        self._adam(lr, step)
+        self.table_grad.index_fill_(0, index, 0.0)
+
+    def _forward(self, x: Tensor, prediction: Tensor) -> list[tuple[Tensor, Tensor | None, Tensor]]:
+        """Training-mode forward; the output layer writes the predictions in place.
+
+        Returns, per layer, its input after dropout, the dropout mask and its output.
+        """
+        z, saved, last = x, [], len(self.layers) - 1
+        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(self.layers):
             mask = None if masks is None else masks.take(z)
             inputs = z if mask is None else z * mask
             if k < last:
                 z = torch.addmm(bias, inputs, transposed)
                 if activation is not None:
                     z = z.clamp_min_(0.0) if activation == "relu" else z.tanh_()
-            else:  # the output layer (linear) writes the predictions in place
+            else:  # the output layer is linear
                 z = torch.addmm(bias, inputs, transposed, out=prediction)
             saved.append((inputs, mask, z))
-        grad = (z - rating).mul_(2.0 / max(rows, 1))
-        for k in range(last, -1, -1):
+        return saved
+
+    def _backward(self, saved: list[tuple[Tensor, Tensor | None, Tensor]], grad: Tensor) -> Tensor:
+        """Write every layer's gradients; return the gradient of the tower input."""
+        layers = self.layers
+        for k in range(len(layers) - 1, -1, -1):
             weight, _, _, weight_grad, bias_grad, _, _ = layers[k]
             inputs, mask, _ = saved[k]
             torch.mm(grad.t(), inputs, out=weight_grad)
@@ -149,11 +167,7 @@ class FusedKerasMLP:
             if below == "tanh":
                 z = saved[k - 1][2]
                 grad = grad * (1.0 - z * z)
-        if self.weight_decay > 0:
-            grad.add_(x, alpha=2.0 * self.weight_decay / rows)
-        self.table_grad.index_add_(0, index, grad.view(2 * rows, self.width))
-        self._adam(lr, step)
-        self.table_grad.index_fill_(0, index, 0.0)
+        return grad
 
     def _adam(self, lr: float, step: int) -> None:
         """The Keras tables' and dense layers' Adam update: one fused call."""
