@@ -286,23 +286,32 @@ def render_hugepages(section: dict[str, Any]) -> str:
     return harness.table(section["rows"], columns)
 
 
-# ----------------------------------------------------------------------------- collector
-def collector(args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh process's first notebook-preset fit, cycle collector paused or on, alternating."""
+# ----------------------------------------------------------------------------- first fit A/B
+def first_fit_ab(args: argparse.Namespace, option: str) -> dict[str, Any]:
+    """A fresh process's first notebook-preset fit with ``option`` on and off, alternating.
+
+    ``option`` is a keyword of ``engine_workers.first_fit``: ``pause`` (the cycle collector
+    paused during ``fit``) or ``fused`` (the fused MLP step rather than the general loop).
+    """
     started = time.perf_counter()
     rows = []
     for name in CONDITIONS:
         runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         for _ in range(args.repeats):
-            for pause in (True, False):
-                runs[pause].append(measure(name, sys.executable, "first-fit", args.timeout,
-                                           pause=pause))
-        for pause, r in runs.items():
+            for on in (True, False):
+                runs[on].append(measure(name, sys.executable, "first-fit", args.timeout,
+                                        **{option: on}))
+        for on, r in runs.items():
             good = sorted((x for x in r if "error" not in x), key=lambda x: x["fit_s"])
-            rows.append({"condition": name, "pause": pause, "runs": len(good),
+            rows.append({"condition": name, option: on, "runs": len(good),
                          **(good[len(good) // 2] if good else r[0]),
                          "fit_s_min": good[0]["fit_s"] if good else None})
     return {"facts": facts(args, started), "rows": rows}
+
+
+def collector(args: argparse.Namespace) -> dict[str, Any]:
+    """The first fit with Python's cycle collector paused during ``fit`` or left on."""
+    return first_fit_ab(args, "pause")
 
 
 def render_collector(section: dict[str, Any]) -> str:
@@ -311,27 +320,13 @@ def render_collector(section: dict[str, Any]) -> str:
     return harness.table(section["rows"], columns)
 
 
-# ----------------------------------------------------------------------------- fused step
 def fused(args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh process's first notebook-preset fit, fused MLP step or general loop, alternating."""
-    started = time.perf_counter()
-    rows = []
-    for name in CONDITIONS:
-        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for _ in range(args.repeats):
-            for on in (True, False):
-                runs[on].append(measure(name, sys.executable, "first-fit", args.timeout,
-                                        fused=on))
-        for on, r in runs.items():
-            good = sorted((x for x in r if "error" not in x), key=lambda x: x["fit_s"])
-            rows.append({"condition": name, "path": "fused" if on else "general",
-                         "runs": len(good), **(good[len(good) // 2] if good else r[0]),
-                         "fit_s_min": good[0]["fit_s"] if good else None})
-    return {"facts": facts(args, started), "rows": rows}
+    """The first fit through the fused MLP step or through the general loop."""
+    return first_fit_ab(args, "fused")
 
 
 def render_fused(section: dict[str, Any]) -> str:
-    columns = ["condition", "path", "fit_s", "fit_s_min", "epoch_s", "train_rmse", "runs", "load"]
+    columns = ["condition", "fused", "fit_s", "fit_s_min", "epoch_s", "train_rmse", "runs", "load"]
     return harness.table(section["rows"], columns)
 
 
