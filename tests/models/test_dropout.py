@@ -24,7 +24,7 @@ def _reference(shape: tuple[int, int], rate: float, seed: int) -> np.ndarray:
 def test_masks_keep_an_entry_when_its_random_field_is_above_the_rate(
         rate: float, shape: tuple[int, int]) -> None:
     expected = _reference(shape, rate, seed=11)
-    for dtype in (torch.float32, torch.float64):  # NumPy's path, torch's arithmetic
+    for dtype in (torch.float32, torch.float64):
         mask = dropout_mask(shape, rate, torch.zeros(1, dtype=dtype),
                             torch.Generator().manual_seed(11))
         assert mask.dtype == dtype and mask.shape == shape

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -64,15 +63,12 @@ def dropout_mask(shape: tuple[int, int], rate: float, like: Tensor,
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=like.device)
     words.random_(-(2**63), None, generator=generator)
     bits = words.view(torch.int16)[:count].view(shape)
-    cut = round(rate * 65536) - 32768  # keep where bits >= cut: P = 1 - rate
-    if like.device.type == "cpu" and like.dtype == torch.float32:
-        # the same mask; NumPy's vectorised comparison and bool-to-float product take
-        # 62 us a 262,144-entry block where torch's int16 cast alone took 400
-        keep = bits.numpy() >= cut
-        return torch.from_numpy(np.multiply(keep, np.float32(1.0 / (1.0 - rate))))
-    # float arithmetic is ~3x faster here than a comparison and a bool-to-float cast:
-    # integers sit 0.5 away from the half-integer cut, so the clamp yields exactly 0 or 0.5
-    half = bits.to(like.dtype).sub_(cut - 0.5).clamp_(0.0, 0.5)
+    # keep where bits >= threshold, P = 1 - rate; float arithmetic is ~3x faster here
+    # than a comparison and a bool-to-float cast: integers sit 0.5 away from the
+    # half-integer cut, so the clamp yields exactly 0 or 0.5 (comparing and scaling in
+    # NumPy gave the same masks but took 465 us a block in training against 422)
+    cut = round(rate * 65536) - 32768 - 0.5
+    half = bits.to(like.dtype).sub_(cut).clamp_(0.0, 0.5)
     return half.mul_(2.0 / (1.0 - rate))
 
 
