@@ -152,6 +152,21 @@ def test_a_corrupted_checkpoint_is_an_artifact_error(tiny: Ratings, tmp_path: Pa
         fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path, resume=True)
 
 
+@pytest.mark.parametrize(("edit", "missing"), [
+    (lambda facts: {k: v for k, v in facts.items() if k != "masks"}, "'masks'"),
+    (lambda facts: {k: v for k, v in facts.items() if k != "model"}, "'model'"),
+    (lambda facts: list(facts), "'all of them'"),
+])
+def test_a_state_file_missing_what_a_resume_reads_is_an_artifact_error(
+        tiny: Ratings, tmp_path: Path, edit: Any, missing: str) -> None:
+    config = TrainConfig(epochs=1, seed=0)
+    fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path)
+    state = tmp_path / (tmp_path / "LATEST").read_text().strip() / "state.json"
+    state.write_text(json.dumps(edit(json.loads(state.read_text()))))
+    with pytest.raises(ArtifactError, match=f"lacks {missing}"):
+        fit(BiasedMFConfig(embedding_dim=3), tiny, config, checkpoint_dir=tmp_path, resume=True)
+
+
 def test_resume_needs_an_output_directory() -> None:
     assert main(["train", "--data", "synthetic", "--resume", "--quiet"]) == 2
     with pytest.raises(ConfigError, match="checkpoint_every"):

@@ -56,6 +56,9 @@ MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
 _OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
+RESUMED = ("epoch", "step", "steps", "stopped", "lr", "history", "best_rmse", "best_epoch",
+           "masks", "seed")
+"""What a resume reads from ``state.json`` besides the run's identity."""
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
 RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
@@ -165,7 +168,12 @@ class Checkpoints:
         self._check(facts, where)
         return Snapshot(tensors, local, facts)
 
-    def _check(self, facts: dict[str, Any], where: Path) -> None:
+    def _check(self, facts: Any, where: Path) -> None:
+        missing = [k for k in (*IDENTITY, *RESUMED) if k not in facts] \
+            if isinstance(facts, dict) else ["all of them"]
+        if missing:  # an edited or foreign state.json: say so, not KeyError later
+            raise ArtifactError(f"checkpoint {where / 'state.json'} lacks {missing[0]!r}",
+                                hint=f"remove {self.folder} and train without resume")
         for key in IDENTITY:
             if facts.get(key) != self.identity[key]:
                 hint = (f"run with {facts.get(key)} processes, as the checkpoint was written"
