@@ -51,9 +51,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
+def _worker(rank: int, store: str, out: str) -> None:
+    # a file store: no TCP port to pick and release (another process could take it meanwhile)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     ratings = _ratings()
     for k, (name, model, train) in enumerate(CASES):
@@ -77,7 +77,8 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ranks")
-    mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=2, join=True,
+    store = tmp_path_factory.mktemp("store") / "store"
+    mp.start_processes(_worker, args=(str(store), str(out)), nprocs=2, join=True,
                        start_method="spawn")
     return out
 

@@ -25,7 +25,6 @@ from embrec.data.synthetic import generate
 from embrec.errors import DataError
 from embrec.models import MODELS
 from embrec.runs import SplitSpec, train_run
-from tests.training.test_distributed import free_port
 
 pytestmark = pytest.mark.distributed
 
@@ -56,9 +55,8 @@ def _write(path: Path, *, text_ids: bool = False, repeat: bool = False,
     return path
 
 
-def _worker(rank: int, port: int, folder: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
+def _worker(rank: int, store: str, folder: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     for name in NAMES:
         result = train_run(MODELS["biased-mf"](embedding_dim=4), TrainConfig(**TRAIN),
@@ -113,7 +111,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hashed["user"] = hashed["user"].to_numpy().astype(np.uint64) * np.uint64(2**63 + 1)
     pq.write_table(pa.Table.from_pandas(hashed, preserve_index=False), folder / "hashed.parquet",
                    row_group_size=GROUP_ROWS)
-    mp.start_processes(_worker, args=(free_port(), str(folder)), nprocs=2, join=True,
+    store = tmp_path_factory.mktemp("store") / "store"  # a file store: no port to race for
+    mp.start_processes(_worker, args=(str(store), str(folder)), nprocs=2, join=True,
                        start_method="spawn")
     return folder
 
