@@ -169,10 +169,8 @@ class Checkpoints:
         return Snapshot(tensors, local, facts)
 
     def _check(self, facts: Any, where: Path) -> None:
-        missing = [k for k in (*IDENTITY, *RESUMED) if k not in facts] \
-            if isinstance(facts, dict) else ["all of them"]
-        if missing:  # an edited or foreign state.json: say so, not KeyError later
-            raise ArtifactError(f"checkpoint {where / 'state.json'} lacks {missing[0]!r}",
+        if not isinstance(facts, dict):  # an edited or foreign state.json
+            raise ArtifactError(f"checkpoint {where / 'state.json'} is not a JSON object",
                                 hint=f"remove {self.folder} and train without resume")
         for key in IDENTITY:
             if facts.get(key) != self.identity[key]:
@@ -326,6 +324,11 @@ class RunState:
 
     def _restore(self, snapshot: Snapshot) -> None:
         facts = snapshot.facts
+        missing = [key for key in RESUMED if key not in facts]
+        if missing:  # an edited state.json: say so, not KeyError
+            folder = self.hooks.checkpoints.folder if self.hooks.checkpoints else "the checkpoint"
+            raise ArtifactError(f"checkpoint in {folder} lacks {missing[0]!r}",
+                                hint=f"remove {folder} and train without resume")
         copy_into(self._live(), snapshot.tensors)
         restore_masks(self.masks, snapshot.tensors, facts["masks"], self.predictions)
         self.epoch, self.step, self.stopped = facts["epoch"], facts["step"], facts["stopped"]
