@@ -261,6 +261,18 @@ def render_correctness(section: dict[str, Any]) -> str:
         "mean_prediction_clipped", "gap_clipped", "within 0.02", "train_rmse", "error"])
 
 
+# ----------------------------------------------------------------------------- A/B parts
+def alternate(args: argparse.Namespace, condition: str, worker: str, option: str,
+              **kwargs: Any) -> dict[bool, list[dict[str, Any]]]:
+    """``--repeats`` runs of ``worker`` with ``option`` on and off, alternating: rows by setting."""
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(args.repeats):
+        for on in (True, False):
+            runs[on].append(measure(condition, sys.executable, worker, args.timeout,
+                                    **kwargs, **{option: on}))
+    return runs
+
+
 # ----------------------------------------------------------------------------- huge pages
 def hugepages(args: argparse.Namespace) -> dict[str, Any]:
     """The 1.5M-row catalogue with tables on huge pages and on torch's allocator, alternating."""
@@ -269,11 +281,8 @@ def hugepages(args: argparse.Namespace) -> dict[str, Any]:
     folder = arrays(f"catalogue-{n}-{size}", n, size // 2, size // 2, args.cache)
     rows = []
     for name in CONDITIONS:
-        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for _ in range(args.repeats):
-            for huge in (True, False):
-                runs[huge].append(measure(name, sys.executable, "catalogue-embrec", args.timeout,
-                                          data=str(folder), threads=1, huge_pages=huge))
+        runs = alternate(args, name, "catalogue-embrec", "huge_pages", data=str(folder),
+                         threads=1)
         rows += [{"condition": name, "catalogue": size, "ratings": n, "huge_pages": huge,
                   **summary(r)} for huge, r in runs.items()]
     return {"facts": facts(args, started), "rows": rows}
@@ -296,11 +305,7 @@ def first_fit_ab(args: argparse.Namespace, option: str) -> dict[str, Any]:
     started = time.perf_counter()
     rows = []
     for name in CONDITIONS:
-        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for _ in range(args.repeats):
-            for on in (True, False):
-                runs[on].append(measure(name, sys.executable, "first-fit", args.timeout,
-                                        **{option: on}))
+        runs = alternate(args, name, "first-fit", option)
         for on, r in runs.items():
             good = sorted((x for x in r if "error" not in x), key=lambda x: x["fit_s"])
             rows.append({"condition": name, option: on, "runs": len(good),

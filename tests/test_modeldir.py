@@ -45,16 +45,22 @@ def test_a_project_folder_with_a_config_json_is_never_replaced(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # no staging, no lock left
 
 
-def test_cli_train_out_refuses_a_foreign_folder_with_exit_2_before_training(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any training fail the test: these refusals must come before it."""
     import embrec.runs
-    from embrec.cli import main
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained although the save would be refused")
 
     monkeypatch.setattr(embrec.runs, "train_run", never)
+
+
+@pytest.mark.usefixtures("no_training")
+def test_cli_train_out_refuses_a_foreign_folder_with_exit_2_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from embrec.cli import main
+
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "main.py").write_text("x = 1")
     code = main(["train", "--epochs", "1", "--seed", "0", "--quiet", "--out", str(tmp_path)])
@@ -63,17 +69,12 @@ def test_cli_train_out_refuses_a_foreign_folder_with_exit_2_before_training(
     assert not tmp_path.with_name(tmp_path.name + ".checkpoints").exists()
 
 
+@pytest.mark.usefixtures("no_training")
 def test_cli_train_out_under_a_file_exits_2_before_training(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Once a NotADirectoryError traceback at the first checkpoint, after an epoch's work."""
-    import embrec.runs
     from embrec.cli import main
 
-    def never(*args: object, **kwargs: object) -> None:
-        raise AssertionError("trained although the save would fail")
-
-    monkeypatch.setattr(embrec.runs, "train_run", never)
     (tmp_path / "afile").write_text("mine")
     code = main(["train", "--epochs", "1", "--seed", "0", "--quiet",
                  "--out", str(tmp_path / "afile" / "model")])

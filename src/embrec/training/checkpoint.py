@@ -56,10 +56,10 @@ MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
 _OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
+"""Checked in this order: a sharded run's fingerprint depends on its world size."""
 RESUMED = ("epoch", "step", "steps", "stopped", "lr", "history", "best_rmse", "best_epoch",
            "masks", "seed")
 """What a resume reads from ``state.json`` besides the run's identity."""
-"""Checked in this order: a sharded run's fingerprint depends on its world size."""
 RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
 
