@@ -9,7 +9,7 @@ matrix product plus two broadcast adds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -93,6 +93,15 @@ class BiasedMF(EmbeddingModel):
     def item_factors(self) -> Tensor:
         """Return the item factors without the bias column: ``(n_items, embedding_dim)``."""
         return self.item_embedding.weight[:, :-1]
+
+    def rating_kernel(self) -> tuple[Any, tuple[float, float] | None]:
+        """Return the compiled per-rating trainer (:mod:`embrec.kernels.dot`) and the bounds.
+
+        Imported on first use, so models load without compiling anything.
+        """
+        from embrec.kernels.dot import biased_mf
+
+        return biased_mf, self.bounds
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.

@@ -21,7 +21,6 @@ initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
@@ -44,12 +43,13 @@ from embrec.training import collector
 from embrec.training.batches import Columns, columns, known_rows, validation_rows
 from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.diagnostics import diagnose, error_metrics
-from embrec.training.distributed import DataParallel, EpochOrder, Group, join, shard_columns
-from embrec.training.fused import FusedKerasMLP
+from embrec.training.distributed import DataParallel, Group, join, shard_columns
+from embrec.training.engine import Engine
 from embrec.training.losses import objective_for
-from embrec.training.optim import DenseOptimizer, DenseParameters, learning_rate
-from embrec.training.sparse import DenseTableAdam, RowOptimizer, row_optimizer
-from embrec.training.step import Objective, RatingLoss, Step, make_step
+from embrec.training.optim import Schedule
+from embrec.training.progress import close_bar, progress_bar
+from embrec.training.step import Objective
+from embrec.training.trainers import pick_trainer
 
 __all__ = ["fit", "resolve_device", "threads_for"]
 
@@ -256,33 +256,28 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
     for module in model.modules():
         if isinstance(module, Tower):
             module.reset_masks(generator)
-    engine = _Engine(model, config)
-    step, path = make_step(model, config, objective)
-    fused = FusedKerasMLP.build(model, engine, config, objective or RatingLoss(), path,
-                                hooks.parallel)
+    engine = Engine(model, config)
     total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
-    run = RunState(model, engine, config, generator, data, hooks, _Schedule(config, total),
+    trainer = pick_trainer(model, engine, config, objective, hooks.parallel, total)
+    run = RunState(model, engine, config, generator, data, hooks, Schedule(config, total),
                    _Best(model, config.early_stopping is not None), objective)
     for epoch in range(run.epoch, 0 if run.stopped else config.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = run.order(data)
-        bar = _progress(config, epoch, len(data), hooks)
-        if fused is not None:
-            fused.epoch(order, run, bar, _report)
-        else:
-            _one_epoch(step, engine, order, run, bar)
+        bar = progress_bar(config, epoch, len(data), hooks)
+        trainer.epoch(order, run, bar)
         record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}
         del order  # free this epoch's shuffled copy before the next is made
         if not (math.isfinite(record["train_rmse"]) and _finite([engine.dense.data])):
-            _close(bar)
+            close_bar(bar)
             _diverged(epoch, record["train_rmse"], config, run.best)
             break
         if held is not None:
             record.update(_validate(model, held, scale))
         record["seconds"] = time.perf_counter() - started
         run.history.append(record)
-        _close(bar, record)
+        close_bar(bar, record)
         stop = run.best.update(record, model, epoch, config.early_stopping)
         run.save(epoch + 1, 0, stop)
         if stop:
@@ -293,78 +288,7 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
         raise TrainingError("training ended with non-finite weights",
                             hint=f"lower learning_rate={config.learning_rate}")
     model.eval()
-    return run.history, path
-
-
-def _one_epoch(step: Step, engine: _Engine, order: EpochOrder, run: RunState, bar: Any) -> None:
-    """Walk one shuffled epoch a global batch at a time: step, then update the rows used."""
-    parallel = run.hooks.parallel
-    batch, starts = order.batch, [0, *itertools.accumulate(order.local)]
-    slices = [torch.split(c, order.local) for c in (*batch, run.predictions)]
-    for k in range(run.step, len(order.local)):
-        part = Columns(slices[0][k], slices[1][k], slices[2][k])
-        result = step(part) if parallel is None else \
-            parallel.step(step, part, order, k, starts[k], engine.dense.grad)
-        slices[3][k].copy_(result.prediction)
-        engine.update(result.user_index, result.user_grad, result.item_index, result.item_grad,
-                      run.schedule.next(), run.schedule.done)
-        run.after_step(k, len(order.local))
-        if bar is not None and k % 50 == 49:
-            _report(bar, run.predictions, batch.rating, starts[k + 1], order.local[k])
-    run.step = 0
-
-
-class _Engine:
-    """The model's optimisers: row-sparse (or Keras-dense) for the tables, flat for the rest.
-
-    With Keras-dense tables and Adam on the dense layers, both take one fused Adam call
-    a step (``one_adam_call``; tests turn it off to compare): one kernel dispatch less per step.
-    """
-
-    MERGE_ADAM = True
-
-    def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
-        self.modules = [model.user_embedding, model.item_embedding]
-        self.dense = DenseParameters(model, [m.weight for m in self.modules])
-        self.dense_optimizer = DenseOptimizer(self.dense, config)
-        epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
-        weights = [m.weight.detach() for m in self.modules]
-        self.keras: DenseTableAdam | None = None
-        self.tables: list[RowOptimizer] = []
-        if config.embedding_updates == "dense":
-            self.keras = DenseTableAdam(weights[0], weights[1], epsilon)
-            trained = list(self.keras.weights)
-        else:
-            self.tables = [row_optimizer(config.optimizer, w, epsilon) for w in weights]
-            trained = [table.weight for table in self.tables]
-        for module, weight in zip(self.modules, trained, strict=True):
-            module.weight = nn.Parameter(weight)  # trained in the optimiser's buffer
-        self.one_adam_call = self.MERGE_ADAM and self.keras is not None \
-            and self.dense_optimizer.kind in ("adam", "adamw") \
-            and self.dense_optimizer.epsilon == self.keras.epsilon
-
-    def update(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor,
-               item_grad: Tensor, lr: float, step: int) -> None:
-        """Apply update ``step`` (from 1): the rows used, then the dense layers."""
-        with torch.no_grad():
-            if self.keras is not None:  # the dense layers' Adam joins the tables' fused call
-                dense = self.dense_optimizer.adam_tensors(lr) if self.one_adam_call else None
-                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step, dense)
-                if dense is None:
-                    self.dense_optimizer.step(lr, step)
-            else:
-                self.tables[0].step(user_index, user_grad, lr, step)
-                self.tables[1].step(item_index, item_grad, lr, step)
-                self.dense_optimizer.step(lr, step)
-            self.dense.grad.zero_()
-
-    def release(self) -> None:
-        """Give every parameter its own contiguous storage back; drop the optimiser state."""
-        self.dense.release()
-        for module in self.modules:  # one copy each, whether the view is strided or not
-            weight = module.weight.detach().clone(memory_format=torch.contiguous_format)
-            module.weight = nn.Parameter(weight)
-        self.tables, self.keras = [], None
+    return run.history, trainer.path
 
 
 def _finite(tensors: list[Tensor]) -> bool:
@@ -377,22 +301,6 @@ def _finite(tensors: list[Tensor]) -> bool:
     nothing the RMSE missed.
     """
     return all(math.isfinite(float(t.detach().sum())) for t in tensors)
-
-
-class _Schedule:
-    """The learning rate of each optimiser step, computed on the host (no device sync)."""
-
-    def __init__(self, config: TrainConfig, n: int) -> None:
-        self.config = config
-        self.total = config.epochs * math.ceil(n / config.batch_size)
-        self.done = 0
-        self.last = config.learning_rate
-
-    def next(self) -> float:
-        """Return the learning rate of the next step; ``done`` then counts it (from 1)."""
-        self.last = learning_rate(self.config, self.done, self.total)
-        self.done += 1
-        return self.last
 
 
 class _Best:
@@ -449,25 +357,3 @@ def _validate(model: EmbeddingModel, held: Columns, scale: tuple[float, float],
     return error_metrics(out.clamp_(scale[0], scale[1]), held.rating, "validation")
 
 
-def _report(bar: Any, predictions: Tensor, rating: Tensor, stop: int, size: int) -> None:
-    """Move the progress bar to row ``stop``; show the loss over the last 50 batches."""
-    window = slice(max(0, stop - 50 * size), stop)
-    bar.update(stop - bar.n)
-    bar.set_postfix(loss=f"{float((predictions[window] - rating[window]).square().mean()):.4f}")
-
-
-def _progress(config: TrainConfig, epoch: int, n: int, hooks: RunHooks) -> Any:
-    if not config.progress or (hooks.parallel is not None and hooks.parallel.group.rank != 0):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", unit="rating", leave=True)
-
-
-def _close(bar: Any, record: dict[str, float] | None = None) -> None:
-    if bar is None:
-        return
-    if record is not None:
-        bar.update(bar.total - bar.n)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith("rmse")})
-    bar.close()

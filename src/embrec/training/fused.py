@@ -22,20 +22,17 @@ included, by ``tests/training/test_fused.py``. ``FusedKerasMLP.ENABLED = False``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from embrec.models.mlp import MLP, TowerStep
+from embrec.training.progress import report
 from embrec.training.sparse import BETAS, FUSED_ADAM
 from embrec.training.step import RatingLoss
 
 __all__ = ["FusedKerasMLP"]
-
-Report = Callable[[Any, Tensor, Tensor, int, int], None]
-
 
 class FusedKerasMLP:
     """Forward, backward and Keras-dense Adam of an unbiased, unbounded MLP, one call a batch.
@@ -47,6 +44,7 @@ class FusedKerasMLP:
     """
 
     ENABLED = True
+    path = "fast"
 
     def __init__(self, model: MLP, engine: Any, weight_decay: float) -> None:
         keras = engine.keras
@@ -97,7 +95,7 @@ class FusedKerasMLP:
             return None
         return cls(model, engine, config.weight_decay)
 
-    def epoch(self, order: Any, run: Any, bar: Any, report: Report) -> None:
+    def epoch(self, order: Any, run: Any, bar: Any) -> None:
         """Train one shuffled epoch from ``run.step`` on, as the general loop would."""
         batch, sizes = order.batch, order.local
         pairs = torch.stack((batch.user, batch.item + self.n_users), 1).view(-1)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from embrec.config import TrainConfig
 from embrec.training.sparse import AdamTensors, adam_update
 
-__all__ = ["DenseOptimizer", "DenseParameters", "learning_rate"]
+__all__ = ["DenseOptimizer", "DenseParameters", "Schedule", "learning_rate", "learning_rates"]
 
 
 class DenseParameters:
@@ -143,3 +144,43 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
         return start + (peak - start) * 0.5 * (1.0 - math.cos(math.pi * progress / warm))
     end = peak / 1e4
     return end + (peak - end) * 0.5 * (1.0 + math.cos(math.pi * (progress - warm) / (1 - warm)))
+
+
+class Schedule:
+    """The learning rate of each optimiser step, computed on the host (no device sync)."""
+
+    def __init__(self, config: TrainConfig, n: int) -> None:
+        self.config = config
+        self.total = config.epochs * math.ceil(n / config.batch_size)
+        self.done = 0
+        self.last = config.learning_rate
+
+    def next(self) -> float:
+        """Return the learning rate of the next step; ``done`` then counts it (from 1)."""
+        self.last = learning_rate(self.config, self.done, self.total)
+        self.done += 1
+        return self.last
+
+    def rates(self, start: int, stop: int) -> np.ndarray:
+        """The learning rates of zero-based steps ``start:stop``, as :meth:`next` gives them."""
+        return learning_rates(self.config, np.arange(start, stop, dtype=np.float64), self.total)
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` steps taken with :meth:`rates`."""
+        self.done += count
+        self.last = float(self.rates(self.done - 1, self.done)[0])
+
+
+def learning_rates(config: TrainConfig, steps: np.ndarray, total: int) -> np.ndarray:
+    """:func:`learning_rate` of many zero-based steps at once (the kernels take one a rating)."""
+    peak, progress = config.learning_rate, steps / max(total, 1)
+    if config.schedule == "constant":
+        return np.full(len(steps), peak)
+    if config.schedule == "cosine":
+        return peak * 0.5 * (1.0 + np.cos(np.pi * progress))
+    if config.schedule == "step":
+        return peak * np.where(progress >= 0.5, 0.1, 1.0) * np.where(progress >= 0.75, 0.1, 1.0)
+    warm, start, end = 0.25, peak / 25, peak / 1e4
+    rising = start + (peak - start) * 0.5 * (1.0 - np.cos(np.pi * progress / warm))
+    falling = end + (peak - end) * 0.5 * (1.0 + np.cos(np.pi * (progress - warm) / (1 - warm)))
+    return np.where(progress < warm, rising, falling)

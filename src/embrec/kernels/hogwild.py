@@ -1,0 +1,78 @@
+"""Threads that train shared embedding rows without waiting for each other (Hogwild).
+
+A range of an epoch's ratings is cut into chunks; each thread takes the next
+chunk from a shared counter until none is left, and calls a compiled kernel that
+releases the GIL. Rows are updated in place by whichever thread reads them (as
+LIBMF and the ``implicit`` library do): two threads rarely touch the same row at
+once, and when they do, one update is partly lost, which SGD tolerates. Nothing
+waits per step, so a busy core slows its thread alone; the others take more
+chunks. The only shared scalar state, the dense parameters (biased MF's global
+bias), is copied per thread and averaged when the range is done: every rating
+writes it, and one cache line bounced between cores per rating would cost more
+than the arithmetic.
+
+With one thread the chunks run in order on the caller's thread and the result
+is exactly the sequential one (bitwise reproducible for a seed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["Chunk", "train_range"]
+
+Chunk = Callable[[int, int, list[np.ndarray]], None]
+"""``kernel(start, stop, shared)``: train positions ``start:stop`` in place."""
+
+
+def train_range(kernel: Chunk, start: int, stop: int, chunk: int, threads: int,
+                shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
+    """Train positions ``start:stop`` in chunks of ``chunk`` on ``threads`` threads.
+
+    Args:
+        kernel: the compiled kernel for one chunk (it must release the GIL).
+        start, stop: the range of positions.
+        chunk: positions per chunk (a multiple of the learning-rate block).
+        threads: threads to use (the caller's thread is one of them).
+        shared: the dense parameters and their optimiser state; with several
+            threads each works on its own copy and the copies are averaged.
+        done: called on the caller's thread with the rows finished so far.
+    """
+    bounds = [(s, min(s + chunk, stop)) for s in range(start, stop, chunk)]
+    if threads <= 1 or len(bounds) <= 1:
+        for s, e in bounds:
+            kernel(s, e, shared)
+            if done is not None:
+                done(e - start)
+        return
+    counter = itertools.count()  # next() is atomic under the GIL
+    finished = [0]
+    copies = [[a.copy() for a in shared] for _ in range(threads)]
+    errors: list[BaseException] = []
+
+    def work(mine: list[np.ndarray], report: bool) -> None:
+        try:
+            while (k := next(counter)) < len(bounds):
+                s, e = bounds[k]
+                kernel(s, e, mine)
+                finished[0] += e - s
+                if report and done is not None:
+                    done(finished[0])
+        except BaseException as error:  # re-raised on the caller's thread
+            errors.append(error)
+
+    helpers = [threading.Thread(target=work, args=(copies[t], False), daemon=True)
+               for t in range(1, threads)]
+    for helper in helpers:
+        helper.start()
+    work(copies[0], True)
+    for helper in helpers:
+        helper.join()
+    if errors:
+        raise errors[0]
+    for k, array in enumerate(shared):
+        array[:] = np.mean([c[k] for c in copies], axis=0)
