@@ -16,8 +16,10 @@ from embrec.data.ratings import Ratings
 from embrec.errors import TrainingError, TrainingWarning
 from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
 from embrec.recommender import Recommender
-from embrec.training import fit
+from embrec.training import fit, optim
+from embrec.training.engine import Engine
 from embrec.training.optim import learning_rate
+from embrec.training.trainers import StepTrainer
 
 MF = BiasedMFConfig(embedding_dim=4)
 HISTORY_KEYS = {"epoch", "train_rmse", "train_mae", "validation_rmse", "validation_mae",
@@ -120,12 +122,10 @@ def test_divergence_without_kept_weights_raises(tiny: Ratings) -> None:
 def test_divergence_with_early_stopping_keeps_the_best_weights(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Good epochs, then a learning rate that explodes: the best epoch's weights stay."""
-    fit_module = sys.modules["embrec.training.fit"]
-
     config = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, validation=0.2,
                          early_stopping=3, seed=0)
     rates = iter([0.01] * 30 + [1e30] * 1000)  # 15 steps an epoch: the third epoch explodes
-    monkeypatch.setattr(fit_module, "learning_rate", lambda *args: next(rates))
+    monkeypatch.setattr(optim, "learning_rate", lambda *args: next(rates))
     with pytest.warns(TrainingWarning, match="kept the weights of the best epoch"):
         rec = fit(MF, tiny, config)
     assert len(rec.history) == 2
@@ -136,7 +136,7 @@ def test_divergence_with_early_stopping_keeps_the_best_weights(
 def test_a_non_finite_table_row_the_loss_never_saw_fails_the_fit(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables are checked once, after the last epoch: a bad row no prediction used still fails."""
-    engine = sys.modules["embrec.training.fit"]._Engine
+    engine = Engine
     release = engine.release
 
     def poisoned(self: object) -> None:
@@ -212,11 +212,10 @@ def test_process_state_is_left_as_found(tiny: Ratings, monkeypatch: pytest.Monke
 
 def test_the_cycle_collector_is_paused_in_the_loop_and_left_as_found(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
-    fit_module = sys.modules["embrec.training.fit"]
     seen: list[bool] = []
-    real = fit_module._one_epoch
-    monkeypatch.setattr(fit_module, "_one_epoch", lambda *a: (seen.append(gc.isenabled()),
-                                                               real(*a)))
+    real = StepTrainer.epoch
+    monkeypatch.setattr(StepTrainer, "epoch", lambda *a: (seen.append(gc.isenabled()),
+                                                          real(*a)))
     try:
         for enabled in (True, False):
             (gc.enable if enabled else gc.disable)()
@@ -237,7 +236,7 @@ def test_keras_dense_updates_take_tables_and_layers_in_one_call_with_the_same_re
     config = TrainConfig(epochs=2, batch_size=32, seed=4, embedding_updates="dense",
                          learning_rate=0.01, dense_weight_decay=0.01)
     merged = fit(model, tiny, config)
-    monkeypatch.setattr(sys.modules["embrec.training.fit"]._Engine, "MERGE_ADAM", False)
+    monkeypatch.setattr(Engine, "MERGE_ADAM", False)
     separate = fit(model, tiny, config)  # the dense layers then take their own Adam call
     for key, value in merged.model.state_dict().items():
         torch.testing.assert_close(value, separate.model.state_dict()[key], rtol=0, atol=1e-6)

@@ -16,7 +16,7 @@ from embrec.data.ratings import Ratings
 from embrec.errors import TrainingError
 from embrec.models import MLPConfig
 from embrec.presets import PRESETS
-from embrec.training import fit
+from embrec.training import fit, progress
 from embrec.training.checkpoint import RunState
 from embrec.training.fused import FusedKerasMLP
 
@@ -151,16 +151,16 @@ def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
 
 def test_the_fused_path_reports_the_rows_and_losses_the_general_loop_does(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
-    fit_module = sys.modules["embrec.training.fit"]
     reports: list[tuple[int, int, float]] = []
-    real = fit_module._report
+    real = progress.report
 
     def report(bar: Any, predictions: torch.Tensor, rating: torch.Tensor, stop: int,
                size: int) -> None:
         real(bar, predictions, rating, stop, size)
         reports.append((stop, size, float(predictions[:stop].sum())))
 
-    monkeypatch.setattr(fit_module, "_report", report)
+    for module in ("fused", "trainers"):  # each path's own reference to it
+        monkeypatch.setattr(sys.modules[f"embrec.training.{module}"], "report", report)
     config = _config(epochs=2, batch_size=7, progress=True)
     _both(_model(), tiny, config, monkeypatch)
     half = len(reports) // 2

@@ -244,7 +244,8 @@ def epoch_order(data: Columns, generator: torch.Generator, batch_size: int,
     """
     if shard is None:
         batch = shuffled(data, generator)
-        sizes = [len(s) for s in torch.split(batch.rating, batch_size)]
+        full, rest = divmod(len(batch), batch_size)
+        sizes = [batch_size] * full + ([rest] if rest else [])
         return EpochOrder(batch, sizes, sizes, None)
     order = torch.randperm(shard.total, generator=generator, device=data.rating.device,
                            dtype=torch.int32 if shard.total < 2**31 else torch.int64)
