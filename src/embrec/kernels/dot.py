@@ -27,10 +27,14 @@ from numba import njit
 __all__ = ["ADAGRAD", "ADAM", "ROWWISE_ADAGRAD", "SGD", "biased_mf"]
 
 SGD, ADAGRAD, ROWWISE_ADAGRAD, ADAM = 0, 1, 2, 3
-BETA1, BETA2 = 0.9, 0.999
+BETA1, BETA2 = np.float32(0.9), np.float32(0.999)
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+"""LLVM's fast-math flags short of assuming no NaN or infinity (a diverging fit must still
+show a NaN): reassociation lets the dot product and the row updates use SIMD lanes."""
+ONE, TWO = np.float32(1.0), np.float32(2.0)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
 def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: float,
                 adam_size: float, eps: float) -> None:
     """One row-optimiser update of row ``r`` of a ``[weights | state]`` buffer."""
@@ -44,37 +48,37 @@ def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: float
             rows[r, w + f] = total
             rows[r, f] -= lr * grad[f] / (math.sqrt(total) + eps)
     elif kind == ROWWISE_ADAGRAD:
-        mean = 0.0
+        mean = np.float32(0.0)
         for f in range(w):
             mean += grad[f] * grad[f]
-        total = rows[r, w] + mean / w
+        total = rows[r, w] + mean / np.float32(w)
         rows[r, w] = total
         step = lr / (math.sqrt(total) + eps)
         for f in range(w):
             rows[r, f] -= step * grad[f]
     else:
         for f in range(w):
-            first = BETA1 * rows[r, w + f] + (1.0 - BETA1) * grad[f]
-            second = BETA2 * rows[r, 2 * w + f] + (1.0 - BETA2) * grad[f] * grad[f]
+            first = BETA1 * rows[r, w + f] + (ONE - BETA1) * grad[f]
+            second = BETA2 * rows[r, 2 * w + f] + (ONE - BETA2) * grad[f] * grad[f]
             rows[r, w + f] = first
             rows[r, 2 * w + f] = second
             rows[r, f] -= adam_size * first / (math.sqrt(second) + eps)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
 def _update_dense(dense: np.ndarray, firsts: np.ndarray, seconds: np.ndarray, j: int,
                   grad: float, kind: int, lr: float, adam_size: float, eps: float,
                   momentum: float) -> None:
     """Update dense parameter ``j`` as :class:`~embrec.training.optim.DenseOptimizer` does."""
     if kind == SGD:
         step = grad
-        if momentum > 0.0:
+        if momentum > 0:
             step = momentum * firsts[j] + grad
             firsts[j] = step
         dense[j] -= lr * step
     elif kind == ADAM:
-        first = BETA1 * firsts[j] + (1.0 - BETA1) * grad
-        second = BETA2 * seconds[j] + (1.0 - BETA2) * grad * grad
+        first = BETA1 * firsts[j] + (ONE - BETA1) * grad
+        second = BETA2 * seconds[j] + (ONE - BETA2) * grad * grad
         firsts[j], seconds[j] = first, second
         dense[j] -= adam_size * first / (math.sqrt(second) + eps)
     else:  # adagrad (row-wise Adagrad is element-wise on dense parameters)
@@ -83,7 +87,7 @@ def _update_dense(dense: np.ndarray, firsts: np.ndarray, seconds: np.ndarray, j:
         dense[j] -= lr * grad / (math.sqrt(total) + eps)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=FAST, error_model="numpy")
 def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: int, stop: int,
               lrs: np.ndarray, user_rows: np.ndarray,
               item_rows: np.ndarray, dense: np.ndarray, firsts: np.ndarray,
@@ -104,35 +108,50 @@ def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: 
         predictions: receives each rating's prediction before its update.
     """
     row_kind, dense_kind = kinds[0], kinds[1]
-    row_eps, dense_eps, decay, bias_decay = settings[0], settings[1], settings[2], settings[3]
-    momentum, bounded, low, span = settings[4], settings[5] > 0.0, settings[6], settings[7]
+    f32 = np.float32
+    row_eps, dense_eps, decay, bias_decay = f32(settings[0]), f32(settings[1]), \
+        TWO * f32(settings[2]), TWO * f32(settings[3])
+    momentum, bounded, low, span = f32(settings[4]), settings[5] > 0.0, f32(settings[6]), \
+        f32(settings[7])
     width = user_rows.shape[1] if row_kind == SGD else \
         (user_rows.shape[1] - 1 if row_kind == ROWWISE_ADAGRAD else
          user_rows.shape[1] // (2 if row_kind == ADAGRAD else 3))
     k = width - 1
-    grad_u = np.empty(width, dtype=user_rows.dtype)
-    grad_i = np.empty(width, dtype=user_rows.dtype)
+    grad_u = np.empty(width, dtype=np.float32)
+    grad_i = np.empty(width, dtype=np.float32)
+    adam_size = f32(0.0)
     for j in range(start, stop):
         u, i = users[j], items[j]
-        lr = lrs[j - start]
+        lr = f32(lrs[j - start])
         z = dense[0] + user_rows[u, k] + item_rows[i, k]
         for f in range(k):
             z += user_rows[u, f] * item_rows[i, f]
         if bounded:
-            unit = 1.0 / (1.0 + math.exp(-z))
+            unit = ONE / (ONE + math.exp(-z))
             prediction = low + span * unit
-            grad = 2.0 * (prediction - ratings[j]) * unit * (1.0 - unit) * span
+            grad = TWO * (prediction - ratings[j]) * unit * (ONE - unit) * span
         else:
             prediction = z
-            grad = 2.0 * (z - ratings[j])
+            grad = TWO * (z - ratings[j])
         predictions[j] = prediction
+        if row_kind == SGD:  # LIBMF's loop: read both rows once, write both, no gradient rows
+            for f in range(k):
+                p, q = user_rows[u, f], item_rows[i, f]
+                user_rows[u, f] = p - lr * (grad * q + decay * p)
+                item_rows[i, f] = q - lr * (grad * p + decay * q)
+            user_rows[u, k] -= lr * (grad + bias_decay * user_rows[u, k])
+            item_rows[i, k] -= lr * (grad + bias_decay * item_rows[i, k])
+            _update_dense(dense, firsts, seconds, 0, grad, dense_kind, lr, adam_size, dense_eps,
+                          momentum)
+            continue
         for f in range(k):
-            grad_u[f] = grad * item_rows[i, f] + 2.0 * decay * user_rows[u, f]
-            grad_i[f] = grad * user_rows[u, f] + 2.0 * decay * item_rows[i, f]
-        grad_u[k] = grad + 2.0 * bias_decay * user_rows[u, k]
-        grad_i[k] = grad + 2.0 * bias_decay * item_rows[i, k]
-        t = t0 + j + 1
-        adam_size = lr * math.sqrt(1.0 - BETA2 ** t) / (1.0 - BETA1 ** t)
+            grad_u[f] = grad * item_rows[i, f] + decay * user_rows[u, f]
+            grad_i[f] = grad * user_rows[u, f] + decay * item_rows[i, f]
+        grad_u[k] = grad + bias_decay * user_rows[u, k]
+        grad_i[k] = grad + bias_decay * item_rows[i, k]
+        if row_kind == ADAM or dense_kind == ADAM:
+            t = t0 + j + 1
+            adam_size = f32(lrs[j - start] * math.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t))
         _update_row(user_rows, u, grad_u, row_kind, lr, adam_size, row_eps)
         _update_row(item_rows, i, grad_i, row_kind, lr, adam_size, row_eps)
         _update_dense(dense, firsts, seconds, 0, grad, dense_kind, lr, adam_size, dense_eps,
