@@ -1,14 +1,22 @@
-"""Select the ``default`` preset on validation rows carved from the training data (never test rows).
+"""Select the ``default`` preset on validation rows carved from training data (never test rows).
 
-For each split seed (ML-100K, random 90/10 with ``numpy.random.default_rng(seed)``, as
-``embrec.split`` makes it), the training part is cut again: a seeded random 10% of its rows
-become validation rows. Every setting of the grid trains on the rest and is scored on those
-validation rows; the test rows are never touched. The setting with the lowest mean validation
-RMSE over the split seeds wins; the table of every setting is written to ``--out``.
+Two data sets, as the engine issue asks: ML-100K (split seeds 0-2: random 90/10 with
+``numpy.random.default_rng(seed)``, as ``embrec.split`` makes it) and the ML-10M-shaped
+synthetic set (``generate(n_users=69_878, n_items=10_677, n_ratings=10_000_000, seed=0)``,
+split seed 0). Each training part is cut again: a seeded random 10% of its rows (seed 100 +
+split seed) become validation rows; settings train on the rest, are scored on those, and the
+test rows are never read. Training is per rating (``batch_size=1``: the compiled kernel).
+
+Stage 1 scores a grid on ML-100K (mean over the split seeds). Stage 2 trains, on the big set,
+each optimiser's best ML-100K setting and its neighbours in weight decay. The default is the
+fastest setting (fewest factors x epochs, then optimiser cost: sgd < row-wise adagrad < adam)
+whose validation RMSE is within 0.002 of the best on both sets. Every score is cached in a
+JSON-lines file, so a rerun only trains what is missing.
 
 Usage::
 
-    python benchmarks/select_default.py --out benchmarks/results/default.md
+    python benchmarks/select_default.py --stage 1 --out benchmarks/results/default.md
+    python benchmarks/select_default.py --stage 2 --out benchmarks/results/default.md
 """
 
 from __future__ import annotations
@@ -24,105 +32,160 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 GRID = {
-    "optimizer": ["adam"],
-    "embedding_dim": [32, 64],
-    "learning_rate": [0.005, 0.01],
-    "weight_decay": [0.08, 0.12],
-    "bias_weight_decay": [0.0, 0.02],
-    "epochs": [12, 20],
+    "sgd": {"learning_rate": [0.01, 0.02, 0.03, 0.05], "weight_decay": [0.02, 0.05, 0.08]},
+    "rowwise-adagrad": {"learning_rate": [0.1, 0.2, 0.3], "weight_decay": [0.02, 0.05, 0.08]},
+    "adam": {"learning_rate": [0.001, 0.002, 0.003], "weight_decay": [0.05, 0.08, 0.12]},
 }
-OPTIMIZERS = {  # the best adam setting, re-run with each row-sparse optimiser at a few rates
-    "adagrad": [0.05, 0.1, 0.2],
-    "rowwise-adagrad": [0.05, 0.1, 0.2],
-    "sgd": [1.0, 3.0],
-}
-"""A first, wider pass (weight decay 0.05-0.12, bias decay 0-0.05, 32 factors) found
-0.9097-0.9115 for every setting with weight decay 0.08-0.12: the grid is centred there."""
-FIXED = {"batch_size": 2048, "schedule": "onecycle", "init_std": 0.01, "num_threads": 1}
+DIMS, EPOCHS = [32, 64], [10, 20]
+FIXED = {"batch_size": 1, "schedule": "onecycle", "init_std": 0.01}
+COST = {"sgd": 1.0, "rowwise-adagrad": 1.3, "adam": 3.0}
+"""Relative cost a rating (kernel throughput, benchmarks/results/kernels.md): the tie-break."""
+BIG = {"n_users": 69_878, "n_items": 10_677, "n_ratings": 10_000_000, "seed": 0}
 
 
-def score(setting: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """Mean validation RMSE of ``setting`` over the split seeds, and its fit seconds."""
+def key(setting: dict[str, Any]) -> str:
+    return json.dumps(setting, sort_keys=True)
+
+
+def data(name: str, seed: int) -> tuple[Any, Any]:
+    """(fit rows, validation rows) of ``name``'s training part for split ``seed``."""
+    import embrec
+    from embrec.data.synthetic import generate
+
+    ratings = embrec.load_dataset("ml-100k") if name == "ml-100k" else generate(**BIG).ratings
+    train, _test = embrec.split(ratings, test_size=0.1, seed=seed)
+    return embrec.split(train, test_size=0.1, seed=100 + seed)
+
+
+def score(setting: dict[str, Any], parts: tuple[Any, Any], threads: int) -> tuple[float, float]:
+    """Validation RMSE and fit seconds of ``setting`` on ``parts``."""
     import embrec
     from embrec.models import BiasedMFConfig
 
-    ratings = embrec.load_dataset("ml-100k")
-    rmses, seconds = [], []
-    diverged = False
-    for seed in seeds:
-        train, _test = embrec.split(ratings, test_size=0.1, seed=seed)
-        fit_part, held = embrec.split(train, test_size=0.1, seed=100 + seed)
-        model = BiasedMFConfig(embedding_dim=setting["embedding_dim"], init_std=FIXED["init_std"])
-        config = embrec.TrainConfig(
-            optimizer=setting["optimizer"], epochs=setting["epochs"],
-            batch_size=FIXED["batch_size"],
-            learning_rate=setting["learning_rate"], weight_decay=setting["weight_decay"],
-            bias_weight_decay=setting["bias_weight_decay"], schedule=FIXED["schedule"],
-            num_threads=FIXED["num_threads"], seed=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                rec = embrec.fit(model, fit_part, config)
-            except embrec.TrainingError:  # diverged: this setting is out
-                diverged = True
-                break
-            rmses.append(float(embrec.evaluate(rec, held, metrics=["rmse"])["rmse"]))
-        seconds.append(rec.metadata["fit_seconds"])
-    rmse = float("inf") if diverged else float(np.mean(rmses))
-    return {**setting, "validation_rmse": rmse, "fit_s": float(np.median(seconds or [0.0]))}
+    model = BiasedMFConfig(embedding_dim=setting["embedding_dim"], init_std=FIXED["init_std"])
+    config = embrec.TrainConfig(
+        optimizer=setting["optimizer"], epochs=setting["epochs"],
+        learning_rate=setting["learning_rate"], weight_decay=setting["weight_decay"],
+        batch_size=FIXED["batch_size"], schedule=FIXED["schedule"], seed=0, num_threads=threads)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = embrec.fit(model, parts[0], config)
+    seconds = time.perf_counter() - started
+    return float(embrec.evaluate(rec, parts[1])["rmse"]), seconds
 
 
-def cached(setting: dict[str, Any], done: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """The row for ``setting`` from an earlier run's JSON lines (``--cache``), or a new score."""
-    for row in done:
-        if all(row.get(k) == v for k, v in setting.items()):
-            return row
-    return score(setting, seeds)
+def stage1() -> list[dict[str, Any]]:
+    settings = []
+    for optimizer, grid in GRID.items():
+        for lr, wd, dim, epochs in itertools.product(grid["learning_rate"], grid["weight_decay"],
+                                                     DIMS, EPOCHS):
+            settings.append({"optimizer": optimizer, "learning_rate": lr, "weight_decay": wd,
+                             "embedding_dim": dim, "epochs": epochs})
+    return settings
+
+
+def stage2(scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each optimiser's best ML-100K setting, with its weight decay halved and doubled."""
+    picked = []
+    for optimizer in GRID:
+        mine = [json.loads(k) for k, v in scores.items()
+                if v["data"] == "ml-100k" and json.loads(k)["optimizer"] == optimizer]
+        if not mine:
+            continue
+        best = min(mine, key=lambda s: scores[key(s)]["rmse"])
+        for factor in (0.5, 1.0) if optimizer == "adam" else (0.25, 0.5, 1.0):
+            picked.append({**best, "weight_decay": round(best["weight_decay"] * factor, 4)})
+    return picked
+
+
+def load(cache: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            record = json.loads(line)
+            out[record["data"] + "|" + record["key"]] = record
+    return out
+
+
+def run(stage: int, cache: Path, threads: int) -> None:
+    done = load(cache)
+    ml = {r["key"]: r for r in done.values() if r["data"] == "ml-100k"}
+    name, seeds = ("ml-100k", [0, 1, 2]) if stage == 1 else ("ml-10m-shaped", [0])
+    settings = stage1() if stage == 1 else stage2(ml)
+    todo = [s for s in settings if f"{name}|{key(s)}" not in done]
+    for seed in seeds if todo else []:
+        parts = data(name, seed)
+        for setting in todo:
+            rmse, seconds = score(setting, parts, threads)
+            record = {"data": name, "key": key(setting), "seed": seed, "rmse": rmse,
+                      "seconds": seconds}
+            with cache.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+
+
+def table(cache: Path) -> tuple[str, dict[str, Any] | None]:
+    """The Markdown table of every setting, and the chosen one."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for line in cache.read_text().splitlines():
+        r = json.loads(line)
+        entry = rows.setdefault(r["key"], {})
+        entry.setdefault(r["data"], []).append(r["rmse"])
+        entry.setdefault(r["data"] + " s", []).append(r["seconds"])
+    mean = {k: {d: sum(v) / len(v) for d, v in e.items()} for k, e in rows.items()}
+    best = {d: min(m[d] for m in mean.values() if d in m) for d in ("ml-100k", "ml-10m-shaped")
+            if any(d in m for m in mean.values())}
+    both = [k for k, m in mean.items() if all(d in m and m[d] <= b + 0.002
+                                                 for d, b in best.items())]
+
+    def cost(k: str) -> float:
+        s = json.loads(k)
+        return s["embedding_dim"] * s["epochs"] * COST[s["optimizer"]]
+
+    chosen = min(both, key=cost) if len(best) == 2 and both else None
+    lines = ["| optimizer | lr | weight decay | factors | epochs | ML-100K val RMSE | s | "
+             "10M-shaped val RMSE | s | within 0.002 of both bests |", "|" + "---|" * 10]
+    for k in sorted(mean, key=lambda k: mean[k].get("ml-10m-shaped", 9) + mean[k]["ml-100k"]):
+        s, m = json.loads(k), mean[k]
+        big = f"{m['ml-10m-shaped']:.4f} | {m['ml-10m-shaped s']:.1f}" \
+            if "ml-10m-shaped" in m else "- | -"
+        mark = "**chosen**" if k == (chosen and key(json.loads(chosen))) else \
+            ("yes" if k in both else "")
+        lines.append(f"| {s['optimizer']} | {s['learning_rate']} | {s['weight_decay']} | "
+                     f"{s['embedding_dim']} | {s['epochs']} | {m['ml-100k']:.4f} | "
+                     f"{m['ml-100k s']:.2f} | {big} | {mark} |")
+    return "\n".join(lines), (json.loads(chosen) if chosen else None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the grid, print the best settings and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--stage", type=int, choices=[1, 2], required=True)
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/out/select_default.jsonl"))
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--cache", type=Path, help="JSON lines of an earlier run to reuse")
     args = parser.parse_args(argv)
-    done = [json.loads(line) for line in args.cache.read_text().splitlines()
-            if line.startswith("{")] if args.cache else []
-    keys = list(GRID)
-    rows = []
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    for values in itertools.product(*(GRID[k] for k in keys)):
-        rows.append(cached(dict(zip(keys, values, strict=True)), done, args.seeds))
-        print(json.dumps(rows[-1]), flush=True)
-    best = min(rows, key=lambda r: r["validation_rmse"])
-    for optimizer, rates in OPTIMIZERS.items():
-        for rate in rates:
-            setting = {**{k: best[k] for k in keys}, "optimizer": optimizer, "learning_rate": rate}
-            rows.append(cached(setting, done, args.seeds))
-            print(json.dumps(rows[-1]), flush=True)
-    rows.sort(key=lambda r: r["validation_rmse"])
-    lines = ["# `default` preset: selection on validation rows carved from the training data", "",
-             f"- date: {time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s in all",
-             f"- machine: {platform.machine()}, {os.cpu_count()} cores, load average "
-             f"{os.getloadavg()[0]:.1f} (fit seconds are noisy when the load is high)",
-             f"- command: `python benchmarks/select_default.py {' '.join(argv or sys.argv[1:])}`",
-             "- data: ML-100K; for each split seed s in "
-             f"{args.seeds}, the training part of the random 90/10 split (seed s) is split again "
-             "90/10 (seed 100 + s); settings train on the first part and are scored on the second",
-             f"- fixed: biased MF, {json.dumps(FIXED)}; row-sparse updates; after the grid, "
-             "the best setting is re-run with each other row-sparse optimiser", "",
-             "| " + " | ".join([*keys, "validation RMSE", "fit s"]) + " |",
-             "|" + "---|" * (len(keys) + 2)]
-    for r in rows:
-        cells = [*(str(r[k]) for k in keys), f"{r['validation_rmse']:.4f}", f"{r['fit_s']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    print("\n".join(lines[:12 + 5]))
+    run(args.stage, args.cache, args.threads)
+    text, chosen = table(args.cache)
+    header = [
+        "# `default` preset: selection on validation rows carved from the training data", "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}, stage {args.stage} took "
+        f"{time.time() - started:.0f} s",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} (other work was running: fit seconds are indicative only)",
+        f"- command: `python {' '.join(sys.argv)}`",
+        "- data: ML-100K split seeds 0-2 and the ML-10M-shaped synthetic set (split seed 0); "
+        "each training part cut 90/10 again (seed 100 + split seed): fit on the 90, score on "
+        "the 10; test rows never read",
+        f"- fixed: biased MF, {json.dumps(FIXED)}, {args.threads} kernel threads",
+        f"- chosen: {json.dumps(chosen)}", ""]
+    report = "\n".join(header) + text + "\n"
+    print(report)
     if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        args.out.write_text(report)
     return 0
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from embrec.config import TrainConfig
-from embrec.data.synthetic import generate
 from embrec.data.split import split
+from embrec.data.synthetic import generate
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import MODELS, BiasedMFConfig
 from embrec.training import fit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import math
-import sys
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from embrec.recommender import Recommender
 from embrec.training import fit, optim
 from embrec.training.engine import Engine
 from embrec.training.optim import learning_rate
+from embrec.training.process import flushes_denormals
 from embrec.training.trainers import StepTrainer
 
 MF = BiasedMFConfig(embedding_dim=4)
@@ -190,7 +190,6 @@ def test_history_records_the_schedule(tiny: Ratings) -> None:
 
 def test_process_state_is_left_as_found(tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads set once and restored, flush-to-zero restored either way, global RNG untouched."""
-    fit_module = sys.modules["embrec.training.fit"]
 
     model = MLPConfig(embedding_dim=8, hidden=(6,), dropout=(0.1, 0.1), init="normal")
     calls: list[int] = []
@@ -203,7 +202,7 @@ def test_process_state_is_left_as_found(tiny: Ratings, monkeypatch: pytest.Monke
         try:
             fit(model, tiny, TrainConfig(epochs=2, batch_size=32, seed=0, num_threads=before + 1))
             assert torch.equal(torch.get_rng_state(), state)
-            assert fit_module._flushes_denormals() == flushing
+            assert flushes_denormals() == flushing
         finally:
             torch.set_flush_denormal(False)
     assert torch.get_num_threads() == before

@@ -19,6 +19,7 @@ from embrec.presets import PRESETS
 from embrec.training import fit, progress
 from embrec.training.checkpoint import RunState
 from embrec.training.fused import FusedKerasMLP
+from embrec.training.process import flushes_denormals
 
 KERAS = PRESETS["movielens-notebook"].train
 NOTEBOOK = PRESETS["movielens-notebook"].model
@@ -183,7 +184,7 @@ def test_a_float64_model_takes_the_general_loop(tiny: Ratings,
 def test_the_fused_path_runs_in_fits_process_state_and_leaves_it_as_found(
         tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
     """One thread, flush-to-zero, collector paused inside; all restored, global RNGs untouched."""
-    flushes = sys.modules["embrec.training.fit"]._flushes_denormals
+    flushes = flushes_denormals
     seen: list[tuple[bool, int, bool]] = []
     real = FusedKerasMLP.epoch
     monkeypatch.setattr(FusedKerasMLP, "epoch", lambda self, *a: (

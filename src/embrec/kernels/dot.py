@@ -32,11 +32,12 @@ FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 """LLVM's fast-math flags short of assuming no NaN or infinity (a diverging fit must still
 show a NaN): reassociation lets the dot product and the row updates use SIMD lanes."""
 ONE, TWO = np.float32(1.0), np.float32(2.0)
+Real = float | np.float32
 
 
 @njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
-def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: float,
-                adam_size: float, eps: float) -> None:
+def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: Real,
+                adam_size: Real, eps: Real) -> None:
     """One row-optimiser update of row ``r`` of a ``[weights | state]`` buffer."""
     w = grad.shape[0]
     if kind == SGD:
@@ -67,8 +68,8 @@ def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: float
 
 @njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
 def _update_dense(dense: np.ndarray, firsts: np.ndarray, seconds: np.ndarray, j: int,
-                  grad: float, kind: int, lr: float, adam_size: float, eps: float,
-                  momentum: float) -> None:
+                  grad: Real, kind: int, lr: Real, adam_size: Real, eps: Real,
+                  momentum: Real) -> None:
     """Update dense parameter ``j`` as :class:`~embrec.training.optim.DenseOptimizer` does."""
     if kind == SGD:
         step = grad

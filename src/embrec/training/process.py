@@ -1,0 +1,62 @@
+"""Process-wide state ``fit`` sets once and restores: device, torch threads, float mode, GC.
+
+``fit`` leaves no process-wide state changed: torch's thread count and the
+flush-to-zero mode are set once (never inside the loop) and restored as they
+were found, and Python's cycle collector is paused for the loop
+(:mod:`embrec.training.collector`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from embrec.config import TrainConfig
+from embrec.training import collector
+
+__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "resolve_device", "threads_for"]
+
+SMALL_BATCH = 32_768
+"""Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return the device for ``name``; ``auto`` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def threads_for(config: TrainConfig) -> int:
+    """Return the CPU threads ``fit`` uses for ``config`` (see ``TrainConfig.num_threads``)."""
+    return config.num_threads or (1 if config.batch_size < SMALL_BATCH else torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
+    """Set torch's CPU threads, flush-to-zero and Python's cycle collector for ``fit``; restore all.
+
+    Yields the thread count. Adam's moments of rarely used embedding rows decay
+    geometrically into denormal floats, which x86 CPUs process ~100x slower;
+    Keras flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
+    The cycle collector is paused (:mod:`embrec.training.collector`).
+    """
+    before, flushing = torch.get_num_threads(), flushes_denormals()
+    threads = threads_for(config) if device.type == "cpu" else before
+    try:
+        if threads != before:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+        with collector.paused():
+            yield threads
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        torch.set_flush_denormal(flushing)
+
+
+def flushes_denormals() -> bool:
+    """Whether the CPU currently flushes denormal floats to zero (torch has no getter)."""
+    return float(torch.tensor([1e-39], dtype=torch.float32).mul(1.0)) == 0.0
