@@ -14,6 +14,7 @@ from embrec.data.synthetic import generate
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import MODELS, BiasedMFConfig
 from embrec.training import fit
+from embrec.training.checkpoint import RunState
 from embrec.training.optim import Schedule, learning_rate
 
 KERNEL_MODELS = [name for name, config in MODELS.items()
@@ -94,3 +95,34 @@ def test_vectorised_rates_equal_the_schedule(schedule: str) -> None:
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
     plan.advance(37)
     assert plan.done == 37 and plan.last == pytest.approx(expected[36])
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("at", [3, 11])  # mid-epoch, and just after an epoch's end
+def test_a_resumed_kernel_run_equals_the_uninterrupted_run(few: Any, tmp_path: Any,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           at: int) -> None:
+    config = TrainConfig(batch_size=1, epochs=3, seed=2, num_threads=1, learning_rate=0.01,
+                         validation=0.1, checkpoint_every=100, schedule="onecycle")
+    model = BiasedMFConfig(embedding_dim=4)
+    whole = fit(model, few, config)
+    real, calls = RunState.after_step, [0]
+
+    def crashing(self: RunState, k: int, steps: int) -> None:
+        real(self, k, steps)
+        calls[0] += 1
+        if calls[0] == at:
+            raise Crash
+
+    monkeypatch.setattr(RunState, "after_step", crashing)
+    with pytest.raises(Crash):
+        fit(model, few, config, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(RunState, "after_step", real)
+    resumed = fit(model, few, config, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.metadata["step_path"] == "kernel"
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [h["train_rmse"] for h in resumed.history] == [h["train_rmse"] for h in whole.history]
