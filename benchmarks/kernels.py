@@ -17,6 +17,8 @@ trains on exactly those rows and is scored on exactly those test rows):
   90% of the permutation train): embrec's ``default`` preset on every core; LIBMF (k=32, 20
   iterations, 2 threads) at lambda 0.01, 0.05 and 0.1; LensKit's biased ALS (50 factors,
   10 iterations, 2 threads).
+- ``compile``: the kernel's first call in a process with an empty Numba cache (compile) and
+  in a new process on that cache (load), and the time to import the kernel module (Numba).
 - ``small``: ML-100K's ``u.data``, random 90/10 with seed 0: ``default``; LensKit's biased
   ALS; Surprise's ``SVD()``; LIBMF at lambda 0.1.
 
@@ -102,6 +104,41 @@ def embrec_worker(split: str, preset: str) -> None:
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def compile_worker() -> None:
+    """Time importing the kernel module and its first call (compile, or load from the cache)."""
+    started = time.perf_counter()
+    from embrec.kernels.dot import biased_mf
+
+    imported = time.perf_counter()
+    width, n = 9, 10
+    rows = [np.zeros((4, 3 * width), np.float32) for _ in range(2)]
+    one = [np.zeros(1, np.float32) for _ in range(3)]
+    biased_mf(np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n, np.float32), 0, n,
+              np.full(n, 0.01), *rows, *one, np.array([3, 3]), np.zeros(8), 0,
+              np.zeros(n, np.float32))
+    called = time.perf_counter()
+    print(json.dumps({"import_seconds": imported - started,
+                      "kernel_seconds": called - imported}))
+
+
+def compile_times(busy: bool) -> list[dict[str, Any]]:
+    """A cold cache (compile), then a new process on the warm cache (load)."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for state in ("cold cache: compile", "warm cache: load"):
+            with harness.condition(busy):
+                result = harness.run_json([sys.executable, str(Path(__file__).resolve()),
+                                           "--compile-worker"], env={"NUMBA_CACHE_DIR": cache})
+            rows.append({"task": "compile", "condition": "busy" if busy else "quiet",
+                         "system": state, "fit_seconds": result.get("kernel_seconds"),
+                         "import_seconds": result.get("import_seconds"),
+                         "error": result.get("error")})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def measure(task: str, peer_python: str | None, busy: bool) -> list[dict[str, Any]]:
     split = str(write_split(task))
     here = Path(__file__).resolve()
@@ -124,20 +161,24 @@ def measure(task: str, peer_python: str | None, busy: bool) -> list[dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["small", "big"], choices=["small", "big"])
+    parser.add_argument("--tasks", nargs="+", default=["compile", "small", "big"],
+                        choices=["compile", "small", "big"])
     parser.add_argument("--conditions", nargs="+", default=["quiet", "busy"],
                         choices=["quiet", "busy"])
     parser.add_argument("--peer-python", help="the Python of the peers' virtualenv")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", nargs=2, metavar=("SPLIT", "PRESET"), help=argparse.SUPPRESS)
+    parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        embrec_worker(*args.worker)
+    if args.worker or args.compile_worker:
+        embrec_worker(*args.worker) if args.worker else compile_worker()
         return 0
     started, rows = time.time(), []
     for task in args.tasks:
         for condition in args.conditions:
-            rows += measure(task, args.peer_python, condition == "busy")
+            busy = condition == "busy"
+            rows += compile_times(busy) if task == "compile" else \
+                measure(task, args.peer_python, busy)
     for row in rows:
         row["params"] = json.dumps(row.get("params", "")) if "params" in row else ""
     lines = ["# Per-rating kernels vs LIBMF, LensKit and Surprise", "",
@@ -145,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
              f"- command: `{harness.command_line()}`; {time.time() - started:.0f} s in all",
              f"- load average at the end: {harness.load():.1f}", "",
              harness.table(rows, ["task", "condition", "system", "params", "threads",
-                                  "fit_seconds", "rmse", "peak_rss_mib", "epoch_seconds",
-                                  "error"])]
+                                  "fit_seconds", "import_seconds", "rmse", "peak_rss_mib",
+                                  "epoch_seconds", "error"])]
     harness.publish(lines, args.out)
     return 0
 
