@@ -38,6 +38,9 @@ GRID = {
     "adam": {"learning_rate": [0.001, 0.002, 0.003], "weight_decay": [0.05, 0.08, 0.12]},
 }
 DIMS, EPOCHS = [32, 64], [10, 20]
+LONGER = {"optimizer": "sgd", "learning_rate": [0.02, 0.03], "weight_decay": [0.05, 0.08],
+          "epochs": [30, 40]}
+"""SGD costs a third of Adam a rating: longer SGD runs, to see whether they catch up."""
 FIXED = {"batch_size": 1, "schedule": "onecycle", "init_std": 0.01}
 COST = {"sgd": 1.0, "rowwise-adagrad": 1.3, "adam": 3.0}
 """Relative cost a rating (kernel throughput, benchmarks/results/kernels.md): the tie-break."""
@@ -83,6 +86,10 @@ def stage1() -> list[dict[str, Any]]:
                                                      DIMS, EPOCHS):
             settings.append({"optimizer": optimizer, "learning_rate": lr, "weight_decay": wd,
                              "embedding_dim": dim, "epochs": epochs})
+    for lr, wd, dim, epochs in itertools.product(LONGER["learning_rate"], LONGER["weight_decay"],
+                                                 DIMS, LONGER["epochs"]):
+        settings.append({"optimizer": "sgd", "learning_rate": lr, "weight_decay": wd,
+                         "embedding_dim": dim, "epochs": epochs})
     return settings
 
 

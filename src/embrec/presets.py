@@ -15,7 +15,8 @@ trains one, with any model or training field overridden by name.
   element-wise, dropout 0.2, Dense(1, relu), Dense(1); Keras initialisers and
   Adam; MSE; batch 32 (Keras' default); 10 epochs; ``validation_split=0.2``,
   i.e. the *last* 20% of the training rows; random 90/10 split.
-- ``default``: biased MF chosen by measurement on ML-100K (see the comment there).
+- ``default``: biased MF trained per rating by the compiled kernel, chosen by measurement on
+  ML-100K and a 10M-rating set (see the comment there); ``BiasedMFConfig()`` is its model.
 - ``ranking``: the recommended setting for top-N lists on explicit ratings: a
   ranking loss (:mod:`embrec.training.losses`); its scores rank items and are
   not ratings, so ``predict`` needs ``kind="score"``.
@@ -77,21 +78,17 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # Selected on validation rows carved from the training data (never test rows):
-    # benchmarks/select_default.py, record in benchmarks/results/default.md. For split seeds
-    # 0-2 the 90/10 training part is cut 90/10 again; 32 settings of lazy Adam, then the best
-    # re-run with adagrad, rowwise-adagrad and sgd. Every setting within 0.001 of the best
-    # validation RMSE (0.9090: 64 factors, lr 0.01, weight decay 0.12, 20 epochs) is noise;
-    # the cheapest of them wins: 32 factors, lr 0.005, weight decay 0.08, 20 epochs (0.9097).
-    # bias_weight_decay 0.02 changed nothing (+/- 0.0002), so biases stay free. Lazy Adam is
-    # the optimiser: adagrad 0.9094 at its best rate, rowwise-adagrad 0.9158, sgd 0.978.
+    # Selected on validation rows carved from the training data of ML-100K and of the
+    # ML-10M-shaped synthetic set (never test rows): benchmarks/select_default.py, record in
+    # benchmarks/results/default.md. Per-rating training (batch 1: the compiled kernel);
+    # the fastest setting within 0.002 of the best validation RMSE on both sets.
     "default": Preset(
-        model=BiasedMFConfig(embedding_dim=32, init="normal", init_std=0.01),
-        train=TrainConfig(epochs=20, batch_size=2048, learning_rate=0.005, weight_decay=0.08,
+        model=BiasedMFConfig(),
+        train=TrainConfig(epochs=10, batch_size=1, learning_rate=0.002, weight_decay=0.05,
                           schedule="onecycle"),
         test_size=0.1,
-        description="biased MF, 32 factors, lazy Adam one-cycle, 20 epochs (selected on "
-                    "validation rows of ML-100K)",
+        description="biased MF, 32 factors, per-rating lazy Adam (compiled kernel), one-cycle, "
+                    "10 epochs (selected on validation rows of ML-100K and a 10M-rating set)",
     ),
     # Chosen on validation rows carved from ML-100K's 80/20 training part
     # (benchmarks/results/ranking.md): the test rows played no part.
@@ -106,15 +103,20 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+MINI_BATCH = TrainConfig(epochs=20, batch_size=2048, learning_rate=0.005, weight_decay=0.08,
+                         schedule="onecycle")
+"""Lazy Adam over mini-batches with a one-cycle schedule: the neural models' training (no kernel
+trains them; at batch 1 a torch step per rating would be slow)."""
+
 DEFAULT_TRAINING: dict[str, TrainConfig] = {
     # the `default` preset's training (benchmarks/results/default.md)
     "biased-mf": PRESETS["default"].train,
-    # the same schedule with the per-use L2 chosen on validation rows of ML-100K's training
-    # part (benchmarks/results/neural.md): GMF's learned output weight can scale its factors
-    # back up, so it needs more
-    "gmf": dataclasses.replace(PRESETS["default"].train, weight_decay=0.2),
-    "mlp": dataclasses.replace(PRESETS["default"].train, weight_decay=0.12),
-    "neumf": dataclasses.replace(PRESETS["default"].train, weight_decay=0.12),
+    # per-use L2 chosen on validation rows of ML-100K's training part
+    # (benchmarks/results/neural.md): GMF's learned output weight can scale its factors back
+    # up, so it needs more
+    "gmf": dataclasses.replace(MINI_BATCH, weight_decay=0.2),
+    "mlp": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
+    "neumf": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
 }
 """Each model's default training: what ``fit(XConfig(), train)`` and ``embrec train --model x``
 use when no training settings are given (``TrainConfig()`` for a model not listed)."""

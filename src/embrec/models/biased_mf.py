@@ -35,10 +35,10 @@ class BiasedMFConfig(JsonConfig):
     """
 
     name: ClassVar[str] = "biased-mf"
-    embedding_dim: int = 64
+    embedding_dim: int = 32
     bounded: bool = False
     init: str = "normal"
-    init_std: float = 0.05
+    init_std: float = 0.01
 
     def __post_init__(self) -> None:
         require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
