@@ -8,6 +8,7 @@ command runs, never for ``--help``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -132,9 +133,36 @@ def _report_problems(result: Any, save: bool, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- use a model
 def _load(path: str) -> Any:
+    """Load a model folder; a path that is no folder is refused before PyTorch is imported."""
+    if not Path(path).is_dir():
+        from embrec.errors import ArtifactError
+
+        raise ArtifactError(f"no model directory at {path}",
+                            hint="pass a folder written by `embrec train --out DIR`")
     from embrec.artifacts import load
 
     return load(path)
+
+
+def _refuse_ratings_from_ranking(path: str, kind: str) -> None:
+    """Refuse ``--kind rating`` for a ranking model from its config.json, before loading it."""
+    if kind != "rating":
+        return
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+        scores, name = config["metadata"]["scores"], str(config["model"]["name"])
+        loss = str(config["train_config"].get("loss", "rating"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # load() reports a missing or corrupt folder properly
+    if scores != "ranking":
+        return
+    if loss != "rating":  # a rating model trained with a ranking loss
+        why, fix = f"this {name} model was trained with the ranking loss {loss!r}", \
+            f"train it with --loss rating (the default) for ratings"
+    else:  # popular, ease: ranking models whatever the loss
+        why, fix = f"a {name} model only ranks items", "train a rating model such as biased-mf"
+    raise ConfigError("kind", kind, f"is not available: {why}; its scores are not ratings",
+                      hint=f"pass --kind score for its ranking scores, or {fix}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -153,10 +181,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from embrec.commands.crossval import cmd_crossval
 
         return cmd_crossval(args)
+    rec = _load(args.model_dir)
     from embrec.evaluation.evaluate import evaluate
     from embrec.evaluation.rating_baselines import rating_baselines
 
-    rec = _load(args.model_dir)
     test, overlap = _test_rows(rec, args)
     metrics = evaluate(rec, test, metrics=args.metrics, k=args.k, threshold=args.threshold,
                        segments=args.segments, baselines=args.baselines)
@@ -214,6 +242,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.input and (args.user is None or args.item is None):
         raise EmbrecError("predict needs a pair (--user and --item) or a file of pairs (--input)",
                           hint="e.g. embrec predict DIR --user 196 --item 242")
+    _refuse_ratings_from_ranking(args.model_dir, args.kind)
     rec = _load(args.model_dir)
     if args.input:
         pairs = _read_pairs(args.input)
