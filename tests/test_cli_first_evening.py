@@ -190,12 +190,13 @@ def test_known_data_set_found_where_it_was_laid_out(tmp_path: Path,
     monkeypatch.setattr(Path, "home", lambda: tmp_path / "nohome")
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
-    assert local_copy(info, home) is None
+    monkeypatch.setenv("EMBREC_HOME", str(home))
+    assert local_copy(info) is None
     for folder in (home / "datasets" / "ml-100k" / "ml-100k", tmp_path / "ml-100k"):
         folder.mkdir(parents=True)
         for name in info.files:
             (folder / name).write_text("")
-        assert local_copy(info, home) == folder
+        assert local_copy(info) == folder
         for name in info.files:
             (folder / name).unlink()
 

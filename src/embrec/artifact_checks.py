@@ -40,9 +40,10 @@ class _NoInit(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
         if getattr(func, "__name__", "") in ("normal_", "uniform_", "trunc_normal_"):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+            return args[0] if args else kwargs.get("tensor")
+        return func(*args, **kwargs)
 
 
 def corrupt(file: Path, problem: str) -> ArtifactError:

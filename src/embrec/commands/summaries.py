@@ -39,7 +39,7 @@ def print_train_table(metrics: dict[str, dict[str, float]]) -> None:
 
     from embrec.commands.display import print_frame
 
-    sides = [side for side in ("train", "validation", "test") if side in metrics]
+    sides = [side for side in ("train", "validation", "test") if metrics.get(side)]
     table = pd.DataFrame({side: metrics[side] for side in sides}).T.reindex(sides)
     shown = [c for c in table.columns if c not in COUNTS]
     if shown:

@@ -198,8 +198,9 @@ def local_copy(info: DatasetInfo, home: str | os.PathLike[str] | None = None) ->
     """Find a copy of a data set already laid out on this machine, without downloading.
 
     Looks in its cache folder (also one level down, as unzipping the archive into
-    that folder leaves it), in the default cache when ``$EMBREC_HOME`` points
-    elsewhere, and in a folder of that name in the working directory.
+    that folder leaves it); without ``home``, also in the default cache (when
+    ``$EMBREC_HOME`` points elsewhere) and in a folder of that name in the working
+    directory.
 
     Args:
         info: the data set.
@@ -209,9 +210,11 @@ def local_copy(info: DatasetInfo, home: str | os.PathLike[str] | None = None) ->
         The folder holding every marker file, or None.
     """
     cached = dataset_dir(info.name, home)
-    default = Path.home() / ".cache" / "embrec" / "datasets" / info.name
-    for folder in (cached, cached / (info.archive_folder or info.name), default,
-                   Path.cwd() / info.name):
+    places = [cached, cached / (info.archive_folder or info.name)]
+    if home is None:  # $EMBREC_HOME may point away from a copy in the default cache
+        places += [Path.home() / ".cache" / "embrec" / "datasets" / info.name,
+                   Path.cwd() / info.name]
+    for folder in places:
         if all((folder / file).is_file() for file in info.files):
             return folder
     return None
