@@ -120,7 +120,10 @@ def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path,
         _write_item_info(rec.item_info, folder / ITEM_INFO)
     (folder / METRICS).write_text(_json(rec.metadata.get("metrics", {})))
     if rec.history:
-        pd.DataFrame(rec.history).to_csv(folder / HISTORY, index=False)
+        history = pd.DataFrame(rec.history)
+        if "epoch" in history:
+            history["epoch"] = history["epoch"].astype("int64")
+        history.to_csv(folder / HISTORY, index=False)
         plot_learning_curves(rec.history, folder / CURVES, metadata=rec.metadata,
                              model_name=rec.model_name,
                              early_stopping=rec.train_config.early_stopping is not None)

@@ -1,5 +1,9 @@
 """The learning-curves figure a saved model carries: RMSE per epoch, and what the table reports.
 
+A ranking run (a model trained with a ranking loss) draws its training loss and,
+when validation rows were held out, validation NDCG@10 instead: its scores are
+not ratings, so their RMSE says nothing.
+
 ``history``'s ``train_rmse`` is the running RMSE of the predictions made *while*
 each epoch trained (dropout on, weights still moving), so it sits above the
 train RMSE the summary table reports, which is measured afterwards on the final
@@ -15,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["learning_curves", "plot_learning_curves"]
+__all__ = ["learning_curves", "plot_learning_curves", "ranking_curves"]
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
@@ -36,6 +40,9 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
     Returns:
         Whether a figure was written (not without a ``train_rmse`` history).
     """
+    if history and "train_loss" in history[0]:
+        ranking_curves(history, metadata=metadata, model_name=model_name).savefig(path, dpi=100)
+        return True
     if not history or "train_rmse" not in history[0]:
         return False
     figure = learning_curves(history, metadata=metadata, model_name=model_name,
@@ -70,6 +77,37 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
     axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     axes.set(xlabel="epoch", ylabel="RMSE", title=_title(meta, model_name))
     axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
+                   model_name: str = "") -> Any:
+    """A ranking run's figure: training loss per epoch, and validation NDCG@10 when held out."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
+    figure = Figure(figsize=(7, 4.4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    axes.plot(epochs, [r["train_loss"] for r in history], marker="o", color="tab:blue",
+              label="training loss (ranking objective)")
+    axes.set(xlabel="epoch", ylabel="training loss", title=_title(metadata or {}, model_name))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = axes.get_legend_handles_labels()
+    ndcg = [r.get("validation_ndcg@10", math.nan) for r in history]
+    if any(math.isfinite(v) for v in ndcg):
+        right = axes.twinx()
+        right.plot(epochs, ndcg, marker="o", color="tab:orange",
+                   label="validation NDCG@10, after each epoch")
+        right.set_ylabel("validation NDCG@10")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    axes.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                ncol=2)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure

@@ -29,7 +29,8 @@ def train_summary(args: argparse.Namespace, result: Any, out: Path | None) -> di
             "world_size": rec.metadata["world_size"],
             "rows_per_rank": rec.metadata["rows_per_rank"],
             **{k: v for k, v in rec.metadata.items() if k.endswith("_per_rank")},
-            **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
+            **result.metrics, "history": rec.history,
+            "diagnostics": rec.metadata.get("diagnostics", []),
             "problems": result.problems, "notes": result.notes}
 
 
