@@ -13,7 +13,7 @@ A model directory holds::
     metrics.json           recorded metrics
     history.csv            per-epoch history, when training recorded one
     learning-curves.png    RMSE per epoch and the final model's, with a history (embrec.curves)
-    test.parquet           the rows the training run held out, when given (embrec.evaluation.heldout)
+    test.parquet           the rows its training run held out (embrec.evaluation.heldout)
 
 Everything is written to a staging sibling folder and exchanged with the
 target in one rename (see :mod:`embrec.modeldir`: a folder embrec did not write

@@ -19,8 +19,8 @@ import pandas as pd
 
 from embrec.commands.configs import run_settings
 from embrec.commands.display import print_frame, print_json, readable
-from embrec.commands.summaries import print_baselines, print_train_table, train_summary
 from embrec.commands.options import read_options
+from embrec.commands.summaries import print_baselines, print_train_table, train_summary
 from embrec.errors import ConfigError, DataError, EmbrecError
 
 __all__ = [
@@ -122,11 +122,17 @@ def _resumable(checkpoints: Path | None) -> None:
               "--resume to continue from the last one", file=sys.stderr)
 
 
+WARNED = ("constant model: ", "training diverged: training diverged in epoch")
+"""Problems that repeat a warning training already printed (with its hint): not printed twice."""
+
+
 def _report_problems(result: Any, save: bool, out: Path) -> None:
     for line in [*result.problems, *result.notes]:
-        print(f"warning: {line}", file=sys.stderr)
+        if not line.startswith(WARNED):
+            print(f"warning: {line}", file=sys.stderr)
     if result.problems:
-        print("warning: the model is degenerate; " + (
+        reasons = sorted({problem.split(":")[0] for problem in result.problems})
+        print(f"warning: the model is degenerate ({'; '.join(reasons)}); " + (
             f"saved anyway (--allow-degenerate) to {out}" if save else
             "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
 
@@ -158,7 +164,7 @@ def _refuse_ratings_from_ranking(path: str, kind: str) -> None:
         return
     if loss != "rating":  # a rating model trained with a ranking loss
         why, fix = f"this {name} model was trained with the ranking loss {loss!r}", \
-            f"train it with --loss rating (the default) for ratings"
+            "train it with --loss rating (the default) for ratings"
     else:  # popular, ease: ranking models whatever the loss
         why, fix = f"a {name} model only ranks items", "train a rating model such as biased-mf"
     raise ConfigError("kind", kind, f"is not available: {why}; its scores are not ratings",

@@ -1,4 +1,4 @@
-"""A model's own test rows, saved beside it, and the check that other test rows are not training rows.
+"""A model's own test rows, saved beside it, and the check that test rows are not training rows.
 
 ``embrec train`` saves the rows it held out as ``test.parquet`` in the model
 folder, so ``embrec evaluate DIR`` scores exactly those rows without reading or

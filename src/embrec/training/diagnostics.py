@@ -80,7 +80,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
             f"the model predicts (almost) one constant, {float(predictions.mean()):.3f}, for "
             f"every pair (std {spread:.2g})\n  hint: {cause}")})
     if ratings and held is not None and len(held):
-        train_rmse = error_metrics(predictions, sample.rating, "t")["t_rmse"]
+        # every fitted row, as the train row of `embrec train`'s table: the two figures agree
+        train_rmse = error_metrics(_predict(model, data, scale), data.rating, "t")["t_rmse"]
         held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
         ratio = held_rmse / max(train_rmse, 1e-12)
         if ratio > OVERFIT_RATIO:
