@@ -69,3 +69,13 @@ def test_readme_is_short_and_the_docs_site_is_complete() -> None:
     for page in pages:
         assert (root / "docs" / page).is_file(), page
     assert "mkdocs build --strict" in (root / ".ci" / "run").read_text()
+
+
+def test_every_unrecognised_column_is_reported_at_once(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("who,what,score_given\n1,2,3\n")
+    assert main(["datasets", "info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "no user, item or rating column" in err
+    assert "--user-col" in err and "--item-col" in err and "--rating-col" in err
