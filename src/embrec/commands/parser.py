@@ -24,7 +24,8 @@ from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
-SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar", "serve")
+SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar-items",
+               "serve")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -68,10 +69,11 @@ def _handler(name: str) -> Handler:
 
 
 def _command(sub: Any, name: str, summary: str, description: str = "",
-             epilog: str | None = None) -> argparse.ArgumentParser:
+             epilog: str | None = None, aliases: list[str] | None = None
+             ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
-        epilog=epilog, formatter_class=Formatter)
+        epilog=epilog, formatter_class=Formatter, aliases=aliases or [])
     return parser
 
 
@@ -256,8 +258,10 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(handler=_handler("recommend"))
 
-    p = _command(sub, "similar", "items nearest to an item",
-                 "The N items whose item vectors are closest (cosine) to an item's.")
+    p = _command(sub, "similar-items", "items nearest to an item",
+                 "The N items whose item vectors are closest (cosine) to an item's; "
+                 "rec.similar_items(item, n) in Python. 'embrec similar' is the same command.",
+                 aliases=["similar"])
     p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
     p.add_argument("--item", required=True, help="a raw item id")
     p.add_argument("-n", type=int, default=10, help="how many items")
