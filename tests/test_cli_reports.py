@@ -36,7 +36,7 @@ def test_without_a_terminal_each_epoch_is_one_line(ratings_csv: Path, tmp_path: 
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
-    assert all("ratings in" in line and "train_rmse" in line for line in lines)
+    assert all("ratings in" in line and "train_rmse=" in line for line in lines)
 
 
 def test_hints_name_config_keys_for_settings_without_a_flag() -> None:
