@@ -171,6 +171,11 @@ def test_argument_checks_do_not_import_torch(argv: tuple[str, ...]) -> None:
     assert rc == 2 and not loaded and "error:" in err
 
 
+def test_listing_data_sets_does_not_import_torch() -> None:
+    rc, loaded, _ = _without_torch("datasets", "list", "--json")
+    assert rc == 0 and not loaded
+
+
 def test_predict_refuses_a_ranking_model_before_loading(ratings_csv: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
