@@ -10,7 +10,9 @@ train RMSE the summary table reports, which is measured afterwards on the final
 model in eval mode. The figure draws the two as different things, labelled:
 the running curve per epoch, and the final model's train and test RMSE as
 marked points at the epoch whose weights were kept. Validation is drawn
-per epoch whenever training held some out. Epochs sit at whole numbers.
+per epoch whenever training held some out. A dashed line marks the test RMSE
+of the best mean predictor (global, user or item mean): the number to beat.
+Epochs sit at whole numbers.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
     if early_stopping and any(math.isfinite(v) for v in valid):
         kept = epochs[min(range(len(valid)), key=lambda k: _finite(valid[k]))]
     _final_points(axes, meta.get("metrics") or {}, kept)
+    _baseline(axes, (meta.get("metrics") or {}).get("baselines") or {})
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     axes.set(xlabel="epoch", ylabel="RMSE", title=_title(meta, model_name))
@@ -130,6 +133,16 @@ def _final_points(axes: Any, metrics: dict[str, dict[str, float]], epoch: int) -
         if split == "test":
             axes.annotate(f"test {rmse:.3f}", (epoch, rmse), textcoords="offset points",
                           xytext=(-10, 7), ha="right", fontsize=9, color=color)
+
+
+def _baseline(axes: Any, baselines: dict[str, float]) -> None:
+    """A dashed line at the best mean predictor's test RMSE: the number the model must beat."""
+    finite = {k: v for k, v in baselines.items() if isinstance(v, float) and math.isfinite(v)}
+    if not finite:
+        return
+    name = min(finite, key=lambda k: finite[k])
+    axes.axhline(finite[name], color="grey", linestyle="--", linewidth=1,
+                 label=f"test, predicting the {name.replace('_', ' ')}: {finite[name]:.3f}")
 
 
 def _title(meta: dict[str, Any], model_name: str) -> str:
