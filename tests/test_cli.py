@@ -259,7 +259,8 @@ def test_every_preset_trains_saves_and_resumes_with_out(
     # --out checkpoints every epoch; the notebook presets' Keras-dense tables once crashed it
     out = tmp_path / "model"
     command = ["train", "--data", str(ratings_csv), "--preset", preset, "--epochs", "2",
-               "--seed", "0", "--out", str(out), "--allow-degenerate", "--quiet"]
+               "--seed", "0", "--out", str(out), "--allow-degenerate", "--quiet",
+               "--keep-checkpoints"]
     assert main(command) == 0
     assert (out / "weights.safetensors").is_file()
     assert (tmp_path / "model.checkpoints" / "embrec-checkpoints.json").is_file()

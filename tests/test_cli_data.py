@@ -54,8 +54,11 @@ def test_flags_read_an_odd_file_and_evaluate_rereads_it_the_same_way(
     assert config["metadata"]["read"] == {"user": "who", "item": 0, "rating": "stars10",
                                           "sep": ";", "duplicates": "last", "scale": [0.0, 10.0]}
     assert main(["evaluate", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n"] == summary["test"]["n"] == 180
-    assert main(["evaluate", str(out), "--data", str(odd_file), "--json", *FLAGS]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == summary["test"]["n"] == 90
+    assert main(["evaluate", str(out), "--test-data", str(odd_file), "--json", *FLAGS]) == 2
+    assert "810 of the 900 test ratings" in capsys.readouterr().err  # its training rows
+    assert main(["evaluate", str(out), "--test-data", str(odd_file), "--json", *FLAGS,
+                 "--allow-training-rows"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 900  # the whole file, read the same way
 
 

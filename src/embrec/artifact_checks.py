@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch.overrides import TorchFunctionMode
 
 from embrec.errors import ArtifactError, EmbrecError
 from embrec.models.base import ModelConfig
@@ -28,6 +29,21 @@ __all__ = ["check_config", "check_finite", "check_shapes", "config_of", "corrupt
 RESAVE = "re-save the model with rec.save(path), or copy the whole directory again"
 MAX_IDS = 2**31 - 1
 MAX_JSON_BYTES = 64 << 20
+
+
+class _NoInit(TorchFunctionMode):
+    """Skip the in-place random initialisers while a shape-only model is built on ``meta``.
+
+    On the meta device they go through PyTorch's Python reference kernels, whose
+    first use imports ``torch._dynamo`` (about a second); shapes need no values.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in ("normal_", "uniform_", "trunc_normal_"):
+            return args[0] if args else kwargs.get("tensor")
+        return func(*args, **kwargs)
 
 
 def corrupt(file: Path, problem: str) -> ArtifactError:
@@ -142,7 +158,7 @@ def check_shapes(file: Path, model_config: ModelConfig, config: dict[str, Any],
     """
     scale = (float(config["scale"][0]), float(config["scale"][1]))
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _NoInit():
             model = model_config.build(config["n_users"], config["n_items"], scale=scale,
                                        mean=float(config["mean"]))
     except (EmbrecError, TypeError, ValueError, RuntimeError, OverflowError) as error:

@@ -13,6 +13,7 @@ A model directory holds::
     metrics.json           recorded metrics
     history.csv            per-epoch history, when training recorded one
     learning-curves.png    RMSE per epoch and the final model's, with a history (embrec.curves)
+    test.parquet           the rows its training run held out (embrec.evaluation.heldout)
 
 Everything is written to a staging sibling folder and exchanged with the
 target in one rename (see :mod:`embrec.modeldir`: a folder embrec did not write
@@ -50,7 +51,9 @@ from embrec.artifact_checks import (
 from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
+from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError, EmbrecError
+from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
 from embrec.modeldir import (
     FORMAT,
     MANIFEST,
@@ -71,7 +74,7 @@ REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "ten
 
 
 # ----------------------------------------------------------------------------- save
-def save(rec: Recommender, path: str | Path) -> Path:
+def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
     """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
 
     The folder is replaced only if it is empty or an embrec model folder (it
@@ -82,6 +85,8 @@ def save(rec: Recommender, path: str | Path) -> Path:
     Args:
         rec: the recommender to save.
         path: the model directory; its parent folders are created.
+        test: the rows held out from training, saved as ``test.parquet`` so
+            ``embrec evaluate DIR`` scores them without re-reading the data.
 
     Returns:
         The directory's path.
@@ -94,7 +99,7 @@ def save(rec: Recommender, path: str | Path) -> Path:
     tensors = _tensors(rec)
     check_finite(tensors, f"cannot save to {path}")
     try:
-        write_model_dir(path, lambda folder: _write_all(rec, tensors, folder),
+        write_model_dir(path, lambda folder: _write_all(rec, tensors, folder, test),
                         format_version=FORMAT_VERSION)
     except ArtifactError:
         raise
@@ -104,15 +109,21 @@ def save(rec: Recommender, path: str | Path) -> Path:
     return Path(path)
 
 
-def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path) -> None:
+def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path,
+               test: Ratings | None) -> None:
     save_file(tensors, str(folder / WEIGHTS))
+    if test is not None:
+        write_test_rows(test, folder / TEST_ROWS)
     _ids_frame(rec.users).to_parquet(folder / USERS, index=False)
     _ids_frame(rec.items).to_parquet(folder / ITEMS, index=False)
     if rec.item_info is not None:
         _write_item_info(rec.item_info, folder / ITEM_INFO)
     (folder / METRICS).write_text(_json(rec.metadata.get("metrics", {})))
     if rec.history:
-        pd.DataFrame(rec.history).to_csv(folder / HISTORY, index=False)
+        history = pd.DataFrame(rec.history)
+        if "epoch" in history:
+            history["epoch"] = history["epoch"].astype("int64")
+        history.to_csv(folder / HISTORY, index=False)
         plot_learning_curves(rec.history, folder / CURVES, metadata=rec.metadata,
                              model_name=rec.model_name,
                              early_stopping=rec.train_config.early_stopping is not None)

@@ -1,12 +1,18 @@
 """The learning-curves figure a saved model carries: RMSE per epoch, and what the table reports.
 
+A ranking run (a model trained with a ranking loss) draws its training loss and,
+when validation rows were held out, validation NDCG@10 instead: its scores are
+not ratings, so their RMSE says nothing.
+
 ``history``'s ``train_rmse`` is the running RMSE of the predictions made *while*
 each epoch trained (dropout on, weights still moving), so it sits above the
 train RMSE the summary table reports, which is measured afterwards on the final
 model in eval mode. The figure draws the two as different things, labelled:
 the running curve per epoch, and the final model's train and test RMSE as
 marked points at the epoch whose weights were kept. Validation is drawn
-per epoch whenever training held some out. Epochs sit at whole numbers.
+per epoch whenever training held some out. A dashed line marks the test RMSE
+of the best mean predictor (global, user or item mean): the number to beat.
+Epochs sit at whole numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["learning_curves", "plot_learning_curves"]
+__all__ = ["learning_curves", "plot_learning_curves", "ranking_curves"]
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
@@ -36,6 +42,9 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
     Returns:
         Whether a figure was written (not without a ``train_rmse`` history).
     """
+    if history and "train_loss" in history[0]:
+        ranking_curves(history, metadata=metadata, model_name=model_name).savefig(path, dpi=100)
+        return True
     if not history or "train_rmse" not in history[0]:
         return False
     figure = learning_curves(history, metadata=metadata, model_name=model_name,
@@ -66,10 +75,42 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
     if early_stopping and any(math.isfinite(v) for v in valid):
         kept = epochs[min(range(len(valid)), key=lambda k: _finite(valid[k]))]
     _final_points(axes, meta.get("metrics") or {}, kept)
+    _baseline(axes, (meta.get("metrics") or {}).get("baselines") or {})
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     axes.set(xlabel="epoch", ylabel="RMSE", title=_title(meta, model_name))
     axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
+                   model_name: str = "") -> Any:
+    """A ranking run's figure: training loss per epoch, and validation NDCG@10 when held out."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
+    figure = Figure(figsize=(7, 4.4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    axes.plot(epochs, [r["train_loss"] for r in history], marker="o", color="tab:blue",
+              label="training loss (ranking objective)")
+    axes.set(xlabel="epoch", ylabel="training loss", title=_title(metadata or {}, model_name))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = axes.get_legend_handles_labels()
+    ndcg = [r.get("validation_ndcg@10", math.nan) for r in history]
+    if any(math.isfinite(v) for v in ndcg):
+        right = axes.twinx()
+        right.plot(epochs, ndcg, marker="o", color="tab:orange",
+                   label="validation NDCG@10, after each epoch")
+        right.set_ylabel("validation NDCG@10")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    axes.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                ncol=2)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
@@ -92,6 +133,16 @@ def _final_points(axes: Any, metrics: dict[str, dict[str, float]], epoch: int) -
         if split == "test":
             axes.annotate(f"test {rmse:.3f}", (epoch, rmse), textcoords="offset points",
                           xytext=(-10, 7), ha="right", fontsize=9, color=color)
+
+
+def _baseline(axes: Any, baselines: dict[str, float]) -> None:
+    """A dashed line at the best mean predictor's test RMSE: the number the model must beat."""
+    finite = {k: v for k, v in baselines.items() if isinstance(v, float) and math.isfinite(v)}
+    if not finite:
+        return
+    name = min(finite, key=lambda k: finite[k])
+    axes.axhline(finite[name], color="grey", linestyle="--", linewidth=1,
+                 label=f"test, predicting the {name.replace('_', ' ')}: {finite[name]:.3f}")
 
 
 def _title(meta: dict[str, Any], model_name: str) -> str:

@@ -53,7 +53,8 @@ MANIFEST = "embrec-manifest.json"
 STAGING_MARKER = ".embrec-staging"
 OWN_NAMES = frozenset({
     "config.json", "weights.safetensors", "users.parquet", "items.parquet", "item_info.parquet",
-    "metrics.json", "history.csv", "learning-curves.png", MANIFEST, STAGING_MARKER,
+    "metrics.json", "history.csv", "learning-curves.png", "test.parquet", MANIFEST,
+    STAGING_MARKER,
 })
 """The only names embrec ever writes into (or deletes from) a model folder."""
 MAX_MANIFEST_BYTES = 1 << 20

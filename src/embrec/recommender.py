@@ -185,10 +185,12 @@ class Recommender:
         require_choice("on_unknown", on_unknown, ("error", "nan", "mean"))
         require_choice("kind", kind, ("rating", "score"))
         if kind == "rating" and self.scores == "ranking":
-            raise ConfigError("kind", kind, f"is not available: a {self.model_name} model's "
+            ranker = getattr(self.model_config, "scores", "rating") == "ranking"
+            raise ConfigError("kind", kind, f"is not available: this {self.model_name} model's "
                               "scores rank items and are not ratings",
-                              hint="pass kind='score' (CLI: --kind score) for the ranking "
-                              "scores, or train a rating model (e.g. 'biased-mf') for ratings")
+                              hint="pass kind='score' for the ranking scores, or " + (
+                                  "train a rating model such as biased-mf" if ranker else
+                                  "train it with loss='rating' (the default)") + " for ratings")
         clip = clip and kind == "rating"
         scalar = np.ndim(user) == 0 and np.ndim(item) == 0
         policy: Literal["error", "missing"] = "error" if on_unknown == "error" else "missing"

@@ -25,8 +25,10 @@ from embrec.data.ratings import Ratings
 from embrec.data.split import METHODS, split
 from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
 from embrec.evaluation.evaluate import evaluate
+from embrec.evaluation.rating_baselines import rating_baselines
 from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
+from embrec.training.batches import validation_rows
 from embrec.training.distributed import Group, join
 from embrec.training.fit import fit, resolve_device
 from embrec.training.sharded import (
@@ -39,7 +41,7 @@ from embrec.training.sharded import (
 )
 
 __all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "check_device", "degenerate",
-           "recorded_test_split", "train_run"]
+           "fitted_rows", "recorded_read_options", "recorded_test_split", "train_run"]
 
 RATING_METRICS = ("rmse", "mae", "mse")
 NOT_FINITE = "the weights hold NaN or infinite values (such a model is never saved)"
@@ -51,6 +53,10 @@ MIN_TEST_RATINGS = 20
 class SplitSpec:
     """How a run splits its data into train and test.
 
+    The defaults are every run's split, whatever the model or preset (the split
+    belongs to the data), so two models trained with defaults are tested on
+    the same rows.
+
     Attributes:
         method: one of :data:`embrec.data.split.METHODS` (``random`` rows,
             per-``user`` fraction, global ``time`` cut-off, each user's ``last``
@@ -61,7 +67,7 @@ class SplitSpec:
     """
 
     method: str = "random"
-    test_size: float = 0.2
+    test_size: float = 0.1
     seed: int = 0
     n_last: int = 1
 
@@ -86,6 +92,8 @@ class RunResult:
             worse than predicting the training mean); empty for a healthy model.
         notes: things to know that do not make the model degenerate (an empty
             or tiny test split).
+        test: the test rows (saved with the model so ``evaluate`` needs no
+            re-split); None on ranks other than 0 of a distributed run.
     """
 
     recommender: Recommender
@@ -94,6 +102,7 @@ class RunResult:
     ratings_per_second: float = 0.0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    test: Ratings | None = None
 
     def saveable(self, allow_degenerate: bool = False) -> bool:
         """Whether to save the model: healthy, or degenerate but allowed and finite."""
@@ -183,14 +192,15 @@ def _run(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: 
                             if isinstance(value, int | float)}}
     else:
         metrics = {
-            "train": _rating_metrics(rec, train),
+            "train": _rating_metrics(rec, fitted_rows(rec, train, train_config)),
             "validation": _validation_metrics(rec),
             "test": _rating_metrics(rec, test),
+            "baselines": rating_baselines(rec, test),
         }
     rec.metadata["metrics"] = metrics
     return RunResult(rec, metrics, seconds, rate,
                      degenerate(rec, train, metrics.get("train", {}), diverged),
-                     notes + _split_notes(metrics["test"]))
+                     notes + _split_notes(metrics["test"]), test)
 
 
 def _split_record(spec: SplitSpec) -> dict[str, Any]:
@@ -241,10 +251,10 @@ def _sharded_result(rec: Recommender, shards: Shards, group: Group, seconds: flo
     rec = Recommender.from_training(rec.model, rec.model_config, rec.train_config, full,
                                     history=rec.history, metadata=facts)
     metrics = {"train": train_metrics, "validation": _validation_metrics(rec),
-               "test": _rating_metrics(rec, test)}
+               "test": _rating_metrics(rec, test), "baselines": rating_baselines(rec, test)}
     rec.metadata["metrics"] = metrics
     return RunResult(rec, metrics, seconds, rate, degenerate(rec, full, train_metrics, diverged),
-                     notes + _split_notes(metrics["test"]))
+                     notes + _split_notes(metrics["test"]), test)
 
 
 def check_device(device: str) -> None:
@@ -324,7 +334,20 @@ def _read_options(read: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _rating_metrics(rec: Recommender, ratings: Ratings) -> dict[str, float]:
     result = evaluate(rec, ratings, metrics=RATING_METRICS)
-    return {key: float(result[key]) for key in (*RATING_METRICS, "n", "unknown")}
+    return {**{key: float(result[key]) for key in RATING_METRICS},
+            "n": int(result["n"]), "unknown": int(result["unknown"])}
+
+
+def fitted_rows(rec: Recommender, train: Ratings, config: TrainConfig) -> Ratings:
+    """The training rows the model was fitted on: ``train`` less the validation rows ``fit``
+    carved from it (the same seeded draw), so the table's train RMSE is the one the
+    over-fitting diagnosis compares."""
+    seed = rec.metadata.get("seed")
+    if config.validation <= 0 or not isinstance(seed, int):
+        return train
+    rows, _ = validation_rows(len(train), config.validation, config.validation_mode,
+                              np.random.default_rng(seed))
+    return train if rows is None else train.take(rows, reindex=False)
 
 
 def _validation_metrics(rec: Recommender) -> dict[str, float]:
@@ -334,6 +357,11 @@ def _validation_metrics(rec: Recommender) -> dict[str, float]:
     rmse = float(last["validation_rmse"])
     return {"rmse": rmse, "mae": float(last.get("validation_mae", float("nan"))),
             "mse": rmse * rmse}
+
+
+def recorded_read_options(rec: Recommender) -> dict[str, Any]:
+    """The reading options a saved model's data was read with (``load_dataset`` arguments)."""
+    return _read_options(rec.metadata.get("read"))
 
 
 def recorded_test_split(rec: Recommender) -> Ratings:
@@ -353,7 +381,7 @@ def recorded_test_split(rec: Recommender) -> Ratings:
     if not data or not isinstance(record, dict):
         raise ArtifactError("the model records no data source and split to re-create its test "
                             "set", hint="pass the test ratings with --data PATH")
-    options = _read_options(rec.metadata.get("read"))
+    options = recorded_read_options(rec)
     if "test_data" in record:
         return load_dataset(str(record["test_data"]), **options)
     ratings = load_dataset(str(data), **options)

@@ -252,10 +252,17 @@ def test_seeded_fit_does_not_depend_on_the_global_generator(tiny: Ratings) -> No
         assert torch.equal(a, b)
 
 
-def test_progress_bar(tiny: Ratings, capsys: Any) -> None:
+def test_progress_bar(tiny: Ratings, capsys: Any, monkeypatch: Any) -> None:
+    from embrec.training import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
     fit(MF, tiny, TrainConfig(epochs=2, batch_size=8, progress=True, seed=0))
     err = capsys.readouterr().err
     assert "epoch 2/2" in err and "loss=" in err and "train_rmse=" in err
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)  # a log: one line an epoch
+    fit(MF, tiny, TrainConfig(epochs=2, batch_size=8, progress=True, seed=0))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2: ") and "train_rmse=" in lines[1]
 
 
 def test_metadata_is_kept(tiny: Ratings) -> None:

@@ -144,7 +144,10 @@ def test_a_keras_dense_run_killed_mid_epoch_resumes_to_the_same_weights(
     assert [h["train_rmse"] for h in resumed.history] == [h["train_rmse"] for h in whole.history]
 
 
-def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any) -> None:
+def test_the_fused_path_reports_progress(tiny: Ratings, capsys: Any, monkeypatch: Any) -> None:
+    from embrec.training import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)  # a bar, with its running loss
     fit(_model(), tiny, _config(epochs=1, batch_size=8, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err

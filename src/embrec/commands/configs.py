@@ -31,6 +31,8 @@ class RunSettings:
     split: Any
     read: dict[str, Any]
     preset: str | None
+    changed: tuple[str, ...] = ()
+    """The settings that differ from the preset's (or the model's defaults), recorded."""
 
 
 def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSettings:
@@ -60,20 +62,35 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
     else:
         model = preset.model if preset is not None else PRESETS["default"].model
     train = preset.train if preset is not None else default_training(model)
+    base = (model, train)
     model = override(model, _over(file.get("model", {}),
                                   {"embedding_dim": getattr(args, "embedding_dim", None)}),
                      skip=("name",))
     train = override(train, _over(file.get("train", {}),
                                   {"seed": args.seed, "device": args.device,
                                    "num_threads": args.threads, **train_flags}))
-    table = file.get("split", {})
-    test_size = args.test_size or table.get("test_size")
-    if test_size is None:
-        test_size = preset.test_size if preset is not None else 0.2
-    seed = args.seed if args.seed is not None else table.get("seed", 0)
-    split = SplitSpec(method=args.split or table.get("method", "random"), test_size=test_size,
-                      seed=seed, n_last=table.get("n_last", 1))
-    return RunSettings(model, train, split, read_options(args, file.get("data")), preset_name)
+    # The split is the data's, never the preset's or the model's: every model and preset is
+    # tested on the same rows unless --test-size/--split/[split] say otherwise.
+    table, default = file.get("split", {}), SplitSpec()
+    split = SplitSpec(method=args.split or table.get("method", default.method),
+                      test_size=args.test_size or table.get("test_size", default.test_size),
+                      seed=args.seed if args.seed is not None else table.get("seed", default.seed),
+                      n_last=table.get("n_last", default.n_last))
+    return RunSettings(model, train, split, read_options(args, file.get("data")), preset_name,
+                       _changed(base, (model, train)))
+
+
+RUN_ONLY = ("progress", "device", "num_threads", "checkpoint_every")
+
+
+def _changed(base: tuple[Any, Any], final: tuple[Any, Any]) -> tuple[str, ...]:
+    """``model.field`` / ``train.field`` for each setting the config file or flags changed."""
+    if type(base[0]) is not type(final[0]):
+        return ("model",)
+    return tuple(f"{side}.{f.name}" for side, old, new in zip(("model", "train"), base, final,
+                                                              strict=True)
+                 for f in dataclasses.fields(old) if f.name not in RUN_ONLY
+                 and getattr(old, f.name) != getattr(new, f.name))
 
 
 def _over(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,14 @@ def print_json(payload: Any) -> None:
     print(dumps(payload))
 
 
+COUNT_COLUMNS = ("n", "unknown", "users_ranked", "training_rows")
+
+
 def print_frame(frame: Any) -> None:
-    """Print a DataFrame as an aligned table, floats to 4 decimals."""
+    """Print a DataFrame as an aligned table, floats to 4 decimals and counts as integers."""
+    counts = [c for c in frame.columns if c in COUNT_COLUMNS]
+    if counts:  # a transposed table makes every column float
+        frame = frame.astype(dict.fromkeys(counts, "Int64"))
     print(frame.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4f}"))
 
 

@@ -8,6 +8,8 @@ command runs, never for ``--help``.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import pandas as pd
 from embrec.commands.configs import run_settings
 from embrec.commands.display import print_frame, print_json, readable
 from embrec.commands.options import read_options
+from embrec.commands.summaries import print_baselines, print_train_table, train_summary
 from embrec.errors import ConfigError, DataError, EmbrecError
 
 __all__ = [
@@ -80,72 +83,152 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out and main_process():  # a folder the save would refuse is refused before training
         check_target(args.out)
     checkpoints = checkpoint_dir(args.out, resume=args.resume)
-    result = train_run(settings.model, settings.train, args.data, split_spec=settings.split,
-                       test_data=args.test_data, read=settings.read,
-                       checkpoint_dir=checkpoints, resume=args.resume)
+    try:
+        result = train_run(settings.model, settings.train, args.data, split_spec=settings.split,
+                           test_data=args.test_data, read=settings.read,
+                           checkpoint_dir=checkpoints, resume=args.resume)
+    except (EmbrecError, KeyboardInterrupt):
+        _resumable(checkpoints)
+        raise
     rec = result.recommender
     if not main_process():  # under torchrun only rank 0 reports and saves
         return 0
-    rec.metadata["preset"] = settings.preset
+    rec.metadata.update(preset=settings.preset, changed=list(settings.changed))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
     save = result.saveable(args.allow_degenerate)
     if save:
-        rec.save(out)
+        from embrec.artifacts import save as save_model
+
+        save_model(rec, out, test=result.test)
+    if checkpoints is not None and not args.keep_checkpoints:  # the run finished: nothing to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
     _report_problems(result, save, out)
-    summary = {"model": rec.model_name, "data": args.data, "epochs": len(rec.history),
-               "fit_seconds": result.fit_seconds,
-               "ratings_per_second": result.ratings_per_second,
-               "out": str(out) if save else None,
-               "world_size": rec.metadata["world_size"],
-               "rows_per_rank": rec.metadata["rows_per_rank"],
-               **{k: v for k, v in rec.metadata.items() if k.endswith("_per_rank")},
-               **result.metrics, "diagnostics": rec.metadata.get("diagnostics", []),
-               "problems": result.problems, "notes": result.notes}
+    summary = train_summary(args, result, out if save else None)
     code = 3 if result.problems and not save else 0
     if args.json:
         print_json(summary)
         return code
-    sides = [side for side in ("train", "validation", "test") if side in result.metrics]
-    table = pd.DataFrame(result.metrics).T.reindex(sides)
-    shown = [c for c in table.columns if c not in ("n", "unknown", "users_ranked")]
-    print_frame(table[shown].reset_index(names="split"))
+    print_train_table(result.metrics)
     print(f"fit {result.fit_seconds:.2f} s, {result.ratings_per_second:,.0f} ratings/s; "
           + (f"saved to {out}" if save else "not saved"))
     return code
 
 
+def _resumable(checkpoints: Path | None) -> None:
+    """Say where a failed or interrupted run's checkpoints are, and how to continue it."""
+    if checkpoints is not None and checkpoints.is_dir() and any(checkpoints.iterdir()):
+        print(f"note: the checkpoints are kept in {checkpoints}; run the same command with "
+              "--resume to continue from the last one", file=sys.stderr)
+
+
+WARNED = ("constant model: ", "training diverged: training diverged in epoch")
+"""Problems that repeat a warning training already printed (with its hint): not printed twice."""
+
+
 def _report_problems(result: Any, save: bool, out: Path) -> None:
     for line in [*result.problems, *result.notes]:
-        print(f"warning: {line}", file=sys.stderr)
+        if not line.startswith(WARNED):
+            print(f"warning: {line}", file=sys.stderr)
     if result.problems:
-        print("warning: the model is degenerate; " + (
+        reasons = sorted({problem.split(":")[0] for problem in result.problems})
+        print(f"warning: the model is degenerate ({'; '.join(reasons)}); " + (
             f"saved anyway (--allow-degenerate) to {out}" if save else
             "not saved (exit 3); pass --allow-degenerate to save it anyway"), file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- use a model
 def _load(path: str) -> Any:
+    """Load a model folder; a path that is no folder is refused before PyTorch is imported."""
+    if not Path(path).is_dir():
+        from embrec.errors import ArtifactError
+
+        raise ArtifactError(f"no model directory at {path}",
+                            hint="pass a folder written by `embrec train --out DIR`")
     from embrec.artifacts import load
 
     return load(path)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``embrec evaluate DIR``: on the recorded test split, or on ``--data``."""
-    from embrec.data.datasets import load_dataset
-    from embrec.evaluation.evaluate import evaluate
-    from embrec.runs import recorded_test_split
+def _refuse_ratings_from_ranking(path: str, kind: str) -> None:
+    """Refuse ``--kind rating`` for a ranking model from its config.json, before loading it."""
+    if kind != "rating":
+        return
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+        scores, name = config["metadata"]["scores"], str(config["model"]["name"])
+        loss = str(config["train_config"].get("loss", "rating"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # load() reports a missing or corrupt folder properly
+    if scores != "ranking":
+        return
+    if loss != "rating":  # a rating model trained with a ranking loss
+        why, fix = f"this {name} model was trained with the ranking loss {loss!r}", \
+            "train it with --loss rating (the default) for ratings"
+    else:  # popular, ease: ranking models whatever the loss
+        why, fix = f"a {name} model only ranks items", "train a rating model such as biased-mf"
+    raise ConfigError("kind", kind, f"is not available: {why}; its scores are not ratings",
+                      hint=f"pass --kind score for its ranking scores, or {fix}")
 
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``embrec evaluate DIR``: on the model's saved test rows, or on ``--test-data FILE``."""
+    if args.data:
+        if args.test_data:
+            raise ConfigError("data", args.data, "and --test-data name the same thing",
+                              hint="give only --test-data FILE")
+        print("warning: evaluate --data is deprecated (in train it names the whole data set); "
+              "use --test-data FILE", file=sys.stderr)
+        args.test_data = args.data
+    if args.folds is not None:
+        if args.folds < 2:
+            raise ConfigError("folds", args.folds, "must be at least 2",
+                              hint="e.g. --folds 5")
+        from embrec.commands.crossval import cmd_crossval
+
+        return cmd_crossval(args)
     rec = _load(args.model_dir)
-    test = (load_dataset(args.data, **read_options(args)) if args.data
-            else recorded_test_split(rec))
+    from embrec.evaluation.evaluate import evaluate
+    from embrec.evaluation.rating_baselines import rating_baselines
+
+    test, overlap = _test_rows(rec, args)
     metrics = evaluate(rec, test, metrics=args.metrics, k=args.k, threshold=args.threshold,
                        segments=args.segments, baselines=args.baselines)
+    metrics["test_rows"] = "test-data" if args.test_data else "held out at training"
+    if overlap:
+        metrics["training_rows"] = overlap
+    if rec.scores == "rating":
+        metrics["rating_baselines"] = rating_baselines(rec, test)
     if args.json:
         print_json(metrics)
         return 0
+    _print_evaluation(rec, metrics)
+    return 0
+
+
+def _test_rows(rec: Any, args: argparse.Namespace) -> tuple[Any, int]:
+    """The rows to score and how many of them are training rows (refused unless allowed)."""
+    from embrec.data.datasets import load_dataset
+    from embrec.evaluation.heldout import TEST_ROWS, check_not_training, read_test_rows
+    from embrec.runs import recorded_test_split
+
+    if args.test_data:
+        test = load_dataset(args.test_data, **read_options(args))
+    elif (Path(args.model_dir) / TEST_ROWS).is_file():
+        return read_test_rows(args.model_dir, rec.scale), 0
+    else:  # saved before test rows were kept: re-create the split, checked by its fingerprint
+        test = recorded_test_split(rec)
+    overlap = check_not_training(rec, test, allow=args.allow_training_rows)
+    if overlap:
+        print(f"warning: {overlap:,} of the {len(test):,} test ratings are training ratings "
+              "of this model (--allow-training-rows): the metrics overstate its accuracy",
+              file=sys.stderr)
+    return test, overlap
+
+
+def _print_evaluation(rec: Any, metrics: dict[str, Any]) -> None:
     segments = metrics.pop("segments", None)
+    baselines = metrics.pop("rating_baselines", None)
     compared = [key.removeprefix("popular:") for key in metrics if key.startswith("popular:")]
     if compared:  # --baselines: the model beside popularity, one row per ranking metric
         print_frame(pd.DataFrame({"metric": compared, rec.model_name: [
@@ -154,10 +237,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             metrics.pop(f"{key}/popular") for key in compared]}))
     for key, value in metrics.items():
         print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+    print_baselines(baselines)
     if segments:
         print()
         print_frame(pd.DataFrame(segments).T.reset_index(names="segment"))
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -165,6 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.input and (args.user is None or args.item is None):
         raise EmbrecError("predict needs a pair (--user and --item) or a file of pairs (--input)",
                           hint="e.g. embrec predict DIR --user 196 --item 242")
+    _refuse_ratings_from_ranking(args.model_dir, args.kind)
     rec = _load(args.model_dir)
     if args.input:
         pairs = _read_pairs(args.input)

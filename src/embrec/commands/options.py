@@ -35,6 +35,14 @@ TOML_KEYS: dict[str, str] = {
 #: Training settings that have a flag of their own, for hints that name them.
 TRAIN_FLAGS = ("epochs", "batch_size", "embedding_dim", "learning_rate", "weight_decay",
                "validation", "early_stopping", "seed", "device", "on_unknown")
+#: Settings without a flag, by the ``--config`` table that holds them (hints name the key).
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("activation", "biases", "bounded", "by", "damping", "dropout", "hidden", "init",
+              "init_std", "l2", "max_items", "mlp_embedding_dim"),
+    "train": ("adam_epsilon", "bias_weight_decay", "dense_weight_decay", "embedding_updates",
+              "momentum", "negative_sampling", "negatives", "optimizer", "positive_threshold",
+              "ranking_weight", "rating_weighted", "schedule", "step_path", "validation_mode"),
+}
 _SEPARATORS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
                "space": " "}
 
@@ -116,8 +124,9 @@ def cli_hint(text: str) -> str:
     ``pass sep=... and format=...`` becomes ``pass --sep ... and --format ...``,
     ``user=0`` becomes ``--user-col 0``, ``scale=(min, max)`` becomes
     ``--scale MIN MAX`` and ``a lower learning_rate`` becomes ``a lower
-    --learning-rate``. Lines other than hints are left as they are, and so are
-    settings without a flag (they go in the ``--config`` file's tables).
+    --learning-rate``. A setting without a flag becomes its ``--config`` key:
+    ``activation='tanh'`` becomes ``activation = "tanh" in [model]``. Lines other
+    than hints are left as they are.
 
     Args:
         text: a message, with hint lines starting ``hint:``.
@@ -137,6 +146,26 @@ _BARE = re.compile(r"(?<![\w.'=-])(" + "|".join(n for n in TRAIN_FLAGS if "_" in
                    + r")(?![\w'=])")
 
 
+_KEY = re.compile(r"(?<![\w.-])(" + "|".join(k for keys in TABLE_KEYS.values() for k in keys)
+                  + r")=(\([^)]*\)|'[^']*'|\"[^\"]*\"|[^\s,;?)]+)")
+
+
+def _toml(value: str) -> str:
+    """A Python literal from a hint as TOML: 'tanh' -> "tanh", True -> true, (1, 2) -> [1, 2]."""
+    if value[:1] in "'\"":
+        return '"' + value.strip("'\"") + '"'
+    if value in ("True", "False"):
+        return value.lower()
+    if value.startswith("("):
+        return "[" + value.strip("()").rstrip(", ") + "]"
+    return value
+
+
+def _table_key(match: re.Match[str]) -> str:
+    table = next(t for t, keys in TABLE_KEYS.items() if match[1] in keys)
+    return f"{match[1]} = {_toml(match[2])} in [{table}]"
+
+
 def _flag(name: str) -> str:
     return FLAGS.get(name) or "--" + name.replace("_", "-")
 
@@ -153,4 +182,5 @@ def _flags(line: str) -> str:
     line = re.sub(r"(?<![\w-])\w+=\S+? \((?:CLI|command line): ([^)]*)\)", r"\1", line)
     line = re.sub(r" ?\((?:CLI|command line): [^)]*\)", "", line)
     line = _ASSIGN.sub(lambda m: f"{_flag(m[1])} {_value(m[1], m[2])}", line)
+    line = _KEY.sub(_table_key, line)
     return _BARE.sub(lambda m: _flag(m[1]), line)

@@ -24,7 +24,8 @@ from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
-SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar", "serve")
+SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar-items",
+               "serve")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -68,10 +69,11 @@ def _handler(name: str) -> Handler:
 
 
 def _command(sub: Any, name: str, summary: str, description: str = "",
-             epilog: str | None = None) -> argparse.ArgumentParser:
+             epilog: str | None = None, aliases: list[str] | None = None
+             ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
-        epilog=epilog, formatter_class=Formatter)
+        epilog=epilog, formatter_class=Formatter, aliases=aliases or [])
     return parser
 
 
@@ -110,11 +112,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="a TOML file with [model] (name = "
                    "MODEL and its settings), [train], [split] and [data] tables; flags override it")
     p.add_argument("--test-size", type=float, help="fraction held out for the test split "
-                   "(default: the preset's, 0.1 for default)")
+                   "(default: 0.1, whatever the model or preset, so runs compare on the same "
+                   "rows; the movielens notebook used 0.2)")
     p.add_argument("--split", metavar="METHOD",
                    help="how to hold out the test ratings (listed below; default: random)")
     p.add_argument("--seed", type=int, help="seed of the split and of training "
-                   "(default: split seed 0, training unseeded)")
+                   "(default: split seed 0; the training seed is drawn at random and recorded "
+                   "in the model's config.json)")
     p.add_argument("--test-data", metavar="PATH",
                    help="evaluate on this file instead of splitting --data")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, CUDA when present)")
@@ -158,6 +162,9 @@ def _add_train(sub: Any) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     group.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint in <out>.checkpoints")
+    group.add_argument("--keep-checkpoints", action="store_true",
+                       help="keep <out>.checkpoints after the model is saved (by default they "
+                       "are removed then; a failed or interrupted run keeps them to --resume)")
     group.add_argument("--checkpoint-every", type=int, metavar="N",
                        help="also checkpoint every N steps (with --out: every epoch)")
     group.add_argument("--allow-degenerate", action="store_true",
@@ -195,10 +202,19 @@ def _add_tune(sub: Any) -> None:
 
 def _add_model_commands(sub: Any) -> None:
     p = _command(sub, "evaluate", "evaluate a saved model",
-                 "Evaluate a saved model on its recorded test split (re-created from the data "
-                 "and split it was trained with), or on the ratings given with --data.")
+                 "Evaluate a saved model on the test rows its training run held out (saved in "
+                 "the model folder as test.parquet: nothing is read or split again), or on "
+                 "the ratings of --test-data FILE. Test rows that are the model's training "
+                 "rows are refused: scored on them a model looks better than it is.")
     p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
-    p.add_argument("--data", help="test ratings (default: the model's recorded test split)")
+    p.add_argument("--test-data", metavar="FILE",
+                   help="test ratings (default: the model's own held-out rows)")
+    p.add_argument("--data", metavar="FILE", help=argparse.SUPPRESS)  # deprecated: --test-data
+    p.add_argument("--allow-training-rows", action="store_true",
+                   help="score test rows that are training rows anyway (reported, not refused)")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="instead: K-fold cross-validation of the model's settings on --test-data "
+                   "FILE (or the model's data), mean and std of each metric")
     p.add_argument("--metrics", nargs="+", default=["rmse", "mae", "mse"], metavar="METRIC",
                    help="rmse mae mse ndcg@K precision@K recall@K map@K hit_rate@K coverage "
                    "(default: rmse mae mse)")
@@ -209,7 +225,8 @@ def _add_model_commands(sub: Any) -> None:
                    help="break metrics down by cold/warm/unknown users and unknown items")
     p.add_argument("--baselines", action="store_true",
                    help="also fit 'popular' on the model's training rows; show each ranking "
-                   "metric beside it, with the ratio")
+                   "metric beside it, with the ratio (the RMSE of the global, user and item "
+                   "means is always shown)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_read_arguments(p)
     p.set_defaults(handler=_handler("evaluate"))
@@ -241,8 +258,10 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(handler=_handler("recommend"))
 
-    p = _command(sub, "similar", "items nearest to an item",
-                 "The N items whose item vectors are closest (cosine) to an item's.")
+    p = _command(sub, "similar-items", "items nearest to an item",
+                 "The N items whose item vectors are closest (cosine) to an item's; "
+                 "rec.similar_items(item, n) in Python. 'embrec similar' is the same command.",
+                 aliases=["similar"])
     p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
     p.add_argument("--item", required=True, help="a raw item id")
     p.add_argument("-n", type=int, default=10, help="how many items")

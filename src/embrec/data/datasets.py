@@ -35,6 +35,7 @@ __all__ = [
     "is_cached",
     "list_datasets",
     "load_dataset",
+    "local_copy",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,34 @@ def _manual_hint(info: DatasetInfo, home: str | os.PathLike[str] | None) -> str:
     archive = Path(info.url or info.name).name
     into = target.parent if info.archive_folder else target
     return (f"download {info.url} by hand and unzip {archive} into {into} so that "
-            f"{target / info.files[0]} exists")
+            f"{target / info.files[0]} exists, or give the path of a folder holding "
+            f"{info.files[0]} instead of the name {info.name!r}")
+
+
+def local_copy(info: DatasetInfo, home: str | os.PathLike[str] | None = None) -> Path | None:
+    """Find a copy of a data set already laid out on this machine, without downloading.
+
+    Looks in its cache folder (also one level down, as unzipping the archive into
+    that folder leaves it); without ``home``, also in the default cache (when
+    ``$EMBREC_HOME`` points elsewhere) and in a folder of that name in the working
+    directory.
+
+    Args:
+        info: the data set.
+        home: embrec's data folder (see :func:`data_home`).
+
+    Returns:
+        The folder holding every marker file, or None.
+    """
+    cached = dataset_dir(info.name, home)
+    places = [cached, cached / (info.archive_folder or info.name)]
+    if home is None:  # $EMBREC_HOME may point away from a copy in the default cache
+        places += [Path.home() / ".cache" / "embrec" / "datasets" / info.name,
+                   Path.cwd() / info.name]
+    for folder in places:
+        if all((folder / file).is_file() for file in info.files):
+            return folder
+    return None
 
 
 def fetch(
@@ -327,13 +355,14 @@ def load_dataset(
         return generate(n_users=943, n_items=1682, n_ratings=SYNTHETIC_RATINGS, seed=0).ratings
     if isinstance(name, DatasetInfo) or str(name) in DATASETS:
         info = _lookup(name if isinstance(name, DatasetInfo) else str(name))
-        if not is_cached(info, home):
+        folder = local_copy(info, home)
+        if folder is None:
             if not download:
                 raise DownloadError(f"{info.name} is not in {dataset_dir(info.name, home)}",
                                     hint=f"pass download=True, run 'embrec datasets fetch "
                                          f"{info.name}', or {_manual_hint(info, home)}")
-            fetch(info, home=home, progress=progress)
-        return read_ratings(dataset_dir(info.name, home), **{**options, "format": info.layout})
+            folder = fetch(info, home=home, progress=progress)
+        return read_ratings(folder, **{**options, "format": info.layout})
     path = Path(name).expanduser()
     if not path.exists():
         raise _unknown(str(path))

@@ -114,6 +114,7 @@ def resolve_columns(names: Sequence[Hashable], requested: dict[str, ColumnRef | 
             cannot be found.
     """
     chosen: dict[str, Hashable] = {}
+    missing: list[str] = []
     for role in ROLES:
         want = requested.get(role)
         found = (_named(names, want, role, source) if want is not None
@@ -121,20 +122,25 @@ def resolve_columns(names: Sequence[Hashable], requested: dict[str, ColumnRef | 
         if found is not None:
             chosen[role] = found
         elif role != "timestamp":
-            raise _missing(names, role, source, header)
+            missing.append(role)
+    if missing:  # every column not found, in one message
+        raise _missing(names, missing, source, header)
     return chosen
 
 
-def _missing(names: Sequence[Hashable], role: str, source: str, header: bool) -> DataError:
+def _missing(names: Sequence[Hashable], roles: list[str], source: str,
+             header: bool) -> DataError:
     if not header:
         example = ", ".join(f"{r}={i}" for i, r in enumerate(ROLES[: len(names)]))
         return MissingColumnError(
             f"no header row, so the {len(names)} columns cannot be recognised by name",
-            path=source, column=role, hint=f"pass their 0-based positions, e.g. {example}")
-    usual = ", ".join(ALIASES[role][:4])
+            path=source, column=roles[0], hint=f"pass their 0-based positions, e.g. {example}")
+    what = " or ".join(roles) if len(roles) < 3 else ", ".join(roles[:-1]) + f" or {roles[-1]}"
+    passes = ", ".join(f"{role}=<column name or position>" for role in roles)
+    usual = "; ".join(f"{role}: {', '.join(ALIASES[role][:3])}" for role in roles)
     return MissingColumnError(
-        f"no {role} column; found {[str(n) for n in names]}", path=source, column=role,
-        hint=f"pass {role}=<column name or position>, or name the column {usual}...")
+        f"no {what} column; found {[str(n) for n in names]}", path=source, column=roles[0],
+        hint=f"pass {passes}, or use a usual name ({usual}...)")
 
 
 # ----------------------------------------------------------------------------- sources

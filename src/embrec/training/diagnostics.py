@@ -72,15 +72,18 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
     # one pair cannot show a constant (a rank's one-row shard, a one-rating data set)
     if len(predictions) > 1 and spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
-        cause = ("a dead ReLU unit or too much regularisation; try init='normal', "
-                 "bounded=True or a lower learning_rate" if relu else
+        # activation='tanh' measured to revive the goodreads-notebook network (3 of 3 seeds on
+        # ML-100K); bounded=True left it dead (3 of 3); biases=True kept it off the constant
+        cause = ("a dead ReLU unit or too much regularisation; try activation='tanh', or "
+                 "biases=True so the biases still predict" if relu else
                  "too much regularisation or too large a step; lower weight_decay or "
                  "learning_rate")
         findings.append({"kind": "constant_predictions", "std": spread, "message": (
             f"the model predicts (almost) one constant, {float(predictions.mean()):.3f}, for "
             f"every pair (std {spread:.2g})\n  hint: {cause}")})
     if ratings and held is not None and len(held):
-        train_rmse = error_metrics(predictions, sample.rating, "t")["t_rmse"]
+        # every fitted row, as the train row of `embrec train`'s table: the two figures agree
+        train_rmse = error_metrics(_predict(model, data, scale), data.rating, "t")["t_rmse"]
         held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
         ratio = held_rmse / max(train_rmse, 1e-12)
         if ratio > OVERFIT_RATIO:
@@ -126,6 +129,6 @@ def _dead_units(model: RatingModel, sample: Columns) -> list[dict[str, Any]]:
                                      "dead": dead, "units": output.shape[1], "message": (
                         f"{dead} of {output.shape[1]} ReLU units of {name} layer {layer} are "
                         f"never active on {len(sample)} training pairs (dead)\n  hint: they "
-                        "pass no gradient; use more units, activation='tanh', bounded=True "
-                        "or a lower learning_rate")})
+                        "pass no gradient; use activation='tanh', more units or a lower "
+                        "learning_rate")})
     return findings

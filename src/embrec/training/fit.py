@@ -40,6 +40,7 @@ from embrec.training.losses import objective_for
 from embrec.training.optim import Schedule
 from embrec.training.process import process_state, resolve_device, threads_for
 from embrec.training.progress import close_bar, progress_bar
+from embrec.training.ranking_progress import LossMeter, metered
 from embrec.training.step import Objective
 from embrec.training.trainers import pick_trainer
 from embrec.training.watch import Best, diverged, finite, validate, validation_columns
@@ -130,7 +131,7 @@ def _fit(model_config: ModelConfig, train: Ratings, config: TrainConfig, group: 
             facts["rows_per_rank"] = [r[0] for r in group.gather_ints([len(shard)])]
         facts["world_size"] = 1 if group is None else group.world_size
         facts.setdefault("rows_per_rank", [len(data)])
-        objective = objective or objective_for(config)
+        objective = metered(objective or objective_for(config))  # ranking: loss + NDCG per epoch
         data = _prepare(objective, data, train.n_items, seed, group)
         facts["scores"] = getattr(objective, "scores", "rating")
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -199,13 +200,16 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
         bar = progress_bar(config, epoch, len(data), hooks)
         trainer.epoch(order, run, bar)
         record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}
+        if isinstance(objective, LossMeter):
+            record = objective.record(record, model, held)
         del order  # free this epoch's shuffled copy before the next is made
-        if not (math.isfinite(record["train_rmse"]) and finite([engine.dense.data])):
+        if not (math.isfinite(record.get("train_rmse", record.get("train_loss", 0.0)))
+                and finite([engine.dense.data])):
             close_bar(bar)
-            diverged(epoch, record["train_rmse"], config, run.best)
+            diverged(epoch, record.get("train_rmse", math.nan), config, run.best)
             break
         if held is not None:
-            record.update(validate(model, held, scale))
+            record.update({} if isinstance(objective, LossMeter) else validate(model, held, scale))
         record["seconds"] = time.perf_counter() - started
         run.history.append(record)
         close_bar(bar, record)

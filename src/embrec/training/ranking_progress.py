@@ -1,0 +1,123 @@
+"""What a ranking run reports per epoch: its training loss and validation NDCG@10, not RMSE.
+
+A model trained with a ranking loss (BPR, softmax...) outputs scores, not
+ratings, so the RMSE of those scores against the ratings climbs while the model
+improves, and reads as divergence. :class:`LossMeter` wraps the run's objective,
+adds each step's loss on the device (no host sync inside the epoch) and
+replaces the epoch record's ``train_rmse``/``train_mae`` with ``train_loss``,
+and, when validation rows are held out, with ``validation_ndcg@10``: each
+validation user's relevant items (rated at or above the positive threshold)
+ranked against the whole catalogue minus the user's training items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from embrec.evaluation.metrics import ndcg_at_k, relevance_matrix
+from embrec.models.base import EmbeddingModel
+from embrec.training.batches import Columns
+
+__all__ = ["LossMeter", "metered"]
+
+K = 10
+MAX_USERS = 2048
+"""Validation users ranked per epoch at most (a seeded sample beyond that)."""
+
+
+def metered(objective: Any) -> Any:
+    """Wrap a ranking objective in a :class:`LossMeter`; return any other unchanged."""
+    return LossMeter(objective) if getattr(objective, "scores", "rating") == "ranking" \
+        else objective
+
+
+class LossMeter:
+    """A ranking objective that also sums its loss per epoch (every attribute delegated)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.total: Tensor | float = 0.0
+        self.steps = 0
+        self.seen: sp.csr_matrix | None = None
+        self.threshold = float(getattr(inner, "positive_threshold", None) or 4.0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
+        """Remember every training pair (to leave out of validation rankings), then prepare."""
+        user, item = data.user.cpu().numpy(), data.item.cpu().numpy()
+        n_users = int(user.max()) + 1 if len(user) else 0
+        self.seen = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)),
+                                  shape=(n_users, n_items))
+        prepare = getattr(self.inner, "prepare", None)
+        prepared: Columns = data if prepare is None else prepare(data, n_items, seed)
+        return prepared
+
+    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
+             batch: Columns) -> tuple[Tensor, Tensor]:
+        """The wrapped objective's loss, added to the epoch's sum."""
+        total, prediction = self.inner.loss(model, users, items, batch)
+        self.total = self.total + total.detach()
+        self.steps += 1
+        return total, prediction
+
+    def record(self, record: dict[str, float], model: EmbeddingModel,
+               held: Columns | None) -> dict[str, float]:
+        """The epoch record with ``train_loss`` (and ``validation_ndcg@10``) for the RMSE."""
+        loss = float(self.total) / max(self.steps, 1)
+        self.total, self.steps = 0.0, 0
+        out = {k: v for k, v in record.items() if not k.startswith("train_")}
+        out["train_loss"] = loss
+        if held is not None:
+            out[f"validation_ndcg@{K}"] = self.validation_ndcg(model, held)
+        return out
+
+    def validation_ndcg(self, model: EmbeddingModel, held: Columns) -> float:
+        """NDCG@10 of the held-out relevant items, training items left out of each ranking."""
+        user, item = held.user.cpu().numpy(), held.item.cpu().numpy()
+        rating = held.rating.cpu().numpy()
+        users = np.unique(user[rating >= self.threshold])
+        if len(users) == 0 or self.seen is None:
+            return float("nan")
+        if len(users) > MAX_USERS:
+            users = np.sort(np.random.default_rng(0).choice(users, MAX_USERS, replace=False))
+        seen, n_items = self.seen, self.seen.shape[1]
+        if users[-1] >= seen.shape[0]:  # users with validation rows only: nothing seen
+            seen = sp.vstack([seen, sp.csr_matrix((int(users[-1]) + 1 - seen.shape[0],
+                                                   n_items))]).tocsr()
+        top = _top_k(model, users, seen)
+        take = np.isin(user, users)
+        rows = np.searchsorted(users, user[take])
+        relevant = relevance_matrix(rows, item[take], rating[take], len(users), n_items,
+                                    threshold=self.threshold)
+        return float(ndcg_at_k(top, relevant))
+
+
+def _top_k(model: EmbeddingModel, users: np.ndarray, seen: sp.csr_matrix,
+           block: int = 256) -> np.ndarray:
+    """The top-K item indices of each user, its training items excluded."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n_items = seen.shape[1]
+    items = model.item_vectors(torch.arange(n_items, device=device))
+    out = np.empty((len(users), K), dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, len(users), block):
+            part = users[start:start + block]
+            scores = model.score_matrix(model.user_vectors(torch.as_tensor(part, device=device)),
+                                        items).float()
+            rows = seen[part]
+            mask = torch.zeros_like(scores, dtype=torch.bool)
+            coo = rows.tocoo()
+            mask[torch.as_tensor(coo.row), torch.as_tensor(coo.col)] = True
+            scores.masked_fill_(mask, -torch.inf)
+            out[start:start + len(part)] = scores.topk(min(K, n_items), dim=1).indices.cpu()
+    model.train(was_training)
+    return out
