@@ -24,7 +24,7 @@ def _split(ratings: Ratings) -> tuple[Ratings, Ratings]:
 
 def test_keys_and_ratios_against_a_separately_fitted_popular(tiny: Ratings) -> None:
     train, test = _split(tiny)
-    rec = fit(BiasedMFConfig(embedding_dim=4), train, TrainConfig(epochs=2, seed=0))
+    rec = fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), train, TrainConfig(epochs=2, seed=0))
     result = evaluate(rec, test, metrics=["rmse", "ndcg@5", "hit_rate@5"], baselines=True,
                       threshold=3.0)
     popular = evaluate(fit(PopularConfig(), train), test, metrics=["ndcg@5", "hit_rate@5"],
@@ -41,7 +41,7 @@ def test_keys_and_ratios_against_a_separately_fitted_popular(tiny: Ratings) -> N
 def test_default_ranking_set_is_added_and_survives_save_load(tiny: Ratings,
                                                              tmp_path: Path) -> None:
     train, test = _split(tiny)
-    rec = fit(BiasedMFConfig(embedding_dim=4), train, TrainConfig(epochs=2, seed=0))
+    rec = fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), train, TrainConfig(epochs=2, seed=0))
     fresh = evaluate(rec, test, baselines=True, threshold=3.0)  # rating metrics asked only
     for key in RANKING:
         assert {key, f"popular:{key}", f"{key}/popular"} <= set(fresh)

@@ -21,7 +21,7 @@ from embrec.training.optim import learning_rate
 from embrec.training.process import flushes_denormals
 from embrec.training.trainers import StepTrainer
 
-MF = BiasedMFConfig(embedding_dim=4)
+MF = BiasedMFConfig(embedding_dim=4, init_std=0.05)
 HISTORY_KEYS = {"epoch", "train_rmse", "train_mae", "validation_rmse", "validation_mae",
                 "seconds", "lr"}
 
@@ -74,7 +74,7 @@ def test_a_validation_share_of_no_rating_trains_without_validation(tiny: Ratings
                                                                     mode: str) -> None:
     # ceil(9 * 0.9) = 9: every rating is fitted; _validate once crashed on the empty set
     nine = tiny.take(np.arange(9))
-    rec = fit(BiasedMFConfig(embedding_dim=2), nine,
+    rec = fit(BiasedMFConfig(embedding_dim=2, init_std=0.05), nine,
               TrainConfig(epochs=2, seed=0, validation=0.1, validation_mode=mode,
                           early_stopping=1))
     assert len(rec.history) == 2 and "validation_rmse" not in rec.history[-1]
