@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from embrec.data.columns import arrow_column
 from embrec.data.delimited import read_raw_ratings, read_text, sniff
+from embrec.data.features import layout_features
 from embrec.data.ratings import Duplicates, Ratings
 from embrec.data.validation import (
     OnBadLines,
@@ -251,7 +252,8 @@ def load_layout(
     skipped = [summary] if summary else []
     item_info, more = _info(folder, spec.items, strict)
     user_info, more_users = _info(folder, spec.users, strict)
-    ratings = dataclasses.replace(ratings, item_info=item_info, user_info=user_info)
+    ratings = dataclasses.replace(ratings, item_info=item_info, user_info=user_info,
+                                  **layout_features(name, user_info, item_info))
     return ratings, skipped + more + more_users
 
 
