@@ -125,7 +125,10 @@ class Features:
 
     def rows(self, raw_ids: Any) -> sp.csr_matrix:
         """The encoded rows of ``raw_ids``, in order; an id without features gets a zero row."""
-        index = self.ids.index(self.ids.coerce(raw_ids), on_unknown="missing")
+        raw = pd.Series(np.atleast_1d(np.asarray(raw_ids, dtype=object)), dtype=object)
+        if not self.ids.is_integer:  # text ids ("x", "007"): compare as text
+            raw = raw.astype(str)
+        index = self.ids.index(self.ids.coerce(raw.to_numpy()), on_unknown="missing")
         known = index >= 0
         picker = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
                                 (np.flatnonzero(known), index[known])),
@@ -157,8 +160,9 @@ def features_from_frame(frame: pd.DataFrame, *, kind: str = "user", id: str | No
                         sep: str = "|", source: str = "") -> Features:
     """Encode a DataFrame of raw feature values, one row per raw id.
 
-    Column kinds not named are inferred: numbers are ``numeric`` (``flag`` when
-    only 0 and 1), text holding ``sep`` is ``multi``, other text ``categorical``.
+    Column kinds not named are inferred: a column of mostly numbers is ``numeric``
+    (``flag`` when only 0 and 1), text holding ``sep`` is ``multi``, other text
+    ``categorical``.
 
     Args:
         frame: the table; the ids are its index, or the ``id`` column.
@@ -195,7 +199,17 @@ def features_from_frame(frame: pd.DataFrame, *, kind: str = "user", id: str | No
                   for name in chosen)
     schema = FeatureSchema(specs, sep)
     matrix = schema.encode(table.reset_index(drop=True))
-    return Features(IdIndex(ids.to_numpy(), kind=kind), matrix, schema, kind)
+    return Features(IdIndex(_id_values(ids), kind=kind), matrix, schema, kind)
+
+
+def _id_values(ids: pd.Series) -> np.ndarray:
+    """Integer ids when every id is an integer ("196"), as ratings read them; else text."""
+    if ids.dtype.kind in "iu":
+        return ids.to_numpy()
+    text = ids.astype(str).str.strip()
+    if text.str.fullmatch(r"0|-?[1-9][0-9]{0,17}").all():
+        return text.astype(np.int64).to_numpy()
+    return text.to_numpy()
 
 
 def _lines(table: pd.DataFrame) -> np.ndarray:
@@ -212,7 +226,9 @@ def _kind(values: pd.Series, name: str, multi: tuple[str, ...], numeric: tuple[s
         return "categorical"
     numbers = pd.to_numeric(values, errors="coerce")
     text = values.astype(str).str.strip()
-    if name in numeric or ((numbers.notna() | (text == "")).all() and numbers.notna().any()):
+    filled = int((text != "").sum())
+    # mostly numbers: numeric, and a stray word is a ParseError rather than a category
+    if name in numeric or (filled and 2 * int(numbers.notna().sum()) >= filled):
         present = numbers.dropna()
         return "flag" if name not in numeric and present.isin([0, 1]).all() else "numeric"
     return "multi" if text.str.contains(sep, regex=False).any() else "categorical"
@@ -323,11 +339,14 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
                          ) from None
     offset = 1 if names else 2
     lines = np.arange(len(table)) + offset
-    blank = (table.isna() | (table == "")).all(axis=1).to_numpy()
-    short = table.isna().any(axis=1).to_numpy() & ~blank
+    blank = (table == "").all(axis=1).to_numpy()
+    text = pd.Series(file.read_text(encoding="utf-8", errors="replace").splitlines()[
+        offset - 1:offset - 1 + len(table)], dtype=object)
+    fields = text.str.count(re.escape(sep)).to_numpy() + 1
+    short = (fields < table.shape[1]) & ~blank[:len(fields)] & ~text.str.contains('"').to_numpy()
     if short.any():
         row = int(np.flatnonzero(short)[0])
-        column = str(table.columns[int(np.flatnonzero(table.iloc[row].isna().to_numpy())[0])])
+        column = str(table.columns[int(fields[row])])
         raise ParseError(f"too few fields: no value for column {column!r}", path=file,
                          line=int(lines[row]), column=column,
                          hint=f"fields are separated by {sep!r}; every line needs "
