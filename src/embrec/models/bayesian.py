@@ -172,8 +172,9 @@ class BayesianFM(RatingModel):
         """
         cold: Tensor = self.user_cold if kind == "user" else self.item_cold
         n_features = cold.shape[0] - 1
-        dense = torch.as_tensor(rows.toarray()[:, :n_features], dtype=torch.float32,
-                                device=cold.device)
+        dense = torch.zeros(rows.shape[0], n_features, device=cold.device)
+        width = min(n_features, rows.shape[1])  # no row (or columns): the id group's mean
+        dense[:, :width] = torch.as_tensor(rows.toarray()[:, :width], dtype=torch.float32)
         return cold[0] + dense @ cold[1:]
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
