@@ -24,7 +24,8 @@ import scipy.sparse as sp
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, MissingColumnError, ParseError
 
-__all__ = ["FeatureColumn", "FeatureSchema", "Features", "features_from_frame", "read_features"]
+__all__ = ["FeatureColumn", "FeatureSchema", "Features", "features_from_frame", "read_features",
+           "with_features"]
 
 KINDS = ("categorical", "multi", "numeric", "flag")
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
@@ -385,3 +386,26 @@ def layout_features(layout: str, user_info: pd.DataFrame | None,
                 info, kind=kind, columns=present, multi=("genres",) if "genres" in present
                 else (), categorical=tuple(c for c in codes if c in present), source=layout)
     return found
+
+
+def with_features(ratings: Any, *, user: str | Path | Features | None = None,
+                  item: str | Path | Features | None = None) -> Any:
+    """Return ``ratings`` carrying these user and item features (files are read).
+
+    Args:
+        ratings: the :class:`~embrec.data.ratings.Ratings`.
+        user: a user feature file or table; None keeps the ratings' own.
+        item: likewise for items.
+
+    Returns:
+        A new ``Ratings``.
+
+    Raises:
+        DataError: for an unreadable feature file (see :func:`read_features`).
+    """
+    import dataclasses
+
+    found = {f"{kind}_features": value if isinstance(value, Features) else
+             read_features(value, kind=kind)
+             for kind, value in (("user", user), ("item", item)) if value is not None}
+    return dataclasses.replace(ratings, **found)
