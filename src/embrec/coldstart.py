@@ -29,7 +29,7 @@ __all__ = ["cold_vector", "evaluate_cold", "predict_with_features"]
 
 
 def _model(rec: Recommender, kind: str) -> Any:
-    model = rec.model
+    model: Any = rec.model
     if not hasattr(model, "cold_vectors") or model.feature_schema(kind) is None:
         raise ConfigError("model", rec.model_name, f"has no {kind} features to start cold from",
                           hint=f"train 'bayesian-fm' on ratings with {kind}_features "

@@ -81,10 +81,8 @@ def test_movielens_layout_attaches_features(tmp_path: Path) -> None:
                           "zip_code": ["1", "2"]}, index=pd.Index([1, 2], name="id"))
     items = pd.DataFrame({"title": ["T", "U"], "genres": ["Action|Comedy", "Drama"]},
                          index=pd.Index([5, 6], name="id"))
-    found = layout_features("ml-100k", users, items)
-    assert found["user_features"] is not None and found["item_features"] is not None
-    assert found["user_features"].schema.names[:3] == ["age", "gender=F", "gender=M"]
-    assert found["item_features"].schema.names == ["genres=Action", "genres=Comedy",
-                                                   "genres=Drama"]
-    assert layout_features("goodbooks-10k", None, items) == {"user_features": None,
-                                                             "item_features": None}
+    user_features, item_features = layout_features("ml-100k", users, items)
+    assert user_features is not None and item_features is not None
+    assert user_features.schema.names[:3] == ["age", "gender=F", "gender=M"]
+    assert item_features.schema.names == ["genres=Action", "genres=Comedy", "genres=Drama"]
+    assert layout_features("goodbooks-10k", None, items) == (None, None)

@@ -1,4 +1,4 @@
-"""The Gibbs-sampled factorization model: its conditionals, planted answers, save/load, cold start."""
+"""The Gibbs-sampled factorization model: conditionals, planted answers, save/load, cold start."""
 
 from __future__ import annotations
 

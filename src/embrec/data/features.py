@@ -12,10 +12,11 @@ rigour as ratings: every error names the file, line, column and value.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import scipy.sparse as sp
 
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, MissingColumnError, ParseError
+
+if TYPE_CHECKING:
+    from embrec.data.ratings import Ratings
 
 __all__ = ["FeatureColumn", "FeatureSchema", "Features", "features_from_frame", "read_features",
            "with_features"]
@@ -83,8 +87,9 @@ class FeatureSchema:
                                  pd.Series([None] * len(frame), dtype=object), c, self.sep)
                   for c in self.columns]
         if not blocks:
-            return sp.csr_matrix((len(frame), 0), dtype=np.float32)
-        return sp.hstack(blocks, format="csr", dtype=np.float32)
+            return sp.csr_matrix(np.zeros((len(frame), 0), np.float32))
+        out: sp.csr_matrix = sp.hstack(blocks, format="csr", dtype=np.float32)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Return the schema as a JSON-ready dict."""
@@ -149,7 +154,8 @@ def _encode_column(values: pd.Series, column: FeatureColumn, sep: str) -> sp.csr
         rows, labels = parts.index.to_numpy(), parts.to_numpy()
     else:
         rows, labels = np.arange(n), text.to_numpy()
-    codes = pd.Index(column.values).get_indexer(pd.Series(labels, dtype=object).str.strip())
+    codes = pd.Index(column.values).get_indexer(
+        pd.Index(pd.Series(labels, dtype=object).str.strip()))
     keep = codes >= 0
     return sp.csr_matrix((np.ones(int(keep.sum())), (np.asarray(rows)[keep], codes[keep])),
                          shape=(n, len(column.values)))
@@ -275,7 +281,7 @@ def _check_ids(ids: pd.Series, kind: str, column: str, source: str, lines: np.nd
                         value=ids.iloc[row], hint=f"give each {kind} one row of features")
 
 
-def read_features(path: str | Path, *, kind: str = "user", id: str | None = None,
+def read_features(path: str | os.PathLike[str], *, kind: str = "user", id: str | None = None,
                   columns: list[str] | None = None, multi: tuple[str, ...] = (),
                   numeric: tuple[str, ...] = (), categorical: tuple[str, ...] = (),
                   sep: str | None = None, multi_sep: str = "|",
@@ -309,10 +315,7 @@ def read_features(path: str | Path, *, kind: str = "user", id: str | None = None
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"no such {kind} feature file", path=file, hint="check the path")
-    if file.suffix == ".parquet":
-        table = pd.read_parquet(file)
-    else:
-        table = _read_text(file, sep, names)
+    table = pd.read_parquet(file) if file.suffix == ".parquet" else _read_text(file, sep, names)
     return features_from_frame(table, kind=kind, id=id or str(table.columns[0]), columns=columns,
                                multi=multi, numeric=numeric, categorical=categorical,
                                sep=multi_sep, source=str(file))
@@ -344,7 +347,8 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
     text = pd.Series(file.read_text(encoding="utf-8", errors="replace").splitlines()[
         offset - 1:offset - 1 + len(table)], dtype=object)
     fields = text.str.count(re.escape(sep)).to_numpy() + 1
-    short = (fields < table.shape[1]) & ~blank[:len(fields)] & ~text.str.contains('"').to_numpy()
+    quoted = text.str.contains('"').to_numpy()  # a quoted field may hold the separator
+    short = (fields < table.shape[1]) & ~blank[:len(fields)] & ~quoted
     if short.any():
         row = int(np.flatnonzero(short)[0])
         column = str(table.columns[int(fields[row])])
@@ -360,13 +364,14 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
 LAYOUT_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "ml-100k": (("age", "gender", "occupation"), ("genres",), ()),
     "ml-1m": (("gender", "age", "occupation"), ("genres",), ("age", "occupation")),
-    **dict.fromkeys(("ml-latest-small", "ml-latest", "ml-20m", "ml-25m", "ml-32m"), ((), ("genres",), ())),
+    **dict.fromkeys(("ml-latest-small", "ml-latest", "ml-20m", "ml-25m", "ml-32m"),
+                    ((), ("genres",), ())),
 }
 """Per publisher layout: (user columns, item columns, columns that are codes, not numbers)."""
 
 
 def layout_features(layout: str, user_info: pd.DataFrame | None,
-                    item_info: pd.DataFrame | None) -> dict[str, Features | None]:
+                    item_info: pd.DataFrame | None) -> tuple[Features | None, Features | None]:
     """The side features a publisher's metadata gives (``user_features``, ``item_features``).
 
     Args:
@@ -375,21 +380,22 @@ def layout_features(layout: str, user_info: pd.DataFrame | None,
         item_info: the item metadata indexed by raw id.
 
     Returns:
-        Keyword arguments for ``dataclasses.replace(ratings, ...)``.
+        The user features and the item features (None where there are none).
     """
     users, items, codes = LAYOUT_FEATURES.get(layout, ((), (), ()))
-    found: dict[str, Features | None] = {"user_features": None, "item_features": None}
-    for kind, info, columns in (("user", user_info, users), ("item", item_info, items)):
+    found: list[Features | None] = [None, None]
+    for side, (kind, info, columns) in enumerate((("user", user_info, users),
+                                                  ("item", item_info, items))):
         present = [c for c in columns if info is not None and c in info.columns]
         if info is not None and present:
-            found[f"{kind}_features"] = features_from_frame(
+            found[side] = features_from_frame(
                 info, kind=kind, columns=present, multi=("genres",) if "genres" in present
                 else (), categorical=tuple(c for c in codes if c in present), source=layout)
-    return found
+    return found[0], found[1]
 
 
-def with_features(ratings: Any, *, user: str | Path | Features | None = None,
-                  item: str | Path | Features | None = None) -> Any:
+def with_features(ratings: Ratings, *, user: str | os.PathLike[str] | Features | None = None,
+                  item: str | os.PathLike[str] | Features | None = None) -> Ratings:
     """Return ``ratings`` carrying these user and item features (files are read).
 
     Args:
@@ -405,7 +411,11 @@ def with_features(ratings: Any, *, user: str | Path | Features | None = None,
     """
     import dataclasses
 
-    found = {f"{kind}_features": value if isinstance(value, Features) else
-             read_features(value, kind=kind)
-             for kind, value in (("user", user), ("item", item)) if value is not None}
-    return dataclasses.replace(ratings, **found)
+    def table(value: str | os.PathLike[str] | Features | None, kind: str) -> Features | None:
+        if value is None or isinstance(value, Features):
+            return value
+        return read_features(value, kind=kind)
+
+    return dataclasses.replace(ratings, user_features=table(user, "user") or
+                               ratings.user_features,
+                               item_features=table(item, "item") or ratings.item_features)

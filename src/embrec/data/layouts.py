@@ -252,8 +252,9 @@ def load_layout(
     skipped = [summary] if summary else []
     item_info, more = _info(folder, spec.items, strict)
     user_info, more_users = _info(folder, spec.users, strict)
+    user_features, item_features = layout_features(name, user_info, item_info)
     ratings = dataclasses.replace(ratings, item_info=item_info, user_info=user_info,
-                                  **layout_features(name, user_info, item_info))
+                                  user_features=user_features, item_features=item_features)
     return ratings, skipped + more + more_users
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from embrec.models.bayesian import BayesianFMConfig
 from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.bayesian import BayesianFMConfig
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.ease import EASEConfig
 from embrec.models.gmf import GMFConfig

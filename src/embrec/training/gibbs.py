@@ -93,7 +93,8 @@ def _apply(side: Side, curvature: np.ndarray, alpha: float, row_precision: np.nd
     """``A V``: the conditional precision applied to ``weights`` (``(n_features, K)``)."""
     vectors = side.design @ weights
     out: np.ndarray = alpha * (side.design.T @ np.einsum("nkl,nl->nk", curvature, vectors))
-    return out + row_precision * weights
+    out += row_precision * weights
+    return out
 
 
 def _solve(side: Side, curvature: np.ndarray, alpha: float, row_precision: np.ndarray,
@@ -123,7 +124,7 @@ def _solve(side: Side, curvature: np.ndarray, alpha: float, row_precision: np.nd
 
 
 def sample_side(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: np.ndarray,
-                alpha: float, rng: np.random.Generator | None, *, tolerance: float = 1e-3,
+                alpha: float, rng: np.random.Generator | None, *, tolerance: float = 1e-2,
                 max_iter: int = 200) -> None:
     """Draw ``side.weights`` from its normal conditional given the other side (in place).
 
@@ -188,7 +189,7 @@ def _errors(y: np.ndarray, user: np.ndarray, item: np.ndarray, p: np.ndarray, q:
 
 def run_chain(users: Side, items: Side, user: np.ndarray, item: np.ndarray, y: np.ndarray,
               *, sweeps: int, burn_in: int, seed: int, side_rows: tuple[int, int],
-              tolerance: float = 1e-3) -> Stacks:
+              tolerance: float = 1e-2) -> Stacks:
     """Run the chain and keep every sample after burn-in.
 
     Args:
