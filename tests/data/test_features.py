@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embrec.data.features import FeatureSchema, features_from_frame, read_features
+from embrec.data.feature_files import read_features
+from embrec.data.features import FeatureSchema, features_from_frame
 from embrec.errors import DataError, MissingColumnError, ParseError
 
 
