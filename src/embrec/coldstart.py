@@ -2,7 +2,8 @@
 
 A model that learnt how features map into its vector space (``bayesian-fm``
 with side features: :meth:`~embrec.models.bayesian.BayesianFM.cold_vectors`)
-gives a new user the id group's mean plus the weights of their features, so
+gives a new user the average user's id and history part plus the weights of
+their features, so
 two new users with different features get different predictions. This module
 puts that behind raw ids and raw feature values, and measures it on test users
 unseen in training against the fallbacks that ignore features.
@@ -97,7 +98,7 @@ def predict_with_features(rec: Recommender, user: Any, item: Any, *,
         user: raw user ids.
         item: raw item ids, aligned with ``user``.
         user_features: features of unseen users (the table the training data
-            carried); an unseen user without a row gets the id group's mean.
+            carried); an unseen user without a row gets the average user's vector.
         item_features: likewise for items.
         clip: clip to the rating scale.
 

@@ -10,8 +10,9 @@ samples after burn-in, kept exactly: the user table holds every kept sample's
 ``[p, b_u, 1] / S`` side by side and the item table ``[q, 1, b_i + w0]``, so
 one dot product (and one matrix product for top-N) gives the posterior mean.
 
-A user or item without ratings but with features (the cold start) gets the id
-group's mean plus its feature rows, sample by sample: :meth:`BayesianFM.cold_vectors`.
+A user or item without ratings but with features (the cold start) gets the average
+trained row's id and history part plus its feature rows, sample by sample:
+:meth:`BayesianFM.cold_vectors`.
 """
 
 from __future__ import annotations
@@ -169,12 +170,12 @@ class BayesianFM(RatingModel):
     def cold_vectors(self, kind: str, rows: sp.csr_matrix) -> Tensor:
         """Vectors for ids without ratings from their encoded feature rows: ``(n, width)``.
 
-        A row of zeros (no features) gives the id group's mean: the prior's guess.
+        A row of zeros (no features) gives the average trained row's id and history part.
         """
         cold: Tensor = getattr(self, f"{kind}_cold")
         n_features = cold.shape[0] - 1
         dense = torch.zeros(rows.shape[0], n_features, device=cold.device)
-        width = min(n_features, rows.shape[1])  # no row (or columns): the id group's mean
+        width = min(n_features, rows.shape[1])  # no row (or columns): the average row
         dense[:, :width] = torch.as_tensor(rows.toarray()[:, :width], dtype=torch.float32)
         return cold[0] + dense @ cold[1:]
 

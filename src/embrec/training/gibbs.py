@@ -206,7 +206,8 @@ def run_chain(users: Side, items: Side, user: np.ndarray, item: np.ndarray, y: n
 
     Returns:
         The per-sample vectors ``[p, b_u, 1]`` and ``[q, 1, b_i + w0]``, and the side
-        features' rows with each side's id-group mean (the vectors of a cold user or item).
+        features' rows under each side's average id-and-history row (the vectors of a
+        cold user or item).
     """
     rng = np.random.default_rng(seed)
     n_users, n_items = users.design.shape[0], items.design.shape[0]
@@ -242,7 +243,9 @@ def _keep(stacks: Stacks, users: Side, items: Side, w0: float, side_rows: tuple[
     stacks.items.append(np.hstack([q[:, :k], ones_i, q[:, k:] + w0]))
     for side, start, out, bias_last in ((users, side_rows[0], stacks.user_side, False),
                                         (items, side_rows[1], stacks.item_side, True)):
-        base = side.mean[0]  # the id group's mean: an unseen id's expected row
+        # an unseen id's guess before its features: the average trained row's id and
+        # history part (a new user has no history, but the chain fitted q_i to users who do)
+        base = np.asarray(side.design[:, :start] @ side.weights[:start]).mean(0)
         rows = np.vstack([base, side.weights[start:]])
         zero = np.zeros((len(rows), 1))
         constant = zero.copy()
