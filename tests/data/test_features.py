@@ -80,10 +80,16 @@ def test_movielens_layout_attaches_features(tmp_path: Path) -> None:
 
     users = pd.DataFrame({"age": [24, 53], "gender": ["M", "F"], "occupation": ["a", "b"],
                           "zip_code": ["1", "2"]}, index=pd.Index([1, 2], name="id"))
-    items = pd.DataFrame({"title": ["T", "U"], "genres": ["Action|Comedy", "Drama"]},
-                         index=pd.Index([5, 6], name="id"))
+    items = pd.DataFrame({"title": ["T (1990)", "U (2000)", "V"],
+                          "release_date": ["", "01-Jan-1998", ""],
+                          "genres": ["Action|Comedy", "Drama", ""]},
+                         index=pd.Index([5, 6, 7], name="id"))
     user_features, item_features = layout_features("ml-100k", users, items)
     assert user_features is not None and item_features is not None
     assert user_features.schema.names[:3] == ["age", "gender=F", "gender=M"]
-    assert item_features.schema.names == ["genres=Action", "genres=Comedy", "genres=Drama"]
+    assert item_features.schema.names == ["genres=Action", "genres=Comedy", "genres=Drama",
+                                          "year"]
+    year = item_features.schema.columns[-1]
+    assert year.mean == 1994.0  # 1990 from the title, 1998 from the date, none for V
+    np.testing.assert_allclose(item_features.rows([7]).toarray()[0, -1], 0.0)
     assert layout_features("goodbooks-10k", None, items) == (None, None)

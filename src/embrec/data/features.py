@@ -281,12 +281,26 @@ def _check_ids(ids: pd.Series, kind: str, column: str, source: str, lines: np.nd
 
 
 LAYOUT_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "ml-100k": (("age", "gender", "occupation"), ("genres",), ()),
+    "ml-100k": (("age", "gender", "occupation"), ("genres", "year"), ()),
     "ml-1m": (("gender", "age", "occupation"), ("genres",), ("age", "occupation")),
     **dict.fromkeys(("ml-latest-small", "ml-latest", "ml-20m", "ml-25m", "ml-32m"),
                     ((), ("genres",), ())),
 }
-"""Per publisher layout: (user columns, item columns, columns that are codes, not numbers)."""
+"""Per publisher layout: (user columns, item columns, columns that are codes, not numbers);
+``year`` is the year of ``release_date`` (ML-100K's ``01-Jan-1995``), else the title's
+trailing ``(1995)``."""
+
+
+def _year(info: pd.DataFrame) -> pd.Series:
+    """Release year from ``release_date``, else from a title ending in ``(1995)``; NaN if none."""
+    year: pd.Series = pd.Series(np.nan, index=info.index, dtype=np.float64)
+    if "release_date" in info.columns:
+        dates = pd.to_datetime(info["release_date"], format="%d-%b-%Y", errors="coerce")
+        year = dates.dt.year.astype(np.float64)
+    if "title" in info.columns:
+        titled = pd.to_numeric(info["title"].astype(str).str.extract(r"\((\d{4})\)\s*$")[0])
+        year = year.fillna(titled)
+    return year.astype(np.float64)
 
 
 def layout_features(layout: str, user_info: pd.DataFrame | None,
@@ -302,6 +316,8 @@ def layout_features(layout: str, user_info: pd.DataFrame | None,
         The user features and the item features (None where there are none).
     """
     users, items, codes = LAYOUT_FEATURES.get(layout, ((), (), ()))
+    if item_info is not None and "year" in items:
+        item_info = item_info.assign(year=_year(item_info))
     found: list[Features | None] = [None, None]
     for side, (kind, info, columns) in enumerate((("user", user_info, users),
                                                   ("item", item_info, items))):
