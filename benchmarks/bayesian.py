@@ -53,7 +53,7 @@ COLD_NOTE = ("The features give a new user about what the item's own mean gives.
 VARIANTS = {
     "ids only": {"implicit": False, "flipped": False, "side_features": False},
     "+ implicit (SVD++) and flipped": {"side_features": False},
-    "+ side features (age, gender, occupation; genres)": {},
+    "+ side features (age, gender, occupation; genres, year)": {},
 }
 
 
