@@ -24,6 +24,8 @@ if typing.TYPE_CHECKING:
     from embrec.artifacts import load, save
     from embrec.config import TrainConfig
     from embrec.data.datasets import DATASETS, dataset_info, fetch, list_datasets, load_dataset
+    from embrec.data.feature_files import read_features
+    from embrec.data.features import Features, with_features
     from embrec.data.ids import IdIndex
     from embrec.data.layouts import read_layout
     from embrec.data.ratings import Ratings
@@ -59,6 +61,7 @@ _WHERE: dict[str, str] = {
     "DataError": "embrec.errors",
     "DataWarning": "embrec.errors",
     "DownloadError": "embrec.errors",
+    "Features": "embrec.data.features",
     "EmbrecError": "embrec.errors",
     "EmbrecWarning": "embrec.errors",
     "IdIndex": "embrec.data.ids",
@@ -84,10 +87,12 @@ _WHERE: dict[str, str] = {
     "list_datasets": "embrec.data.datasets",
     "load": "embrec.artifacts",
     "load_dataset": "embrec.data.datasets",
+    "read_features": "embrec.data.feature_files",
     "read_layout": "embrec.data.layouts",
     "read_ratings": "embrec.data.readers",
     "save": "embrec.artifacts",
     "split": "embrec.data.split",
+    "with_features": "embrec.data.features",
 }
 
 
@@ -101,6 +106,7 @@ __all__ = [
     "DownloadError",
     "EmbrecError",
     "EmbrecWarning",
+    "Features",
     "IdIndex",
     "MetricWarning",
     "Ratings",
@@ -123,11 +129,13 @@ __all__ = [
     "list_datasets",
     "load",
     "load_dataset",
+    "read_features",
     "read_layout",
     "read_ratings",
     "save",
     "split",
     "tune",
+    "with_features",
 ]
 
 

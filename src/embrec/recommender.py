@@ -380,6 +380,27 @@ class Recommender:
             scores = np.clip(scores, *self.scale)
         return self._item_frame(items, scores, "score")
 
+    def recommend_for_features(self, features: Mapping[str, Any], *, n: int = 10
+                               ) -> pd.DataFrame:
+        """Recommend for a new user known only by side features (the cold start).
+
+        Args:
+            features: raw feature values by column, e.g. ``{"age": 30, "gender": "F"}``.
+            n: how many items to return.
+
+        Returns:
+            A DataFrame with columns ``item``, ``score`` (and ``title``), best first.
+
+        Raises:
+            ConfigError: if the model learnt no user features (see :mod:`embrec.coldstart`).
+        """
+        from embrec.coldstart import cold_vector
+
+        _check_n(n)
+        items, scores = top_n_for_vector(self.model, cold_vector(self, features),
+                                         self._item_vectors(), n, exclude=None)
+        return self._item_frame(items, np.clip(scores, *self.scale), "score")
+
     # ------------------------------------------------------------------ helpers
     def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
         if "titles" not in self._cache:

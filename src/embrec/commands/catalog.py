@@ -20,6 +20,8 @@ MODEL_HELP: dict[str, str] = {
     "neumf": "GMF and MLP towers fused (He et al. 2017), plus user and item biases",
     "popular": "yardstick: items by rating count (or damped mean); ranking scores, not ratings",
     "ease": "yardstick: Steck's closed-form item-item autoencoder; ranking scores, not ratings",
+    "bayesian-fm": "Bayesian factorization (Gibbs sampling): ids, rated items, raters and "
+                   "--user-features/--item-features, posterior-averaged",
 }
 
 PRESET_HELP: dict[str, str] = {

@@ -25,12 +25,14 @@ FLAGS: dict[str, str] = {
     "user": "--user-col", "item": "--item-col", "rating": "--rating-col",
     "timestamp": "--timestamp-col", "sep": "--sep", "format": "--format", "scale": "--scale",
     "duplicates": "--duplicates", "on_bad_lines": "--on-bad-lines",
+    "user_features": "--user-features", "item_features": "--item-features",
 }
 #: ``[data]`` key of the TOML config -> Python argument.
 TOML_KEYS: dict[str, str] = {
     "user_col": "user", "item_col": "item", "rating_col": "rating",
     "timestamp_col": "timestamp", "sep": "sep", "format": "format", "scale": "scale",
     "duplicates": "duplicates", "on_bad_lines": "on_bad_lines",
+    "user_features": "user_features", "item_features": "item_features",
 }
 #: Training settings that have a flag of their own, for hints that name them.
 TRAIN_FLAGS = ("epochs", "batch_size", "embedding_dim", "learning_rate", "weight_decay",
@@ -69,6 +71,11 @@ def add_read_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--on-bad-lines", choices=("error", "skip"),
                        help="malformed lines and bad values: stop with an error, or skip them "
                        "with one warning (default: error)")
+    for kind in ("user", "item"):
+        group.add_argument(f"--{kind}-features", metavar="FILE", help=f"a {kind} feature table "
+                           f"(CSV/TSV with a header, or Parquet; first column the {kind} id; "
+                           "genres-like values joined by '|'), for models that use side "
+                           "features such as bayesian-fm (default: the data set's own)")
 
 
 def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -94,7 +101,9 @@ def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) 
     flags = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col,
              "timestamp": args.timestamp_col, "sep": args.sep, "format": args.format,
              "scale": args.scale, "duplicates": args.duplicates,
-             "on_bad_lines": args.on_bad_lines}
+             "on_bad_lines": args.on_bad_lines,
+             "user_features": getattr(args, "user_features", None),
+             "item_features": getattr(args, "item_features", None)}
     options.update({key: value for key, value in flags.items() if value is not None})
     for role in ("user", "item", "rating", "timestamp"):
         if isinstance(options.get(role), str) and options[role].isdigit():

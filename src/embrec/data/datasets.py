@@ -313,6 +313,8 @@ def load_dataset(
     scale: tuple[float, float] | None = None,
     duplicates: Duplicates = "error",
     on_bad_lines: OnBadLines = "error",
+    user_features: str | os.PathLike[str] | None = None,
+    item_features: str | os.PathLike[str] | None = None,
 ) -> Ratings:
     """Load a known data set by name (downloading it once), or ratings from a path.
 
@@ -331,6 +333,9 @@ def load_dataset(
         scale: ``(min, max)`` to enforce instead of the inferred or published scale.
         duplicates: repeated (user, item) pairs: ``"error"``, ``"last"`` or ``"mean"``.
         on_bad_lines: ``"error"`` or ``"skip"`` malformed lines (with a warning).
+        user_features: a user feature file (:func:`~embrec.data.features.read_features`)
+            to attach as ``user_features``, replacing the data set's own.
+        item_features: likewise for items.
 
     Returns:
         The ratings, with item titles when the data set carries them.
@@ -346,6 +351,11 @@ def load_dataset(
     options: dict[str, Any] = {
         "user": user, "item": item, "rating": rating, "timestamp": timestamp, "format": format,
         "sep": sep, "scale": scale, "duplicates": duplicates, "on_bad_lines": on_bad_lines}
+    if user_features is not None or item_features is not None:
+        from embrec.data.features import with_features
+
+        ratings = load_dataset(name, home=home, download=download, progress=progress, **options)
+        return with_features(ratings, user=user_features, item=item_features)
     from embrec.data.readers import read_ratings
 
     if isinstance(name, str) and name == "synthetic":

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from embrec.data.columns import arrow_column
 from embrec.data.delimited import read_raw_ratings, read_text, sniff
+from embrec.data.features import layout_features
 from embrec.data.ratings import Duplicates, Ratings
 from embrec.data.validation import (
     OnBadLines,
@@ -94,7 +95,8 @@ class Layout:
 
 
 _U_ITEM = InfoFile("u.item", "|", ("id", "title", "release_date", "video_release_date",
-                                   "imdb_url", *GENRES_100K), "id", (("title", "title"),),
+                                   "imdb_url", *GENRES_100K), "id",
+                   (("title", "title"), ("release_date", "release_date")),
                    flags=GENRES_100K, encoding="latin-1", quoting=False)
 _U_USER = InfoFile("u.user", "|", ("id", "age", "gender", "occupation", "zip_code"), "id",
                    (("age", "age"), ("gender", "gender"), ("occupation", "occupation"),
@@ -110,7 +112,8 @@ _MOVIES_CSV = InfoFile("movies.csv", ",", None, "movieId", (("title", "title"),
 _BOOKS_CSV = InfoFile("books.csv", ",", None, "book_id", (("title", "title"),
                                                           ("authors", "authors")))
 _NO_HEADER = ("0", "1", "2", "3")
-_TEXT_COLUMNS = ("title", "genres", "authors", "gender", "zip_code")  # "1984" stays a title
+# "1984" stays a title
+_TEXT_COLUMNS = ("title", "genres", "authors", "gender", "zip_code", "release_date")
 _ML_CSV = ("userId", "movieId", "rating", "timestamp")
 
 
@@ -251,7 +254,9 @@ def load_layout(
     skipped = [summary] if summary else []
     item_info, more = _info(folder, spec.items, strict)
     user_info, more_users = _info(folder, spec.users, strict)
-    ratings = dataclasses.replace(ratings, item_info=item_info, user_info=user_info)
+    user_features, item_features = layout_features(name, user_info, item_info)
+    ratings = dataclasses.replace(ratings, item_info=item_info, user_info=user_info,
+                                  user_features=user_features, item_features=item_features)
     return ratings, skipped + more + more_users
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from embrec.data.features import Features
 from embrec.data.ids import IdIndex
 from embrec.errors import DataWarning, DuplicateRatingError, MissingColumnError, ParseError
 
@@ -43,6 +44,8 @@ class Ratings:
         item_info: optional item metadata indexed by raw item id (``title``, ``genres``...).
         user_info: optional user metadata indexed by raw user id.
         source: where the ratings came from (a data set name or a path).
+        user_features: optional encoded user side features (:mod:`embrec.data.features`).
+        item_features: optional encoded item side features.
     """
 
     user: np.ndarray
@@ -55,6 +58,8 @@ class Ratings:
     item_info: pd.DataFrame | None = None
     user_info: pd.DataFrame | None = None
     source: str = ""
+    user_features: Features | None = None
+    item_features: Features | None = None
     _fingerprint: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -227,7 +232,8 @@ class Ratings:
             items = IdIndex(self.items.ids[used_items], kind="item")
         ts = self.timestamp[rows] if self.timestamp is not None else None
         return Ratings(user, item, self.rating[rows], users, items, ts, scale=self.scale,
-                       item_info=self.item_info, user_info=self.user_info, source=self.source)
+                       item_info=self.item_info, user_info=self.user_info, source=self.source,
+                       user_features=self.user_features, item_features=self.item_features)
 
     def fingerprint(self) -> str:
         """Return a SHA-256 over the ratings with their raw ids (order-sensitive).

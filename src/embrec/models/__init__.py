@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.bayesian import BayesianFMConfig
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.ease import EASEConfig
 from embrec.models.gmf import GMFConfig
@@ -19,6 +20,7 @@ from embrec.models.popular import PopularConfig
 
 __all__ = [
     "MODELS",
+    "BayesianFMConfig",
     "BiasedMFConfig",
     "EASEConfig",
     "GMFConfig",
@@ -37,6 +39,7 @@ MODELS: dict[str, type[Any]] = {
     "neumf": NeuMFConfig,
     "popular": PopularConfig,  # closed-form yardsticks: ranking scores, not ratings
     "ease": EASEConfig,
+    "bayesian-fm": BayesianFMConfig,  # Gibbs-sampled, posterior-averaged ratings
 }
 
 
