@@ -19,6 +19,8 @@ from embrec.training.batches import Columns
 from embrec.training.losses import RankingLoss
 from embrec.training.step import RatingLoss
 
+MF3 = BiasedMFConfig(embedding_dim=3, init_std=0.05)
+MF4 = BiasedMFConfig(embedding_dim=4, init_std=0.05)
 MLP = MLPConfig(embedding_dim=6, hidden=(8,), dropout=(0.2, 0.3), activation="tanh")
 CONFIG = TrainConfig(epochs=4, batch_size=64, learning_rate=0.01, seed=1, validation=0.1,
                      early_stopping=3, step_path="autograd", schedule="onecycle")
@@ -76,11 +78,11 @@ def test_a_resumed_ranking_run_draws_the_same_negatives(tiny: Ratings, tmp_path:
     """The negative sampler's generator is checkpointed: resuming is bit-identical."""
     config = TrainConfig(epochs=3, batch_size=64, learning_rate=0.02, seed=2, loss="bpr",
                          negatives=2, checkpoint_every=4)
-    whole = fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), tiny, config)
+    whole = fit(MF4, tiny, config)
     with pytest.raises(Crash):
-        fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), tiny, config, checkpoint_dir=tmp_path,
+        fit(MF4, tiny, config, checkpoint_dir=tmp_path,
             objective=CrashingRanking(at=30))
-    resumed = fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), tiny, config, checkpoint_dir=tmp_path,
+    resumed = fit(MF4, tiny, config, checkpoint_dir=tmp_path,
                   resume=True)
     for key, value in _weights(whole.model).items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -92,24 +94,24 @@ def _timeless(history: list[dict[str, float]]) -> list[dict[str, float]]:
 
 def test_resume_refuses_another_model_data_or_config(tiny: Ratings, tmp_path: Path) -> None:
     config = TrainConfig(epochs=1, batch_size=200, seed=0)
-    fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path)
+    fit(MF3, tiny, config, checkpoint_dir=tmp_path)
     with pytest.raises(ArtifactError, match="different model"):
-        fit(BiasedMFConfig(embedding_dim=4, init_std=0.05), tiny, config, checkpoint_dir=tmp_path, resume=True)
+        fit(MF4, tiny, config, checkpoint_dir=tmp_path, resume=True)
     fewer = Ratings(tiny.user[:-5], tiny.item[:-5], tiny.rating[:-5], tiny.users, tiny.items,
                     scale=tiny.scale)
     with pytest.raises(ArtifactError, match="different fingerprint"):
-        fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), fewer, config, checkpoint_dir=tmp_path, resume=True)
+        fit(MF3, fewer, config, checkpoint_dir=tmp_path, resume=True)
     state = tmp_path / (tmp_path / "LATEST").read_text().strip() / "state.json"
     facts = json.loads(state.read_text())
     state.write_text(json.dumps({**facts, "world_size": 2}))
     with pytest.raises(ArtifactError, match="different world size.*\n  hint: run with 2"):
-        fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path, resume=True)
+        fit(MF3, tiny, config, checkpoint_dir=tmp_path, resume=True)
 
 
 def test_resume_of_a_finished_run_returns_its_weights(tiny: Ratings, tmp_path: Path) -> None:
     config = TrainConfig(epochs=2, batch_size=200, seed=0)
-    first = fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path)
-    again = fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path,
+    first = fit(MF3, tiny, config, checkpoint_dir=tmp_path)
+    again = fit(MF3, tiny, config, checkpoint_dir=tmp_path,
                 resume=True)
     assert torch.equal(first.model.user_embedding.weight, again.model.user_embedding.weight)
     assert _timeless(again.history) == _timeless(first.history)
@@ -135,7 +137,7 @@ def test_a_checkpoint_folder_under_a_file_is_refused_before_training(tiny: Ratin
                                                                      tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(ArtifactError, match="afile is a file"):  # not NotADirectoryError later
-        fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, TrainConfig(epochs=1, seed=0),
+        fit(MF3, tiny, TrainConfig(epochs=1, seed=0),
             checkpoint_dir=tmp_path / "afile" / "run")
     assert (tmp_path / "afile").read_text() == "mine"
 
@@ -145,11 +147,11 @@ def test_a_corrupted_checkpoint_is_an_artifact_error(tiny: Ratings, tmp_path: Pa
                                                      name: str) -> None:
     """A damaged file once raised safetensors' own error (a traceback from embrec train)."""
     config = TrainConfig(epochs=1, seed=0)
-    fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path)
+    fit(MF3, tiny, config, checkpoint_dir=tmp_path)
     file = tmp_path / (tmp_path / "LATEST").read_text().strip() / name
     file.write_bytes(file.read_bytes()[:100])
     with pytest.raises(ArtifactError, match="cannot be read"):
-        fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path, resume=True)
+        fit(MF3, tiny, config, checkpoint_dir=tmp_path, resume=True)
 
 
 @pytest.mark.parametrize(("edit", "missing"), [
@@ -160,11 +162,11 @@ def test_a_corrupted_checkpoint_is_an_artifact_error(tiny: Ratings, tmp_path: Pa
 def test_a_state_file_missing_what_a_resume_reads_is_an_artifact_error(
         tiny: Ratings, tmp_path: Path, edit: Any, missing: str) -> None:
     config = TrainConfig(epochs=1, seed=0)
-    fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path)
+    fit(MF3, tiny, config, checkpoint_dir=tmp_path)
     state = tmp_path / (tmp_path / "LATEST").read_text().strip() / "state.json"
     state.write_text(json.dumps(edit(json.loads(state.read_text()))))
     with pytest.raises(ArtifactError, match=missing):
-        fit(BiasedMFConfig(embedding_dim=3, init_std=0.05), tiny, config, checkpoint_dir=tmp_path, resume=True)
+        fit(MF3, tiny, config, checkpoint_dir=tmp_path, resume=True)
 
 
 def test_resume_needs_an_output_directory() -> None:
