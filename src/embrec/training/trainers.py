@@ -32,6 +32,7 @@ from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.kernels.hogwild import train_range
+from embrec.kernels.order import blocked, grid_size
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
 from embrec.training.distributed import EpochOrder
@@ -114,6 +115,8 @@ class KernelTrainer:
                  config: TrainConfig, threads: int) -> None:
         self.kernel, self.config, self.threads = kernel, config, threads
         self.rows = [_array(getattr(table, "buffer", table.weight)) for table in engine.tables]
+        self.blocks = grid_size(self.rows[0].shape[0], self.rows[1].shape[0],
+                                self.rows[0].shape[1] * self.rows[0].itemsize)
         optimizer = engine.dense_optimizer
         self.shared = [_array(engine.dense.data), _array(optimizer.first),
                        _array(optimizer.second)]
@@ -147,9 +150,21 @@ class KernelTrainer:
         return cls(kernel, bounds, engine, config, threads)
 
     def epoch(self, order: EpochOrder, run: Any, bar: Any) -> None:
-        """Train the epoch's ratings from step ``run.step`` on, a segment per checkpoint."""
+        """Train the epoch's ratings from step ``run.step`` on, a segment per checkpoint.
+
+        On large tables the ratings are first regrouped into LIBMF's grid
+        (:mod:`embrec.kernels.order`, seeded by the run's seed and the epoch);
+        predictions are written back to the epoch's own order.
+        """
         user, item, rating = (_array(c) for c in order.batch)
-        predictions, n, schedule = _array(run.predictions), len(rating), run.schedule
+        positions, predictions = None, _array(run.predictions)
+        if self.blocks > 1:
+            rank = np.random.default_rng([run.hooks.seed, run.epoch]).permutation(self.blocks ** 2)
+            positions = blocked(user, item, self.rows[0].shape[0], self.rows[1].shape[0],
+                                self.blocks, rank)
+            user, item, rating = user[positions], item[positions], rating[positions]
+            predictions = np.empty_like(rating)
+        n, schedule, shown = len(rating), run.schedule, torch.from_numpy(predictions)
         every = run.hooks.checkpoints.every if run.hooks.checkpoints is not None else None
         first = run.step
         while first < n:
@@ -162,9 +177,11 @@ class KernelTrainer:
 
             def moved(rows: int, start: int = first) -> None:
                 if bar is not None:
-                    report(bar, run.predictions, order.batch.rating, start + rows, CHUNK // 50)
+                    report(bar, shown, torch.from_numpy(rating), start + rows, CHUNK // 50)
 
             train_range(train, first, last, CHUNK, self.threads, self.shared, moved)
+            if positions is not None:  # back to the epoch's order, before a checkpoint saves it
+                _array(run.predictions)[positions[first:last]] = predictions[first:last]
             schedule.advance(last - first)
             run.after_step(last - 1, n)
             first = last
