@@ -121,6 +121,7 @@ def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: 
     grad_u = np.empty(width, dtype=np.float32)
     grad_i = np.empty(width, dtype=np.float32)
     adam_size = f32(0.0)
+    decay1, decay2 = 0.9 ** (t0 + start), 0.999 ** (t0 + start)  # beta ** step, kept running
     for j in range(start, stop):
         u, i = users[j], items[j]
         lr = f32(lrs[j - start])
@@ -150,9 +151,9 @@ def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: 
             grad_i[f] = grad * user_rows[u, f] + decay * item_rows[i, f]
         grad_u[k] = grad + bias_decay * user_rows[u, k]
         grad_i[k] = grad + bias_decay * item_rows[i, k]
-        if row_kind == ADAM or dense_kind == ADAM:
-            t = t0 + j + 1
-            adam_size = f32(lrs[j - start] * math.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t))
+        if row_kind == ADAM or dense_kind == ADAM:  # step t0 + j + 1's bias correction
+            decay1, decay2 = decay1 * 0.9, decay2 * 0.999
+            adam_size = f32(lrs[j - start] * math.sqrt(1.0 - decay2) / (1.0 - decay1))
         _update_row(user_rows, u, grad_u, row_kind, lr, adam_size, row_eps)
         _update_row(item_rows, i, grad_i, row_kind, lr, adam_size, row_eps)
         _update_dense(dense, firsts, seconds, 0, grad, dense_kind, lr, adam_size, dense_eps,
