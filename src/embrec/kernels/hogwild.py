@@ -1,6 +1,6 @@
 """Threads that train shared embedding rows without waiting for each other (Hogwild).
 
-A range of an epoch's ratings is cut into chunks; each thread takes the next
+An epoch's ratings are cut into chunks; each thread takes the next
 chunk from a shared counter until none is left, and calls a compiled kernel that
 releases the GIL. Rows are updated in place by whichever thread reads them (as
 LIBMF and the ``implicit`` library do): two threads rarely touch the same row at
@@ -29,28 +29,27 @@ Chunk = Callable[[int, int, list[np.ndarray]], None]
 """``kernel(start, stop, shared)``: train positions ``start:stop`` in place."""
 
 
-def train_range(kernel: Chunk, start: int, stop: int, chunk: int, threads: int,
+def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
                 shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
-    """Train positions ``start:stop`` in chunks of ``chunk`` on ``threads`` threads.
+    """Train the chunks ``bounds`` (``(start, stop)`` each) on ``threads`` threads.
 
     Args:
         kernel: the compiled kernel for one chunk (it must release the GIL).
-        start, stop: the range of positions.
-        chunk: positions per chunk (a multiple of the learning-rate block).
+        bounds: the chunks, in the order one thread would train them.
         threads: threads to use (the caller's thread is one of them).
         shared: the dense parameters and their optimiser state; with several
             threads each works on its own copy and the copies are averaged.
         done: called on the caller's thread with the rows finished so far.
     """
-    bounds = [(s, min(s + chunk, stop)) for s in range(start, stop, chunk)]
+    finished = [0]
     if threads <= 1 or len(bounds) <= 1:
         for s, e in bounds:
             kernel(s, e, shared)
+            finished[0] += e - s
             if done is not None:
-                done(e - start)
+                done(finished[0])
         return
     counter = itertools.count()  # next() is atomic under the GIL
-    finished = [0]
     copies = [[a.copy() for a in shared] for _ in range(threads)]
     errors: list[BaseException] = []
 

@@ -196,7 +196,7 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
     for epoch in range(run.epoch, 0 if run.stopped else config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = run.order(data)
+        order = trainer.order(run, data)
         bar = progress_bar(config, epoch, len(data), hooks)
         trainer.epoch(order, run, bar)
         record = {"epoch": float(epoch), "lr": run.schedule.last, **run.errors(order)}

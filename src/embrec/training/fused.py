@@ -95,6 +95,10 @@ class FusedKerasMLP:
             return None
         return cls(model, engine, config.weight_decay)
 
+    def order(self, run: Any, data: Any) -> Any:
+        """The run's shuffle of ``data`` (cut into steps)."""
+        return run.order(data)
+
     def epoch(self, order: Any, run: Any, bar: Any) -> None:
         """Train one shuffled epoch from ``run.step`` on, as the general loop would."""
         batch, sizes = order.batch, order.local
