@@ -6,8 +6,9 @@ as a command runs (``embrec train --out`` holds ``<out>`` and
 second process aiming at the same place is refused at once instead of
 silently winning or mixing checkpoints. The lock is ``flock`` on
 ``.NAME.embrec-run`` beside the path: the kernel releases it when its holder
-dies, so a crashed holder's lock is taken over by the next run without any
-clean-up, and the holder's pid written in the file names it in the refusal.
+dies, so a crashed holder's lock (the file stays) is taken over by the next run
+without any clean-up, and the holder's pid written in the file names it in the
+refusal. A run that ends removes its lock file.
 
 :func:`write_own_text` writes a text file (``embrec tune --out``) only when the
 path is new or holds a file embrec wrote (its first line carries embrec's
@@ -50,27 +51,46 @@ def hold_outputs(*paths: str | Path | None, what: str = "training") -> Iterator[
 @contextmanager
 def _held(path: Path, what: str) -> Iterator[None]:
     lock = path.with_name(RUN_LOCK.format(name=path.name))
-    if not lock.parent.is_dir():  # nothing there yet, so nobody else writes there either
-        yield
-        return
+    with suppress(OSError):  # the save makes it anyway; a file above is refused later
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _lock(lock, path, what)
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # a read-only parent: the save itself will say so
         yield
-        return
-    try:
+    finally:
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # before closing: a waiter then finds a new file
+            os.close(fd)
+
+
+def _lock(lock: Path, path: Path, what: str) -> int | None:
+    """Take ``lock`` (flock) and write our pid in it; None where no lock can be made."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only or missing parent: the save itself will say so
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise ArtifactError(
                 f"another embrec process (pid {holder}) is already {what} into {path}",
                 hint="wait for it to finish, or pass another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race a waiter)
+        if _same_file(fd, lock):  # not a file its last holder removed as we opened it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def check_own_file(path: str | Path, mark: str, *, flag: str = "--out") -> None:

@@ -63,3 +63,15 @@ def test_another_world_size_is_named_before_the_fingerprint_it_changes(tmp_path:
         {"w": torch.ones(2)}, {"p": torch.zeros(1)}, {"steps": 1})
     with pytest.raises(ArtifactError, match="different world size.*\n  hint: run with 2"):
         Checkpoints(tmp_path, {**IDENTITY, "fingerprint": "g"}).load()
+
+
+def test_only_embrecs_own_step_folders_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    _save(folder, 1)
+    (folder / "step-notes").mkdir()
+    (folder / "step-notes" / "todo.txt").write_text("keep")
+    (folder / "step-1").mkdir()
+    _save(folder, 2)
+    assert (folder / "step-notes" / "todo.txt").read_text() == "keep"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "LATEST", MARKER, "step-000000002", "step-1", "step-notes"]

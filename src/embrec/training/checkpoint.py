@@ -18,7 +18,7 @@ atomically and older checkpoints removed. A process killed at any moment leaves
 the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
 The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
 folder that is not embrec's is refused before anything is written (older
-``step-*`` folders are deleted as new checkpoints land).
+``step-NNNNNNNNN`` folders are deleted as new checkpoints land; no other name is).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
 _OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
+_STEP = re.compile(r"step-\d{9}")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
 RESUMED = ("epoch", "step", "steps", "stopped", "lr", "history", "best_rmse", "best_epoch",
@@ -140,8 +141,8 @@ class Checkpoints:
         with open(pointer, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(pointer, self.folder / LATEST)
-        for old in self.folder.glob("step-*"):
-            if old.name != name:
+        for old in self.folder.iterdir():  # embrec's names only: a user's step-notes/ stays
+            if _STEP.fullmatch(old.name) and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> Snapshot | None:
