@@ -60,9 +60,9 @@ def test_a_second_training_into_one_out_is_refused_until_the_first_is_gone(
 
 
 def test_one_process_cannot_hold_an_output_twice(tmp_path: Path) -> None:
-    with hold_outputs(tmp_path / "m"), pytest.raises(ArtifactError, match="already tuning"):
-        with hold_outputs(tmp_path / "m", what="tuning"):
-            pass
+    with (hold_outputs(tmp_path / "m"), pytest.raises(ArtifactError, match="already tuning"),
+          hold_outputs(tmp_path / "m", what="tuning")):
+        pass
 
 
 def test_write_own_text_replaces_only_its_own_files(tmp_path: Path) -> None:

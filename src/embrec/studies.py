@@ -69,7 +69,7 @@ def check_storage(storage: str | None) -> None:
     if head != SQLITE_HEADER:
         raise _refuse(storage, f"names {path}, which is not a SQLite database")
     tables = _tables(storage, path)
-    if tables and not OPTUNA_TABLES <= tables:
+    if tables and not tables >= OPTUNA_TABLES:
         missing = sorted(OPTUNA_TABLES - tables)
         problem = ("is an Optuna store missing tables" if "studies" in tables else
                    "is a SQLite database that is not an Optuna store")

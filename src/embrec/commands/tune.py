@@ -43,9 +43,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from embrec.data.datasets import load_dataset
     from embrec.data.split import split
     from embrec.tuning import best_trials, tune
-    from embrec.writers import write_own_text
-
-    from embrec.writers import check_own_file
+    from embrec.writers import check_own_file, write_own_text
 
     _check_options(args)
     check_own_file(args.out, MARK)  # before the search, not after hours of it

@@ -7,10 +7,12 @@ as it passes the limit, with no JSON parsed. Each body chunk must arrive within
 ``read_timeout``, and the whole body within ``body_timeout`` (else 408: a client
 trickling one byte every few seconds is cut off). A batch endpoint's entries are
 counted in the raw bytes before any JSON is parsed (:func:`count_outside_strings`):
-a body holding more than ``max_batch`` entries is refused (413) without
-building a single object, so three near-limit bodies cost milliseconds, not seconds. :class:`TimedH11Protocol` closes a connection whose
-request line and headers do not arrive within ``HEADER_TIMEOUT`` (uvicorn has
-no such timeout of its own: its keep-alive timer runs only between requests).
+a body holding more than ``max_batch`` entries is refused (422, as the app
+refuses an oversized batch) without building a single object, so three
+near-limit bodies cost milliseconds, not seconds. :class:`TimedH11Protocol`
+closes a connection whose request line and headers do not arrive within
+``HEADER_TIMEOUT`` (uvicorn has no such timeout of its own: its keep-alive
+timer runs only between requests).
 """
 
 from __future__ import annotations

@@ -46,8 +46,14 @@ from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
-from embrec.training.resume_checks import (check_facts, check_tensors, field_error, read_pointer,
-                                           read_state, verify_files)
+from embrec.training.resume_checks import (
+    check_facts,
+    check_tensors,
+    field_error,
+    read_pointer,
+    read_state,
+    verify_files,
+)
 
 __all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "checkpoint_dir",
            "copy_into", "masks_state", "restore_masks", "run_identity"]
