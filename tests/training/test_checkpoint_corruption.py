@@ -110,6 +110,7 @@ def test_a_damaged_checkpoint_is_one_clear_error(tiny: Ratings, saved: Path, tmp
         fit(MODEL, tiny, CONFIG, checkpoint_dir=folder, resume=True)
 
 
+@pytest.mark.filterwarnings("ignore::embrec.errors.TrainingWarning")  # one epoch: near constant
 def test_tensors_copied_from_another_run_are_refused(tiny: Ratings, tmp_path: Path) -> None:
     model, config = BiasedMFConfig(embedding_dim=3), TrainConfig(epochs=1, seed=0)
     runs = [tmp_path / "a", tmp_path / "b"]
