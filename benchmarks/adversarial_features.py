@@ -343,7 +343,8 @@ def main() -> None:
             group(cases)
         counts = {kind: sum(o["outcome"] == kind for o in cases.outcomes)
                   for kind in ("traceback", "data_loss", "wrong_result", "ok")}
-        results = {"counts": counts, "cases": cases.outcomes,
+        results = {"command": "PYTHONPATH=src python3 benchmarks/adversarial_features.py",
+                   "counts": counts, "cases": cases.outcomes,
                    "blank_lines": _blank_lines(tmp), "near_limit_bodies": _near_limit_bodies(tmp),
                    "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
