@@ -20,7 +20,9 @@ does not yet save training time.
 
 A study lives in Optuna storage (``storage="sqlite:///tune.db"``): running
 ``tune`` again with the same study name resumes it until it holds ``trials``
-finished trials, and several processes can share one study. The study records
+finished trials, and several processes can share one study. The storage is
+checked first (:mod:`embrec.studies`): a database that is not an Optuna store
+is refused untouched, and trials a killed run left running are marked failed. The study records
 what it tunes (model, metric, validation fraction, seed and the training data's
 fingerprint) and refuses to mix in a different search.
 """
@@ -40,6 +42,7 @@ from embrec.data.ratings import Ratings
 from embrec.data.split import split
 from embrec.errors import ConfigError, TrainingWarning
 from embrec.models.base import ModelConfig
+from embrec.studies import mark_trial, open_study, start_if_missing, sweep_stale
 
 __all__ = ["CHOICES", "METRICS", "RANGES", "TuneResult", "best_trials", "starting_point", "suggest",
            "tune"]
@@ -191,6 +194,8 @@ def tune(
     require_choice("metric", metric, METRICS)
     require(isinstance(trials, int) and trials >= 1, "trials", trials, "must be at least 1")
     require(0 < validation < 1, "validation", validation, "must be in (0, 1)")
+    require(timeout is None or (math.isfinite(timeout) and timeout > 0), "timeout", timeout,
+            "must be a positive number of seconds (None: no limit)")
     from embrec.models import MODELS
 
     if isinstance(model, str):
@@ -205,8 +210,8 @@ def tune(
              "data": train.fingerprint()}
     study = _study(optuna, storage, study_name or f"tune-{config.name}", setup, seed)
     objective = _objective(optuna, config, base_train, fit_rows, held, metric)
-    if not study.trials:  # start where the given configs are
-        study.enqueue_trial(starting_point(config, base_train), skip_if_exists=True)
+    sweep_stale(optuna, study)  # trials a killed run left RUNNING count as failed
+    start_if_missing(optuna, study, starting_point(config, base_train))
     done = _finished(optuna, study)
     if done < trials:
         callbacks = [optuna.study.MaxTrialsCallback(
@@ -225,7 +230,7 @@ def tune(
 
 def _study(optuna: Any, storage: str | None, name: str, setup: dict[str, Any], seed: int) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _create(optuna, storage, name, METRICS[str(setup["metric"])])
+    study = open_study(optuna, storage, name, METRICS[str(setup["metric"])])
     stored = study.user_attrs.get("setup")
     if stored is None:
         study.set_user_attr("setup", setup)
@@ -240,28 +245,13 @@ def _study(optuna: Any, storage: str | None, name: str, setup: dict[str, Any], s
     return study
 
 
-def _create(optuna: Any, storage: str | None, name: str, direction: str) -> Any:
-    """Create or load the study; retry while another process creates the same database."""
-    for attempt in range(6):
-        try:
-            return optuna.create_study(storage=storage, study_name=name, direction=direction,
-                                       load_if_exists=True)
-        except (ValueError, ImportError) as error:
-            raise ConfigError("storage", storage, f"cannot hold the study: {error}",
-                              hint="give an Optuna storage URL such as sqlite:///tune.db") from None
-        except Exception:  # SQLAlchemy's errors while two processes create the schema
-            if attempt == 5:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _objective(optuna: Any, model: ModelConfig, train: TrainConfig, fit_rows: Ratings,
                held: Ratings, metric: str) -> Any:
     from embrec.evaluation.evaluate import evaluate
     from embrec.training.fit import fit
 
     def objective(trial: Any) -> float:
+        mark_trial(trial)
         model_config, train_config = suggest(trial, model, train)
         started = time.perf_counter()
         with warnings.catch_warnings():  # a trial's health shows in its value

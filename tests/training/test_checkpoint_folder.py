@@ -15,7 +15,7 @@ IDENTITY = {"fingerprint": "f", "model": {}, "train": {}, "world_size": 1}
 
 def _save(folder: Path, steps: int) -> Path:
     return Checkpoints(folder, IDENTITY).save({"w": torch.ones(2)}, {"p": torch.zeros(1)},
-                                              {"steps": steps})
+                                              {"steps": steps, "seed": 0})
 
 
 def test_a_new_folder_is_marked_and_old_checkpoints_replaced(tmp_path: Path) -> None:
@@ -60,6 +60,18 @@ def test_another_world_size_is_named_before_the_fingerprint_it_changes(tmp_path:
     # a run reading its file per rank digests each rank's rows: its fingerprint differs
     # with the world size, so the world size is what the message must name
     Checkpoints(tmp_path, {**IDENTITY, "world_size": 2}).save(
-        {"w": torch.ones(2)}, {"p": torch.zeros(1)}, {"steps": 1})
+        {"w": torch.ones(2)}, {"p": torch.zeros(1)}, {"steps": 1, "seed": 0})
     with pytest.raises(ArtifactError, match="different world size.*\n  hint: run with 2"):
         Checkpoints(tmp_path, {**IDENTITY, "fingerprint": "g"}).load()
+
+
+def test_only_embrecs_own_step_folders_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    _save(folder, 1)
+    (folder / "step-notes").mkdir()
+    (folder / "step-notes" / "todo.txt").write_text("keep")
+    (folder / "step-1").mkdir()
+    _save(folder, 2)
+    assert (folder / "step-notes" / "todo.txt").read_text() == "keep"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "LATEST", MARKER, "step-000000002", "step-1", "step-notes"]

@@ -67,8 +67,19 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``embrec train``: train, evaluate on the test split, save, print a summary.
 
+    ``--out`` and its checkpoints are locked from start to save: one run writes them.
     Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
     """
+    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.training.distributed import main_process
+    from embrec.writers import hold_outputs
+
+    held = (args.out, checkpoint_dir(args.out)) if args.out and main_process() else ()
+    with hold_outputs(*held):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from embrec.modeldir import check_target
     from embrec.runs import train_run
     from embrec.training.checkpoint import checkpoint_dir

@@ -25,6 +25,17 @@ from embrec.errors import ConfigError
 __all__ = ["cmd_tune", "to_toml"]
 
 SKIPPED_TRAIN_KEYS = ("device", "progress", "validation", "early_stopping")
+MARK = "# embrec tune:"
+"""The first line of every file ``embrec tune`` writes; only such a file is overwritten."""
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse a timeout that is not a positive number of seconds, and a negative ``--top``."""
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError("timeout", args.timeout, "must be a positive number of seconds",
+                          hint="leave --timeout out for no limit")
+    if args.top < 0:
+        raise ConfigError("top", args.top, "must be 0 or more", hint="pass --top 5, say")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -32,7 +43,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from embrec.data.datasets import load_dataset
     from embrec.data.split import split
     from embrec.tuning import best_trials, tune
+    from embrec.writers import check_own_file, write_own_text
 
+    _check_options(args)
+    check_own_file(args.out, MARK)  # before the search, not after hours of it
     settings = run_settings(args, {})
     ratings = load_dataset(args.data, **settings.read)
     spec = settings.split
@@ -46,14 +60,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   storage=args.storage, study_name=study, seed=spec.seed,
                   progress=not args.json and not args.quiet)
     seconds = time.perf_counter() - started
-    header = (f"embrec tune: study {study!r}, best trial {result.study.best_trial.number}, "
+    header = (f"{MARK[2:]} study {study!r}, best trial {result.study.best_trial.number}, "
               f"validation {args.metric} {result.value:.4f} on {args.validation:g} of the "
               f"training split\ntrain with: embrec train --data {args.data} --config {args.out}")
-    _write(args.out, to_toml(_tables(result, settings, args), header))
+    write_own_text(args.out, to_toml(_tables(result, settings, args), header), MARK)
     top = best_trials(result.study, args.top)
     states = Counter(t.state.name.lower() for t in result.study.trials)
+    finished = states.get("complete", 0) + states.get("pruned", 0)
     summary = {"study": study, "storage": args.storage, "metric": args.metric,
-               "trials": len(result.study.trials), "states": dict(states), "seconds": seconds,
+               "trials": finished, "states": dict(states), "seconds": seconds,
                "value": result.value,
                "model": {"name": result.model.name, **result.model.to_dict()},
                "train": result.train.to_dict(), "best_trials": top, "out": args.out}
@@ -62,7 +77,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     _print_table(top, args.metric)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    print(f"{len(result.study.trials)} trials in the study ({counts}), {seconds:.1f} s this "
+    print(f"{finished} finished trials in the study ({counts}), {seconds:.1f} s this "
           f"run; best validation {args.metric} {result.value:.4f}; settings in {args.out}")
     return 0
 
@@ -122,11 +137,3 @@ def _value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as error:
-        raise ConfigError("out", path, f"cannot be written ({error.strerror})",
-                          hint="pick a path in an existing, writable folder") from error

@@ -32,6 +32,11 @@ _SAMPLE_BYTES = 1 << 16
 _SUBSTITUTES = (b"\x1f", b"\x1e", b"\x1d")
 _NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _FAILED_COLUMN = re.compile(r"In CSV column #(\d+)")
+_BLOCK = 1 << 22  # PyArrow's block: no line may be longer
+THREADED_BYTES = 4 * _BLOCK
+"""Smaller files are read on one thread: as fast, and PyArrow's threaded reader can leave a
+read-ahead thread running for a moment after it returns; a command that fails at once then
+exited while it ran, and the C++ runtime aborted the process (exit 134)."""
 BAD_LINE_LIMIT = 1000  # in strict mode, stop parsing after this many malformed lines
 
 
@@ -194,12 +199,48 @@ class _Source:
         return line if self.sep == self.fmt.sep else line.replace(self.sep, self.fmt.sep)
 
 
-def _blank_lines(source: _Source) -> np.ndarray:
-    """Physical numbers of the empty lines PyArrow skipped, by a chunked byte scan."""
-    found: list[np.ndarray] = []
+_SCAN_BYTES = 1 << 20
+"""The byte scan's block: its temporaries (about 30 bytes a byte) stay near 30 MiB."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Runs:
+    """Sorted line numbers kept as runs of consecutive lines: 200 MB of blank lines is one run."""
+
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def of(cls, numbers: np.ndarray) -> _Runs:
+        """The runs of sorted, distinct ``numbers``."""
+        if len(numbers) == 0:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        cut = np.flatnonzero(np.diff(numbers) != 1) + 1
+        starts = numbers[np.concatenate(([0], cut))]
+        ends = numbers[np.concatenate((cut - 1, [len(numbers) - 1]))]
+        return cls(starts.astype(np.int64), (ends - starts + 1).astype(np.int64))
+
+    @classmethod
+    def join(cls, parts: list[_Runs]) -> _Runs:
+        """One set of runs from consecutive parts (a run cut at a block's edge is rejoined)."""
+        starts: list[int] = []
+        lengths: list[int] = []
+        for part in parts:
+            for start, length in zip(part.starts.tolist(), part.lengths.tolist(), strict=True):
+                if starts and starts[-1] + lengths[-1] == start:
+                    lengths[-1] += length
+                else:
+                    starts.append(start)
+                    lengths.append(length)
+        return cls(np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+
+
+def _blank_lines(source: _Source) -> _Runs:
+    """Physical numbers of the empty lines PyArrow skipped, by a blocked byte scan, as runs."""
+    found: list[_Runs] = []
     previous, lines, last_byte, offset = -1, 0, 0, 0
     with source.stream() as stream:
-        while chunk := stream.read(1 << 24):
+        while chunk := stream.read(_SCAN_BYTES):
             data = np.frombuffer(chunk, dtype=np.uint8)
             ends = np.flatnonzero(data == 10) + offset
             if len(ends):
@@ -208,18 +249,25 @@ def _blank_lines(source: _Source) -> np.ndarray:
                 local = starts - offset
                 first_byte = np.where(local >= 0, data[np.clip(local, 0, None)], last_byte)
                 blank = (length == 0) | ((length == 1) & (first_byte == 13))
-                found.append(np.flatnonzero(blank) + lines + 1)
+                found.append(_Runs.of(np.flatnonzero(blank) + lines + 1))
+                if len(found) > 64:  # keep the list short: fold it into one
+                    found = [_Runs.join(found)]
                 previous, lines = int(ends[-1]), lines + len(ends)
             last_byte, offset = int(data[-1]), offset + len(data)
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    return _Runs.join(found)
 
 
-def _skip_over(positions: np.ndarray, skipped: np.ndarray) -> np.ndarray:
-    """Shift 1-based positions past the sorted line numbers in ``skipped``."""
-    if len(skipped) == 0:
+def _skip_over(positions: np.ndarray, skipped: _Runs) -> np.ndarray:
+    """Shift 1-based positions past the sorted line numbers in ``skipped``.
+
+    Every line of a run of length ``L`` starting at ``a``, after ``C`` skipped
+    lines, sits at logical position ``a - C``: a position at or past it moves by ``L``.
+    """
+    if len(skipped.starts) == 0:
         return positions
-    shifted: np.ndarray = positions + np.searchsorted(skipped - np.arange(len(skipped)),
-                                                      positions, side="right")
+    before = np.concatenate(([0], np.cumsum(skipped.lengths)))
+    keys = skipped.starts - before[:-1]
+    shifted: np.ndarray = positions + before[np.searchsorted(keys, positions, side="right")]
     return shifted
 
 
@@ -232,7 +280,7 @@ class _Lines:
 
     def __init__(self, source: _Source, header: bool, invalid: np.ndarray) -> None:
         self.source, self.header, self.invalid = source, header, invalid
-        self._blanks: np.ndarray | None = None
+        self._blanks: _Runs | None = None
 
     def file_lines(self, logical: np.ndarray) -> np.ndarray:
         if self._blanks is None:
@@ -240,12 +288,14 @@ class _Lines:
         return _skip_over(logical, self._blanks)
 
     def keys(self, rows: np.ndarray) -> np.ndarray:
-        return self.file_lines(_skip_over(rows + 1 + int(self.header), self.invalid))
+        return self.file_lines(_skip_over(rows + 1 + int(self.header), _Runs.of(self.invalid)))
 
     def locator(self) -> Locator:
         return Locator(str(self.source.path), "line", keys=self.keys)
 
     def problems(self, bad: _BadLines) -> list[Problem]:
+        if not bad.first:  # no scan for blank lines unless a message needs one
+            return []
         logical = np.asarray([row.number for row in bad.first], dtype=np.int64)
         return [Problem(line, f"line {line}",
                         f"expected {row.expected_columns} fields, found {row.actual_columns}: "
@@ -256,7 +306,7 @@ class _Lines:
 def _read(source: _Source, wanted: list[str], types: dict[str, Any], threads: bool,
           bad: _BadLines) -> Any:
     fmt = source.fmt
-    read = pcsv.ReadOptions(use_threads=threads, encoding=fmt.encoding, block_size=1 << 22,
+    read = pcsv.ReadOptions(use_threads=threads, encoding=fmt.encoding, block_size=_BLOCK,
                             column_names=None if fmt.header else fmt.names)
     parse = pcsv.ParseOptions(delimiter=source.sep, quote_char='"' if fmt.quoting else False,
                               invalid_row_handler=bad)
@@ -276,6 +326,11 @@ def _arrow_error(error: Exception, path: Path) -> DataError:
     if "Empty CSV file" in text:
         return DataError("the file is empty", path=path,
                          hint="pass a file that holds ratings, one per line")
+    if "straddl" in text or "block size" in text:
+        return ParseError(f"a line is longer than {_BLOCK >> 20} MiB (a field that never ends, "
+                          "such as an unclosed quote, or not a ratings file)", path=path,
+                          hint="check the file's quotes and line ends, and that it is "
+                          "delimited text")
     if "UTF8" in text:
         return ParseError("the file is not valid UTF-8 text", path=path,
                           hint="re-save it as UTF-8, or read it with pandas and pass the DataFrame")
@@ -335,7 +390,7 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
         source = _Source(path, fmt)
     except OSError as error:
         raise _arrow_error(error, path) from None
-    types, threads = dict(types), True
+    types, threads = dict(types), _size(path) > THREADED_BYTES
     for _ in range(len(wanted) + 3):
         bad = _BadLines(BAD_LINE_LIMIT if strict else None)
         try:
@@ -365,6 +420,13 @@ def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, A
         _check_text(columns, path, fmt, lines)
         return TextTable(columns, lines.locator(), lines.problems(bad), len(bad.numbers))
     raise ParseError("cannot read the file", path=path, hint="pass sep=... and format=...")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def column_label(fmt: TextFormat, name: str, role: str) -> str:

@@ -299,11 +299,12 @@ def _numeric_ratings(rating: Any, source: str) -> np.ndarray:
                 hint="ratings must be numbers; fix or drop those rows",
             )
         raw = parsed
-    values = raw.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e39: named below, not a NumPy warning
+        values = raw.astype(np.float32)
     missing = np.flatnonzero(~np.isfinite(values))
     if len(missing):
         raise ParseError(
-            f"row {missing[0]}: column 'rating': missing or non-finite value"
+            f"row {missing[0]}: column 'rating': missing, non-finite or too large a value"
             f" ({len(missing)} such rows)",
             path=source or None, column="rating", value=_plain(raw[missing[0]]),
             hint="drop rows without a rating before loading, or use a lenient reader",
@@ -329,7 +330,8 @@ def _check_scale(values: np.ndarray, scale: tuple[float, float], source: str) ->
 
 OUTLIER_SPREADS = 10.0
 """A rating further than this many spreads (the interquartile range, but at least the median
-and 1) outside the middle half of the ratings looks like a typo: 1000 or 45 among 1-5."""
+and 1) outside the middle half of the ratings looks like a typo: 1000 or 45 among 1-5. So does
+any negative rating when three quarters of the ratings are not negative."""
 
 
 def _inferred_scale(values: np.ndarray, source: str) -> tuple[float, float]:
@@ -340,7 +342,9 @@ def _inferred_scale(values: np.ndarray, source: str) -> tuple[float, float]:
     q1, median, q3 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
     spread = max(q3 - q1, abs(median), 1.0)
     far = (values < q1 - OUTLIER_SPREADS * spread) | (values > q3 + OUTLIER_SPREADS * spread)
-    if far.any() and far.sum() <= max(3, 0.01 * len(values)):  # a few strays, not a mode
+    negative = values < 0 if q1 >= 0 else np.zeros(len(values), bool)  # -3 among 1-5
+    if (far.any() and far.sum() <= max(3, 0.01 * len(values))) or negative.any():
+        far |= negative  # a few strays (not a mode), or below zero under a non-negative bulk
         bulk = values[~far]
         shown = ", ".join(f"{v:g}" for v in np.unique(values[far])[:5])
         warnings.warn(DataWarning(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
+import pandas as pd
 
 from embrec.data.ratings import Duplicates, Ratings
 from embrec.errors import ConfigError, DataError, DataWarning, DuplicateRatingError, ParseError
@@ -167,6 +168,9 @@ def _column_issues(column: Column, noun: str) -> list[_Issue]:
     return issues
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _rating_issues(column: Column, scale: tuple[float, float] | None) -> list[_Issue]:
     issues = _column_issues(column, "rating")
     values = column.values
@@ -178,6 +182,12 @@ def _rating_issues(column: Column, scale: tuple[float, float] | None) -> list[_I
     odd = ~finite & ~absent
     if odd.any():
         issues.append(_Issue(odd, column, lambda v: f"{v!r} is not a finite number"))
+    with np.errstate(invalid="ignore"):  # ratings are kept as float32: 1e39 would become inf
+        huge = finite & (np.abs(values) > FLOAT32_MAX)
+    if huge.any():
+        issues.append(_Issue(huge, column, lambda v: f"{float(v):g} is too large for a rating "
+                             f"(at most {FLOAT32_MAX:.3g})"))
+        finite = finite & ~huge
     if scale is not None:
         low, high = scale
         outside = finite & ((values < low) | (values > high))
@@ -321,7 +331,30 @@ def build_ratings(
                                       duplicates=duplicates, source=source)
     except DuplicateRatingError as error:
         raise _located_duplicates(error, raw.locator, columns, keep, source) from None
+    for index in (ratings.users, ratings.items):
+        warn_unservable(index, source)
     return ratings, summary
+
+
+PATH_ID_LENGTH = 256
+"""The longest id the HTTP service's path routes take (``embrec.serving.limits``)."""
+
+
+def warn_unservable(index: Any, source: str) -> None:
+    """Warn about ids the HTTP path routes cannot carry: with ``/``, or over 256 characters."""
+    if index.ids.dtype.kind != "O":
+        return
+    text = pd.Series(index.ids, dtype=object).astype(str)
+    odd = text[text.str.contains("/", regex=False) | (text.str.len() > PATH_ID_LENGTH)]
+    if len(odd):
+        kind = index.kind
+        route = "/recommend" if kind == "user" else "/similar"
+        warnings.warn(DataWarning(
+            f"{source}: {len(odd)} {kind} id(s) hold '/' or are longer than {PATH_ID_LENGTH} "
+            f"characters (first: {str(odd.iloc[0])[:60]!r}); embrec serve's /{kind}s/{{id}} "
+            f"routes cannot carry them\n  hint: the service answers them at GET {route}, with "
+            f"the id URL-encoded in its query parameter '{kind}' (up to 4096 characters)"),
+            stacklevel=4)
 
 
 def _located_duplicates(error: DuplicateRatingError, locator: Locator, columns: list[np.ndarray],

@@ -35,7 +35,7 @@ from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
 from embrec.serving.docs import add_docs
-from embrec.serving.limits import MAX_BODY_BYTES, MAX_ID_LENGTH, BodyLimit
+from embrec.serving.limits import MAX_BODY_BYTES, MAX_ID_LENGTH, MAX_QUERY_ID_LENGTH, BodyLimit
 from embrec.serving.openapi import ERRORS, public_source, state_limits
 from embrec.serving.schemas import (
     FoldInRequest,
@@ -105,7 +105,9 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
     for exc_class in (EmbrecError, RequestTooLargeError, RequestValidationError,
                       StarletteHTTPException, Exception):
         app.add_exception_handler(exc_class, _error_response)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, entries={
+        "/predict": ("pairs", ord("{"), 1, max_batch),  # an object per pair, and the body's
+        "/recommendations": ("ratings", ord(":"), 4, max_batch)})  # one a rating, 4 fields
     _add_info_routes(app, rec)
     _add_user_routes(app, rec, max_n)
     _add_item_routes(app, rec, max_n)
@@ -198,6 +200,11 @@ def _path_id(kind: str) -> Any:
                 f"{MAX_ID_LENGTH} characters)")
 
 
+def _query_id(kind: str) -> Any:
+    return Query(max_length=MAX_QUERY_ID_LENGTH, description=f"raw {kind} id (any id, up to "
+                 f"{MAX_QUERY_ID_LENGTH} characters)")
+
+
 def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
     """``GET /users/{user_id}/recommendations``: the hot path, built from arrays."""
     titles = titles_by_index(rec.item_info, rec.items)
@@ -209,6 +216,18 @@ def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
         exclude_seen: bool = Query(True, description="leave out items the user rated"),
     ) -> Recommendations:
         """Recommend the top ``n`` items for a known user."""
+        return top_n(user_id, n, exclude_seen)
+
+    @app.get("/recommend", tags=["recommend"])
+    async def recommend_by_query(
+        user: str = _query_id("user"),
+        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
+        exclude_seen: bool = Query(True, description="leave out items the user rated"),
+    ) -> Recommendations:
+        """``/users/{id}/recommendations`` for any id: one with ``/`` or over 256 characters."""
+        return top_n(user, n, exclude_seen)
+
+    def top_n(user_id: str, n: int, exclude_seen: bool) -> Recommendations:
         _check_limit("n", n, max_n)
         user = _coerce_text(rec.users, user_id)
         # rec.recommend() without its DataFrame: the same ranking, ~20% less time per request
@@ -229,6 +248,17 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
         n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
     ) -> SimilarItems:
         """The ``n`` items most similar to ``item_id`` (the item itself excluded)."""
+        return neighbours(item_id, n)
+
+    @app.get("/similar", tags=["recommend"])
+    async def similar_by_query(
+        item: str = _query_id("item"),
+        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
+    ) -> SimilarItems:
+        """``/items/{id}/similar`` for any id: one with ``/`` or over 256 characters."""
+        return neighbours(item, n)
+
+    def neighbours(item_id: str, n: int) -> SimilarItems:
         _check_limit("n", n, max_n)
         item = _coerce_text(rec.items, item_id)
         frame = rec.similar_items(item, n=n)

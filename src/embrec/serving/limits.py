@@ -4,30 +4,43 @@
 parses it: a ``Content-Length`` over the limit is refused at once (413), and
 the bytes are counted as they stream in, so a chunked body is refused as soon
 as it passes the limit, with no JSON parsed. Each body chunk must arrive within
-``read_timeout`` (else 408). :class:`TimedH11Protocol` closes a connection whose
-request line and headers do not arrive within ``HEADER_TIMEOUT`` (uvicorn has
-no such timeout of its own: its keep-alive timer runs only between requests).
+``read_timeout``, and the whole body within ``body_timeout`` (else 408: a client
+trickling one byte every few seconds is cut off). A batch endpoint's entries are
+counted in the raw bytes before any JSON is parsed (:func:`count_outside_strings`):
+a body holding more than ``max_batch`` entries is refused (422, as the app
+refuses an oversized batch) without building a single object, so three
+near-limit bodies cost milliseconds, not seconds. :class:`TimedH11Protocol`
+closes a connection whose request line and headers do not arrive within
+``HEADER_TIMEOUT`` (uvicorn has no such timeout of its own: its keep-alive
+timer runs only between requests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import h11
+import numpy as np
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HEADER_TIMEOUT", "MAX_BODY_BYTES", "MAX_ID_LENGTH", "READ_TIMEOUT", "BodyLimit",
-           "TimedH11Protocol", "server_options"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_BODY_BYTES", "MAX_ID_LENGTH",
+           "MAX_QUERY_ID_LENGTH", "READ_TIMEOUT",
+           "BodyLimit", "TimedH11Protocol", "count_outside_strings", "server_options"]
 
 MAX_BODY_BYTES = 8 << 20
 """Default largest request body: 10,000 pairs with 256-character ids fit."""
 MAX_ID_LENGTH = 256
 """Longest raw id a request may carry, in a path or a body."""
+MAX_QUERY_ID_LENGTH = 4096
+"""Longest raw id ``GET /recommend?user=`` and ``GET /similar?item=`` take."""
 READ_TIMEOUT = 10.0
 """Seconds a request may take between two body chunks."""
+BODY_TIMEOUT = 30.0
+"""Seconds a request body may take in all (8 MiB at 2 Mbit/s)."""
 HEADER_TIMEOUT = 10.0
 """Seconds a client has to send its request line and headers."""
 
@@ -47,12 +60,46 @@ async def _refuse(send: Send, status: int, error: str, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def count_outside_strings(body: bytes, byte: int) -> int:
+    """How many times ``byte`` occurs in JSON ``body`` outside its strings (vectorised).
+
+    A quote is escaped when an odd run of backslashes precedes it; bytes
+    between an opening and a closing unescaped quote are inside a string.
+    """
+    data = np.frombuffer(body, dtype=np.uint8)
+    quote = data == 34
+    slash = data == 92
+    if slash.any():  # drop the quotes an odd run of backslashes escapes
+        position = np.arange(len(data), dtype=np.int32)
+        last_plain = np.maximum.accumulate(np.where(slash, -1, position))
+        run = np.empty(len(data), dtype=np.int32)
+        run[0] = 0
+        run[1:] = position[:-1] - last_plain[:-1]  # backslashes just before each byte
+        quote &= run % 2 == 0
+    parity = np.cumsum(quote, dtype=np.uint8)  # wraps at 256, keeping the parity
+    outside = (parity & 1) == 0  # after a closing quote; the quote bytes never match ``byte``
+    return int(np.count_nonzero((data == byte) & outside))
+
+
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` (413) or too slow to arrive (408)."""
+    """ASGI middleware: refuse bodies over ``max_bytes`` or ``entries`` (413), or too slow (408).
+
+    Args:
+        app: the app.
+        max_bytes: the largest body.
+        read_timeout: seconds between two body chunks.
+        body_timeout: seconds for the whole body.
+        entries: ``{path: (field, byte, overhead, limit)}``: a POST body to ``path``
+            holding ``byte`` outside its strings more than ``overhead + limit`` times
+            has over ``limit`` entries in ``field``, and is refused (422, as the app
+            refuses a batch over its limit) before it is parsed.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
+                 entries: dict[str, tuple[str, int, int, int]] | None = None) -> None:
         self.app, self.max_bytes, self.read_timeout = app, max_bytes, read_timeout
+        self.body_timeout, self.entries = body_timeout, entries or {}
 
     def _too_large(self, size: str) -> str:
         return (f"the request body ({size}) exceeds this server's limit of {self.max_bytes} "
@@ -68,13 +115,16 @@ class BodyLimit:
                           self._too_large(f"Content-Length {declared[:20].decode('latin-1')}"))
             return
         body = bytearray()
-        more = True
+        more, deadline = True, time.monotonic() + self.body_timeout
         while more:
+            wait = min(self.read_timeout, deadline - time.monotonic())
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
             except TimeoutError:
-                await _refuse(send, 408, "RequestTimeout", f"no body data for "
-                              f"{self.read_timeout:g} s\n  hint: send the whole body at once")
+                what = (f"no body data for {self.read_timeout:g} s" if wait == self.read_timeout
+                        else f"the body did not arrive within {self.body_timeout:g} s")
+                await _refuse(send, 408, "RequestTimeout",
+                              f"{what}\n  hint: send the whole body at once")
                 return
             if message["type"] == "http.disconnect":
                 return
@@ -84,7 +134,25 @@ class BodyLimit:
                 await _refuse(send, 413, "RequestTooLargeError",
                               self._too_large(f"over {self.max_bytes} bytes, streamed"))
                 return
+        if await self._too_many(scope, bytes(body), send):
+            return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _too_many(self, scope: Scope, body: bytes, send: Send) -> bool:
+        """Refuse a batch body with more entries than its endpoint takes (413)."""
+        rule = self.entries.get(scope.get("path", "")) if scope.get("method") == "POST" else None
+        if rule is None:
+            return False
+        field, byte, overhead, limit = rule
+        if body.count(bytes([byte])) <= overhead + limit:
+            return False  # the raw count bounds the real one: no closer look needed
+        found = await asyncio.to_thread(count_outside_strings, body, byte)  # NumPy, no GIL
+        if found <= overhead + limit:
+            return False
+        await _refuse(send, 422, "RequestTooLargeError",
+                      f"{field}={found - overhead} (at least) exceeds this server's limit of "
+                      f"{limit}\n  hint: ask for at most {limit}, or split the request")
+        return True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 from embrec.serving.limits import MAX_ID_LENGTH
 
 __all__ = [
+    "AnswerId",
     "ErrorBody",
     "FoldInRequest",
     "Health",
@@ -35,8 +36,22 @@ RawId = StrictInt | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 Integers are not bounded in the schema (validators compare big integers as floats);
 one out of the int64 range is simply an unknown id. ``true`` or ``1.0`` is not the id 1."""
 
-FiniteRating = Annotated[float, Field(allow_inf_nan=False)]
-"""A rating: a finite number (the app also checks it lies on the model's scale)."""
+AnswerId = StrictInt | str
+"""An id in a response: any id the model was trained on (queries reach the long ones)."""
+
+def _number_only(value: Any) -> Any:
+    """Refuse ``true`` and ``"5"`` where a JSON number belongs (pydantic's lax mode takes them)."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected a JSON number, got {type(value).__name__}")
+    return value
+
+
+FiniteRating = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_number_only)]
+"""A rating: a finite JSON number (the app also checks it lies on the model's scale).
+
+``true`` is not the rating 1 and ``"5"`` is not 5 (each a 422)."""
+Count = Annotated[int, BeforeValidator(_number_only)]
+"""A JSON integer (``13.0`` too, as JSON Schema has it), never ``true`` or ``"13"``."""
 
 
 class _Body(BaseModel):
@@ -82,7 +97,7 @@ class ModelInfo(BaseModel):
 class ScoredItem(BaseModel):
     """One recommended item and its predicted rating."""
 
-    item: RawId
+    item: AnswerId
     score: float | None
     title: str | None = None
 
@@ -90,14 +105,14 @@ class ScoredItem(BaseModel):
 class Recommendations(BaseModel):
     """Top-n items for a known user (``user`` set) or a folded-in new user (``user`` null)."""
 
-    user: RawId | None = None
+    user: AnswerId | None = None
     items: list[ScoredItem]
 
 
 class SimilarItem(BaseModel):
     """One neighbour of an item and its similarity."""
 
-    item: RawId
+    item: AnswerId
     similarity: float | None
     title: str | None = None
 
@@ -105,7 +120,7 @@ class SimilarItem(BaseModel):
 class SimilarItems(BaseModel):
     """The items most similar to ``item``, the item itself excluded."""
 
-    item: RawId
+    item: AnswerId
     items: list[SimilarItem]
 
 
@@ -128,8 +143,8 @@ class PredictRequest(_Body):
 class Prediction(BaseModel):
     """The predicted rating of one pair (null for an unknown id under ``on_unknown='nan'``)."""
 
-    user: RawId
-    item: RawId
+    user: AnswerId
+    item: AnswerId
     rating: float | None
 
 
@@ -146,8 +161,8 @@ class FoldInRequest(_Body):
         min_length=1, examples=[{"50": 5.0, "181": 4.5}],
         description="raw item id -> rating (JSON object keys are strings)",
     )
-    n: int = Field(10, ge=1, description="number of items to return")
-    exclude_seen: bool = True
+    n: Count = Field(10, ge=1, description="number of items to return")
+    exclude_seen: StrictBool = True
     on_unknown: Literal["error", "ignore"] = Field(
         "error", description="unknown items in 'ratings': 404 ('error') or skip them"
     )

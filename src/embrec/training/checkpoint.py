@@ -18,7 +18,7 @@ atomically and older checkpoints removed. A process killed at any moment leaves
 the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
 The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
 folder that is not embrec's is refused before anything is written (older
-``step-*`` folders are deleted as new checkpoints land).
+``step-NNNNNNNNN`` folders are deleted as new checkpoints land; no other name is).
 """
 
 from __future__ import annotations
@@ -40,21 +40,31 @@ from torch import Tensor
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError
-from embrec.modeldir import file_above
+from embrec.modeldir import file_above, sha256
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
+from embrec.training.resume_checks import (
+    check_facts,
+    check_tensors,
+    field_error,
+    read_pointer,
+    read_state,
+    verify_files,
+)
 
 __all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "checkpoint_dir",
            "copy_into", "masks_state", "restore_masks", "run_identity"]
 
-FORMAT = 1
+FORMAT = 2
+"""2: ``state.json`` records the SHA-256 of every tensor file (1: no hashes, still resumed)."""
 LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
 _OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
+_STEP = re.compile(r"step-\d{9}")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
 RESUMED = ("epoch", "step", "steps", "stopped", "lr", "history", "best_rmse", "best_epoch",
@@ -71,11 +81,13 @@ class Snapshot:
         tensors: the state every rank shares (written by rank 0).
         local: this rank's own state.
         facts: the JSON part.
+        where: the checkpoint's folder.
     """
 
     tensors: dict[str, Tensor]
     local: dict[str, Tensor]
     facts: dict[str, Any]
+    where: Path = Path(".")
 
 
 class Checkpoints:
@@ -124,10 +136,11 @@ class Checkpoints:
         _write_tensors(local, staging / f"rank-{self.rank}.safetensors")
         if self.rank == 0:
             _write_tensors(tensors, staging / "state.safetensors")
-            record = {"format": FORMAT, **self.identity, **facts}
-            (staging / "state.json").write_text(json.dumps(record, indent=1))
         self.barrier()
-        if self.rank == 0:
+        if self.rank == 0:  # every rank's file is written: record their hashes
+            files = {p.name: sha256(p) for p in sorted(staging.glob("*.safetensors"))}
+            record = {"format": FORMAT, **self.identity, **facts, "files": files}
+            (staging / "state.json").write_text(json.dumps(record, indent=1))
             self._publish(staging, name)
         return self.folder / name
 
@@ -140,8 +153,8 @@ class Checkpoints:
         with open(pointer, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(pointer, self.folder / LATEST)
-        for old in self.folder.glob("step-*"):
-            if old.name != name:
+        for old in self.folder.iterdir():  # embrec's names only: a user's step-notes/ stays
+            if _STEP.fullmatch(old.name) and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> Snapshot | None:
@@ -155,18 +168,22 @@ class Checkpoints:
                 different data set, model, training config or world size.
         """
         pointer = self.folder / LATEST
-        if not pointer.is_file():
+        if not pointer.exists() and not pointer.is_symlink():
             return None
-        where = self.folder / pointer.read_text().strip()
+        where = self.folder / read_pointer(pointer, _STEP)
+        facts = read_state(where / "state.json")
+        self._check(facts, where)
+        names = ["state.safetensors", f"rank-{self.rank}.safetensors"]
+        verify_files(facts, where, names)
+        if type(facts.get("seed")) is not int:  # fit reads it before RunState checks the rest
+            raise field_error(where / "state.json", "seed", facts.get("seed", "missing"),
+                              "an integer")
         try:
-            facts = json.loads((where / "state.json").read_text())
-            tensors = load_file(where / "state.safetensors")
-            local = load_file(where / f"rank-{self.rank}.safetensors")
+            tensors, local = (load_file(where / name) for name in names)
         except (OSError, ValueError, SafetensorError) as error:  # a corrupted file too
             raise ArtifactError(f"checkpoint {where} cannot be read: {error}",
                                 hint=f"remove {self.folder} and train without resume") from error
-        self._check(facts, where)
-        return Snapshot(tensors, local, facts)
+        return Snapshot(tensors, local, facts, where)
 
     def _check(self, facts: Any, where: Path) -> None:
         if not isinstance(facts, dict):  # an edited or foreign state.json
@@ -201,6 +218,10 @@ def check_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"checkpoint folder {folder} is a file",
                             hint="pass another --out, or move that file away")
+    latest = folder / LATEST
+    if (latest.exists() or latest.is_symlink()) and (latest.is_symlink() or not latest.is_file()):
+        raise ArtifactError(f"checkpoint pointer {latest} is not a regular file",
+                            hint=f"remove {folder}, or pass another --out")
     above = file_above(folder)
     if above is not None:
         raise ArtifactError(f"checkpoint folder {folder} cannot be made: {above} is a file",
@@ -329,6 +350,12 @@ class RunState:
             folder = self.hooks.checkpoints.folder if self.hooks.checkpoints else "the checkpoint"
             raise ArtifactError(f"checkpoint in {folder} lacks {missing[0]!r}",
                                 hint=f"remove {folder} and train without resume")
+        file = snapshot.where / "state.json"
+        check_facts(facts, file, epochs=self.config.epochs, masks=len(self.masks),
+                    per_epoch=self.schedule.total // self.config.epochs)
+        rank = self.hooks.checkpoints.rank if self.hooks.checkpoints else 0
+        check_tensors(snapshot.tensors, snapshot.local, snapshot.where, rank,
+                      self.generator.get_state(), self.predictions)
         copy_into(self._live(), snapshot.tensors)
         restore_masks(self.masks, snapshot.tensors, facts["masks"], self.predictions)
         self.epoch, self.step, self.stopped = facts["epoch"], facts["step"], facts["stopped"]
