@@ -28,6 +28,7 @@ SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings
               "activation": "tanh"},
     "popular": {},
     "ease": {"l2": 10.0},
+    "edlae": {"l2": 10.0, "dropout": 0.3},
 }
 
 
@@ -68,7 +69,8 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 def test_registry_names_match_configs() -> None:
-    assert sorted(MODELS) == ["biased-mf", "ease", "gmf", "mlp", "neumf", "popular"]
+    assert sorted(MODELS) == ["biased-mf", "ease", "edlae", "gmf", "mlp", "neumf",
+                            "popular"]
     for key, config in MODELS.items():
         assert config.name == key
 
@@ -188,10 +190,12 @@ def test_config_round_trips_through_json(name: str) -> None:
     assert model_config_from_dict(name, data) == config
 
 
-TYPOS = {"popular": ("dampng", "damping"), "ease": ("max_item", "max_items")}
+TYPOS = {"popular": ("dampng", "damping"), "ease": ("max_item", "max_items"),
+         "edlae": ("dropot", "dropout")}
 INVALID = {  # per model: (a bad number, its message), (a misspelt choice, the suggestion)
     "popular": ({"damping": -1.0}, "damping=-1.0", {"by": "cont"}, "count"),
     "ease": ({"l2": 0.0}, "l2=0.0", {"values": "binry"}, "binary"),
+    "edlae": ({"dropout": -0.1}, "dropout=-0.1", {"values": "binry"}, "binary"),
 }
 
 

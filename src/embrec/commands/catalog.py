@@ -20,6 +20,10 @@ MODEL_HELP: dict[str, str] = {
     "neumf": "GMF and MLP towers fused (He et al. 2017), plus user and item biases",
     "popular": "yardstick: items by rating count (or damped mean); ranking scores, not ratings",
     "ease": "yardstick: Steck's closed-form item-item autoencoder; ranking scores, not ratings",
+    "edlae": "EASE with Steck's (2020) dropout-emphasised penalty, closed form; ranking scores",
+    "autorec": "I-AutoRec (Sedhain et al. 2015): each item's ratings through a sigmoid "
+               "autoencoder; U-AutoRec as an option",
+    "blend": "non-negative linear blend of registered models, weights fitted on validation rows",
 }
 
 PRESET_HELP: dict[str, str] = {

@@ -12,6 +12,7 @@ from typing import Any
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.ease import EASEConfig
+from embrec.models.edlae import EDLAEConfig
 from embrec.models.gmf import GMFConfig
 from embrec.models.mlp import MLPConfig
 from embrec.models.neumf import NeuMFConfig
@@ -21,6 +22,7 @@ __all__ = [
     "MODELS",
     "BiasedMFConfig",
     "EASEConfig",
+    "EDLAEConfig",
     "GMFConfig",
     "MLPConfig",
     "ModelConfig",
@@ -37,6 +39,7 @@ MODELS: dict[str, type[Any]] = {
     "neumf": NeuMFConfig,
     "popular": PopularConfig,  # closed-form yardsticks: ranking scores, not ratings
     "ease": EASEConfig,
+    "edlae": EDLAEConfig,
 }
 
 
