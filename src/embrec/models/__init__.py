@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.ease import EASEConfig
@@ -20,6 +21,7 @@ from embrec.models.popular import PopularConfig
 
 __all__ = [
     "MODELS",
+    "AutoRecConfig",
     "BiasedMFConfig",
     "EASEConfig",
     "EDLAEConfig",
@@ -40,6 +42,7 @@ MODELS: dict[str, type[Any]] = {
     "popular": PopularConfig,  # closed-form yardsticks: ranking scores, not ratings
     "ease": EASEConfig,
     "edlae": EDLAEConfig,
+    "autorec": AutoRecConfig,  # trained by its own loop (training/autorec.py)
 }
 
 
