@@ -30,6 +30,9 @@ SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings
     "ease": {"l2": 10.0},
     "edlae": {"l2": 10.0, "dropout": 0.3},
     "autorec": {"hidden": 8, "epochs": 5},
+    "blend": {"components": (
+        {"model": "biased-mf", "config": {"embedding_dim": 4}, "train": {"epochs": 2}},
+        {"model": "autorec", "config": {"hidden": 4, "epochs": 3}})},
 }
 
 
@@ -75,8 +78,8 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 def test_registry_names_match_configs() -> None:
-    assert sorted(MODELS) == ["autorec", "biased-mf", "ease", "edlae", "gmf", "mlp",
-                            "neumf", "popular"]
+    assert sorted(MODELS) == ["autorec", "biased-mf", "blend", "ease", "edlae", "gmf",
+                            "mlp", "neumf", "popular"]
     for key, config in MODELS.items():
         assert config.name == key
 
@@ -197,12 +200,15 @@ def test_config_round_trips_through_json(name: str) -> None:
 
 
 TYPOS = {"popular": ("dampng", "damping"), "ease": ("max_item", "max_items"),
-         "edlae": ("dropot", "dropout"), "autorec": ("hiden", "hidden")}
+         "edlae": ("dropot", "dropout"), "autorec": ("hiden", "hidden"),
+         "blend": ("component", "components")}
 INVALID = {  # per model: (a bad number, its message), (a misspelt choice, the suggestion)
     "popular": ({"damping": -1.0}, "damping=-1.0", {"by": "cont"}, "count"),
     "ease": ({"l2": 0.0}, "l2=0.0", {"values": "binry"}, "binary"),
     "edlae": ({"dropout": -0.1}, "dropout=-0.1", {"values": "binry"}, "binary"),
     "autorec": ({"hidden": 0}, "hidden=0", {"based": "iten"}, "item"),
+    "blend": ({**SMALL["blend"], "validation": 0.0}, "validation=0.0",
+              {**SMALL["blend"], "target": "ratin"}, "rating"),
 }
 
 
@@ -234,6 +240,12 @@ PLANTED = {  # a working model gets within these factors of the noise floor; a b
                "activation": "tanh"}, 1.3),
     "autorec": ({"hidden": 50, "l2": 10.0, "learning_rate": 0.03, "validation": 0.0,
                  "epochs": 150}, 1.5),  # an autoencoder of 200 item rows: 1.39x measured
+    "blend": ({"refit": False, "components": (
+        {"model": "biased-mf", "config": {"embedding_dim": 8},
+         "train": {"epochs": 25, "batch_size": 256, "learning_rate": 0.02,
+                   "weight_decay": 0.01, "schedule": "onecycle"}},
+        {"model": "autorec", "config": {"hidden": 50, "l2": 10.0, "learning_rate": 0.03,
+                                        "validation": 0.0, "epochs": 150}})}, 1.25),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.blend import BlendConfig
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.ease import EASEConfig
 from embrec.models.edlae import EDLAEConfig
@@ -23,6 +24,7 @@ __all__ = [
     "MODELS",
     "AutoRecConfig",
     "BiasedMFConfig",
+    "BlendConfig",
     "EASEConfig",
     "EDLAEConfig",
     "GMFConfig",
@@ -43,6 +45,7 @@ MODELS: dict[str, type[Any]] = {
     "ease": EASEConfig,
     "edlae": EDLAEConfig,
     "autorec": AutoRecConfig,  # trained by its own loop (training/autorec.py)
+    "blend": BlendConfig,  # fitted components and validation-chosen weights (blending.py)
 }
 
 
