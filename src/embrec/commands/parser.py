@@ -20,11 +20,13 @@ from embrec.commands.catalog import (
     SPLIT_HELP,
     listing,
 )
+from embrec.commands.blend import add_blend
 from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
-SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar", "serve")
+SUBCOMMANDS = ("datasets", "train", "tune", "blend", "evaluate", "predict", "recommend", "similar",
+               "serve")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -59,6 +61,10 @@ def _handler(name: str) -> Handler:
             from embrec.commands.tune import cmd_tune
 
             return cmd_tune(args)
+        if name == "blend":
+            from embrec.commands.blend import cmd_blend
+
+            return cmd_blend(args)
         from embrec.commands import handlers
 
         result: int = getattr(handlers, f"cmd_{name}")(args)
@@ -282,5 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_datasets(sub)
     _add_train(sub)
     _add_tune(sub)
+    add_blend(sub, _command, _handler("blend"))
     _add_model_commands(sub)
     return parser
