@@ -68,17 +68,18 @@ def cmd_blend(args: argparse.Namespace) -> int:
     result = train_run(config, TrainConfig(seed=args.seed, device=args.device), args.data,
                        split_spec=SplitSpec(test_size=args.test_size, seed=args.seed))
     rec = result.recommender
+    report: dict[str, Any] = getattr(rec.model, "report", {})
     out = Path(args.out or f"runs/{Path(args.data).stem}-blend-{time.strftime('%Y%m%d-%H%M%S')}")
     rec.save(out)
     summary = {"model": "blend", "data": args.data, "components": list(args.components),
-               "fit_seconds": result.fit_seconds, **rec.model.report, **result.metrics,
+               "fit_seconds": result.fit_seconds, **report, **result.metrics,
                "out": str(out)}
     if args.json:
         print_json(summary)
         return 0
     import pandas as pd
 
-    print_frame(pd.DataFrame({"component": args.components, "weight": rec.model.report["weights"]}))
+    print_frame(pd.DataFrame({"component": args.components, "weight": report["weights"]}))
     test = result.metrics.get("test", {})
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k in ("rmse", "ndcg@10"))
     print(f"test: {shown}; fit {result.fit_seconds:.2f} s; saved to {out}")

@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from embrec.commands.blend import add_blend
 from embrec.commands.catalog import (
     DATASET_NAMES,
     MODEL_HELP,
@@ -20,7 +21,6 @@ from embrec.commands.catalog import (
     SPLIT_HELP,
     listing,
 )
-from embrec.commands.blend import add_blend
 from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]

@@ -11,8 +11,8 @@ from typing import Any
 
 from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig, RatingModel
-from embrec.models.blend import BlendConfig
 from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.blend import BlendConfig
 from embrec.models.ease import EASEConfig
 from embrec.models.edlae import EDLAEConfig
 from embrec.models.gmf import GMFConfig

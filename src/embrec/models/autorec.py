@@ -108,6 +108,9 @@ class AutoRec(RatingModel):
     column.
     """
 
+    codes: Tensor
+    history: list[dict[str, float]]
+
     def __init__(self, n_users: int, n_items: int, config: AutoRecConfig) -> None:
         super().__init__(n_users, n_items)
         self.config = config

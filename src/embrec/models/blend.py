@@ -119,6 +119,10 @@ class BlendConfig(JsonConfig):
 class Blend(RatingModel):
     """The components (``parts``), their ``weights`` and, for ratings, an ``intercept``."""
 
+    weights: Tensor
+    intercept: Tensor
+    report: dict[str, Any]
+
     def __init__(self, n_users: int, n_items: int, config: BlendConfig,
                  parts: list[RatingModel], scale: tuple[float, float]) -> None:
         super().__init__(n_users, n_items)
@@ -141,12 +145,21 @@ class Blend(RatingModel):
 
         fit_blend(self, train)
 
+    def part(self, k: int) -> RatingModel:
+        """Component ``k``."""
+        part: RatingModel = self.parts[k]  # type: ignore[assignment]
+        return part
+
+    def components(self) -> list[RatingModel]:
+        """The components, in order."""
+        return [self.part(k) for k in range(len(self.parts))]
+
     def _widths(self, side: str) -> list[int]:
         key = f"_{side}_widths"
         if key not in self.__dict__:
             probe = torch.zeros(1, dtype=torch.long, device=self.weights.device)
             self.__dict__[key] = [getattr(part, f"{side}_vectors")(probe).shape[1]
-                                  for part in self.parts]
+                                  for part in self.components()]
         widths: list[int] = self.__dict__[key]
         return widths
 
@@ -155,21 +168,23 @@ class Blend(RatingModel):
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """The components' user vectors side by side: ``(batch, Σ widths)``."""
-        return torch.cat([part.user_vectors(user).float() for part in self.parts], 1)
+        return torch.cat([part.user_vectors(user).float() for part in self.components()], 1)
 
     def item_vectors(self, item: Tensor) -> Tensor:
         """The components' item vectors side by side: ``(batch, Σ widths)``."""
-        return torch.cat([part.item_vectors(item).float() for part in self.parts], 1)
+        return torch.cat([part.item_vectors(item).float() for part in self.components()], 1)
 
     def combine(self, scores: list[Tensor]) -> Tensor:
         """Mix the components' (clipped or standardised) scores with the weights."""
-        total = sum(w * s for w, s in zip(self.weights.unbind(), scores, strict=True))
-        return torch.as_tensor(total) + self.intercept
+        total = torch.zeros_like(scores[0])
+        for w, s in zip(self.weights.unbind(), scores, strict=True):
+            total = total + w * s
+        return total + self.intercept
 
     def standardised(self, k: int, users: Tensor, scores: Tensor) -> Tensor:
         """Component ``k``'s ``scores`` of ``users`` (rows), standardised per user over
         the whole catalogue; a ranking blend's input to :meth:`combine`."""
-        part = self.parts[k]
+        part = self.part(k)
         catalogue = part.item_vectors(torch.arange(self.n_items, device=users.device))
         unique, inverse = torch.unique(users, dim=0, return_inverse=True)
         every = part.score_matrix(unique, catalogue).float()  # (unique users, n_items)
@@ -178,7 +193,7 @@ class Blend(RatingModel):
         return (scores - mean[inverse].reshape(shape)) / std[inverse].reshape(shape)
 
     def _mixed(self, users: Tensor, items: Tensor, matrix: bool) -> Tensor:
-        parts = zip(self.parts, self._split(users, "user"), self._split(items, "item"),
+        parts = zip(self.components(), self._split(users, "user"), self._split(items, "item"),
                     strict=True)
         scores = []
         for k, (part, u, i) in enumerate(parts):
@@ -206,7 +221,7 @@ class Blend(RatingModel):
         """
         blocks = []
         share = self.weights / self.weights.sum().clamp_min(1e-12)
-        for part, w in zip(self.parts, share.unbind(), strict=True):
+        for part, w in zip(self.components(), share.unbind(), strict=True):
             try:
                 factors = part.item_factors().float()
             except ConfigError:
@@ -225,7 +240,7 @@ class Blend(RatingModel):
 
         vectors = []
         index = torch.as_tensor(items, dtype=torch.long, device=self.weights.device)
-        for part in self.parts:
+        for part in self.components():
             direct = getattr(part, "history_vector", None)
             if direct is not None:
                 vectors.append(direct(items, ratings).float())

@@ -12,6 +12,7 @@ training rating.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,7 @@ def _held_rmse(model: AutoRec, matrix: sp.csr_matrix, held: np.ndarray) -> float
     device = model.codes.device
     squares = 0.0
     bounds = np.searchsorted(held[:, 0], np.arange(0, matrix.shape[0] + CHUNK, CHUNK))
-    for chunk, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=False)):
+    for chunk, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         if lo == hi:
             continue
         start = chunk * CHUNK
@@ -109,7 +110,7 @@ def _epoch(model: AutoRec, matrix: sp.csr_matrix, observed: sp.csr_matrix,
         rows = order[start:start + size]
         values, mask = _dense(matrix, rows, device), _dense(observed, rows, device)
         loss = masked_loss(model, values, mask, len(rows) / n_rows)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         total += float(loss.detach())
         if not full_batch:
             optimizer.step()
