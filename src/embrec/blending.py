@@ -184,16 +184,16 @@ def ranking_weights(scores: torch.Tensor, relevant: Any, k: int,
     Returns:
         The best weights and their mean NDCG@k over users with a relevant item.
     """
-    best: tuple[float, np.ndarray] | None = None
     judged = np.diff(relevant.indptr) > 0
-    for point in simplex(scores.shape[0], steps):
+    grid = simplex(scores.shape[0], steps)
+    best: tuple[float, np.ndarray] = (-np.inf, grid[0])
+    for point in grid:
         w = torch.as_tensor(point, dtype=scores.dtype, device=scores.device)
         mixed = torch.einsum("c,cui->ui", w, torch.nan_to_num(scores, neginf=-1e30))
         top = torch.topk(mixed, min(k, mixed.shape[1]), dim=1).indices.cpu().numpy()
         value = float(np.mean(ndcg_at_k_per_user(top, relevant, k)[judged]))
-        if best is None or value > best[0] + 1e-12:
+        if value > best[0] + 1e-12:
             best = (value, point)
-    assert best is not None  # the simplex has at least one point
     return best[1], best[0]
 
 
