@@ -111,8 +111,9 @@ class BlendConfig(JsonConfig):
         Raises:
             ConfigError: if a component refuses the data's size.
         """
-        models = [component_configs(spec)[0].build(n_users, n_items, scale=scale, mean=mean)
-                  for spec in self.components]
+        with torch.random.fork_rng():  # the fitted components replace these: draw nothing,
+            models = [component_configs(spec)[0].build(n_users, n_items, scale=scale, mean=mean)
+                      for spec in self.components]  # so the carve depends on the seed alone
         return Blend(n_users, n_items, self, models, scale)
 
 
