@@ -106,8 +106,9 @@ def test_ranking_blend_serves_and_folds_in(tiny: Any, tmp_path: Path) -> None:
 
 
 def test_refusals() -> None:
-    with pytest.raises(ConfigError, match="must list at least one model"):
-        BlendConfig(components=())
+    for empty in ((), None):
+        with pytest.raises(ConfigError, match="must list at least one model"):
+            BlendConfig(components=empty)
     with pytest.raises(ConfigError, match="did you mean 'autorec'"):
         BlendConfig(components=({"model": "autorc"},))
     with pytest.raises(ConfigError, match="cannot be a blend"):

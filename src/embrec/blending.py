@@ -102,9 +102,9 @@ def fit_blend(model: Blend, train: Ratings) -> None:
                           hint="blend more ratings, or change validation")
     fit_part = train.take(np.sort(order[n_held:]), reindex=False)
     held = train.take(np.sort(order[:n_held]), reindex=False)
-    seeds = [int(s) for s in torch.randint(0, 2**31 - 1, (len(config.components),))]
+    seeds = [int(s) for s in torch.randint(0, 2**31 - 1, (len(config.specs),))]
     recs = [_fit_component(spec, fit_part, seed, model) for spec, seed in
-            zip(config.components, seeds, strict=True)]
+            zip(config.specs, seeds, strict=True)]
     if config.target == "rating":
         columns = np.stack([r.predict_indices(held.user, held.item) for r in recs], 1)
         weights, intercept = nonnegative_weights(columns, held.rating)
@@ -115,7 +115,7 @@ def fit_blend(model: Blend, train: Ratings) -> None:
         weights, intercept, model.report = _choose_ranking(model, recs, held)
     if config.refit:
         recs = [_fit_component(spec, train, seed, model) for spec, seed in
-                zip(config.components, seeds, strict=True)]
+                zip(config.specs, seeds, strict=True)]
     for k, rec in enumerate(recs):
         model.parts[k] = rec.model
     model.report["weights"] = weights.tolist()

@@ -74,7 +74,7 @@ class BlendConfig(JsonConfig):
 
     name: ClassVar[str] = "blend"
     closed_form: ClassVar[bool] = True  # fitted by fit_blend, not by fit()'s loop
-    components: tuple[dict[str, Any], ...]
+    components: tuple[dict[str, Any], ...] | None = None  # required: None is refused
     target: str = "rating"
     validation: float = 0.1
     refit: bool = True
@@ -82,8 +82,10 @@ class BlendConfig(JsonConfig):
     steps: int = 20
 
     def __post_init__(self) -> None:
-        require(len(self.components) >= 1, "components", list(self.components),
-                "must list at least one model")
+        if not self.components:
+            raise ConfigError("components", self.components, "must list at least one model",
+                              hint="run `embrec blend MODEL MODEL...`, or call "
+                              "embrec.blend([...]) from Python")
         normal = []
         for spec in self.components:
             require(isinstance(spec, dict), "components", spec, "must hold dicts")
@@ -100,6 +102,11 @@ class BlendConfig(JsonConfig):
         require(self.steps >= 1, "steps", self.steps, "must be at least 1")
 
     @property
+    def specs(self) -> tuple[dict[str, Any], ...]:
+        """The components' specs (never ``None`` once the config exists)."""
+        return self.components or ()
+
+    @property
     def scores(self) -> str:
         """``rating`` for a rating blend, ``ranking`` for a ranking one."""
         return "rating" if self.target == "rating" else "ranking"
@@ -113,7 +120,7 @@ class BlendConfig(JsonConfig):
         """
         with torch.random.fork_rng():  # the fitted components replace these: draw nothing,
             models = [component_configs(spec)[0].build(n_users, n_items, scale=scale, mean=mean)
-                      for spec in self.components]  # so the carve depends on the seed alone
+                      for spec in self.specs]  # so the carve depends on the seed alone
         return Blend(n_users, n_items, self, models, scale)
 
 
@@ -230,7 +237,7 @@ class Blend(RatingModel):
             unit = factors / factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
             blocks.append(unit * w.sqrt())
         if not blocks:
-            raise ConfigError("components", [p["model"] for p in self.config.components],
+            raise ConfigError("components", [p["model"] for p in self.config.specs],
                               "have no item similarity",
                               hint="blend a model with item factors, e.g. 'biased-mf'")
         return torch.cat(blocks, 1)
