@@ -54,9 +54,11 @@ class Candidate:
 RATING = [
     Candidate("default preset (biased MF)", [preset("default")]),
     Candidate("I-AutoRec", [(AutoRecConfig(l2=l2), None) for l2 in (200.0, 100.0)]),
+    Candidate("U-AutoRec", [(AutoRecConfig(based="user"), None)]),
 ]
 RATING_BLENDS = [
     ("default + I-AutoRec", ["default preset (biased MF)", "I-AutoRec"]),
+    ("default + I-AutoRec + U-AutoRec", ["default preset (biased MF)", "I-AutoRec", "U-AutoRec"]),
 ]
 
 RANKING = [
