@@ -26,6 +26,6 @@ def test_the_quickstart_verbs_are_exported() -> None:
 
 def test_models_registry_lists_every_config() -> None:
     assert set(embrec.models.MODELS) == {"biased-mf", "gmf", "mlp", "neumf", "popular", "ease",
-                                         "bayesian-fm"}
+                                         "bayesian-fm", "edlae", "autorec", "blend"}
     for config in embrec.models.MODELS.values():
         assert config.__name__ in embrec.models.__all__

@@ -290,10 +290,15 @@ def _registry() -> dict[str, Any]:
     return dict(getattr(embrec.models, "MODELS", {}))
 
 
+NEEDS = {"blend": {"components": ({"model": "biased-mf", "config": {"embedding_dim": 4}},
+                                  {"model": "autorec", "config": {"hidden": 4}})}}
+"""The settings a model cannot do without (a blend's components)."""
+
+
 def model_rec(name: str, n_users: int = 15, n_items: int = 25, seed: int = 0) -> Recommender:
     """A recommender around registry model ``name`` with random, spread-out weights."""
     torch.manual_seed(seed)
-    config = _registry()[name]()
+    config = _registry()[name](**NEEDS.get(name, {}))
     model = config.build(n_users, n_items, scale=(1.0, 5.0), mean=3.0)
     with torch.no_grad():
         for parameter in model.parameters():

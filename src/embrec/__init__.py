@@ -22,6 +22,7 @@ import typing
 
 if typing.TYPE_CHECKING:
     from embrec.artifacts import load, save
+    from embrec.blending import blend
     from embrec.config import TrainConfig
     from embrec.data.datasets import DATASETS, dataset_info, fetch, list_datasets, load_dataset
     from embrec.data.feature_files import read_features
@@ -74,6 +75,7 @@ _WHERE: dict[str, str] = {
     "TrainingError": "embrec.errors",
     "TrainingWarning": "embrec.errors",
     "UnknownIdError": "embrec.errors",
+    "blend": "embrec.blending",
     "cold_start_report": "embrec.data.split",
     "dataset_info": "embrec.data.datasets",
     "evaluate": "embrec.evaluation.evaluate",
@@ -118,6 +120,7 @@ __all__ = [
     "TuneResult",
     "UnknownIdError",
     "__version__",
+    "blend",
     "cold_start_report",
     "dataset_info",
     "evaluate",

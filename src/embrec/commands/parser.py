@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from embrec.commands.blend import add_blend
 from embrec.commands.catalog import (
     DATASET_NAMES,
     MODEL_HELP,
@@ -24,7 +25,8 @@ from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
-SUBCOMMANDS = ("datasets", "train", "tune", "evaluate", "predict", "recommend", "similar-items",
+SUBCOMMANDS = ("datasets", "train", "tune", "blend", "evaluate", "predict", "recommend",
+               "similar-items",
                "serve")
 Handler = Callable[[argparse.Namespace], int]
 
@@ -60,6 +62,10 @@ def _handler(name: str) -> Handler:
             from embrec.commands.tune import cmd_tune
 
             return cmd_tune(args)
+        if name == "blend":
+            from embrec.commands.blend import cmd_blend
+
+            return cmd_blend(args)
         from embrec.commands import handlers
 
         result: int = getattr(handlers, f"cmd_{name}")(args)
@@ -301,5 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_datasets(sub)
     _add_train(sub)
     _add_tune(sub)
+    add_blend(sub, _command, _handler("blend"))
     _add_model_commands(sub)
     return parser

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.bayesian import BayesianFMConfig
 from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.blend import BlendConfig
 from embrec.models.ease import EASEConfig
+from embrec.models.edlae import EDLAEConfig
 from embrec.models.gmf import GMFConfig
 from embrec.models.mlp import MLPConfig
 from embrec.models.neumf import NeuMFConfig
@@ -20,9 +23,12 @@ from embrec.models.popular import PopularConfig
 
 __all__ = [
     "MODELS",
+    "AutoRecConfig",
     "BayesianFMConfig",
     "BiasedMFConfig",
+    "BlendConfig",
     "EASEConfig",
+    "EDLAEConfig",
     "GMFConfig",
     "MLPConfig",
     "ModelConfig",
@@ -40,6 +46,9 @@ MODELS: dict[str, type[Any]] = {
     "popular": PopularConfig,  # closed-form yardsticks: ranking scores, not ratings
     "ease": EASEConfig,
     "bayesian-fm": BayesianFMConfig,  # Gibbs-sampled, posterior-averaged ratings
+    "edlae": EDLAEConfig,
+    "autorec": AutoRecConfig,  # trained by its own loop (training/autorec.py)
+    "blend": BlendConfig,  # fitted components and validation-chosen weights (blending.py)
 }
 
 

@@ -78,8 +78,8 @@ class EASEConfig(JsonConfig):
         entries = float(n_items) ** 2
         raise ConfigError(
             "max_items", self.max_items,
-            f"is below this catalogue's {n_items:,} items: ease needs a dense {n_items:,} x "
-            f"{n_items:,} item-item matrix, {_gib(4 * entries)} to keep and about "
+            f"is below this catalogue's {n_items:,} items: {self.name} needs a dense "
+            f"{n_items:,} x {n_items:,} item-item matrix, {_gib(4 * entries)} to keep and about "
             f"{_gib(FIT_BYTES_PER_ENTRY * entries)} while fitting",
             hint="raise max_items if the machine has that memory, or use 'popular' or an "
             "embedding model such as 'biased-mf', which scale to any catalogue")
@@ -111,13 +111,19 @@ def history_matrix(train: Ratings, values: str) -> sp.csr_matrix:
                          dtype=np.float32)
 
 
-def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str = "cpu") -> Tensor:
-    """Solve EASE: ``B = I - P / diag(P)`` with ``P = (XᵀX + l2·I)⁻¹`` and ``diag(B) = 0``.
+def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str = "cpu", *,
+                 dropout: float = 0.0) -> Tensor:
+    """Solve EASE: ``B = I - P / diag(P)`` with ``P = (XᵀX + Λ)⁻¹`` and ``diag(B) = 0``.
+
+    ``Λ = l2·I`` for EASE; EDLAE (Steck 2020) adds the dropout-emphasised
+    penalty ``p / (1 - p) · diag(XᵀX)``: an item's weights shrink with its
+    popularity, as training with dropout rate ``p`` on the input would.
 
     Args:
         history: the user x item matrix ``X``.
         l2: the ridge penalty λ.
         device: where to solve.
+        dropout: EDLAE's dropout rate ``p`` in [0, 1); 0 is EASE.
 
     Returns:
         ``B``, ``(n_items, n_items)`` float32: ``B[i, j]`` is item ``i``'s weight
@@ -125,7 +131,7 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     """
     x = history.astype(np.float64)
     gram = torch.as_tensor((x.T @ x).toarray(), device=device)  # (n_items, n_items) float64
-    gram.diagonal().add_(l2)
+    gram.diagonal().mul_(1.0 + dropout / (1.0 - dropout)).add_(l2)
     precision: Tensor = torch.linalg.inv(gram)  # P; symmetric positive definite: l2 > 0
     del gram
     precision.div_(precision.diagonal().neg().clone())  # column j divided by -P[j, j]
@@ -153,7 +159,9 @@ class EASE(RatingModel):
         history = history_matrix(train, self.config.values)
         device = self.weights.device
         with torch.no_grad():
-            self.weights.copy_(ease_weights(history, self.config.l2, device).t())
+            dropout = float(getattr(self.config, "dropout", 0.0))  # EDLAE's; 0 is EASE
+            self.weights.copy_(ease_weights(history, self.config.l2, device,
+                                            dropout=dropout).t())
         self.history_indptr = torch.as_tensor(history.indptr.astype(np.int64), device=device)
         self.history_indices = torch.as_tensor(history.indices.astype(np.int64), device=device)
         self.history_values = torch.as_tensor(history.data, device=device)
