@@ -35,7 +35,7 @@ import harness
 import torch
 
 import embrec
-from embrec.models import AutoRecConfig, EASEConfig, EDLAEConfig
+from embrec.models import AutoRecConfig, BayesianFMConfig, EASEConfig, EDLAEConfig
 from embrec.presets import default_training
 
 Setting = tuple[Any, Any]  # (model config, train config or None)
@@ -55,8 +55,13 @@ RATING = [
     Candidate("default preset (biased MF)", [preset("default")]),
     Candidate("I-AutoRec", [(AutoRecConfig(l2=l2), None) for l2 in (200.0, 100.0)]),
     Candidate("U-AutoRec", [(AutoRecConfig(based="user"), None)]),
+    Candidate("Bayesian FM (ids, rated items, raters, side features)",
+              [(BayesianFMConfig(sweeps=100, burn_in=20, priors=p), None)
+               for p in ("shared", "group")]),
 ]
 RATING_BLENDS = [
+    ("Bayesian FM + I-AutoRec", ["Bayesian FM (ids, rated items, raters, side features)",
+                                 "I-AutoRec"]),
     ("default + I-AutoRec", ["default preset (biased MF)", "I-AutoRec"]),
     ("default + I-AutoRec + U-AutoRec", ["default preset (biased MF)", "I-AutoRec", "U-AutoRec"]),
 ]

@@ -32,7 +32,8 @@ SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings
     "edlae": {"l2": 10.0, "dropout": 0.3},
     "autorec": {"hidden": 8, "epochs": 5},
     "blend": {"components": (
-        {"model": "biased-mf", "config": {"embedding_dim": 4}, "train": {"epochs": 2}},
+        {"model": "biased-mf", "config": {"embedding_dim": 4, "init_std": 0.05},
+         "train": {"epochs": 2}},
         {"model": "autorec", "config": {"hidden": 4, "epochs": 3}})},
 }
 

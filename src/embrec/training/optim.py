@@ -172,7 +172,8 @@ class Schedule:
 
 
 def learning_rates(config: TrainConfig, steps: np.ndarray, total: int) -> np.ndarray:
-    """:func:`learning_rate` of many zero-based steps at once (the kernels take one a rating)."""
+    """:func:`learning_rate` of many zero-based, ascending steps at once (the kernels take one a
+    rating)."""
     peak, progress = config.learning_rate, steps / max(total, 1)
     if config.schedule == "constant":
         return np.full(len(steps), peak)
@@ -181,6 +182,8 @@ def learning_rates(config: TrainConfig, steps: np.ndarray, total: int) -> np.nda
     if config.schedule == "step":
         return peak * np.where(progress >= 0.5, 0.1, 1.0) * np.where(progress >= 0.75, 0.1, 1.0)
     warm, start, end = 0.25, peak / 25, peak / 1e4
-    rising = start + (peak - start) * 0.5 * (1.0 - np.cos(np.pi * progress / warm))
-    falling = end + (peak - end) * 0.5 * (1.0 + np.cos(np.pi * (progress - warm) / (1 - warm)))
-    return np.where(progress < warm, rising, falling)
+    cut = int(np.searchsorted(progress, warm))  # steps ascend: warm-up first, then the fall
+    rising, falling = progress[:cut], progress[cut:]
+    return np.concatenate([
+        start + (peak - start) * 0.5 * (1.0 - np.cos(np.pi * rising / warm)),
+        end + (peak - end) * 0.5 * (1.0 + np.cos(np.pi * (falling - warm) / (1 - warm)))])
