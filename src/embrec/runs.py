@@ -30,7 +30,8 @@ from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
 from embrec.training.batches import validation_rows
 from embrec.training.distributed import Group, join
-from embrec.training.fit import fit, resolve_device
+from embrec.training.fit import fit
+from embrec.training.process import training_device
 from embrec.training.sharded import (
     Shards,
     gathered_test,
@@ -151,7 +152,7 @@ def train_run(
     spec = split_spec or SplitSpec()
     options = _read_options(read)
     check_device(train_config.device)
-    group = join(resolve_device(train_config.device))
+    group = join(training_device(train_config))
     try:
         return _run(model_config, train_config, data, spec, test_data, options, group,
                     checkpoint_dir, resume)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from embrec.config import TrainConfig
 from embrec.data.split import split
 from embrec.data.synthetic import generate
+from embrec.errors import ConfigError
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import MODELS, BiasedMFConfig
 from embrec.training import fit, kernel_trainer
@@ -128,3 +130,24 @@ def test_a_resumed_kernel_run_equals_the_uninterrupted_run(few: Any, tmp_path: A
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert [h["train_rmse"] for h in resumed.history] == [h["train_rmse"] for h in whole.history]
+
+
+def test_auto_trains_per_rating_on_the_cpu_kernel_even_with_a_gpu(
+        few: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = TrainConfig(batch_size=1, epochs=1, seed=0, num_threads=1)
+    rec = fit(BiasedMFConfig(embedding_dim=4), few, config)
+    assert rec.metadata["device"] == "cpu" and rec.metadata["step_path"] == "kernel"
+
+
+def test_per_rating_training_under_torchrun_is_refused_before_training(
+        few: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Rank:  # what join() returns on a rank of a torchrun job
+        device = torch.device("cpu")
+
+        def leave(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys.modules["embrec.training.fit"], "join", lambda device: Rank())
+    with pytest.raises(ConfigError, match="batch-size 2048"):
+        fit(BiasedMFConfig(embedding_dim=4), few, TrainConfig(batch_size=1, epochs=1, seed=0))

@@ -38,7 +38,7 @@ from embrec.training.distributed import DataParallel, Group, join, shard_columns
 from embrec.training.engine import Engine
 from embrec.training.losses import objective_for
 from embrec.training.optim import Schedule
-from embrec.training.process import process_state, resolve_device, threads_for
+from embrec.training.process import process_state, resolve_device, threads_for, training_device
 from embrec.training.progress import close_bar, progress_bar
 from embrec.training.ranking_progress import LossMeter, metered
 from embrec.training.step import Objective
@@ -100,7 +100,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         from embrec.training.closed_form import fit_closed_form
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
     config = train_config or _default_training(model_config)
-    group = join(resolve_device(config.device))
+    group = join(training_device(config))
     try:
         return _fit(model_config, train, config, group, validation, metadata or {}, objective,
                     None if checkpoint_dir is None else (Path(checkpoint_dir), resume))
@@ -112,7 +112,12 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
 def _fit(model_config: ModelConfig, train: Ratings, config: TrainConfig, group: Group | None,
          validation: Ratings | None, metadata: dict[str, Any], objective: Objective | None,
          checkpoint: tuple[Path, bool] | None) -> Recommender:
-    device = group.device if group is not None else resolve_device(config.device)
+    device = group.device if group is not None else training_device(config)
+    if group is not None and config.batch_size == 1:
+        raise ConfigError("batch_size", 1, "trains per rating in one process (the compiled "
+                          "kernel); under torchrun every rating would be a collective step",
+                          hint="train in one process (the kernel uses every core), or pass "
+                               "--batch-size 2048 to torchrun's ranks")
     hooks = RunHooks.open(checkpoint, model_config, train, config, group)
     seed = hooks.seed = _seed(config, hooks, group)
     facts: dict[str, Any] = {"seed": seed, "device": str(device), **metadata}
@@ -135,8 +140,10 @@ def _fit(model_config: ModelConfig, train: Ratings, config: TrainConfig, group: 
         data = _prepare(objective, data, train.n_items, seed, group)
         facts["scores"] = getattr(objective, "scores", "rating")
         generator = torch.Generator(device=device).manual_seed(seed)
-        history, facts["step_path"] = _epochs(model, data, held, config, generator, train.scale,
-                                              objective, hooks)
+        history, facts["step_path"], kernel_threads = _epochs(
+            model, data, held, config, generator, train.scale, objective, hooks)
+        if kernel_threads is not None:  # the trainer's own threads, not torch's
+            facts["threads"] = kernel_threads
         facts["fit_seconds"] = time.perf_counter() - started
         facts["diagnostics"] = diagnose(model, data, held, history, train.scale,
                                         ratings=facts["scores"] == "rating") \
@@ -183,8 +190,8 @@ def _build(model_config: ModelConfig, train: Ratings, mean: float, seed: int,
 
 def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: TrainConfig,
             generator: torch.Generator, scale: tuple[float, float], objective: Objective | None,
-            hooks: RunHooks) -> tuple[list[dict[str, float]], str]:
-    """The training loop: returns one history record per epoch and the step path taken."""
+            hooks: RunHooks) -> tuple[list[dict[str, float]], str, int | None]:
+    """The training loop: one history record per epoch, the trainer's path and its threads."""
     for module in model.modules():
         if isinstance(module, Tower):
             module.reset_masks(generator)
@@ -223,6 +230,6 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
         raise TrainingError("training ended with non-finite weights",
                             hint=f"lower learning_rate={config.learning_rate}")
     model.eval()
-    return run.history, trainer.path
+    return run.history, trainer.path, trainer.threads
 
 

@@ -45,6 +45,7 @@ class FusedKerasMLP:
 
     ENABLED = True
     path = "fast"
+    threads: int | None = None
 
     def __init__(self, model: MLP, engine: Any, weight_decay: float) -> None:
         keras = engine.keras

@@ -16,10 +16,22 @@ import torch
 from embrec.config import TrainConfig
 from embrec.training import collector
 
-__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "resolve_device", "threads_for"]
+__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "resolve_device", "threads_for",
+           "training_device"]
 
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
+
+
+def training_device(config: TrainConfig) -> torch.device:
+    """The device ``config`` trains on: ``device``, where ``auto`` at ``batch_size=1`` is the CPU.
+
+    Per-rating training is the CPU kernel's work (:mod:`embrec.kernels`); on a GPU every
+    rating would be a round of kernel launches, thousands of times slower.
+    """
+    if config.device == "auto" and config.batch_size == 1:
+        return torch.device("cpu")
+    return resolve_device(config.device)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -45,9 +45,11 @@ class Trainer(Protocol):
 
     Attributes:
         path: recorded as ``metadata["step_path"]``.
+        threads: CPU threads the trainer runs itself (``None``: torch's, set by ``fit``).
     """
 
     path: str
+    threads: int | None
 
     def order(self, run: Any, data: Columns) -> EpochOrder:
         """The order the epoch about to start trains ``data`` in (``run.order`` shuffles)."""
@@ -71,6 +73,8 @@ def pick_trainer(model: EmbeddingModel, engine: Any, config: TrainConfig,
 
 class StepTrainer:
     """Mini-batch steps through torch: a step's row gradients, then the engine's update."""
+
+    threads: int | None = None
 
     def __init__(self, step: Step, path: str, engine: Any) -> None:
         self.step, self.path, self.engine = step, path, engine

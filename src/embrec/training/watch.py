@@ -23,7 +23,7 @@ from embrec.errors import TrainingError, TrainingWarning
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns, columns, known_rows, validation_rows
 from embrec.training.diagnostics import error_metrics
-from embrec.training.process import resolve_device
+from embrec.training.process import training_device
 
 __all__ = ["Best", "diverged", "finite", "validate", "validation_columns"]
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def validation_columns(train: Ratings, validation: Ratings | None, config: TrainConfig,
                 seed: int) -> tuple[np.ndarray | None, Columns | None, int]:
     """Return the fitted rows of ``train``, the validation columns and the unknown count."""
-    device = resolve_device(config.device)
+    device = training_device(config)
     if validation is not None:
         known, dropped = known_rows(validation, train)
         if len(known) == 0:
