@@ -49,6 +49,7 @@ class KernelTrainer:
     """Per-rating updates in a compiled kernel, on the engine's buffers, with Hogwild threads."""
 
     path = "kernel"
+    threads: int | None
 
     def __init__(self, kernel: Any, bounds: tuple[float, float] | None, engine: Any,
                  config: TrainConfig, threads: int) -> None:
@@ -130,7 +131,7 @@ class KernelTrainer:
                             *self.rows, *shared, self.kinds, self.settings, base + s - a,
                             predictions)
 
-            train_range(train, [(s, e) for s, e, _ in chunks], self.threads, self.shared,
+            train_range(train, [(s, e) for s, e, _ in chunks], self.threads or 1, self.shared,
                         None if bar is None else _mover(bar, first))
             schedule.advance(last - first)
             run.after_step(last - 1, n)
