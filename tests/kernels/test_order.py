@@ -12,22 +12,27 @@ from embrec.config import TrainConfig
 from embrec.data.split import split
 from embrec.data.synthetic import generate
 from embrec.evaluation.evaluate import evaluate
-from embrec.kernels.order import blocked, grid_size
+from embrec.kernels.order import arrange, grid_size
 from embrec.models import BiasedMFConfig
 from embrec.training import fit, kernel_trainer
 
 
-def test_blocked_is_a_stable_regrouping_by_cell_rank() -> None:
+def test_arrange_groups_the_rows_by_cell_and_shuffles_each_cell() -> None:
     rng = np.random.default_rng(0)
-    users, items = rng.integers(0, 50, 5000), rng.integers(0, 30, 5000)
-    rank = rng.permutation(16)
-    positions = blocked(users, items, 50, 30, 4, rank)
-    assert sorted(positions.tolist()) == list(range(5000))
-    cells = rank[(users * 4 // 50) * 4 + items * 4 // 30][positions]
-    assert (np.diff(cells) >= 0).all()  # cells one after another, in rank order
-    for cell in range(16):  # within a cell, the epoch's own order
-        mine = positions[cells == cell]
-        assert (np.diff(mine) > 0).all()
+    users, items = rng.integers(0, 50, 5000, dtype=np.int32), rng.integers(0, 30, 5000,
+                                                                          dtype=np.int32)
+    ratings = np.arange(5000, dtype=np.float32)  # each row's own number
+    got_users, got_items, got_ratings, starts = arrange(users, items, ratings, rng.random(5000),
+                                                        50, 30, 4)
+    rows = got_ratings.astype(np.int64)
+    assert sorted(rows.tolist()) == list(range(5000))  # every row once
+    np.testing.assert_array_equal(got_users, users[rows])
+    np.testing.assert_array_equal(got_items, items[rows])
+    cell = (users * 4 // 50) * 4 + items * 4 // 30
+    np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(np.bincount(
+        cell, minlength=16))]))
+    assert (np.diff(cell[rows]) >= 0).all()  # cells one after another
+    assert (np.diff(rows[starts[5]:starts[6]]) < 0).any()  # and shuffled within
 
 
 def test_grid_size_follows_the_table_bytes() -> None:

@@ -4,11 +4,11 @@ A rating's update reads and writes its user's and its item's rows. In a fully
 random order over a large catalogue every update misses the CPU caches twice; on
 the 10M-rating benchmark set (70k users, 11k items) the kernel then waits on
 memory most of the time. Cutting users and items into ``blocks`` ranges each and
-visiting the ``blocks²`` cells of that grid one after another, in a seeded random
-order of cells, keeps a cell's rows in the cache while its ratings are trained
+visiting the ``blocks²`` cells of that grid one after another (each epoch in its
+own seeded order of cells), keeps a cell's rows in the cache while its ratings are trained
 (Chin et al., "A fast parallel SGD for matrix factorization", LIBMF). Within a
-cell the ratings keep the epoch's random order, so this is a stable regrouping
-of the shuffle, not a new one, and a seed still fixes it.
+cell the ratings are in a seeded random order: :func:`arrange` groups and shuffles
+them once per fit.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["CACHE_BYTES", "blocked", "grid_size"]
+__all__ = ["CACHE_BYTES", "arrange", "grid_size"]
 
 CACHE_BYTES = 1 << 21
 """Target bytes of one range of a table's rows: about a core's share of the last-level cache."""
@@ -32,30 +32,47 @@ def grid_size(n_users: int, n_items: int, row_bytes: int) -> int:
 
 
 @njit(nogil=True, cache=True)
-def blocked(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, blocks: int,
-            cell_rank: np.ndarray) -> np.ndarray:
-    """The positions of the ratings in grid order: cells by ``cell_rank``, stable within.
+def arrange(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, draws: np.ndarray,
+            n_users: int, n_items: int,
+            blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows grouped by grid cell, each cell in a random order.
+
+    A counting sort reads the columns once, in order; then each cell, small enough
+    for the cache, is shuffled in place (Fisher-Yates, from ``draws``: one uniform
+    number in [0, 1) per row, from the run's seeded generator). Reading the columns
+    in a global shuffle's order instead cost 0.8-1.1 s at 9M ratings against
+    0.36 s for this (quiet machine).
 
     Args:
-        users, items: the epoch's shuffled columns.
+        users, items, ratings: the fit's columns.
+        draws: ``len(users)`` uniform numbers: the shuffles' randomness.
         n_users, n_items: the table sizes.
         blocks: ranges per side.
-        cell_rank: a permutation of ``range(blocks * blocks)``: each cell's turn.
 
     Returns:
-        ``positions`` such that ``users[positions]`` is the grid order (a counting sort).
+        ``(users, items, ratings, starts)``: the grouped columns (indices as int64) and
+        each cell's first row (``starts[c]:starts[c + 1]`` is cell ``c``).
     """
-    n = users.shape[0]
-    cell = np.empty(n, dtype=np.int64)
-    counts = np.zeros(blocks * blocks + 1, dtype=np.int64)
+    n, cells = users.shape[0], blocks * blocks
+    starts = np.zeros(cells + 1, dtype=np.int64)
     for j in range(n):
-        c = cell_rank[(users[j] * blocks // n_users) * blocks + items[j] * blocks // n_items]
-        cell[j] = c
-        counts[c + 1] += 1
-    for c in range(blocks * blocks):
-        counts[c + 1] += counts[c]
-    positions = np.empty(n, dtype=np.int64)
+        starts[(users[j] * blocks // n_users) * blocks + items[j] * blocks // n_items + 1] += 1
+    for c in range(cells):
+        starts[c + 1] += starts[c]
+    fill = starts[:-1].copy()
+    out_users = np.empty(n, dtype=np.int64)
+    out_items = np.empty(n, dtype=np.int64)
+    out_ratings = np.empty(n, dtype=ratings.dtype)
     for j in range(n):
-        positions[counts[cell[j]]] = j
-        counts[cell[j]] += 1
-    return positions
+        c = (users[j] * blocks // n_users) * blocks + items[j] * blocks // n_items
+        out_users[fill[c]], out_items[fill[c]], out_ratings[fill[c]] = users[j], items[j], \
+            ratings[j]
+        fill[c] += 1
+    for c in range(cells):
+        first = starts[c]
+        for p in range(starts[c + 1] - 1, first, -1):
+            q = first + int(draws[p] * (p - first + 1))
+            out_users[p], out_users[q] = out_users[q], out_users[p]
+            out_items[p], out_items[q] = out_items[q], out_items[p]
+            out_ratings[p], out_ratings[q] = out_ratings[q], out_ratings[p]
+    return out_users, out_items, out_ratings, starts

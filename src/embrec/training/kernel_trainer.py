@@ -29,7 +29,7 @@ from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.kernels.hogwild import train_range
-from embrec.kernels.order import blocked, grid_size
+from embrec.kernels.order import arrange, grid_size
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
 from embrec.training.distributed import EpochOrder
@@ -100,15 +100,11 @@ class KernelTrainer:
         return EpochOrder(self.grid[0], [len(data)], [len(data)], None)
 
     def _arrange(self, data: Columns, seed: int) -> tuple[Columns, np.ndarray]:
-        """Shuffle the rows once by ``seed`` and sort them by grid cell (stable)."""
-        n_users, n_items, blocks = self.rows[0].shape[0], self.rows[1].shape[0], self.blocks
-        shuffle = np.random.default_rng(seed).permutation(len(data))
-        user, item = (_array(c)[shuffle].astype(np.int64) for c in (data.user, data.item))
-        rating = _array(data.rating)[shuffle]
-        positions = blocked(user, item, n_users, n_items, blocks, np.arange(blocks * blocks))
-        user, item, rating = user[positions], item[positions], rating[positions]
-        cells = (user * blocks // n_users) * blocks + item * blocks // n_items
-        starts = np.concatenate([[0], np.cumsum(np.bincount(cells, minlength=blocks * blocks))])
+        """Group the rows by grid cell, each cell shuffled by ``seed``."""
+        draws = np.random.default_rng(seed).random(len(data))
+        user, item, rating, starts = arrange(_array(data.user), _array(data.item),
+                                             _array(data.rating), draws, self.rows[0].shape[0],
+                                             self.rows[1].shape[0], self.blocks)
         return Columns(*(torch.from_numpy(c) for c in (user, item, rating))), starts
 
     def epoch(self, order: EpochOrder, run: Any, bar: Any) -> None:
