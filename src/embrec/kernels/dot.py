@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["ADAGRAD", "ADAM", "ROWWISE_ADAGRAD", "SGD", "biased_mf", "biased_mf_chunks"]
+__all__ = ["ADAGRAD", "ADAM", "ROWWISE_ADAGRAD", "SGD", "biased_mf"]
 
 SGD, ADAGRAD, ROWWISE_ADAGRAD, ADAM = 0, 1, 2, 3
 BETA1, BETA2 = np.float32(0.9), np.float32(0.999)
@@ -158,23 +158,3 @@ def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: 
         _update_row(item_rows, i, grad_i, row_kind, lr, adam_size, row_eps)
         _update_dense(dense, firsts, seconds, 0, grad, dense_kind, lr, adam_size, dense_eps,
                       momentum)
-
-
-@njit(nogil=True, cache=True)
-def biased_mf_chunks(chunks: np.ndarray, thread: int, threads: int, users: np.ndarray,
-                     items: np.ndarray, ratings: np.ndarray, rates: np.ndarray, first: int,
-                     user_rows: np.ndarray, item_rows: np.ndarray, dense: np.ndarray,
-                     firsts: np.ndarray, seconds: np.ndarray, kinds: np.ndarray,
-                     settings: np.ndarray, base: int, predictions: np.ndarray) -> None:
-    """Train thread ``thread``'s share of ``chunks``: rows ``thread, thread + threads, ...``.
-
-    Each row of ``chunks`` is ``(first step, end step, first array row)``; step ``k``
-    has learning rate ``rates[k - first]`` and is Adam's step ``base + k + 1``. One
-    call trains a thread's whole share without returning to Python, so threads never
-    wait for the interpreter's lock between chunks (on a busy machine each wait can
-    cost a scheduler time slice).
-    """
-    for k in range(thread, chunks.shape[0], threads):
-        s, e, a = chunks[k, 0], chunks[k, 1], chunks[k, 2]
-        biased_mf(users, items, ratings, a, a + e - s, rates[s - first:e - first], user_rows,
-                  item_rows, dense, firsts, seconds, kinds, settings, base + s - a, predictions)

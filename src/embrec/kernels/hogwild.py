@@ -1,15 +1,12 @@
 """Threads that train shared embedding rows without waiting for each other (Hogwild).
 
-An epoch's ratings are cut into chunks; thread ``t`` of ``T`` trains chunks
-``t, t + T, ...`` in one call of a compiled kernel that releases the GIL and
-never comes back to Python until its share is done. Rows are updated in place by
-whichever thread reads them (as LIBMF and the ``implicit`` library do): two
-threads rarely touch the same row at once, and when they do, one update is partly
-lost, which SGD tolerates. Nothing waits per step or per chunk: threads never
-come back to Python during a segment, so they never wait for the interpreter's
-lock (which, on a busy core, can cost a scheduler time slice). The price is a
-static split: a thread on a busier core finishes its share later.
-The only shared scalar state, the dense parameters (biased MF's global
+An epoch's ratings are cut into chunks; each thread takes the next
+chunk from a shared counter until none is left, and calls a compiled kernel that
+releases the GIL. Rows are updated in place by whichever thread reads them (as
+LIBMF and the ``implicit`` library do): two threads rarely touch the same row at
+once, and when they do, one update is partly lost, which SGD tolerates. Nothing
+waits per step, so a busy core slows its thread alone; the others take more
+chunks. The only shared scalar state, the dense parameters (biased MF's global
 bias), is copied per thread and averaged when the range is done: every rating
 writes it, and one cache line bounced between cores per rating would cost more
 than the arithmetic.
@@ -20,42 +17,58 @@ is exactly the sequential one (bitwise reproducible for a seed).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Share", "train_shares"]
+__all__ = ["Chunk", "train_range"]
 
-Share = Callable[[int, int, list[np.ndarray]], None]
-"""``kernel(thread, threads, shared)``: train thread ``thread``'s share of the work in place."""
+Chunk = Callable[[int, int, list[np.ndarray]], None]
+"""``kernel(start, stop, shared)``: train positions ``start:stop`` in place."""
 
 
-def train_shares(kernel: Share, threads: int, shared: list[np.ndarray]) -> None:
-    """Run ``kernel`` for each of ``threads`` threads (the caller's thread is one of them).
+def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
+                shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
+    """Train the chunks ``bounds`` (``(start, stop)`` each) on ``threads`` threads.
 
     Args:
-        kernel: trains one thread's share in one call (it must release the GIL).
-        threads: threads to use.
+        kernel: the compiled kernel for one chunk (it must release the GIL).
+        bounds: the chunks, in the order one thread would train them.
+        threads: threads to use (the caller's thread is one of them).
         shared: the dense parameters and their optimiser state; with several
             threads each works on its own copy and the copies are averaged.
+        done: called on the caller's thread with the rows finished so far.
     """
-    if threads <= 1:
-        kernel(0, 1, shared)
+    finished = [0]
+    if threads <= 1 or len(bounds) <= 1:
+        for s, e in bounds:
+            kernel(s, e, shared)
+            finished[0] += e - s
+            if done is not None:
+                done(finished[0])
         return
+    counter = itertools.count()  # next() is atomic under the GIL
     copies = [[a.copy() for a in shared] for _ in range(threads)]
     errors: list[BaseException] = []
 
-    def work(thread: int) -> None:
+    def work(mine: list[np.ndarray], report: bool) -> None:
         try:
-            kernel(thread, threads, copies[thread])
+            while (k := next(counter)) < len(bounds):
+                s, e = bounds[k]
+                kernel(s, e, mine)
+                finished[0] += e - s
+                if report and done is not None:
+                    done(finished[0])
         except BaseException as error:  # re-raised on the caller's thread
             errors.append(error)
 
-    helpers = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(1, threads)]
+    helpers = [threading.Thread(target=work, args=(copies[t], False), daemon=True)
+               for t in range(1, threads)]
     for helper in helpers:
         helper.start()
-    work(0)
+    work(copies[0], True)
     for helper in helpers:
         helper.join()
     if errors:

@@ -99,9 +99,9 @@ class BiasedMF(EmbeddingModel):
 
         Imported on first use, so models load without compiling anything.
         """
-        from embrec.kernels.dot import biased_mf_chunks
+        from embrec.kernels.dot import biased_mf
 
-        return biased_mf_chunks, self.bounds
+        return biased_mf, self.bounds
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.

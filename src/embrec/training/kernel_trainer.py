@@ -20,6 +20,7 @@ threads take chunks of the epoch and update shared rows without waiting
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from embrec.config import TrainConfig
-from embrec.kernels.hogwild import train_shares
+from embrec.kernels.hogwild import train_range
 from embrec.kernels.order import arrange, grid_size
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
@@ -116,18 +117,18 @@ class KernelTrainer:
         while first < n:
             last = n if every is None else min(n, first + every - schedule.done % every)
             base = schedule.done - first  # steps taken before this epoch's first rating
-            chunks = np.array(_chunks(pieces, first, last), dtype=np.int64).reshape(-1, 3)
-            rates = schedule.rates(base + first, base + last)
+            chunks = _chunks(pieces, first, last)
+            where = {s: row for s, _, row in chunks}
 
-            def train(thread: int, threads: int, shared: list[np.ndarray],
-                      chunks: np.ndarray = chunks, rates: np.ndarray = rates,
-                      base: int = base, first: int = first) -> None:
-                self.kernel(chunks, thread, threads, user, item, rating, rates, first,
-                            *self.rows, *shared, self.kinds, self.settings, base, predictions)
+            def train(s: int, e: int, shared: list[np.ndarray], base: int = base,
+                      where: dict[int, int] = where) -> None:
+                a = where[s]  # the chunk's first row in the arrays
+                self.kernel(user, item, rating, a, a + e - s, schedule.rates(base + s, base + e),
+                            *self.rows, *shared, self.kinds, self.settings, base + s - a,
+                            predictions)
 
-            train_shares(train, self.threads or 1, self.shared)
-            if bar is not None:
-                bar.update(last - bar.n)
+            train_range(train, [(s, e) for s, e, _ in chunks], self.threads or 1, self.shared,
+                        None if bar is None else _mover(bar, first))
             schedule.advance(last - first)
             run.after_step(last - 1, n)
             first = last
@@ -155,6 +156,14 @@ def _chunks(pieces: list[tuple[int, int]], first: int,
         out += [(s, min(s + CHUNK, hi), row + s - step) for s in range(lo, hi, CHUNK)]
         step += size
     return out
+
+
+def _mover(bar: Any, first: int) -> Callable[[int], None]:
+    """Move ``bar`` to step ``first + rows`` when ``rows`` more are done."""
+    def moved(rows: int) -> None:
+        bar.update(first + rows - bar.n)
+
+    return moved
 
 
 def _array(tensor: Tensor) -> np.ndarray:
