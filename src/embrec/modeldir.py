@@ -43,8 +43,9 @@ from typing import Any
 
 from embrec.errors import ArtifactError
 
-__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "file_above", "read_manifest",
-           "remove_stale_staging", "write_manifest", "write_model_dir"]
+__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "file_above", "process_alive",
+           "read_manifest", "remove_stale_staging", "same_file", "write_manifest",
+           "write_model_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ def _stale(target: Path) -> Iterator[Path]:
     for entry in target.parent.iterdir() if target.parent.is_dir() else ():
         match = _STAGING.match(entry.name)
         if (match and match["name"] == target.name and entry.is_dir() and not entry.is_symlink()
-                and not _alive(int(match["pid"]))):
+                and not process_alive(int(match["pid"]))):
             yield entry
 
 
@@ -346,7 +347,8 @@ def _complete(folder: Path) -> bool:
                for n, e in files.items())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is running (ours counts as running)."""
     if pid == os.getpid():
         return True
     try:
@@ -375,7 +377,7 @@ def _locked(target: Path, timeout: float) -> Iterator[None]:
                     hint="wait for it to finish, or save to another folder") from None
             time.sleep(0.05)
             continue
-        if _same_file(fd, lock):
+        if same_file(fd, lock):
             break
         os.close(fd)  # the holder before us removed the file: lock the new one
     try:
@@ -385,7 +387,8 @@ def _locked(target: Path, timeout: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file at ``path`` (not one removed and made anew)."""
     try:
         here = os.stat(path)
     except FileNotFoundError:

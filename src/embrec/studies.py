@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embrec.errors import ConfigError
+from embrec.modeldir import process_alive
 
 __all__ = ["OPTUNA_TABLES", "check_storage", "mark_trial", "open_study", "start_if_missing",
            "sweep_stale"]
@@ -134,7 +135,7 @@ def sweep_stale(optuna: Any, study: Any) -> int:
     host, swept = socket.gethostname(), 0
     for trial in running:
         pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") == host and isinstance(pid, int) and not _alive(pid):
+        if trial.user_attrs.get("host") == host and isinstance(pid, int) and not process_alive(pid):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             swept += 1
     return swept
@@ -147,13 +148,3 @@ def start_if_missing(optuna: Any, study: Any, params: dict[str, Any]) -> None:
     if not any("fixed_params" in t.system_attrs for t in study.get_trials(deepcopy=False,
                                                                            states=live)):
         study.enqueue_trial(params)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

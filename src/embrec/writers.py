@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from embrec.errors import ArtifactError
+from embrec.modeldir import same_file
 
 __all__ = ["check_own_file", "hold_outputs", "write_own_text"]
 
@@ -77,20 +78,11 @@ def _lock(lock: Path, path: Path, what: str) -> int | None:
             raise ArtifactError(
                 f"another embrec process (pid {holder}) is already {what} into {path}",
                 hint="wait for it to finish, or pass another --out") from None
-        if _same_file(fd, lock):  # not a file its last holder removed as we opened it
+        if same_file(fd, lock):  # not a file its last holder removed as we opened it
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        here = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def check_own_file(path: str | Path, mark: str, *, flag: str = "--out") -> None:
