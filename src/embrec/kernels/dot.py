@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from embrec.kernels.compiled import cached_njit
 
 __all__ = ["ADAGRAD", "ADAM", "ROWWISE_ADAGRAD", "SGD", "biased_mf"]
 
@@ -35,7 +36,7 @@ ONE, TWO = np.float32(1.0), np.float32(2.0)
 Real = float | np.float32
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
+@cached_njit(nogil=True, inline="always", fastmath=FAST, error_model="numpy")
 def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: Real,
                 adam_size: Real, eps: Real) -> None:
     """One row-optimiser update of row ``r`` of a ``[weights | state]`` buffer."""
@@ -66,7 +67,7 @@ def _update_row(rows: np.ndarray, r: int, grad: np.ndarray, kind: int, lr: Real,
             rows[r, f] -= adam_size * first / (math.sqrt(second) + eps)
 
 
-@njit(nogil=True, cache=True, inline="always", fastmath=FAST, error_model="numpy")
+@cached_njit(nogil=True, inline="always", fastmath=FAST, error_model="numpy")
 def _update_dense(dense: np.ndarray, firsts: np.ndarray, seconds: np.ndarray, j: int,
                   grad: Real, kind: int, lr: Real, adam_size: Real, eps: Real,
                   momentum: Real) -> None:
@@ -88,7 +89,7 @@ def _update_dense(dense: np.ndarray, firsts: np.ndarray, seconds: np.ndarray, j:
         dense[j] -= lr * grad / (math.sqrt(total) + eps)
 
 
-@njit(nogil=True, cache=True, fastmath=FAST, error_model="numpy")
+@cached_njit(nogil=True, fastmath=FAST, error_model="numpy")
 def biased_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, start: int, stop: int,
               lrs: np.ndarray, user_rows: np.ndarray,
               item_rows: np.ndarray, dense: np.ndarray, firsts: np.ndarray,

@@ -55,7 +55,7 @@ def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
 
     def work(mine: list[np.ndarray], report: bool) -> None:
         try:
-            while (k := next(counter)) < len(bounds):
+            while not errors and (k := next(counter)) < len(bounds):  # stop once one failed
                 s, e = bounds[k]
                 kernel(s, e, mine)
                 finished[0] += e - s

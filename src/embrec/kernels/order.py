@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from embrec.kernels.compiled import cached_njit
 
 __all__ = ["CACHE_BYTES", "arrange", "grid_size"]
 
@@ -31,7 +32,7 @@ def grid_size(n_users: int, n_items: int, row_bytes: int) -> int:
     return max(1, min(MAX_BLOCKS, math.ceil(largest / CACHE_BYTES)))
 
 
-@njit(nogil=True, cache=True)
+@cached_njit(nogil=True)
 def arrange(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, draws: np.ndarray,
             n_users: int, n_items: int,
             blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -96,6 +96,9 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         TrainingError: if the loss became non-finite and no earlier weights were
             kept to return (early stopping keeps them).
     """
+    if len(train) == 0:  # else every path reports a NaN loss as a divergence
+        raise ConfigError("train", "0 ratings", "has no rating to train on",
+                          hint="check the data's filters and split")
     if getattr(model_config, "closed_form", False):
         from embrec.training.closed_form import fit_closed_form
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
