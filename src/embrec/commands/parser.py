@@ -129,7 +129,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate on this file instead of splitting --data")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, CUDA when present)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for training "
-                   "(default: 1 below a batch of 32768, else torch's)")
+                   "(default: per-rating kernels 1 below 1M ratings, else every core; "
+                   "mini-batches 1 below a batch of 32768, else torch's)")
     add_read_arguments(p)
 
 
