@@ -19,14 +19,17 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from embrec.errors import ConfigError
 from embrec.modeldir import process_alive
 
+T = TypeVar("T")
+
 __all__ = ["OPTUNA_TABLES", "check_storage", "mark_trial", "open_study", "start_if_missing",
-           "sweep_stale"]
+           "sweep_stale", "with_retries"]
 
 OPTUNA_TABLES = frozenset({"studies", "trials", "trial_params", "trial_values",
                            "version_info", "alembic_version"})
@@ -104,16 +107,25 @@ def open_study(optuna: Any, storage: str | None, name: str, direction: str) -> A
         ConfigError: if the storage cannot hold the study.
     """
     check_storage(storage)
+    return with_retries(str(storage), lambda: optuna.create_study(
+        storage=storage, study_name=name, direction=direction, load_if_exists=True))
+
+
+def with_retries(storage: str, call: Callable[[], T]) -> T:
+    """``call()``, retried while another process holds the database (SQLite's lock).
+
+    Raises:
+        ConfigError: for a bad URL or schema at once, or after the sixth failed try.
+    """
     for attempt in range(6):
         try:
-            return optuna.create_study(storage=storage, study_name=name, direction=direction,
-                                       load_if_exists=True)
+            return call()
         except (ValueError, ImportError, RuntimeError) as error:  # a bad URL, an old schema
-            raise _refuse(str(storage), f"cannot hold the study: {_first_line(error)}") from None
-        except Exception as error:  # SQLAlchemy's errors while two processes create the schema
+            raise _refuse(storage, f"cannot hold the study: {_first_line(error)}") from None
+        except Exception as error:  # SQLAlchemy's errors while two processes write at once
             if attempt == 5:
-                raise _refuse(str(storage), f"cannot hold the study: {type(error).__name__}: "
-                                            f"{_first_line(error)}") from None
+                raise _refuse(storage, f"cannot hold the study: {type(error).__name__}: "
+                                       f"{_first_line(error)}") from None
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 

@@ -42,7 +42,7 @@ from embrec.data.ratings import Ratings
 from embrec.data.split import split
 from embrec.errors import ConfigError, TrainingWarning
 from embrec.models.base import ModelConfig
-from embrec.studies import mark_trial, open_study, start_if_missing, sweep_stale
+from embrec.studies import mark_trial, open_study, start_if_missing, sweep_stale, with_retries
 
 __all__ = ["CHOICES", "METRICS", "RANGES", "TuneResult", "best_trials", "starting_point", "suggest",
            "tune"]
@@ -210,8 +210,9 @@ def tune(
              "data": train.fingerprint()}
     study = _study(optuna, storage, study_name or f"tune-{config.name}", setup, seed)
     objective = _objective(optuna, config, base_train, fit_rows, held, metric)
-    sweep_stale(optuna, study)  # trials a killed run left RUNNING count as failed
-    start_if_missing(optuna, study, starting_point(config, base_train))
+    with_retries(str(storage), lambda: sweep_stale(optuna, study))  # killed runs' trials fail
+    with_retries(str(storage), lambda: start_if_missing(optuna, study,
+                                                        starting_point(config, base_train)))
     done = _finished(optuna, study)
     if done < trials:
         callbacks = [optuna.study.MaxTrialsCallback(
