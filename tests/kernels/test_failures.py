@@ -39,7 +39,7 @@ class Boom(RuntimeError):
 def test_a_failing_thread_stops_the_others_and_surfaces(failing: str) -> None:
     caller, trained = threading.get_ident(), []
 
-    def kernel(start: int, stop: int, shared: list[np.ndarray]) -> None:
+    def kernel(start: int, stop: int, row: int, shared: list[np.ndarray]) -> None:
         on_caller = threading.get_ident() == caller
         if start >= 2 and on_caller == (failing == "caller"):
             raise Boom
@@ -47,7 +47,7 @@ def test_a_failing_thread_stops_the_others_and_surfaces(failing: str) -> None:
         threading.Event().wait(0.002)
 
     with pytest.raises(Boom):
-        train_range(kernel, [(k, k + 1) for k in range(2000)], 3, [np.zeros(1)])
+        train_range(kernel, [(k, k + 1, k) for k in range(2000)], 3, [np.zeros(1)])
     assert len(trained) < 100  # not the rest of the epoch on the threads left
 
 

@@ -25,13 +25,13 @@ import numpy as np
 
 __all__ = ["Chunk", "train_range"]
 
-Chunk = Callable[[int, int, list[np.ndarray]], None]
-"""``kernel(start, stop, shared)``: train positions ``start:stop`` in place."""
+Chunk = Callable[[int, int, int, list[np.ndarray]], None]
+"""``kernel(start, stop, row, shared)``: train steps ``start:stop``, held from array ``row`` on."""
 
 
-def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
+def train_range(kernel: Chunk, bounds: list[tuple[int, int, int]], threads: int,
                 shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
-    """Train the chunks ``bounds`` (``(start, stop)`` each) on ``threads`` threads.
+    """Train the chunks ``bounds`` (``(start, stop, row)`` each) on ``threads`` threads.
 
     Args:
         kernel: the compiled kernel for one chunk (it must release the GIL).
@@ -43,8 +43,8 @@ def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
     """
     finished = [0]
     if threads <= 1 or len(bounds) <= 1:
-        for s, e in bounds:
-            kernel(s, e, shared)
+        for s, e, row in bounds:
+            kernel(s, e, row, shared)
             finished[0] += e - s
             if done is not None:
                 done(finished[0])
@@ -56,8 +56,8 @@ def train_range(kernel: Chunk, bounds: list[tuple[int, int]], threads: int,
     def work(mine: list[np.ndarray], report: bool) -> None:
         try:
             while not errors and (k := next(counter)) < len(bounds):  # stop once one failed
-                s, e = bounds[k]
-                kernel(s, e, mine)
+                s, e, row = bounds[k]
+                kernel(s, e, row, mine)
                 finished[0] += e - s
                 if report and done is not None:
                     done(finished[0])

@@ -72,8 +72,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
     # one pair cannot show a constant (a rank's one-row shard, a one-rating data set)
     if len(predictions) > 1 and spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
-        # activation='tanh' measured to revive the goodreads-notebook network (3 of 3 seeds on
-        # ML-100K); bounded=True left it dead (3 of 3); biases=True kept it off the constant
+        # a dead unit passes no gradient: tanh has none to die, and biases still learn around it
+        # (bounded=True does neither)
         cause = ("a dead ReLU unit or too much regularisation; try activation='tanh', or "
                  "biases=True so the biases still predict" if relu else
                  "too much regularisation or too large a step; lower weight_decay or "

@@ -117,17 +117,13 @@ class KernelTrainer:
         while first < n:
             last = n if every is None else min(n, first + every - schedule.done % every)
             base = schedule.done - first  # steps taken before this epoch's first rating
-            chunks = _chunks(pieces, first, last)
-            where = {s: row for s, _, row in chunks}
 
-            def train(s: int, e: int, shared: list[np.ndarray], base: int = base,
-                      where: dict[int, int] = where) -> None:
-                a = where[s]  # the chunk's first row in the arrays
+            def train(s: int, e: int, a: int, shared: list[np.ndarray], base: int = base) -> None:
                 self.kernel(user, item, rating, a, a + e - s, schedule.rates(base + s, base + e),
                             *self.rows, *shared, self.kinds, self.settings, base + s - a,
                             predictions)
 
-            train_range(train, [(s, e) for s, e, _ in chunks], self.threads or 1, self.shared,
+            train_range(train, _chunks(pieces, first, last), self.threads or 1, self.shared,
                         None if bar is None else _mover(bar, first))
             schedule.advance(last - first)
             run.after_step(last - 1, n)

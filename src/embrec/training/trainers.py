@@ -8,8 +8,8 @@ and world size:
 
 - :class:`KernelTrainer`: compiled per-rating updates (:mod:`embrec.kernels`) for
   models that offer a rating kernel, trained on the CPU in one process with
-  Hogwild threads. Biased MF's 9M-rating epoch takes seconds instead of minutes
-  (``benchmarks/results/kernels.md``).
+  Hogwild threads (speed against LIBMF, LensKit and Surprise:
+  ``benchmarks/results/kernels.md``).
 - :class:`~embrec.training.fused.FusedKerasMLP`: the MovieLens notebook's network
   under Keras' dense Adam.
 - :class:`StepTrainer`: mini-batch steps through torch (the autograd reference or
