@@ -56,15 +56,10 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
 def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
                     model_name: str = "", early_stopping: bool = False) -> Any:
     """Return the learning-curves matplotlib ``Figure`` (see :func:`plot_learning_curves`)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     meta = metadata or {}
-    epochs = [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
-    figure = Figure(figsize=(7, 4.4))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
+    figure, axes, epochs = _canvas(history)
     axes.plot(epochs, [r["train_rmse"] for r in history], marker="o", color="tab:blue",
               label="train, running RMSE while each epoch trains (training mode)")
     valid = [r.get("validation_rmse", math.nan) for r in history]
@@ -88,14 +83,9 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
 def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
                    model_name: str = "") -> Any:
     """A ranking run's figure: training loss per epoch, and validation NDCG@10 when held out."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
-    figure = Figure(figsize=(7, 4.4))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
+    figure, axes, epochs = _canvas(history)
     axes.plot(epochs, [r["train_loss"] for r in history], marker="o", color="tab:blue",
               label="training loss (ranking objective)")
     axes.set(xlabel="epoch", ylabel="training loss", title=_title(metadata or {}, model_name))
@@ -153,3 +143,13 @@ def _title(meta: dict[str, Any], model_name: str) -> str:
     if meta.get("preset"):
         parts.append(f"(preset {meta['preset']})")
     return "Learning curves: " + " ".join(parts)
+
+
+def _canvas(history: list[dict[str, float]]) -> tuple[Any, Any, list[int]]:
+    """An off-screen figure, its axes and the history's epoch numbers."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.4))
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(), [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
