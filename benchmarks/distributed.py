@@ -11,7 +11,7 @@ Parts:
   by ``python -m embrec train`` and by ``torchrun --standalone --nproc_per_node=2
   -m embrec train``: test RMSE, fit seconds (as ``--json`` reports them).
 - ``comm``: 2 gloo ranks; per step, the touched-row exchange
-  (:func:`embrec.training.distributed.exchange`: 1,024 ratings per rank, so up
+  (:func:`embrec.distributed.exchange.exchange`: 1,024 ratings per rank, so up
   to 1,024 touched rows of width 32 each; one all-reduce, one all-gather) next
   to a dense all-reduce of the whole table's gradient, for tables of 10k to 4M
   rows. Median of repeats.
@@ -20,7 +20,7 @@ Parts:
   benchmark's settings, 1 epoch: one process, then 2 ranks under torchrun;
   seconds per epoch and peak resident memory of each rank.
 - ``sharded``: the same 25M ratings written once to a Parquet file (1M-row
-  groups) and trained through ``embrec.runs.train_run`` (read, 90/10 split,
+  groups) and trained through ``embrec.commands.runs.train_run`` (read, 90/10 split,
   fit, evaluate): one process, 2 ranks that each read the whole file, and 2
   ranks that each read only their row groups; peak memory (``VmHWM``) per rank.
 
@@ -71,7 +71,7 @@ def comm_worker(rank: int, port: int, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from embrec.training.distributed import Group, exchange
+    from embrec.distributed.exchange import Group, exchange
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)
@@ -177,9 +177,9 @@ def sharded_worker(parquet: Path, out: Path, mode: str) -> None:
     sys.path.insert(0, str(HERE))
     from scaling import peak_rss_mib
 
+    from embrec.commands.runs import SplitSpec, train_run
     from embrec.config import TrainConfig
     from embrec.models import BiasedMFConfig
-    from embrec.runs import SplitSpec, train_run
 
     config = TrainConfig(epochs=1, batch_size=65_536, learning_rate=0.01, weight_decay=0.02,
                          schedule="onecycle", seed=0, num_threads=1)
@@ -298,7 +298,7 @@ def _sharded_lines(rows: list[dict[str, Any]], argv: list[str]) -> list[str]:
     names = {"one": "1 process", "whole": "2 ranks, each reads the whole file",
              "shards": "2 ranks, each reads its row groups"}
     lines = [f"## {rows[0]['size']} ratings from one Parquet file (1M-row groups), "
-             "`embrec.runs.train_run`: read, 90/10 random split, biased MF 32, 1 epoch, "
+             "`embrec.commands.runs.train_run`: read, 90/10 random split, biased MF 32, 1 epoch, "
              "batch 65,536, 1 thread per rank, evaluate", "",
              f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/distributed.py "
              f"{' '.join(argv)}` (rows of modes not run then come from "

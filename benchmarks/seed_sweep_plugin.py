@@ -12,7 +12,7 @@ function, in this process only (not in subprocesses a test starts):
   ``0..N-1`` (test ids gain ``seedK``), each unseeded draw forced to that seed;
 * ``EMBREC_OVERRIDE_SEEDED=1``: force the seed of seeded fits too (``TrainConfig(seed=...)``),
   to see whether a test pinned to one seed passes only by luck;
-* ``EMBREC_DEGENERATE_LOG=path``: append one JSON line per ``embrec.runs.degenerate`` check
+* ``EMBREC_DEGENERATE_LOG=path``: append one JSON line per ``embrec.commands.runs.degenerate`` check
   (the test, the train RMSE, the mean-predictor RMSE it must beat, the problems found), to
   see how close a CLI run came to exit 3;
 * ``EMBREC_TEST_ORDER=reverse`` or ``shuffle:N``: run the collected tests backwards or in
@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _log_degenerate_checks(path: str) -> None:
-    import embrec.runs as runs
+    import embrec.commands.runs as runs
 
     real = runs.degenerate
 

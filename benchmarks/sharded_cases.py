@@ -38,8 +38,8 @@ HERE = Path(__file__).resolve().parent
 SRC = os.environ.get("EMBREC_SRC", str(HERE.parent / "src"))
 sys.path.insert(0, SRC)
 
-from embrec.data.shards import text_bounds  # noqa: E402
 from embrec.data.synthetic import generate  # noqa: E402
+from embrec.distributed.shards import text_bounds  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

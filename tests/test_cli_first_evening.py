@@ -126,7 +126,7 @@ def test_failed_run_keeps_its_checkpoints_and_says_how_to_resume(
         (checkpoints / "epoch-1").write_text("")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("embrec.runs.train_run", interrupted)
+    monkeypatch.setattr("embrec.commands.runs.train_run", interrupted)
     assert main(["train", "--data", str(ratings_csv), "--out", str(out), "--quiet"]) == 130
     assert checkpoints.is_dir() and "--resume" in capsys.readouterr().err
 

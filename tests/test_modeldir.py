@@ -48,12 +48,12 @@ def test_a_project_folder_with_a_config_json_is_never_replaced(tmp_path: Path) -
 @pytest.fixture()
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any training fail the test: these refusals must come before it."""
-    import embrec.runs
+    import embrec.commands.runs
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained although the save would be refused")
 
-    monkeypatch.setattr(embrec.runs, "train_run", never)
+    monkeypatch.setattr(embrec.commands.runs, "train_run", never)
 
 
 @pytest.mark.usefixtures("no_training")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from embrec.cli import main
+from embrec.commands.runs import NOT_FINITE, degenerate
 from embrec.config import TrainConfig
 from embrec.errors import ConfigError
-from embrec.runs import NOT_FINITE, degenerate
 
 
 def _strict_json(text: str) -> Any:
@@ -50,9 +50,9 @@ def test_a_useless_model_is_not_saved_and_exits_3(tmp_path: Path,
 
 def test_non_finite_weights_are_degenerate_and_never_saved_even_when_allowed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import embrec.runs
+    import embrec.commands.runs
 
-    real = embrec.runs.fit
+    real = embrec.commands.runs.fit
 
     def poisoned(*args: Any, **kwargs: Any) -> Any:
         rec = real(*args, **kwargs)
@@ -60,7 +60,7 @@ def test_non_finite_weights_are_degenerate_and_never_saved_even_when_allowed(
             next(rec.model.parameters()).fill_(math.nan)
         return rec
 
-    monkeypatch.setattr(embrec.runs, "fit", poisoned)
+    monkeypatch.setattr(embrec.commands.runs, "fit", poisoned)
     code = main(["train", "--epochs", "1", "--seed", "0", "--quiet", "--allow-degenerate",
                  "--out", str(tmp_path / "m")])
     assert code == 3 and not (tmp_path / "m").exists()

@@ -130,7 +130,7 @@ def _rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def _fit_component(spec: dict[str, Any], train: Ratings, seed: int, blend: Blend) -> Recommender:
     from embrec.presets import default_training
-    from embrec.training import fit
+    from embrec.training.fit import fit
 
     model_config, train_config = component_configs(spec)
     config = train_config or default_training(model_config)

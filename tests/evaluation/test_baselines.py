@@ -13,7 +13,7 @@ from embrec.data.ratings import Ratings
 from embrec.data.split import split
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import BiasedMFConfig, EASEConfig, PopularConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 
 RANKING = ("ndcg@10", "precision@10", "recall@10", "hit_rate@10", "coverage")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,9 @@ from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import MODELS, BiasedMFConfig
-from embrec.training import fit, kernel_trainer
+from embrec.training import kernel_trainer
 from embrec.training.checkpoint import RunState
+from embrec.training.fit import fit
 from embrec.training.optim import Schedule, learning_rate
 
 KERNEL_MODELS = [name for name, config in MODELS.items()
@@ -148,6 +148,6 @@ def test_per_rating_training_under_torchrun_is_refused_before_training(
         def leave(self) -> None:
             pass
 
-    monkeypatch.setattr(sys.modules["embrec.training.fit"], "join", lambda device: Rank())
+    monkeypatch.setattr("embrec.training.fit.join", lambda device: Rank())
     with pytest.raises(ConfigError, match="batch-size 2048"):
         fit(BiasedMFConfig(embedding_dim=4), few, TrainConfig(batch_size=1, epochs=1, seed=0))

@@ -14,7 +14,7 @@ from embrec.errors import ConfigError
 from embrec.kernels.compiled import cached_njit
 from embrec.kernels.hogwild import train_range
 from embrec.models import BiasedMFConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 
 
 def test_kernels_compile_uncached_where_no_cache_folder_is_writable(

@@ -14,7 +14,8 @@ from embrec.data.synthetic import generate
 from embrec.evaluation.evaluate import evaluate
 from embrec.kernels.order import arrange, grid_size
 from embrec.models import BiasedMFConfig
-from embrec.training import fit, kernel_trainer
+from embrec.training import kernel_trainer
+from embrec.training.fit import fit
 
 
 def test_arrange_groups_the_rows_by_cell_and_shuffles_each_cell() -> None:

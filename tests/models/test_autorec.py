@@ -13,8 +13,8 @@ import torch
 from embrec.artifacts import load
 from embrec.config import TrainConfig
 from embrec.models import AutoRecConfig
-from embrec.training import fit
 from embrec.training.autorec import masked_loss, rating_rows
+from embrec.training.fit import fit
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

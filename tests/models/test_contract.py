@@ -14,8 +14,8 @@ from embrec.config import TrainConfig
 from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.models import MODELS, model_config_from_dict
-from embrec.training import fit
 from embrec.training.batches import Columns
+from embrec.training.fit import fit
 from embrec.training.step import make_step
 
 SMALL = {  # quick-to-train settings for each model (tanh: no dead-unit warnings on tiny data)

@@ -12,7 +12,7 @@ from embrec.artifacts import load
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import EASEConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 
 
 def _random_ratings(seed: int = 0, n_users: int = 30, n_items: int = 12) -> Ratings:

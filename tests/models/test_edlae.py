@@ -7,7 +7,7 @@ import pytest
 
 from embrec.errors import ConfigError
 from embrec.models import EASEConfig, EDLAEConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 from tests.models.test_ease import _random_ratings
 
 

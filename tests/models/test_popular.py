@@ -8,7 +8,7 @@ import pytest
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import PopularConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 
 # item 10: 4 ratings (mean 3.0); item 20: 1 rating (5.0); item 30: 3 ratings (mean 4.0)
 USERS = [1, 2, 3, 4, 1, 2, 3, 4]

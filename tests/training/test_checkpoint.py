@@ -14,8 +14,8 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError
 from embrec.models import BiasedMFConfig, MLPConfig
-from embrec.training import fit
 from embrec.training.batches import Columns
+from embrec.training.fit import fit
 from embrec.training.losses import RankingLoss
 from embrec.training.step import RatingLoss
 

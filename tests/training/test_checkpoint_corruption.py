@@ -19,7 +19,7 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError
 from embrec.models import BiasedMFConfig, MLPConfig
-from embrec.training import fit
+from embrec.training.fit import fit
 
 MODEL = MLPConfig(embedding_dim=4, hidden=(6,), dropout=(0.1, 0.2))
 CONFIG = TrainConfig(epochs=2, batch_size=128, seed=3, step_path="autograd", checkpoint_every=2)

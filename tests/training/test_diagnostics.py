@@ -10,9 +10,9 @@ from embrec.data.ratings import Ratings
 from embrec.data.synthetic import generate
 from embrec.errors import TrainingWarning
 from embrec.models import BiasedMFConfig, GMFConfig, MLPConfig
-from embrec.training import fit
 from embrec.training.batches import columns
 from embrec.training.diagnostics import OVERFIT_RATIO, diagnose, error_metrics
+from embrec.training.fit import fit
 
 
 def kinds(findings: list[dict[str, object]]) -> list[object]:

@@ -18,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.data.synthetic import generate
+from embrec.distributed.exchange import epoch_order, shard_bounds
 from embrec.errors import DataError, TrainingWarning
 from embrec.models import MODELS
-from embrec.training import fit
 from embrec.training.batches import Columns
-from embrec.training.distributed import epoch_order, shard_bounds
+from embrec.training.fit import fit
 
 pytestmark = pytest.mark.distributed
 
@@ -107,7 +107,7 @@ def test_shards_cover_every_row_once_per_epoch() -> None:
                    torch.arange(n, dtype=torch.float32))
     whole = epoch_order(data, torch.Generator().manual_seed(1), size)
     seen = []
-    from embrec.training.distributed import Shard
+    from embrec.distributed.exchange import Shard
 
     parts = []
     for rank in range(world):
@@ -137,7 +137,7 @@ def test_ranks_with_different_data_are_refused(two_ranks: Path) -> None:
 
 
 def test_exchange_packs_large_indices_and_scales(tmp_path: Path) -> None:
-    from embrec.training.distributed import Group, exchange
+    from embrec.distributed.exchange import Group, exchange
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
                             world_size=1)

@@ -15,8 +15,9 @@ from embrec.data.ratings import Ratings
 from embrec.errors import TrainingError, TrainingWarning
 from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
 from embrec.recommender import Recommender
-from embrec.training import fit, optim
+from embrec.training import optim
 from embrec.training.engine import Engine
+from embrec.training.fit import fit
 from embrec.training.optim import learning_rate
 from embrec.training.process import flushes_denormals
 from embrec.training.trainers import StepTrainer

@@ -16,8 +16,9 @@ from embrec.data.ratings import Ratings
 from embrec.errors import TrainingError
 from embrec.models import MLPConfig
 from embrec.presets import PRESETS
-from embrec.training import fit, progress
+from embrec.training import progress
 from embrec.training.checkpoint import RunState
+from embrec.training.fit import fit
 from embrec.training.fused import FusedKerasMLP
 from embrec.training.process import flushes_denormals
 

@@ -17,14 +17,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
+from embrec.commands.runs import SplitSpec, train_run
 from embrec.config import TrainConfig
 from embrec.data.readers import read_ratings
-from embrec.data.shards import merged_index, read_parquet_rows, split_positions, text_bounds
 from embrec.data.split import split
 from embrec.data.synthetic import generate
+from embrec.distributed.shards import merged_index, read_parquet_rows, split_positions, text_bounds
 from embrec.errors import DataError
 from embrec.models import MODELS
-from embrec.runs import SplitSpec, train_run
 
 pytestmark = pytest.mark.distributed
 

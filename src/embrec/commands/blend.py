@@ -55,10 +55,10 @@ def _component(name: str) -> Any:
 def cmd_blend(args: argparse.Namespace) -> int:
     """``embrec blend``: fit, evaluate on the test split, save, print the weights."""
     from embrec.blending import _spec
+    from embrec.commands.runs import SplitSpec, train_run
     from embrec.config import TrainConfig
     from embrec.modeldir import check_target
     from embrec.models import BlendConfig
-    from embrec.runs import SplitSpec, train_run
 
     if args.out:
         check_target(args.out)

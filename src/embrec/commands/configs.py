@@ -48,9 +48,9 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
     Raises:
         ConfigError: for an unknown preset, model, table or setting.
     """
+    from embrec.commands.runs import SplitSpec
     from embrec.models import MODELS
     from embrec.presets import PRESETS, default_training
-    from embrec.runs import SplitSpec
 
     file = read_toml(args.config) if args.config else {}
     preset_name = (getattr(args, "preset", None) or file.get("preset")

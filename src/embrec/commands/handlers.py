@@ -70,8 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     ``--out`` and its checkpoints are locked from start to save: one run writes them.
     Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
     """
+    from embrec.distributed.exchange import main_process
     from embrec.training.checkpoint import checkpoint_dir
-    from embrec.training.distributed import main_process
     from embrec.writers import hold_outputs
 
     held = (args.out, checkpoint_dir(args.out)) if args.out and main_process() else ()
@@ -80,10 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from embrec.commands.runs import train_run
+    from embrec.distributed.exchange import main_process
     from embrec.modeldir import check_target
-    from embrec.runs import train_run
     from embrec.training.checkpoint import checkpoint_dir
-    from embrec.training.distributed import main_process
 
     settings = run_settings(args, {
         "epochs": args.epochs, "batch_size": args.batch_size,
@@ -219,9 +219,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _test_rows(rec: Any, args: argparse.Namespace) -> tuple[Any, int]:
     """The rows to score and how many of them are training rows (refused unless allowed)."""
+    from embrec.commands.runs import recorded_test_split
     from embrec.data.datasets import load_dataset
     from embrec.evaluation.heldout import TEST_ROWS, check_not_training, read_test_rows
-    from embrec.runs import recorded_test_split
 
     if args.test_data:
         test = load_dataset(args.test_data, **read_options(args))

@@ -1,5 +1,2 @@
-"""Training: the one ``fit`` loop, its batches, optimisers and post-training diagnostics."""
-
-from embrec.training.fit import fit
-
-__all__ = ["fit"]
+"""Training: the one ``fit`` loop (:func:`embrec.training.fit.fit`), its trainers,
+batches, optimisers and post-training diagnostics."""

@@ -39,13 +39,13 @@ from torch import Tensor
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
+from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
 from embrec.errors import ArtifactError, ConfigError
 from embrec.modeldir import file_above, sha256
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
-from embrec.training.distributed import DataParallel, EpochOrder, Group, epoch_order
 from embrec.training.resume_checks import (
     check_facts,
     check_tensors,

@@ -27,6 +27,7 @@ import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
+from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import Tower
@@ -34,7 +35,6 @@ from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.diagnostics import diagnose
-from embrec.training.distributed import DataParallel, Group, join, shard_columns
 from embrec.training.engine import Engine
 from embrec.training.losses import objective_for
 from embrec.training.optim import Schedule
@@ -59,7 +59,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     Under ``torchrun`` (several processes) this is data-parallel by itself:
     each rank trains on its shard of the rows, ``batch_size`` is the global
     batch, and the result equals one process's (see
-    :mod:`embrec.training.distributed`).
+    :mod:`embrec.distributed.exchange`).
 
     Args:
         model_config: the model to build (``embrec.models.MODELS`` lists them).

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 
 from embrec.config import TrainConfig
+from embrec.distributed.exchange import EpochOrder
 from embrec.kernels.hogwild import train_range
 from embrec.kernels.order import arrange, grid_size
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
-from embrec.training.distributed import EpochOrder
 from embrec.training.step import Objective, RatingLoss
 
 __all__ = ["CHUNK", "THREADED_FROM", "KernelTrainer"]

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 import torch
 
 from embrec.config import TrainConfig
+from embrec.distributed.exchange import EpochOrder
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
-from embrec.training.distributed import EpochOrder
 from embrec.training.fused import FusedKerasMLP
 from embrec.training.kernel_trainer import KernelTrainer
 from embrec.training.progress import report

@@ -14,7 +14,7 @@ import pyarrow as pa
 import torch
 import torch.distributed as dist
 
-from embrec.training.distributed import Group
+from embrec.distributed.exchange import Group
 
 __all__ = ["CHUNK", "gather_array", "gather_floats", "stream_rows"]
 

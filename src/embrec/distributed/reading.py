@@ -1,7 +1,7 @@
 """Sharded reading for torchrun runs: each rank reads its rows; the ranks agree on the rest.
 
 With a Parquet file and the random split, rank ``r`` reads only the row groups
-overlapping its file rows (:mod:`embrec.data.shards`), validates them, and the
+overlapping its file rows (:mod:`embrec.distributed.shards`), validates them, and the
 ranks then agree, with a few collectives over small arrays, on what one process
 would have computed from the whole file:
 
@@ -40,7 +40,10 @@ import torch.distributed as dist
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.data.readers import format_of
-from embrec.data.shards import (
+from embrec.data.validation import build_ratings, warn_skipped
+from embrec.distributed.collectives import CHUNK, gather_array, gather_floats, stream_rows
+from embrec.distributed.exchange import Group, shard_bounds
+from embrec.distributed.shards import (
     ShardedRatings,
     file_rows,
     id_digest,
@@ -51,10 +54,7 @@ from embrec.data.shards import (
     split_positions,
     text_bounds,
 )
-from embrec.data.validation import build_ratings, warn_skipped
 from embrec.errors import DataError, DuplicateRatingError, EmbrecError
-from embrec.training.collectives import CHUNK, gather_array, gather_floats, stream_rows
-from embrec.training.distributed import Group, shard_bounds
 
 NO_ROWS = ("no ratings found", "the file is empty")
 """How a reader's error begins when a part of the file holds no ratings at all."""

@@ -6,7 +6,7 @@ file on every rank: rank ``r`` of ``W`` owns the file rows
 read) and reads only the row groups that overlap them
 (:func:`read_parquet_rows`). The pieces here are the file- and array-side of
 that; the collectives that make the ranks agree live in
-:mod:`embrec.training.sharded`.
+:mod:`embrec.distributed.reading`.
 
 What a single process would compute from the whole file is kept exactly:
 :func:`split_positions` gives each of a rank's rows its place in the seeded

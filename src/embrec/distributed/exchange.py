@@ -47,7 +47,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from embrec.data.ratings import Ratings
-from embrec.data.shards import ShardedRatings
+from embrec.distributed.shards import ShardedRatings
 from embrec.errors import ConfigError, DataError
 from embrec.models.base import EmbeddingModel
 from embrec.models.mlp import DropoutMasks, Tower
@@ -155,7 +155,7 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 class Shard:
     """The training rows one rank owns: global rows ``[start, stop)`` of ``total``.
 
-    A rank that read only its part of the file (:mod:`embrec.training.sharded`)
+    A rank that read only its part of the file (:mod:`embrec.distributed.reading`)
     owns scattered rows instead: ``positions`` lists them (sorted), and
     ``start``/``stop`` are 0 and their count.
     """

@@ -23,16 +23,8 @@ from embrec.config import TrainConfig, require, require_choice
 from embrec.data.datasets import load_dataset
 from embrec.data.ratings import Ratings
 from embrec.data.split import METHODS, split
-from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
-from embrec.evaluation.evaluate import evaluate
-from embrec.evaluation.rating_baselines import rating_baselines
-from embrec.models.base import ModelConfig
-from embrec.recommender import Recommender
-from embrec.training.batches import validation_rows
-from embrec.training.distributed import Group, join
-from embrec.training.fit import fit
-from embrec.training.process import training_device
-from embrec.training.sharded import (
+from embrec.distributed.exchange import Group, join
+from embrec.distributed.reading import (
     Shards,
     gathered_test,
     gathered_train,
@@ -40,6 +32,14 @@ from embrec.training.sharded import (
     summed_errors,
     whole_file_reason,
 )
+from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
+from embrec.evaluation.evaluate import evaluate
+from embrec.evaluation.rating_baselines import rating_baselines
+from embrec.models.base import ModelConfig
+from embrec.recommender import Recommender
+from embrec.training.batches import validation_rows
+from embrec.training.fit import fit
+from embrec.training.process import training_device
 
 __all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "check_device", "degenerate",
            "fitted_rows", "recorded_read_options", "recorded_test_split", "train_run"]
