@@ -49,8 +49,7 @@ from torch import Tensor
 from embrec.data.ratings import Ratings
 from embrec.distributed.shards import ShardedRatings
 from embrec.errors import ConfigError, DataError
-from embrec.models.base import EmbeddingModel
-from embrec.models.mlp import DropoutMasks, Tower
+from embrec.models.base import DropoutMasks, EmbeddingModel, Tower
 from embrec.training.batches import Columns, columns, shuffled
 from embrec.training.sparse import coalesce
 from embrec.training.step import Step, StepOutput

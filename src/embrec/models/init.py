@@ -12,11 +12,16 @@ bounding (a sigmoid over a slightly widened rating scale) that every model offer
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INITS", "init_dense", "init_embedding", "logit", "output_bounds", "start_output"]
+from embrec.config import require, require_choice
+
+__all__ = ["INITS", "bound", "check_embedding", "init_dense", "init_embedding", "init_layers",
+           "logit", "output_bounds", "start_output"]
 
 INITS = ("keras", "normal")
 
@@ -60,6 +65,23 @@ def init_dense(layer: nn.Linear, scheme: str) -> None:
             layer.bias.zero_()
 
 
+def init_layers(layers: Iterable[nn.Module], scheme: str) -> None:
+    """Initialise every dense layer in ``layers`` with :func:`init_dense`."""
+    for layer in layers:
+        init_dense(cast(nn.Linear, layer), scheme)
+
+
+def check_embedding(embedding_dim: int, init: str, init_std: float) -> None:
+    """Validate the embedding fields every embedding model's config has.
+
+    Raises:
+        ConfigError: naming the field, its value and the constraint.
+    """
+    require(embedding_dim >= 1, "embedding_dim", embedding_dim, "must be >= 1")
+    require_choice("init", init, INITS)
+    require(init_std > 0, "init_std", init_std, "must be > 0")
+
+
 def output_bounds(scale: tuple[float, float]) -> tuple[float, float]:
     """Return ``(low, width)`` of the widened scale a bounded model's sigmoid spans.
 
@@ -93,3 +115,8 @@ def start_output(layer: nn.Linear, mean: float, bounds: tuple[float, float] | No
         start = logit((mean - bounds[0]) / bounds[1]) if bounds[1] > 0 else 0.0
     with torch.no_grad():
         layer.bias.fill_(start)
+
+
+def bound(z: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    """Return ``low + width * sigmoid(z)`` for a bounded model, else ``z``."""
+    return z if bounds is None else torch.sigmoid(z) * bounds[1] + bounds[0]

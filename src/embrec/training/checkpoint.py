@@ -42,8 +42,7 @@ from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
 from embrec.errors import ArtifactError, ConfigError
 from embrec.modeldir import file_above, sha256
-from embrec.models.base import EmbeddingModel, ModelConfig
-from embrec.models.mlp import DropoutMasks, Tower
+from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig, Tower
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.resume_checks import (

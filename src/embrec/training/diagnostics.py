@@ -25,8 +25,7 @@ import torch
 from torch import Tensor
 
 from embrec.errors import TrainingWarning
-from embrec.models.base import RatingModel
-from embrec.models.mlp import Tower
+from embrec.models.base import RatingModel, Tower
 from embrec.training.batches import Columns
 
 __all__ = ["OVERFIT_RATIO", "diagnose", "error_metrics"]

@@ -29,8 +29,7 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
-from embrec.models.base import EmbeddingModel, ModelConfig
-from embrec.models.mlp import Tower
+from embrec.models.base import EmbeddingModel, ModelConfig, Tower
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
