@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from embrec.models.init import init_embedding
 from embrec.models.tower import DropoutMasks, Tower, TowerStep
 
-__all__ = ["ConcatTowerModel", "DropoutMasks", "EmbeddingModel", "HandStep", "HandStepModel",
-           "KernelModel", "ModelConfig", "RatingModel", "Tower", "TowerStep", "add_decay",
-           "output_and_gradient"]
+__all__ = ["ConcatTowerModel", "DotModel", "DropoutMasks", "EmbeddingModel", "HandStep",
+           "HandStepModel", "KernelModel", "ModelConfig", "RatingModel", "Tower", "TowerStep",
+           "add_decay", "output_and_gradient"]
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -125,6 +125,38 @@ class RatingModel(nn.Module, ABC):
                     made.append(make(masks, tower.layer(k).in_features))
                     tower.masks[k] = made[-1]
         return made
+
+class DotModel(RatingModel):
+    """A rating model whose score is the dot product of its user and item vectors.
+
+    The closed-form and sampled models (popular, EASE, AutoRec, Bayesian FM)
+    are; top-N is then one matrix product.
+
+    Attributes:
+        variable_buffers: buffers whose length the training data sets, not the
+            config; loading sizes them to the saved ones.
+    """
+
+    variable_buffers: tuple[str, ...] = ()
+
+    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Aligned rows' dot products: ``(batch,)``."""
+        return (user_vectors * item_vectors).sum(1)
+
+    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Every user against every item in one product: ``(b, n)``."""
+        return user_vectors @ item_vectors.t()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        """Size the data-dependent buffers to the saved ones."""
+        for name in self.variable_buffers:
+            saved = state_dict.get(prefix + name)
+            if isinstance(saved, Tensor):
+                current: Tensor = getattr(self, name)
+                setattr(self, name, torch.empty_like(saved, device=current.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 class EmbeddingModel(RatingModel):
     """A rating model whose user and item vectors are rows of one embedding table per side.

@@ -135,14 +135,16 @@ class Tower(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the tower with autograd: ``(batch, inputs) -> (batch, outputs)``."""
-        return self.finish(self.layers[0](self._drop(0, x)))
+        return self.finish(self.layers[0](self._drop(0, x)), drop=True)
 
-    def finish(self, z: Tensor, outputs: list[Tensor] | None = None) -> Tensor:
-        """Apply everything after the first layer's affine map.
+    def finish(self, z: Tensor, outputs: list[Tensor] | None = None, *,
+               drop: bool = False) -> Tensor:
+        """Apply everything after the first layer's affine map (no dropout unless ``drop``).
 
         Args:
             z: ``(..., width_1)`` outputs of the first layer before its activation.
             outputs: when given, every activated layer's output is appended to it.
+            drop: apply dropout in training mode, as :meth:`forward` does.
 
         Returns:
             ``(..., outputs)`` tower outputs.
@@ -150,7 +152,7 @@ class Tower(nn.Module):
         in_place = not torch.is_grad_enabled()  # z is always a fresh tensor here
         for k in range(len(self.layers)):
             if k:
-                z = self.layers[k](self._drop(k, z))
+                z = self.layers[k](self._drop(k, z) if drop else z)
             if self.activates(k):
                 relu = self.activation == "relu"
                 z = (z.relu_() if relu else z.tanh_()) if in_place else \
