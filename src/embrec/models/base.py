@@ -38,7 +38,7 @@ from embrec.models.tower import DropoutMasks, Tower, TowerStep
 
 __all__ = ["ConcatTowerModel", "DotModel", "DropoutMasks", "EmbeddingModel", "HandStep",
            "HandStepModel", "KernelModel", "ModelConfig", "RatingModel", "Tower", "TowerStep",
-           "add_decay", "output_and_gradient"]
+           "add_decay", "output_and_gradient", "tower_gradient_step"]
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -283,6 +283,43 @@ def add_decay(grad: Tensor, rows: Tensor, bias_columns: int, weight_decay: float
         grad[:, :d].add_(rows[:, :d], alpha=2.0 * weight_decay / n)
     if bias_columns and bias_weight_decay > 0:
         grad[:, d:].add_(rows[:, d:], alpha=2.0 * bias_weight_decay / n)
+
+
+def tower_gradient_step(model: EmbeddingModel, tower: Tower, bounds: tuple[float, float] | None,
+                        join: Callable[[Tensor, Tensor], Tensor],
+                        split: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], None],
+                        weight_decay: float, bias_weight_decay: float) -> HandStep:
+    """Return the hand-written rating step of a model scoring ``tower(join(u, i))`` + biases.
+
+    Args:
+        model: the model; its rows are ``[factors, bias columns]``.
+        tower: the tower over the joined factors, with a one-unit linear output.
+        bounds: ``(low, width)`` of a bounded output, or ``None``.
+        join: ``(user factors, item factors) -> tower input``.
+        split: ``(input gradient, u, i, user grad, item grad)`` fills the factor columns
+            of both row gradients from the tower input's gradient.
+        weight_decay: L2 on the factors, per use (:func:`add_decay`).
+        bias_weight_decay: L2 on the bias columns.
+    """
+    users, items = model.user_embedding.weight.detach(), model.item_embedding.weight.detach()
+    step_of, biased = TowerStep(tower), model.bias_columns
+    d = users.shape[1] - biased
+
+    def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        u, i = users.index_select(0, user), items.index_select(0, item)  # (b, d [+ 1])
+        z, saved = step_of.forward(join(u[:, :d], i[:, :d]))
+        z = z.squeeze(1) + u[:, d] + i[:, d] if biased else z.squeeze(1)
+        prediction, grad = output_and_gradient(z, rating, bounds)
+        grad_x = step_of.backward(saved, grad.unsqueeze(1))  # (batch, tower inputs)
+        grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
+        split(grad_x, u[:, :d], i[:, :d], grad_u[:, :d], grad_i[:, :d])
+        if biased:
+            grad_u[:, d], grad_i[:, d] = grad, grad
+        add_decay(grad_u, u, biased, weight_decay, bias_weight_decay, len(rating))
+        add_decay(grad_i, i, biased, weight_decay, bias_weight_decay, len(rating))
+        return prediction, grad_u, grad_i
+
+    return step
 
 
 def output_and_gradient(z: Tensor, rating: Tensor,

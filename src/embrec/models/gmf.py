@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from embrec.config import JsonConfig, require
-from embrec.models.base import EmbeddingModel, HandStep, add_decay, output_and_gradient
+from embrec.models.base import EmbeddingModel, HandStep, tower_gradient_step
 from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
-from embrec.models.tower import PAIR_BUDGET, Tower, TowerStep, check_tower
+from embrec.models.tower import PAIR_BUDGET, Tower, check_tower
 
 __all__ = ["GMF", "GMFConfig"]
 
@@ -110,24 +110,10 @@ class GMF(EmbeddingModel):
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step (:class:`~embrec.models.base.HandStepModel`)."""
-        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
-        tower, bounds, biased = TowerStep(self.tower), self.bounds, self.bias_columns
-        d = users.shape[1] - biased
+        return tower_gradient_step(self, self.tower, self.bounds, torch.mul, _split,
+                                   weight_decay, bias_weight_decay)
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            u = users.index_select(0, user)  # (batch, embedding_dim [+ 1])
-            i = items.index_select(0, item)
-            z, saved = tower.forward(u[:, :d] * i[:, :d])
-            z = z.squeeze(1) + u[:, d] + i[:, d] if biased else z.squeeze(1)
-            prediction, grad = output_and_gradient(z, rating, bounds)
-            grad_product = tower.backward(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
-            grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
-            torch.mul(grad_product, i[:, :d], out=grad_u[:, :d])
-            torch.mul(grad_product, u[:, :d], out=grad_i[:, :d])
-            if biased:
-                grad_u[:, d], grad_i[:, d] = grad, grad
-            add_decay(grad_u, u, biased, weight_decay, bias_weight_decay, len(rating))
-            add_decay(grad_i, i, biased, weight_decay, bias_weight_decay, len(rating))
-            return prediction, grad_u, grad_i
 
-        return step
+def _split(grad_product: Tensor, u: Tensor, i: Tensor, grad_u: Tensor, grad_i: Tensor) -> None:
+    torch.mul(grad_product, i, out=grad_u)
+    torch.mul(grad_product, u, out=grad_i)

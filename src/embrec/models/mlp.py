@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from embrec.config import JsonConfig, require
-from embrec.models.base import EmbeddingModel, HandStep, add_decay, output_and_gradient
+from embrec.models.base import EmbeddingModel, HandStep, tower_gradient_step
 from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
-from embrec.models.tower import ItemHalfCache, Tower, TowerStep, check_tower
+from embrec.models.tower import ItemHalfCache, Tower, check_tower
 
 __all__ = ["MLP", "MLPConfig"]
 
@@ -102,22 +102,14 @@ class MLP(EmbeddingModel):
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
         """Return the hand-written rating step (:class:`~embrec.models.base.HandStepModel`)."""
-        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
-        tower, bounds, biased = TowerStep(self.tower), self.bounds, self.bias_columns
-        dim = users.shape[1] - biased
+        return tower_gradient_step(self, self.tower, self.bounds, _join, _split, weight_decay,
+                                   bias_weight_decay)
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            u, i = users.index_select(0, user), items.index_select(0, item)  # (b, d [+ 1])
-            z, saved = tower.forward(torch.cat((u[:, :dim], i[:, :dim]), 1))
-            prediction, grad = output_and_gradient(
-                z.squeeze(1) + u[:, dim] + i[:, dim] if biased else z.squeeze(1), rating, bounds)
-            grad_x = tower.backward(saved, grad.unsqueeze(1))  # (batch, 2 * embedding_dim)
-            grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
-            grad_u[:, :dim], grad_i[:, :dim] = grad_x[:, :dim], grad_x[:, dim:]
-            if biased:
-                grad_u[:, dim], grad_i[:, dim] = grad, grad
-            add_decay(grad_u, u, biased, weight_decay, bias_weight_decay, len(rating))
-            add_decay(grad_i, i, biased, weight_decay, bias_weight_decay, len(rating))
-            return prediction, grad_u, grad_i
 
-        return step
+def _join(u: Tensor, i: Tensor) -> Tensor:
+    return torch.cat((u, i), 1)  # (batch, 2 * embedding_dim)
+
+
+def _split(grad_x: Tensor, u: Tensor, i: Tensor, grad_u: Tensor, grad_i: Tensor) -> None:
+    grad_u.copy_(grad_x[:, :u.shape[1]])
+    grad_i.copy_(grad_x[:, u.shape[1]:])
