@@ -46,6 +46,7 @@ HandStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 """A hand-written rating step: ``(user, item, rating) -> (predictions, user row gradients,
 item row gradients)``, adding the dense parameters' gradients into their ``.grad``."""
 
+
 class RatingModel(nn.Module, ABC):
     """Predicts ratings for (user, item) index pairs.
 
@@ -159,12 +160,8 @@ class DotModel(RatingModel):
 
 
 class EmbeddingModel(RatingModel):
-    """A rating model whose user and item vectors are rows of one embedding table per side.
-
-    Args:
-        n_users: rows of ``user_embedding``.
-        n_items: rows of ``item_embedding``.
-        width: columns of both tables.
+    """A rating model whose user and item vectors are rows of one ``width``-column
+    embedding table per side (``n_users`` and ``n_items`` rows): the models ``fit`` trains.
 
     Attributes:
         bias_columns: how many trailing columns of each row are biases rather than
@@ -207,17 +204,8 @@ class EmbeddingModel(RatingModel):
         return vectors[:, :vectors.shape[1] - self.bias_columns]
 
     def plus_biases(self, z: Tensor, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Add the user and item bias columns (when the rows have one) to raw scores ``z``.
-
-        Args:
-            z: ``(batch,)`` scores of aligned pairs, or a ``(b, n)`` block of every
-                user against every item.
-            user_vectors: ``(batch or b, width)`` user rows.
-            item_vectors: ``(batch or n, width)`` item rows.
-
-        Returns:
-            ``z`` plus the biases, the shape of ``z``.
-        """
+        """Add the rows' bias columns (if any) to raw scores ``z``: ``(batch,)`` aligned pairs
+        or a ``(b, n)`` block of every user against every item."""
         if not self.bias_columns:
             return z
         if z.dim() == 1:
@@ -263,20 +251,12 @@ class KernelModel(Protocol):
 
 def add_decay(grad: Tensor, rows: Tensor, bias_columns: int, weight_decay: float,
               bias_weight_decay: float, n: int) -> None:
-    """Add the gradient of the per-use L2 penalty on ``rows`` to ``grad``, in place.
+    """Add the gradient of the per-use L2 penalty on ``(k, width)`` ``rows`` to ``grad``.
 
     The penalty is ``(weight_decay * |factors|² + bias_weight_decay * |biases|²) / n``
-    summed over the rows a batch of ``n`` read, one row per use: a user with 500
-    ratings is penalised 500 times as often as one with 1, and rows outside the
-    batch are not touched.
-
-    Args:
-        grad: ``(k, width)`` gradients of the rows.
-        rows: ``(k, width)`` the rows; the last ``bias_columns`` columns are biases.
-        bias_columns: how many trailing columns are biases.
-        weight_decay: L2 on the factor columns.
-        bias_weight_decay: L2 on the bias columns.
-        n: the batch size the loss is a mean over.
+    (the last ``bias_columns`` columns are biases) summed over the rows a batch of
+    ``n`` read, one row per use: a user with 500 ratings is penalised 500 times as
+    often as one with 1, and rows outside the batch are not touched.
     """
     d = rows.shape[1] - bias_columns
     if weight_decay > 0:
@@ -291,15 +271,9 @@ def tower_gradient_step(model: EmbeddingModel, tower: Tower, bounds: tuple[float
                         weight_decay: float, bias_weight_decay: float) -> HandStep:
     """Return the hand-written rating step of a model scoring ``tower(join(u, i))`` + biases.
 
-    Args:
-        model: the model; its rows are ``[factors, bias columns]``.
-        tower: the tower over the joined factors, with a one-unit linear output.
-        bounds: ``(low, width)`` of a bounded output, or ``None``.
-        join: ``(user factors, item factors) -> tower input``.
-        split: ``(input gradient, u, i, user grad, item grad)`` fills the factor columns
-            of both row gradients from the tower input's gradient.
-        weight_decay: L2 on the factors, per use (:func:`add_decay`).
-        bias_weight_decay: L2 on the bias columns.
+    ``tower`` ends in one linear unit, ``bounds`` is ``(low, width)`` or ``None``;
+    ``split(input gradient, u, i, user grad, item grad)`` fills the factor columns
+    of both row gradients from the gradient of ``join``'s output.
     """
     users, items = model.user_embedding.weight.detach(), model.item_embedding.weight.detach()
     step_of, biased = TowerStep(tower), model.bias_columns
@@ -324,17 +298,8 @@ def tower_gradient_step(model: EmbeddingModel, tower: Tower, bounds: tuple[float
 
 def output_and_gradient(z: Tensor, rating: Tensor,
                         bounds: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
-    """Map raw scores to predictions and return the mean squared error's gradient.
-
-    Args:
-        z: ``(batch,)`` raw scores.
-        rating: ``(batch,)`` true ratings.
-        bounds: ``(low, width)`` of a bounded output, or ``None``.
-
-    Returns:
-        ``(predictions, d loss / d z)``, both ``(batch,)``, for
-        ``loss = mean((prediction - rating) ** 2)``.
-    """
+    """Return ``(predictions, d loss / d z)`` of ``(batch,)`` raw scores ``z``, for
+    ``loss = mean((prediction - rating) ** 2)`` and ``bounds`` ``(low, width)`` or ``None``."""
     scale = 2.0 / max(len(rating), 1)
     if bounds is None:
         return z, (z - rating).mul_(scale)
@@ -352,14 +317,8 @@ class ModelConfig(Protocol):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float],
               mean: float) -> RatingModel:
-        """Create the untrained model for a data set.
-
-        Args:
-            n_users: number of users in the training data.
-            n_items: number of items in the training data.
-            scale: the rating scale, used when the config bounds outputs to it.
-            mean: the training mean rating, used to initialise a global bias.
-        """
+        """Create the untrained model for a data set (``scale`` is the rating scale, for a
+        bounded output; ``mean`` the training mean rating, where a global bias starts)."""
         ...
 
     def to_dict(self) -> dict[str, Any]:

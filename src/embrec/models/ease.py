@@ -106,15 +106,9 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     penalty ``p / (1 - p) · diag(XᵀX)``: an item's weights shrink with its
     popularity, as training with dropout rate ``p`` on the input would.
 
-    Args:
-        history: the user x item matrix ``X``.
-        l2: the ridge penalty λ.
-        device: where to solve.
-        dropout: EDLAE's dropout rate ``p`` in [0, 1); 0 is EASE.
-
     Returns:
-        ``B``, ``(n_items, n_items)`` float32: ``B[i, j]`` is item ``i``'s weight
-        in the score of item ``j``.
+        ``B`` for the user x item ``history`` ``X``, ``(n_items, n_items)`` float32:
+        ``B[i, j]`` is item ``i``'s weight in the score of item ``j``; solved on ``device``.
     """
     x = history.astype(np.float64)
     gram = torch.as_tensor((x.T @ x).toarray(), device=device)  # (n_items, n_items) float64

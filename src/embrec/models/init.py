@@ -35,13 +35,7 @@ sigmoid can reach the end ratings without saturating."""
 
 
 def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
-    """Initialise an embedding table in place.
-
-    Args:
-        weight: the ``(rows, dim)`` table.
-        scheme: ``keras`` (uniform ±0.05) or ``normal`` (N(0, std²)).
-        std: standard deviation for ``normal``.
-    """
+    """Initialise a ``(rows, dim)`` table in place: ``keras`` (uniform ±0.05) or N(0, std²)."""
     with torch.no_grad():
         if scheme == "keras":
             weight.uniform_(-KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE)
@@ -50,12 +44,7 @@ def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
 
 
 def init_dense(layer: nn.Linear, scheme: str) -> None:
-    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias.
-
-    Args:
-        layer: the layer.
-        scheme: ``keras`` or ``normal``.
-    """
+    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias."""
     with torch.no_grad():
         if scheme == "keras":
             nn.init.xavier_uniform_(layer.weight)
@@ -83,14 +72,8 @@ def check_embedding(embedding_dim: int, init: str, init_std: float) -> None:
 
 
 def output_bounds(scale: tuple[float, float]) -> tuple[float, float]:
-    """Return ``(low, width)`` of the widened scale a bounded model's sigmoid spans.
-
-    Args:
-        scale: the rating scale ``(min, max)``.
-
-    Returns:
-        ``(low, width)`` so that a prediction is ``low + width * sigmoid(z)``.
-    """
+    """Return ``(low, width)`` of the widened rating ``scale`` a bounded model's sigmoid
+    spans: a prediction is ``low + width * sigmoid(z)``."""
     margin = BOUND_MARGIN * (scale[1] - scale[0])
     return scale[0] - margin, scale[1] - scale[0] + 2 * margin
 
@@ -102,13 +85,8 @@ def logit(value: float) -> float:
 
 
 def start_output(layer: nn.Linear, mean: float, bounds: tuple[float, float] | None) -> None:
-    """Set a one-unit output layer's bias so the untrained model predicts ``mean``.
-
-    Args:
-        layer: the output layer.
-        mean: the training mean rating.
-        bounds: ``(low, width)`` of a bounded output (the bias is then the logit).
-    """
+    """Set a one-unit output layer's bias so the untrained model predicts ``mean``
+    (through a bounded output's ``(low, width)`` when given: the bias is then the logit)."""
     if bounds is None:
         start = mean
     else:  # a zero-width scale (every rating equal) has one possible output: any bias will do

@@ -94,11 +94,8 @@ class NeuMF(EmbeddingModel):
         return bound(self.plus_biases(z, user_vectors, item_vectors), self.bounds)
 
     def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Score every user against every item: one product for GMF, a split first layer for MLP.
-
-        Returns:
-            ``(n_users_block, n_items_block)`` predictions.
-        """
+        """Score every user against every item: one product for GMF, a split first layer for
+        MLP: ``(b, n)``."""
         g = self.gmf_dim
         weight = self.output.weight[0]  # (embedding_dim + h,)
         gmf = (user_vectors[:, :g] * weight[:g]) @ item_vectors[:, :g].t()  # (b, n)

@@ -55,16 +55,8 @@ class PopularConfig(JsonConfig):
 
 
 def popularity(train: Ratings, by: str = "count", damping: float = 10.0) -> np.ndarray:
-    """Return each item's popularity score: ``(n_items,)`` float64.
-
-    Args:
-        train: the training ratings.
-        by: ``count`` or ``mean`` (see :class:`PopularConfig`).
-        damping: pseudo-ratings at the global mean, for ``by="mean"``.
-
-    Returns:
-        The scores, indexed by item index.
-    """
+    """Return each item's popularity score by item index, ``(n_items,)`` float64
+    (``by`` and ``damping`` as in :class:`PopularConfig`)."""
     counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
     if by == "count":
         return counts

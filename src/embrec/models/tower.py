@@ -31,19 +31,11 @@ Saved = list[tuple[Tensor, Tensor | None, Tensor]]
 
 def dropout_mask(shape: tuple[int, int], rate: float, like: Tensor,
                  generator: torch.Generator | None = None) -> Tensor:
-    """Return an inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``.
+    """Return a ``shape`` inverted-dropout mask: 0 with probability ``rate``, else
+    ``1 / (1 - rate)``, on ``like``'s device and dtype, drawn from ``generator``.
 
     Four 16-bit draws come from each 64-bit random word, 4x fewer generator
     calls than ``torch.rand``; ``rate`` is honoured to 1/65536.
-
-    Args:
-        shape: ``(rows, columns)`` of the mask.
-        rate: probability of dropping an entry, in [0, 1).
-        like: a tensor whose device and dtype the mask takes.
-        generator: the random generator (torch's default when ``None``).
-
-    Returns:
-        The mask, ``shape``.
     """
     count = shape[0] * shape[1]
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=like.device)
@@ -139,16 +131,8 @@ class Tower(nn.Module):
 
     def finish(self, z: Tensor, outputs: list[Tensor] | None = None, *,
                drop: bool = False) -> Tensor:
-        """Apply everything after the first layer's affine map (no dropout unless ``drop``).
-
-        Args:
-            z: ``(..., width_1)`` outputs of the first layer before its activation.
-            outputs: when given, every activated layer's output is appended to it.
-            drop: apply dropout in training mode, as :meth:`forward` does.
-
-        Returns:
-            ``(..., outputs)`` tower outputs.
-        """
+        """Apply everything after the first layer's affine map to its ``(..., width_1)``
+        output ``z``; dropout only if ``drop``; each activated output appended to ``outputs``."""
         in_place = not torch.is_grad_enabled()  # z is always a fresh tensor here
         for k in range(len(self.layers)):
             if k:
@@ -171,12 +155,9 @@ class Tower(nn.Module):
 class TowerStep:
     """A tower's hand-written training forward and backward, its tensors looked up once.
 
-    Built at the start of training, after the parameters have their final
-    storage and ``.grad`` buffers, so a batch costs only tensor ops.
-
-    Args:
-        tower: the tower; every parameter must have a ``.grad``.
-        write: overwrite the layers' ``.grad`` each backward instead of adding into them.
+    Built after every parameter has its final storage and ``.grad`` buffer, so a
+    batch costs only tensor ops. ``write`` overwrites the ``.grad`` each backward
+    instead of adding into it.
     """
 
     def __init__(self, tower: Tower, *, write: bool = False) -> None:
@@ -190,15 +171,8 @@ class TowerStep:
                                 grad_of(layer.bias), tower.masks[k], activation))
 
     def forward(self, x: Tensor, out: Tensor | None = None) -> tuple[Tensor, Saved]:
-        """Training-mode forward (dropout on) keeping what the backward needs.
-
-        Args:
-            x: ``(batch, inputs)``, without autograd.
-            out: where the last layer writes its output, when it is linear.
-
-        Returns:
-            The ``(batch, outputs)`` output and the saved per-layer tensors.
-        """
+        """Training-mode forward of ``(batch, inputs)`` ``x``: the output (written into
+        ``out`` when given and the last layer is linear) and what :meth:`backward` needs."""
         saved: Saved = []
         last = len(self.layers) - 1
         for k, (_, transposed, bias, _, _, masks, activation) in enumerate(self.layers):
@@ -214,15 +188,8 @@ class TowerStep:
         return x, saved
 
     def backward(self, saved: Saved, grad: Tensor) -> Tensor:
-        """Put the layers' gradients in their ``.grad`` and return the input gradient.
-
-        Args:
-            saved: what :meth:`forward` kept.
-            grad: loss gradient with respect to the tower output, ``(batch, outputs)``.
-
-        Returns:
-            The loss gradient with respect to the tower input, ``(batch, inputs)``.
-        """
+        """Put the layers' gradients in their ``.grad``, given the output's gradient ``grad``
+        and what :meth:`forward` ``saved``; return the input's gradient."""
         for k in range(len(self.layers) - 1, -1, -1):
             weight, _, _, weight_grad, bias_grad, _, activation = self.layers[k]
             x, mask, z = saved[k]
@@ -271,19 +238,11 @@ class ItemHalfCache:
 
     def split_scores(self, tower: Tower, user_vectors: Tensor, item_vectors: Tensor,
                      start: int) -> list[Tensor]:
-        """Run ``tower`` over every (user, item) pair, the first layer split per side.
+        """Run ``tower`` over every (user, item) pair: ``(b, chunk, outputs)`` per item chunk.
 
-        ``W [u; i] = W_u u + W_i i``: one product per side (the item side cached)
+        The tower reads ``[user columns; item columns]`` from column ``start`` of each
+        side. ``W [u; i] = W_u u + W_i i``: one product per side (the item side cached)
         and a broadcast add, in item chunks within :data:`PAIR_BUDGET`.
-
-        Args:
-            tower: a tower whose input is ``[user columns; item columns]``.
-            user_vectors: ``(b, width)`` rows; the tower reads ``half`` columns from ``start``.
-            item_vectors: ``(n, width)`` rows, read likewise.
-            start: the first column the tower reads.
-
-        Returns:
-            ``(b, chunk, outputs)`` tower outputs, one per item chunk.
         """
         first = tower.layer(0)
         half = first.weight.shape[1] // 2

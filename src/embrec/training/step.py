@@ -82,16 +82,8 @@ class RatingLoss:
 
 
 def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConfig) -> Step:
-    """Return the reference step: the objective's loss through autograd, plus the penalty.
-
-    Args:
-        model: the model; its dense parameters need ``.grad`` buffers to add into.
-        objective: the loss.
-        config: ``weight_decay`` and ``bias_weight_decay``.
-
-    Returns:
-        The step.
-    """
+    """Return the reference step: the objective's loss through autograd, plus the penalty
+    (``config.weight_decay``, ``bias_weight_decay``); dense parameters need ``.grad`` buffers."""
     user_table = model.user_embedding.weight.detach()
     item_table = model.item_embedding.weight.detach()
     decay, bias_decay = config.weight_decay, config.bias_weight_decay
@@ -117,16 +109,8 @@ def make_step(model: EmbeddingModel, config: TrainConfig,
               objective: Objective | None = None) -> tuple[Step, str]:
     """Return the step for ``model`` and which path it takes (``fast`` or ``autograd``).
 
-    The hand-written path is taken for the rating loss when the model has one
-    and ``config.step_path`` allows it.
-
-    Args:
-        model: the model, with ``.grad`` buffers on its dense parameters.
-        config: the training settings.
-        objective: the loss; the rating loss when omitted.
-
-    Returns:
-        ``(step, path)``.
+    The hand-written path is taken for the rating loss (the default ``objective``)
+    when the model has one and ``config.step_path`` allows it.
     """
     objective = objective or RatingLoss()
     if not isinstance(model, HandStepModel) or config.step_path == "autograd" \
