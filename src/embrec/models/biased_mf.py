@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import JsonConfig
-from embrec.models.base import EmbeddingModel, HandStep, add_decay, output_and_gradient
+from embrec.models.base import EmbeddingModel
+from embrec.models.fastpath import HandStep, add_decay, output_and_gradient
 from embrec.models.init import bound, check_embedding, logit, output_bounds
 from embrec.models.tower import grad_of
 

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from embrec.config import JsonConfig, require
-from embrec.models.base import EmbeddingModel, HandStep, tower_gradient_step
+from embrec.models.base import EmbeddingModel
+from embrec.models.fastpath import HandStep, tower_gradient_step
 from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
 from embrec.models.tower import PAIR_BUDGET, Tower, check_tower
 
