@@ -10,13 +10,13 @@ and provides:
   ``user_embedding`` and ``item_embedding`` rows, their trailing ``bias_columns``,
   and ``dense_parameters()``, every other parameter. Tables are updated
   row-sparsely, dense parameters every step.
-- **random state**: dropout draws only from the :class:`DropoutMasks` listed by
-  ``dropout_masks()`` (those of its :class:`Tower` modules by default). ``fit``
-  hands them its seeded generator, checkpoints save their blocks, and
-  data-parallel ranks replace them with masks drawn for the global batch, which
-  is what makes seeded training, resume equality and 2 ranks = 1 hold. A model
-  must not draw randomness any other way in ``forward`` (``nn.Dropout``,
-  ``torch.rand``); the contract suite checks this.
+- **random state**: a model drops out only inside :class:`Tower` modules, whose
+  :class:`DropoutMasks` (``dropout_masks()``) are its whole random state. ``fit``
+  hands them its seeded generator (``reset_masks``), checkpoints save their
+  blocks, and data-parallel ranks replace them with masks drawn for the global
+  batch (``replace_masks``): that is what makes seeded training, resume equality
+  and 2 ranks = 1 hold. A model must draw no other randomness in ``forward``
+  (``nn.Dropout``, ``torch.rand``); the contract suite checks this.
 - **optional hand-written paths**, proven equal to autograd by the contract
   suite: ``gradient_step`` (:class:`HandStepModel`) and ``rating_kernel``
   (:class:`KernelModel`).
@@ -97,11 +97,7 @@ class RatingModel(nn.Module, ABC):
         return next(self.parameters()).device
 
     def dropout_masks(self) -> list[DropoutMasks]:
-        """Return every source of dropout randomness, in a fixed order (the contract).
-
-        The default lists the masks of every :class:`Tower` submodule; a model
-        that drops out elsewhere overrides this.
-        """
+        """Return the model's whole random state: its towers' masks, in module order."""
         towers = [t for t in self.modules() if isinstance(t, Tower)]
         return [m for t in towers for m in t.masks if m is not None]
 
