@@ -21,7 +21,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     from embrec.artifacts import load
     from embrec.commands.runs import recorded_read_options
     from embrec.data.datasets import load_dataset
-    from embrec.evaluation.crossval import cross_validate
+    from embrec.crossval import cross_validate
 
     rec = load(args.model_dir)
     metadata = rec.metadata

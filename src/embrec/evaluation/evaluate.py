@@ -156,23 +156,16 @@ def _compare_with_popular(rec: Recommender, user: np.ndarray, item: np.ndarray,
 
 
 def popular_like(rec: Recommender) -> Recommender:
-    """Fit the ``popular`` yardstick on ``rec``'s training rows, with ``rec``'s id indexes.
-
-    Args:
-        rec: a trained (or loaded) recommender; its ``seen`` matrix holds its
-            training ratings.
-
-    Returns:
-        A ``popular`` recommender over the same users and items (on the CPU).
-    """
+    """The ``popular`` yardstick fitted on ``rec``'s training rows (its ``seen`` matrix), on the CPU."""
     from embrec.config import TrainConfig
     from embrec.models.popular import PopularConfig
-    from embrec.training.closed_form import fit_closed_form
 
-    rows = rec.seen.tocoo()
+    rows, config = rec.seen.tocoo(), PopularConfig()
     train = Ratings(rows.row, rows.col, rows.data, rec.users, rec.items, scale=rec.scale,
                     source=str(rec.metadata.get("data") or ""))
-    return fit_closed_form(PopularConfig(), train, TrainConfig(device="cpu"))
+    model = config.build(train.n_users, train.n_items)
+    model.solve(train)  # solved here, not through training/: evaluation does not depend on it
+    return Recommender.from_training(model, config, TrainConfig(device="cpu"), train)
 
 
 def _indices(rec: Recommender, test: Ratings) -> tuple[np.ndarray, np.ndarray]:
