@@ -156,7 +156,7 @@ def _compare_with_popular(rec: Recommender, user: np.ndarray, item: np.ndarray,
 
 
 def popular_like(rec: Recommender) -> Recommender:
-    """The ``popular`` yardstick fitted on ``rec``'s training rows (its ``seen`` matrix), on the CPU."""
+    """The ``popular`` yardstick fitted on ``rec``'s training rows (``seen``), on the CPU."""
     from embrec.config import TrainConfig
     from embrec.models.popular import PopularConfig
 
