@@ -283,22 +283,16 @@ def load_dataset(
 ) -> Ratings:
     """Load a known data set by name (downloading it once), or ratings from a path.
 
+    The reading options (``user`` to ``on_bad_lines``) are those of
+    :func:`~embrec.data.readers.read_ratings`.
+
     Args:
         name: a registry name (see ``DATASETS``), a :class:`DatasetInfo`, a folder
             in one of the publishers' layouts, or a ratings file.
         home: embrec's data folder (see :func:`data_home`).
         download: fetch a data set missing from the cache (otherwise raise).
         progress: show a download progress bar.
-        user: the user id column of a ratings file, by name or 0-based position.
-        item: the item id column of a ratings file.
-        rating: the rating column of a ratings file.
-        timestamp: the timestamp column of a ratings file.
-        format: the file format (see :func:`~embrec.data.readers.read_ratings`).
-        sep: the field separator of delimited text.
-        scale: ``(min, max)`` to enforce instead of the inferred or published scale.
-        duplicates: repeated (user, item) pairs: ``"error"``, ``"last"`` or ``"mean"``.
-        on_bad_lines: ``"error"`` or ``"skip"`` malformed lines (with a warning).
-        user_features: a user feature file (:func:`~embrec.data.features.read_features`)
+        user_features: a user feature file (:func:`~embrec.data.feature_files.read_features`)
             to attach as ``user_features``, replacing the data set's own.
         item_features: likewise for items.
 
@@ -370,13 +364,7 @@ def dataset_info(
     download: bool = True,
     read: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Summarise a data set: counts, density, scale, quantiles, plus registry facts.
-
-    Args:
-        name_or_path: a registry name or a path (see :func:`load_dataset`).
-        home: embrec's data folder (see :func:`data_home`).
-        download: fetch a known data set missing from the cache.
-        read: reading options passed to :func:`load_dataset` (``sep``, ``user``...).
+    """Summarise a data set (loaded as :func:`load_dataset` does, with the ``read`` options).
 
     Returns:
         :meth:`Ratings.describe` (``ratings``, ``users``, ``items``, ``density``,
