@@ -15,16 +15,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embrec.data.ratings import _plain
 from embrec.data.validation import Column
 
 __all__ = ["ROLES", "arrow_column", "numpy_column", "series_column"]
 
 ROLES = ("user", "item", "rating", "timestamp")
-_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+"""A number as text (no thousands separators), for finding the values that are not one."""
 
 
 def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -147,7 +145,7 @@ def _arrow_original(column: Any) -> Callable[[int], Any]:
 
 def _arrow_rating_text(column: Any, label: str, name: str,
                        missing: np.ndarray | None) -> Column:
-    ok = pc.match_substring_regex(column, _NUMBER)
+    ok = pc.match_substring_regex(column, NUMBER)
     unparsed = np.asarray(pc.invert(ok).fill_null(False).to_numpy(zero_copy_only=False))
     clean = pc.if_else(ok, pc.utf8_trim_whitespace(column), pa.scalar(None, pa.string()))
     values = np.asarray(pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False),

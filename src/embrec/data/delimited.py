@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from embrec.data.columns import arrow_column
+from embrec.data.columns import NUMBER, arrow_column
 from embrec.data.validation import SHOWN, Locator, Problem, RawRatings, raise_problems
 from embrec.errors import DataError, ParseError
 
@@ -28,7 +28,6 @@ __all__ = ["TextFormat", "TextTable", "column_label", "read_raw_ratings", "read_
 SEPARATORS = ("::", "\t", ",", ";", "|")
 _SAMPLE_BYTES = 1 << 16
 _SUBSTITUTES = (b"\x1f", b"\x1e", b"\x1d")
-_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _FAILED_COLUMN = re.compile(r"In CSV column #(\d+)")
 _BLOCK = 1 << 22  # PyArrow's block: no line may be longer
 THREADED_BYTES = 4 * _BLOCK
@@ -109,7 +108,7 @@ def _split(line: str, sep: str, quoting: bool) -> list[str]:
 
 
 def _is_number(text: str) -> bool:
-    return re.match(_NUMBER, text) is not None
+    return re.match(NUMBER, text) is not None
 
 
 def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
