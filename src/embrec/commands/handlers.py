@@ -18,9 +18,15 @@ from typing import Any
 import pandas as pd
 
 from embrec.commands.configs import run_settings
-from embrec.commands.display import print_frame, print_json, readable
+from embrec.commands.display import (
+    print_baselines,
+    print_frame,
+    print_json,
+    print_train_table,
+    readable,
+    train_summary,
+)
 from embrec.commands.options import read_options
-from embrec.commands.summaries import print_baselines, print_train_table, train_summary
 from embrec.errors import ConfigError, DataError, EmbrecError
 
 __all__ = [
