@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 import embrec.models
 from embrec.artifacts import FORMAT_VERSION, load, save
-from embrec.errors import ArtifactError
+from embrec.errors import ArtifactError, EmbrecWarning
 from embrec.modeldir import write_manifest
 from embrec.recommender import Recommender
 from tests.test_recommender import DotConfig, random_rec
@@ -254,3 +255,12 @@ def test_config_missing_a_field_or_with_a_bad_train_config(saved: tuple[Recommen
     _write_config(path, config)
     with pytest.raises(ArtifactError, match=r"config\.json: has no 'mean' field"):
         load(path)
+
+
+def test_saves_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the [plot] extra not installed
+    rec = _rec()
+    with pytest.warns(EmbrecWarning, match=r"learning-curves\.png not drawn: matplotlib"):
+        path = save(rec, tmp_path / "run")
+    assert not (path / "learning-curves.png").exists()
+    assert load(path).history == rec.history

@@ -25,8 +25,6 @@ config value before it allocates the model, and reads weights with
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +52,7 @@ from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.errors import ArtifactError, ConfigError, EmbrecError
 from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
+from embrec.jsonsafe import dumps
 from embrec.modeldir import (
     FORMAT,
     MANIFEST,
@@ -188,26 +187,7 @@ def _write_item_info(item_info: pd.DataFrame, file: Path) -> None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False) + "\n"
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null, so every JSON file embrec writes is valid JSON."""
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)  # a Path, a device, or anything else: kept readable, never lost
+    return dumps(value, default=str) + "\n"  # a device or anything else: kept readable
 
 
 # ----------------------------------------------------------------------------- load

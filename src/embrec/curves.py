@@ -13,13 +13,19 @@ marked points at the epoch whose weights were kept. Validation is drawn
 per epoch whenever training held some out. A dashed line marks the test RMSE
 of the best mean predictor (global, user or item mean): the number to beat.
 Epochs sit at whole numbers.
+
+Matplotlib comes with the optional ``plot`` extra (``pip install 'embrec[plot]'``):
+without it the figure is skipped with a warning and the model is saved anyway.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
+
+from embrec.errors import EmbrecWarning
 
 __all__ = ["learning_curves", "plot_learning_curves", "ranking_curves"]
 
@@ -40,14 +46,20 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
             validation epoch rather than the last.
 
     Returns:
-        Whether a figure was written (not without a ``train_rmse`` history).
+        Whether a figure was written (not without a ``train_rmse`` history, nor
+        without matplotlib).
     """
-    if history and "train_loss" in history[0]:
-        ranking_curves(history, metadata=metadata, model_name=model_name).savefig(path, dpi=100)
-        return True
-    if not history or "train_rmse" not in history[0]:
+    ranking = bool(history) and "train_loss" in history[0]
+    if not ranking and (not history or "train_rmse" not in history[0]):
         return False
-    figure = learning_curves(history, metadata=metadata, model_name=model_name,
+    try:
+        import matplotlib  # noqa: F401  (the optional [plot] extra)
+    except ImportError:
+        warnings.warn(f"{path.name} not drawn: matplotlib is not installed (pip install "
+                      "'embrec[plot]')", EmbrecWarning, stacklevel=2)
+        return False
+    figure = ranking_curves(history, metadata=metadata, model_name=model_name) if ranking \
+        else learning_curves(history, metadata=metadata, model_name=model_name,
                              early_stopping=early_stopping)
     figure.savefig(path, dpi=100)
     return True
