@@ -15,7 +15,8 @@ import pytest
 
 from embrec.artifacts import load, save
 from embrec.errors import ArtifactError
-from embrec.modeldir import STAGING_MARKER, _locked, write_model_dir
+from embrec.modeldir import _locked, write_model_dir
+from embrec.writers import STAGING_MARKER
 from tests.test_recommender import model_rec
 
 ROOT = Path(__file__).resolve().parents[1]

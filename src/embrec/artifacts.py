@@ -36,7 +36,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from embrec.artifact_checks import (
-    RESAVE,
     check_config,
     check_finite,
     check_shapes,
@@ -56,12 +55,13 @@ from embrec.jsonsafe import dumps
 from embrec.modeldir import (
     FORMAT,
     MANIFEST,
+    RESAVE,
     read_manifest,
     remove_stale_staging,
-    sha256,
     write_model_dir,
 )
 from embrec.recommender import Recommender
+from embrec.writers import matches
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
 
@@ -294,7 +294,7 @@ def _verify_files(path: Path, files: dict[str, Any]) -> None:
         file = path / name
         if file.is_symlink() or not file.is_file():
             raise corrupt(file, f"missing or not a regular file ({MANIFEST} lists it)")
-        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+        if not matches(file, entry["sha256"], entry["bytes"]):
             raise corrupt(file, f"size or SHA-256 does not match {MANIFEST}: the file was "
                           "changed, truncated or corrupted after saving")
 

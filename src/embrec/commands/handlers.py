@@ -71,8 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
     """
     from embrec.distributed.exchange import main_process
-    from embrec.training.checkpoint import checkpoint_dir
-    from embrec.writers import hold_outputs
+    from embrec.writers import checkpoint_dir, hold_outputs
 
     held = (args.out, checkpoint_dir(args.out)) if args.out and main_process() else ()
     with hold_outputs(*held):
@@ -83,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     from embrec.commands.runs import train_run
     from embrec.distributed.exchange import main_process
     from embrec.modeldir import check_target
-    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.writers import checkpoint_dir
 
     settings = run_settings(args, {
         "epochs": args.epochs, "batch_size": args.batch_size,

@@ -12,9 +12,10 @@ checkpoint directory, named by the file ``LATEST``:
 - ``rank-R.safetensors``: what rank ``R`` alone holds (its predictions so far
   in the epoch, for the epoch's train error).
 
-Every file is written into a hidden staging folder, which rank 0 renames into
-place (``os.replace``) once every rank has written; ``LATEST`` is then replaced
-atomically and older checkpoints removed. A process killed at any moment leaves
+Every file is written into a hidden staging folder (:func:`embrec.writers.stage`),
+which rank 0 puts in place (:func:`embrec.writers.publish`) once every rank has
+written; ``LATEST`` is then replaced atomically and older checkpoints removed:
+the one atomic writer model folders use. A process killed at any moment leaves
 the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
 The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
 folder that is not embrec's is refused before anything is written (older
@@ -40,8 +41,7 @@ from torch import Tensor
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
-from embrec.errors import ArtifactError, ConfigError
-from embrec.modeldir import file_above, sha256
+from embrec.errors import ArtifactError
 from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.mlp import DropoutMasks, Tower
 from embrec.training.batches import Columns
@@ -54,16 +54,17 @@ from embrec.training.resume_checks import (
     read_state,
     verify_files,
 )
+from embrec.writers import file_above, publish, replace_text, sha256, stage
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "checkpoint_dir",
-           "copy_into", "masks_state", "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "copy_into",
+           "masks_state", "restore_masks", "run_identity"]
 
 FORMAT = 2
 """2: ``state.json`` records the SHA-256 of every tensor file (1: no hashes, still resumed)."""
 LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
-_OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
+_OWN = re.compile(r"LATEST|\.LATEST\.(tmp|embrec-tmp\.\d+)|\.?step-\d{9}(\.tmp|\.old)?")
 _STEP = re.compile(r"step-\d{9}")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
@@ -129,9 +130,9 @@ class Checkpoints:
         staging = self.folder / f".{name}.tmp"
         if self.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
+            stage(staging)
             if not (self.folder / MARKER).is_file():
-                (self.folder / MARKER).write_text(json.dumps({"format": MARKER_FORMAT}) + "\n")
+                replace_text(self.folder / MARKER, json.dumps({"format": MARKER_FORMAT}) + "\n")
         self.barrier()
         _write_tensors(local, staging / f"rank-{self.rank}.safetensors")
         if self.rank == 0:
@@ -145,14 +146,10 @@ class Checkpoints:
         return self.folder / name
 
     def _publish(self, staging: Path, name: str) -> None:
-        target = self.folder / name
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-        pointer = self.folder / f".{LATEST}.tmp"
-        pointer.write_text(name + "\n")
-        with open(pointer, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(pointer, self.folder / LATEST)
+        old = publish(staging, self.folder / name, aside=self.folder / f".{name}.old")
+        if old is not None:  # this step written again (a resumed run): the earlier copy
+            shutil.rmtree(old, ignore_errors=True)
+        replace_text(self.folder / LATEST, name + "\n")
         for old in self.folder.iterdir():  # embrec's names only: a user's step-notes/ stays
             if _STEP.fullmatch(old.name) and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -367,29 +364,6 @@ class RunState:
         if self.sampler is not None and "objective_generator" in snapshot.tensors:
             self.sampler.set_state(snapshot.tensors["objective_generator"])
         self.predictions.copy_(snapshot.local["predictions"])
-
-
-def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | None:
-    """Return where the CLI checkpoints a run whose model goes to ``out``: ``<out>.checkpoints``.
-
-    A saved model directory is replaced whole when saved, so checkpoints live
-    beside it. Without ``out`` there is nothing to resume from later.
-
-    Raises:
-        ConfigError: if ``resume`` is asked for without ``out``, or ``out`` is ``/``.
-    """
-    if not out:  # "" is no --out, as embrec train takes it
-        if resume:
-            raise ConfigError("resume", True, "needs --out (the run to continue)",
-                              hint="pass the --out of the run to resume")
-        return None
-    path = Path(out).expanduser()  # as the model's save does: "--out=~/m" reaches us unexpanded
-    if path.name in ("", ".."):  # "--out ." or "a/..": the folder named by its own name
-        path = Path(os.path.abspath(path))
-    if not path.name:
-        raise ConfigError("out", str(out), "names no folder a model can go in",
-                          hint="pass a folder path such as runs/model")
-    return path.with_name(path.name + ".checkpoints")
 
 
 def run_identity(model_config: ModelConfig, train: Ratings, config: TrainConfig,
