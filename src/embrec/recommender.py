@@ -19,15 +19,17 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from embrec import artifacts
+from embrec.artifacts import ModelState
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ConfigError, UnknownIdError
+from embrec.errors import ArtifactError, ConfigError, UnknownIdError
 from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
 
-__all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender"]
+__all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender", "load", "save"]
 
 OnUnknown = Literal["error", "nan", "mean"]
 
@@ -136,7 +138,7 @@ class Recommender:
         return str(self.model_config.name)
 
     def save(self, path: str | Path) -> Path:
-        """Save to a model directory; see :func:`embrec.artifacts.save`.
+        """Save to a model directory; see :func:`save`.
 
         Args:
             path: the directory to write (replaced atomically if it exists).
@@ -147,9 +149,33 @@ class Recommender:
         Raises:
             ArtifactError: if ``path`` exists and is not a model directory.
         """
-        from embrec.artifacts import save
-
         return save(self, path)
+
+    def to_state(self) -> ModelState:
+        """The plain state a model folder holds (see :mod:`embrec.artifacts`)."""
+        return ModelState(self.model_config, self.train_config, self.users, self.items,
+                          self.scale, self.mean, self.seen, self.model.state_dict(),
+                          self.history, self.item_info, self.metadata)
+
+    @classmethod
+    def from_state(cls, state: ModelState, device: torch.device) -> Recommender:
+        """Build the model of a read model folder on ``device`` (in eval mode).
+
+        Raises:
+            ArtifactError: if the weights do not fit the model.
+        """
+        model = state.model_config.build(len(state.users), len(state.items), scale=state.scale,
+                                         mean=state.mean)
+        try:
+            model.load_state_dict(state.weights, strict=True)
+        except RuntimeError as error:
+            raise ArtifactError(f"the saved weights do not fit the {state.model_config.name} "
+                                f"model ({str(error)[-200:]})",
+                                hint="re-save the model with rec.save(path)") from None
+        model.to(device).eval()
+        return cls(model, state.model_config, state.train_config, state.users, state.items,
+                   state.scale, state.mean, state.seen, state.history, state.item_info,
+                   state.metadata)
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -460,3 +486,68 @@ def _device_of(value: Any) -> torch.device:
 def _check_n(n: int) -> None:
     require(isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1,
             "n", n, "must be a positive integer")
+
+
+def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
+    """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
+
+    The folder is replaced only if it is empty or an embrec model folder (it
+    holds ``embrec-manifest.json``); files you added to a model folder are kept.
+    A symlinked ``path`` is followed. See :mod:`embrec.modeldir` for the
+    guarantees under crashes and concurrent saves, :mod:`embrec.artifacts` for
+    the files.
+
+    Args:
+        rec: the recommender to save.
+        path: the model directory; its parent folders are created.
+        test: the rows held out from training, saved as ``test.parquet`` so
+            ``embrec evaluate DIR`` scores them without re-reading the data.
+
+    Returns:
+        The directory's path.
+
+    Raises:
+        ArtifactError: if ``path`` is a file, a non-empty folder that is not an
+            embrec model directory (it is never touched), if the weights hold
+            NaN or infinity, or another process is saving to ``path``.
+    """
+    return artifacts.write(rec.to_state(), path, test=test)
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
+    """Load a model directory written by :func:`save`.
+
+    Every file is checked against the manifest (size and SHA-256, config.json
+    included) and every config value for its type and bounds before anything
+    is allocated; only regular files inside the folder are read.
+
+    Args:
+        path: the model directory.
+        device: where to put the model: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+
+    Returns:
+        The recommender, its model in eval mode on ``device``.
+
+    Raises:
+        ArtifactError: for a missing directory or file, a file that changed
+            since it was saved (hash mismatch, truncation), another format
+            version, an invalid config value, an unknown model, weights that do
+            not fit the model or hold NaN/infinity, or an unreadable file.
+        ConfigError: for a device that is not available.
+    """
+    target = _device(device)
+    return Recommender.from_state(artifacts.read(path), target)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError("device", str(device), f"is not a device ({error})",
+                          hint="use cpu, cuda, cuda:N or auto") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
+                          hint="use --device cpu (or auto)")
+    return target

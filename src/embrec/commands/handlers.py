@@ -108,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
     save = result.saveable(args.allow_degenerate)
     if save:
-        from embrec.artifacts import save as save_model
+        from embrec.recommender import save as save_model
 
         save_model(rec, out, test=result.test)
     if checkpoints is not None and not args.keep_checkpoints:  # the run finished: nothing to resume
@@ -155,7 +155,7 @@ def _load(path: str) -> Any:
 
         raise ArtifactError(f"no model directory at {path}",
                             hint="pass a folder written by `embrec train --out DIR`")
-    from embrec.artifacts import load
+    from embrec.recommender import load
 
     return load(path)
 
