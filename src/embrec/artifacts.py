@@ -54,7 +54,7 @@ from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ArtifactError, EmbrecError
+from embrec.errors import ArtifactError, ConfigError, EmbrecError
 from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
 from embrec.jsonsafe import dumps
 from embrec.modeldir import (
@@ -68,7 +68,7 @@ from embrec.modeldir import (
 from embrec.models.base import ModelConfig
 from embrec.writers import matches
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "read", "write"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "load_device", "read", "write"]
 
 FORMAT_VERSION = 2
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
@@ -79,21 +79,8 @@ REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "ten
 
 @dataclass(frozen=True, slots=True)
 class ModelState:
-    """What a model folder holds: a recommender's data without its live model.
-
-    Attributes:
-        model_config: builds the model.
-        train_config: what it was trained with.
-        users: raw user ids, in index order.
-        items: raw item ids, in index order.
-        scale: the rating scale.
-        mean: the mean training rating.
-        seen: ``(n_users, n_items)`` CSR matrix of training ratings.
-        weights: the model's ``state_dict``.
-        history: per-epoch training records.
-        item_info: titles and genres by raw item id, if any.
-        metadata: facts about the run (``metrics`` among them).
-    """
+    """What a model folder holds: a ``Recommender``'s attributes, with its model's
+    ``state_dict`` as ``weights`` in place of the live model."""
 
     model_config: ModelConfig
     train_config: TrainConfig
@@ -370,3 +357,22 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
 
 def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
     return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
+
+
+def load_device(device: str | torch.device) -> torch.device:
+    """The device a loaded model goes to; ``auto`` is CUDA when available.
+
+    Raises:
+        ConfigError: for a name that is not a device, or CUDA without a GPU.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError("device", str(device), f"is not a device ({error})",
+                          hint="use cpu, cuda, cuda:N or auto") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
+                          hint="use --device cpu (or auto)")
+    return target

@@ -1,28 +1,20 @@
 """A model folder on disk: its marker and manifest, and a save that never loses a user's file.
 
 A folder is embrec's when it holds ``embrec-manifest.json`` with
-``"format": "embrec-model"`` (older folders: a ``config.json`` with that format
-whose ``files`` list covers the folder). The manifest is also the integrity
-record: the size and SHA-256 of every other file, config.json included, and a
-digest of the manifest itself. It guards against accidental corruption and
-edits; it is not a signature.
+``"format": "embrec-model"``: the integrity record (size and SHA-256 of every
+other file, and its own digest; against corruption and edits, not a signature).
 
-:func:`write_model_dir` saves with these guarantees:
+:func:`write_model_dir` saves through :mod:`embrec.writers` with these guarantees:
 
 - a folder that is not empty and not embrec's is refused, never touched;
-- files the user added to a model folder are kept (moved into the new model);
-  a user file whose name the new model needs makes the save refuse;
-- the new model is staged in ``.NAME.embrec-staging.PID.RANDOM`` beside the
-  target and put in place by :func:`embrec.writers.publish` (one
-  ``renameat2(RENAME_EXCHANGE)`` on Linux), so the target is always the whole old
-  or the whole new model;
-- staging is removed on every path; staging left by a killed save is cleaned
-  by a later save or load when its name, marker and dead owner prove it is ours,
-  and only files with embrec's own names are ever deleted;
-- concurrent saves to one target are serialised by ``.NAME.embrec-lock``
-  (``flock``; a dead holder releases it), waiting at most ``lock_timeout``;
-- a symlinked target is followed: the model is written where the link points,
-  and the link stays.
+- files the user added to a model folder are moved into the new model (one whose
+  name the model needs makes the save refuse);
+- the model is staged in ``.NAME.embrec-staging.PID.RANDOM`` and published in one
+  rename, so the target is always the whole old or the whole new model;
+- staging a killed save left is cleaned by a later save or load when its name,
+  marker and dead owner prove it ours; only embrec's own names are ever deleted;
+- saves to one target are serialised by ``.NAME.embrec-lock`` (at most
+  ``lock_timeout``); a symlinked target is followed and the link stays.
 """
 
 from __future__ import annotations
@@ -120,27 +112,23 @@ def _entry_ok(name: Any, entry: Any) -> bool:
 
 
 def owned_names(folder: Path) -> set[str] | None:
-    """The names embrec wrote in ``folder``, or None when nothing proves it is embrec's."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
-            listed = _names(manifest.get("files"))
-            return {n for n in listed if n in OWN_NAMES} | {MANIFEST}
-    except (OSError, ValueError, RecursionError):
-        pass
-    try:  # a folder saved before the manifest existed (format version 1)
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        return None
-    listed = _names(config.get("files"))
-    owned = {n for n in listed if n in OWN_NAMES} | {"config.json"}
-    return owned if set(os.listdir(folder)) <= owned else None
+    """The names embrec wrote in ``folder``, or None when nothing proves it is embrec's.
 
-
-def _names(files: Any) -> list[str]:
-    return [str(n) for n in files] if isinstance(files, dict) else []
+    A folder saved before the manifest existed (format version 1) is proven by a
+    ``config.json`` of that format whose ``files`` cover the whole folder.
+    """
+    for record in (MANIFEST, "config.json"):
+        try:
+            data = json.loads((folder / record).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            files = data.get("files")
+            owned = {str(n) for n in (files if isinstance(files, dict) else ()) if n in OWN_NAMES}
+            owned.add(record)
+            if record == MANIFEST or set(os.listdir(folder)) <= owned:
+                return owned
+    return None
 
 
 # ----------------------------------------------------------------------------- save

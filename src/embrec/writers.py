@@ -1,22 +1,15 @@
 """The one atomic writer: how embrec stages, renames, marks and verifies everything it writes.
 
-A folder (a model folder, see :mod:`embrec.modeldir`; a checkpoint, see
-:mod:`embrec.training.checkpoint`) is written into a hidden staging folder that
-:func:`stage` marks as embrec's (``.embrec-staging`` holds the writer's pid), then
-put at its target by :func:`publish` in one rename: an atomic exchange where the
-target exists, so the target is always the whole old or the whole new folder. A
-small file (a checkpoint's ``LATEST``, ``embrec tune --out``) is replaced through a
-temporary file beside it (:func:`replace_text`). Every file's SHA-256 is recorded
-when it is written and checked by :func:`matches` before it is trusted again.
+A folder (a model, :mod:`embrec.modeldir`; a checkpoint, :mod:`embrec.training.checkpoint`)
+is written into a staging folder :func:`stage` marks as embrec's, then put in place by
+:func:`publish` in one rename, so its target is always the whole old or the whole new
+folder. A small file is replaced through a flushed temporary file (:func:`replace_text`).
+Each file's SHA-256 is recorded when written and checked by :func:`matches` when read.
 
-:func:`hold_outputs` takes an exclusive lock beside each output path for as long
-as a command runs (``embrec train --out`` holds ``<out>`` and
-``<out>.checkpoints`` from before reading the data until after the save), so a
-second process aiming at the same place is refused at once instead of silently
-winning or mixing checkpoints. Every lock is ``flock`` on a file beside the path
-(:func:`locked`): the kernel releases it when its holder dies, so a crashed
-holder's lock is taken over without any clean-up, and the holder's pid written in
-the file names it in the refusal.
+Locks are ``flock`` on a file beside the path, holding the holder's pid (:func:`locked`):
+the kernel releases one whose holder died. :func:`hold_outputs` holds one per output
+for a whole command (``embrec train --out`` holds ``<out>`` and ``<out>.checkpoints``),
+so a second process aiming at the same place is refused at once.
 """
 
 from __future__ import annotations
