@@ -38,7 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from embrec.artifact_checks import (
     check_config,
@@ -211,8 +211,7 @@ def read(path: str | Path) -> ModelState:
     file = path / CONFIG
     model_config = read_model_config(file, config)
     train_config = config_of(TrainConfig, config["train_config"], file, "train_config")
-    check_shapes(path / WEIGHTS, model_config, config, _header(path / WEIGHTS))
-    tensors = _read_weights(path / WEIGHTS, config)
+    tensors = _read_weights(path / WEIGHTS, model_config, config)
     check_finite(tensors, str(path / WEIGHTS))
     users, items = _read_ids(path / USERS, "user"), _read_ids(path / ITEMS, "item")
     n_users, n_items = config["n_users"], config["n_items"]
@@ -284,26 +283,24 @@ def _verify_files(path: Path, files: dict[str, Any]) -> None:
                           "changed, truncated or corrupted after saving")
 
 
-def _header(file: Path) -> dict[str, list[int]]:
+def _read_weights(file: Path, model_config: ModelConfig,
+                  config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights, once their header's shapes fit the model (built on ``meta``) and config.json."""
     try:
         with safe_open(str(file), framework="pt", device="cpu") as handle:
-            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            header = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            check_shapes(file, model_config, config, header)
+            expected = {k: v.get("shape") if isinstance(v, dict) else v
+                        for k, v in config["tensors"].items()}
+            if expected != header:
+                wrong = [k for k in sorted(set(expected) | set(header))
+                         if expected.get(k) != header.get(k)]
+                raise corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
+            return {key: handle.get_tensor(key) for key in header}
+    except ArtifactError:
+        raise
     except Exception as error:  # safetensors raises its own error type for bad headers
         raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
-
-
-def _read_weights(file: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    try:
-        tensors: dict[str, torch.Tensor] = load_file(str(file), device="cpu")
-    except Exception as error:  # safetensors raises its own error type for bad headers
-        raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
-    expected = {k: v.get("shape") if isinstance(v, dict) else v
-                for k, v in config["tensors"].items()}
-    actual = {k: list(v.shape) for k, v in tensors.items()}
-    if expected != actual:
-        wrong = [k for k in sorted(set(expected) | set(actual)) if expected.get(k) != actual.get(k)]
-        raise corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
-    return tensors
 
 
 def _read_ids(file: Path, kind: str) -> IdIndex:

@@ -12,14 +12,12 @@ checkpoint directory, named by the file ``LATEST``:
 - ``rank-R.safetensors``: what rank ``R`` alone holds (its predictions so far
   in the epoch, for the epoch's train error).
 
-Every file is written into a hidden staging folder (:func:`embrec.writers.stage`),
-which rank 0 puts in place (:func:`embrec.writers.publish`) once every rank has
-written; ``LATEST`` is then replaced atomically and older checkpoints removed:
-the one atomic writer model folders use. A process killed at any moment leaves
-the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
-The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
-folder that is not embrec's is refused before anything is written (older
-``step-NNNNNNNNN`` folders are deleted as new checkpoints land; no other name is).
+Every rank writes into one staging folder, which rank 0 publishes once all have
+written, then replaces ``LATEST`` and removes older ``step-*`` folders (no other
+name): the atomic writer model folders use (:mod:`embrec.writers`), so a kill at
+any moment leaves the previous checkpoint intact. Safetensors and JSON only. The
+folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty folder
+that is not embrec's is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -202,8 +200,6 @@ def check_folder(folder: Path) -> None:
 
     A folder is embrec's when it holds the marker ``embrec-checkpoints.json``,
     or (written before the marker) only ``LATEST`` and ``step-*`` entries.
-    Checkpoints delete older ``step-*`` folders, so a folder that is not
-    embrec's is never written into.
 
     Raises:
         ArtifactError: for a file, a path under a file, or a non-empty folder that is
@@ -225,8 +221,7 @@ def check_folder(folder: Path) -> None:
                             hint="pass another --out, or move that file away")
     if not folder.is_dir() or (folder / MARKER).is_file():
         return
-    foreign = sorted(p.name for p in folder.iterdir()
-                     if not _OWN.fullmatch(p.name))
+    foreign = sorted(p.name for p in folder.iterdir() if not _OWN.fullmatch(p.name))
     if foreign:
         raise ArtifactError(
             f"checkpoint folder {folder} holds files that are not embrec's checkpoints "
