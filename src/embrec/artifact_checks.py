@@ -34,8 +34,8 @@ MAX_JSON_BYTES = 64 << 20
 class _NoInit(TorchFunctionMode):
     """Skip the in-place random initialisers while a shape-only model is built on ``meta``.
 
-    On the meta device they go through PyTorch's Python reference kernels, whose
-    first use imports ``torch._dynamo`` (about a second); shapes need no values.
+    On the meta device they run PyTorch's Python reference kernels, which import
+    ``torch._dynamo``; shapes need no values.
     """
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (),

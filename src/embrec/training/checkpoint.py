@@ -62,7 +62,9 @@ FORMAT = 2
 LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
-_OWN = re.compile(r"LATEST|\.LATEST\.(tmp|embrec-tmp\.\d+)|\.?step-\d{9}(\.tmp|\.old)?")
+_OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.(LATEST|embrec-checkpoints\.json)\.embrec-tmp\.\d+"
+                  r"|\.?step-\d{9}(\.tmp|\.old)?")
+"""The names embrec writes in a checkpoint folder (temporary ones included)."""
 _STEP = re.compile(r"step-\d{9}")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
