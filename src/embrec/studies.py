@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from embrec.errors import ConfigError
-from embrec.modeldir import process_alive
+from embrec.writers import process_alive
 
 T = TypeVar("T")
 

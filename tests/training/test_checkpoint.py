@@ -120,7 +120,7 @@ def test_resume_of_a_finished_run_returns_its_weights(tiny: Ratings, tmp_path: P
 def test_checkpoints_go_beside_the_folder_out_names(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``--out .`` (and ``a/..``) once crashed with "PosixPath('.') has an empty name"."""
-    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.writers import checkpoint_dir
 
     monkeypatch.chdir(tmp_path)
     assert checkpoint_dir("model") == Path("model.checkpoints")

@@ -54,7 +54,7 @@ def load_app(
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.
     """
-    from embrec.artifacts import load
+    from embrec.recommender import load
     from embrec.serving.app import create_app
 
     folder = Path(path)
