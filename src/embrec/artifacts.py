@@ -52,7 +52,8 @@ from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ArtifactError, ConfigError, EmbrecError
+from embrec.device import resolve_device
+from embrec.errors import ArtifactError, EmbrecError
 from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
 from embrec.modeldir import (
     FORMAT,
@@ -233,7 +234,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
         ConfigError: for a device that is not available.
     """
     path = Path(path)
-    target = _device(device)
+    target = resolve_device(device)
     remove_stale_staging(path)
     config, listed = _read_config(path)
     file = path / CONFIG
@@ -392,17 +393,3 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
 
 def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
     return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError("device", str(device), f"is not a device ({error})",
-                          hint="use cpu, cuda, cuda:N or auto") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
-                          hint="use --device cpu (or auto)")
-    return target

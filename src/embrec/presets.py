@@ -39,6 +39,7 @@ from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, GMFConfig, MLPConfig
 from embrec.models.base import ModelConfig
+from embrec.models.defaults import DEFAULT_TRAINING, PER_RATING, default_training
 from embrec.recommender import Recommender
 
 __all__ = ["DEFAULT_TRAINING", "PRESETS", "Preset", "default_training", "fit_preset"]
@@ -65,10 +66,6 @@ class Preset:
     description: str = ""
 
 
-DEFAULT_TRAIN = TrainConfig(epochs=10, batch_size=1, learning_rate=0.002, weight_decay=0.02,
-                            schedule="onecycle")
-"""The ``default`` preset's training: per rating (the compiled kernel); see the preset."""
-
 PRESETS: dict[str, Preset] = {
     "movielens-notebook": Preset(
         model=MLPConfig(embedding_dim=50, hidden=(70,), dropout=(0.3, 0.75), activation="relu",
@@ -93,7 +90,7 @@ PRESETS: dict[str, Preset] = {
     # 0.006 behind ML-100K's best, 0.005 behind the big set's.
     "default": Preset(
         model=BiasedMFConfig(),
-        train=DEFAULT_TRAIN,
+        train=PER_RATING,
         test_size=0.1,
         description="biased MF, 32 factors, per-rating lazy Adam (compiled kernel), one-cycle, "
                     "10 epochs (selected on validation rows of ML-100K and a 10M-rating set)",
@@ -103,7 +100,7 @@ PRESETS: dict[str, Preset] = {
     "accurate": Preset(
         model=BlendConfig(components=(
             {"model": "biased-mf", "config": BiasedMFConfig().to_dict(),
-             "train": DEFAULT_TRAIN.to_dict()},
+             "train": PER_RATING.to_dict()},
             {"model": "autorec", "config": AutoRecConfig().to_dict()})),
         train=TrainConfig(),
         test_size=0.1,
@@ -120,36 +117,6 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-
-MINI_BATCH = TrainConfig(epochs=20, batch_size=2048, learning_rate=0.005, weight_decay=0.08,
-                         schedule="onecycle")
-"""Lazy Adam over mini-batches with a one-cycle schedule: the neural models' training (no kernel
-trains them; at batch 1 a torch step per rating would be slow)."""
-
-DEFAULT_TRAINING: dict[str, TrainConfig] = {
-    # the `default` preset's training (benchmarks/results/default.md)
-    "biased-mf": PRESETS["default"].train,
-    # per-use L2 chosen on validation rows of ML-100K's training part
-    # (benchmarks/results/neural.md): GMF's learned output weight can scale its factors back
-    # up, so it needs more
-    "gmf": dataclasses.replace(MINI_BATCH, weight_decay=0.2),
-    "mlp": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
-    "neumf": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
-}
-"""Each model's default training: what ``fit(XConfig(), train)`` and ``embrec train --model x``
-use when no training settings are given (``TrainConfig()`` for a model not listed)."""
-
-
-def default_training(model_config: ModelConfig) -> TrainConfig:
-    """Return the training settings ``model_config``'s model trains with by default.
-
-    Args:
-        model_config: a model config.
-
-    Returns:
-        ``DEFAULT_TRAINING[name]``, or ``TrainConfig()`` for a model without an entry.
-    """
-    return DEFAULT_TRAINING.get(str(model_config.name), TrainConfig())
 
 
 def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,

@@ -133,9 +133,10 @@ def test_sampled_softmax_corrects_by_log_q_and_masks_accidental_hits() -> None:
         for p in model.parameters():
             p.zero_()
     users, items = loss.rows(data)
-    drawn = loss._drawn
+    drawn = items[1:]  # the sampled items follow the batch's own
     assert 1 in drawn.tolist() and len(set(drawn.tolist())) != 1  # a hit, and other items
-    value, _ = loss.loss(model, model.user_embedding(users), model.item_embedding(items), data)
+    value, _ = loss.loss(model, model.user_embedding(users), model.item_embedding(items), data,
+                         items)
     q = torch.tensor([0.25, 0.5, 0.25])
     logits = [-math.log(q[1])] + [-math.log(q[j]) for j in drawn.tolist() if j != 1]
     expected = -logits[0] + math.log(sum(math.exp(v) for v in logits))

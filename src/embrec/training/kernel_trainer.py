@@ -33,7 +33,7 @@ from embrec.kernels.hogwild import train_range
 from embrec.kernels.order import arrange, grid_size
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
-from embrec.training.step import Objective, RatingLoss
+from embrec.training.losses import Objective, RatingLoss
 
 __all__ = ["CHUNK", "THREADED_FROM", "KernelTrainer"]
 

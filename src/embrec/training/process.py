@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import torch
 
 from embrec.config import TrainConfig
+from embrec.device import resolve_device
 from embrec.training import collector
 
-__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "resolve_device", "threads_for",
-           "training_device"]
+__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "threads_for", "training_device"]
 
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
@@ -32,13 +32,6 @@ def training_device(config: TrainConfig) -> torch.device:
     if config.device == "auto" and config.batch_size == 1:
         return torch.device("cpu")
     return resolve_device(config.device)
-
-
-def resolve_device(name: str) -> torch.device:
-    """Return the device for ``name``; ``auto`` is CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def threads_for(config: TrainConfig) -> int:

@@ -12,8 +12,6 @@ ranked against the whole catalogue minus the user's training items.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -22,6 +20,7 @@ from torch import Tensor
 from embrec.evaluation.metrics import ndcg_at_k, relevance_matrix
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
+from embrec.training.losses import Objective
 
 __all__ = ["LossMeter", "metered"]
 
@@ -30,24 +29,28 @@ MAX_USERS = 2048
 """Validation users ranked per epoch at most (a seeded sample beyond that)."""
 
 
-def metered(objective: Any) -> Any:
-    """Wrap a ranking objective in a :class:`LossMeter`; return any other unchanged."""
-    return LossMeter(objective) if getattr(objective, "scores", "rating") == "ranking" \
-        else objective
+def metered(objective: Objective, threshold: float | None) -> Objective:
+    """Wrap a ranking objective in a :class:`LossMeter`; return a rating one unchanged.
+
+    ``threshold``: ratings at or above it are relevant in validation rankings (4 if ``None``).
+    """
+    return LossMeter(objective, threshold) if objective.scores == "ranking" else objective
 
 
 class LossMeter:
-    """A ranking objective that also sums its loss per epoch (every attribute delegated)."""
+    """A ranking objective that also sums its loss per epoch."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: Objective, threshold: float | None) -> None:
+        self.inner, self.scores = inner, inner.scores
         self.total: Tensor | float = 0.0
         self.steps = 0
         self.seen: sp.csr_matrix | None = None
-        self.threshold = float(getattr(inner, "positive_threshold", None) or 4.0)
+        self.threshold = 4.0 if threshold is None else float(threshold)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The wrapped objective's generator."""
+        return self.inner.generator
 
     def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
         """Remember every training pair (to leave out of validation rankings), then prepare."""
@@ -55,14 +58,16 @@ class LossMeter:
         n_users = int(user.max()) + 1 if len(user) else 0
         self.seen = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)),
                                   shape=(n_users, n_items))
-        prepare = getattr(self.inner, "prepare", None)
-        prepared: Columns = data if prepare is None else prepare(data, n_items, seed)
-        return prepared
+        return self.inner.prepare(data, n_items, seed)
 
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
+    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
+        """The wrapped objective's rows."""
+        return self.inner.rows(batch)
+
+    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
+             item_index: Tensor) -> tuple[Tensor, Tensor]:
         """The wrapped objective's loss, added to the epoch's sum."""
-        total, prediction = self.inner.loss(model, users, items, batch)
+        total, prediction = self.inner.loss(model, users, items, batch, item_index)
         self.total = self.total + total.detach()
         self.steps += 1
         return total, prediction

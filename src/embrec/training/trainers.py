@@ -33,8 +33,9 @@ from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
 from embrec.training.fused import FusedKerasMLP
 from embrec.training.kernel_trainer import KernelTrainer
+from embrec.training.losses import Objective, RatingLoss
 from embrec.training.progress import report
-from embrec.training.step import Objective, RatingLoss, Step, make_step
+from embrec.training.step import Step, make_step
 
 __all__ = ["KernelTrainer", "StepTrainer", "Trainer", "pick_trainer"]
 
