@@ -12,8 +12,8 @@ import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
-from embrec.errors import TrainingError, TrainingWarning
-from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
+from embrec.errors import ConfigError, TrainingError, TrainingWarning
+from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig, PopularConfig
 from embrec.recommender import Recommender
 from embrec.training import optim
 from embrec.training.engine import Engine
@@ -35,6 +35,15 @@ def test_returns_a_recommender_with_history(tiny: Ratings) -> None:
     assert rec.metadata["seed"] == 0 and rec.metadata["fit_seconds"] > 0
     assert rec.metadata["diagnostics"] == []
     assert not rec.model.training
+
+
+@pytest.mark.parametrize("model", [MF, PopularConfig()])
+def test_a_device_this_machine_lacks_is_a_config_error(model: Any, tiny: Ratings) -> None:
+    """torch alone stops with a bare AssertionError ("Torch not compiled with CUDA")."""
+    with pytest.raises(ConfigError, match=r"device='cuda:99' is not available: .*CUDA"):
+        fit(model, tiny, TrainConfig(device="cuda:99", epochs=1, batch_size=64))
+    with pytest.raises(ConfigError, match=r"device='cuda:x' is not a device"):
+        fit(model, tiny, TrainConfig(device="cuda:x", epochs=1, batch_size=64))
 
 
 def test_training_lowers_the_error(tiny: Ratings) -> None:
