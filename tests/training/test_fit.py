@@ -238,19 +238,6 @@ def test_the_cycle_collector_is_paused_in_the_loop_and_left_as_found(
     assert seen == [False] * 4
 
 
-def test_keras_dense_updates_take_tables_and_layers_in_one_call_with_the_same_result(
-        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = MLPConfig(embedding_dim=6, hidden=(5,), dropout=(0.2, 0.3), activation="tanh",
-                      biases=False)
-    config = TrainConfig(epochs=2, batch_size=32, seed=4, embedding_updates="dense",
-                         learning_rate=0.01, dense_weight_decay=0.01)
-    merged = fit(model, tiny, config)
-    monkeypatch.setattr(Engine, "MERGE_ADAM", False)
-    separate = fit(model, tiny, config)  # the dense layers then take their own Adam call
-    for key, value in merged.model.state_dict().items():
-        torch.testing.assert_close(value, separate.model.state_dict()[key], rtol=0, atol=1e-6)
-
-
 def test_seeded_fit_does_not_depend_on_the_global_generator(tiny: Ratings) -> None:
     model = MLPConfig(embedding_dim=8, hidden=(6,), dropout=(0.3, 0.3), init="normal")
     config = TrainConfig(epochs=1, batch_size=32, seed=7)

@@ -24,11 +24,9 @@ __all__ = ["Engine"]
 class Engine:
     """The model's optimisers: row-sparse (or Keras-dense) for the tables, flat for the rest.
 
-    With Keras-dense tables and Adam on the dense layers, both take one fused Adam call
-    a step (``one_adam_call``; tests turn it off to compare): one kernel dispatch less per step.
+    ``one_adam_call``: the Keras-dense tables and the dense layers take the same Adam
+    update, so the fused MLP step (:mod:`embrec.training.fused`) takes both in one call.
     """
-
-    MERGE_ADAM = True
 
     def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
         self.modules = [model.user_embedding, model.item_embedding]
@@ -46,7 +44,7 @@ class Engine:
             trained = [table.weight for table in self.tables]
         for module, weight in zip(self.modules, trained, strict=True):
             module.weight = nn.Parameter(weight)  # trained in the optimiser's buffer
-        self.one_adam_call = self.MERGE_ADAM and self.keras is not None \
+        self.one_adam_call = self.keras is not None \
             and self.dense_optimizer.kind in ("adam", "adamw") \
             and self.dense_optimizer.epsilon == self.keras.epsilon
 
@@ -54,15 +52,12 @@ class Engine:
                item_grad: Tensor, lr: float, step: int) -> None:
         """Apply update ``step`` (from 1): the rows used, then the dense layers."""
         with torch.no_grad():
-            if self.keras is not None:  # the dense layers' Adam joins the tables' fused call
-                dense = self.dense_optimizer.adam_tensors(lr) if self.one_adam_call else None
-                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step, dense)
-                if dense is None:
-                    self.dense_optimizer.step(lr, step)
+            if self.keras is not None:
+                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step)
             else:
                 self.tables[0].step(user_index, user_grad, lr, step)
                 self.tables[1].step(item_index, item_grad, lr, step)
-                self.dense_optimizer.step(lr, step)
+            self.dense_optimizer.step(lr, step)
             self.dense.grad.zero_()
 
     def release(self) -> None:

@@ -121,29 +121,8 @@ class DenseOptimizer:
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
-    """Return the learning rate for optimiser step ``step`` of ``total``.
-
-    Args:
-        config: the schedule and peak learning rate.
-        step: zero-based step number.
-        total: number of steps in the whole training.
-
-    Returns:
-        The learning rate.
-    """
-    peak, progress = config.learning_rate, step / max(total, 1)
-    if config.schedule == "constant":
-        return peak
-    if config.schedule == "cosine":
-        return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if config.schedule == "step":
-        return peak * (0.1 if progress >= 0.5 else 1.0) * (0.1 if progress >= 0.75 else 1.0)
-    warm = 0.25  # onecycle
-    if progress < warm:
-        start = peak / 25
-        return start + (peak - start) * 0.5 * (1.0 - math.cos(math.pi * progress / warm))
-    end = peak / 1e4
-    return end + (peak - end) * 0.5 * (1.0 + math.cos(math.pi * (progress - warm) / (1 - warm)))
+    """Return the learning rate of zero-based optimiser step ``step`` of ``total``."""
+    return float(learning_rates(config, np.array([float(step)]), total)[0])
 
 
 class Schedule:
@@ -172,8 +151,11 @@ class Schedule:
 
 
 def learning_rates(config: TrainConfig, steps: np.ndarray, total: int) -> np.ndarray:
-    """:func:`learning_rate` of many zero-based, ascending steps at once (the kernels take one a
-    rating)."""
+    """The learning rates of zero-based, ascending optimiser steps ``steps`` of ``total``.
+
+    Schedules: ``constant``; ``cosine`` to 0; ``step`` (x0.1 at half and three quarters);
+    ``onecycle`` (cosine warm-up from peak/25 over the first quarter, cosine fall to peak/1e4).
+    """
     peak, progress = config.learning_rate, steps / max(total, 1)
     if config.schedule == "constant":
         return np.full(len(steps), peak)

@@ -2,12 +2,10 @@
 
 A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
 the catalogue, so updating (and keeping moments for) only those rows makes a
-step cost O(batch), not O(users + items): one epoch over 1M ratings with a
-1.5M-row catalogue took 0.89 s (1.4x the 15k-row catalogue's 0.63 s), where
-dense updates had taken 25.8 s (``benchmarks/results/engine.md``). Gradients
-arrive as ``(index, rows)`` pairs, one row per occurrence; repeated indices are
-summed first (:func:`coalesce`), then the optimiser reads, updates and writes
-back only the unique rows.
+step cost O(batch), not O(users + items) (``benchmarks/results/engine.md``,
+catalogue). Gradients arrive as ``(index, rows)`` pairs, one row per occurrence;
+repeated indices are summed first (:func:`coalesce`), then the optimiser reads,
+updates and writes back only the unique rows.
 
 Optimisers and their state per embedding row of width ``w`` (float32):
 
@@ -35,16 +33,16 @@ from torch import Tensor
 from embrec.training import memory
 
 __all__ = ["ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer", "adam_update",
-           "adam_update_groups", "coalesce", "row_optimizer"]
+           "coalesce", "row_optimizer"]
 
 ROW_OPTIMIZERS = ("adam", "adamw", "adagrad", "rowwise-adagrad", "sgd")
 BETAS = (0.9, 0.999)
 
 
 FUSED_ADAM = getattr(torch, "_fused_adam_", None)
-"""torch's fused Adam kernel: one pass over memory instead of seven. It is a private API, so it
-is an optional fast path of :func:`adam_update` (tests prove the two equal), used only where it
-exists, for contiguous CPU/CUDA tensors."""
+"""torch's fused Adam kernel (a private API, so optional): one pass over memory instead of seven.
+The fused MLP step calls it, so the general loop's Adam takes it too (the two are proven equal
+bit for bit); :func:`adam_update` without it is the reference."""
 
 
 def adam_update(params: Tensor, grad: Tensor, first: Tensor, second: Tensor, lr: float,
@@ -85,26 +83,6 @@ AdamTensors = tuple[Tensor, Tensor, Tensor, Tensor]
 """``(params, grad, first, second)`` of one group of parameters Adam updates."""
 
 
-def adam_update_groups(groups: list[AdamTensors], lr: float, step: int, epsilon: float) -> None:
-    """:func:`adam_update` of several groups with one hyper-parameter set: one fused call.
-
-    A step of the notebook presets updates both embedding tables and the dense layers;
-    one kernel call for all of them instead of one per group saves a dispatch per step.
-    """
-    if FUSED_ADAM is not None and all(t.is_contiguous() and t.device.type in ("cpu", "cuda")
-                                      for group in groups for t in group) \
-            and len({t.device for group in groups for t in group}) == 1:
-        correction = math.sqrt(1 - BETAS[1] ** step)
-        count = torch.full((), float(step), device=groups[0][0].device)
-        params, grads, firsts, seconds = (list(part) for part in zip(*groups, strict=True))
-        FUSED_ADAM(params, grads, firsts, seconds, [], [count] * len(groups), lr=lr,
-                   beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
-                   eps=epsilon / correction, amsgrad=False, maximize=False)
-        return
-    for group in groups:
-        adam_update(*group, lr, step, epsilon, fused=True)
-
-
 def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
     """Sum the gradient rows of repeated indices.
 
@@ -142,12 +120,9 @@ class RowOptimizer(Protocol):
 class _RowBuffer:
     """A table's weights and per-row state side by side, ``[weights | state]`` in one row.
 
-    A touched row's weights and state then share their cache lines (and, for
-    large tables, huge pages: :mod:`embrec.training.memory`): at a 1.5M-row
-    catalogue, where every touched row is a cache miss, the misses per row are
-    what the step costs. Each part is gathered into its own contiguous tensor
-    for the update (the first gather loads the row, the others hit the cache)
-    and written back the same way.
+    A touched row's weights and state then share their cache lines (and, for large
+    tables, huge pages: :mod:`embrec.training.memory`); in a large catalogue every
+    touched row is a cache miss. The compiled kernels train these buffers in place.
     """
 
     def __init__(self, weight: Tensor, state_width: int) -> None:
@@ -162,10 +137,8 @@ class _RowBuffer:
 class _RowAdam(_RowBuffer):
     """Lazy Adam on a ``[weights | first | second]`` buffer.
 
-    The three parts of the touched rows are gathered into three contiguous
-    tensors (the second and third gathers find the rows' cache lines already
-    loaded), so the update is one fused kernel instead of seven strided passes
-    (the catalogue epochs of ``benchmarks/results/engine.md`` were measured so).
+    The touched rows' three parts are gathered into contiguous tensors, updated in
+    one :func:`adam_update` and written back.
     """
 
     def __init__(self, weight: Tensor, epsilon: float) -> None:
@@ -239,9 +212,8 @@ class DenseTableAdam:
     """Keras' Adam on both embedding tables: rows outside the batch decay too (O(catalogue)).
 
     The user and item tables are two views of one buffer, so a step is one Adam
-    update (torch's fused kernel where available, see :func:`adam_update`) over
-    every row; gradients are added into a full-size buffer whose touched rows
-    are cleared after the step.
+    update over every row; gradients are added into a full-size buffer whose
+    touched rows are cleared after the step.
 
     Args:
         user_weight: the ``(n_users, width)`` initial user table (copied).
@@ -260,22 +232,12 @@ class DenseTableAdam:
         self._grads = (self.grad[:n], self.grad[n:])
 
     def step(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor, item_grad: Tensor,
-             lr: float, step: int, dense: AdamTensors | None = None) -> None:
-        """Add the rows' gradients and take Adam update ``step`` over every row of both tables.
-
-        ``dense``: the dense layers' Adam tensors, when they take the same update (one
-        fused call for both; see :func:`adam_update_groups`).
-        """
+             lr: float, step: int) -> None:
+        """Add the rows' gradients and take Adam update ``step`` over every row of both tables."""
         self._grads[0].index_add_(0, user_index, user_grad)
         self._grads[1].index_add_(0, item_index, item_grad)
-        tables = (self.data, self.grad, self.first, self.second)
-        if not self.fused:
-            adam_update(*tables, lr, step, self.epsilon)
-            if dense is not None:
-                adam_update(*dense, lr, step, self.epsilon)
-        else:
-            adam_update_groups([tables] if dense is None else [tables, dense], lr, step,
-                               self.epsilon)
+        adam_update(self.data, self.grad, self.first, self.second, lr, step, self.epsilon,
+                    fused=self.fused)
         self._grads[0].index_fill_(0, user_index, 0.0)
         self._grads[1].index_fill_(0, item_index, 0.0)
 
