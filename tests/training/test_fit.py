@@ -46,6 +46,21 @@ def test_a_device_this_machine_lacks_is_a_config_error(model: Any, tiny: Ratings
         fit(model, tiny, TrainConfig(device="cuda:x", epochs=1, batch_size=64))
 
 
+def test_float64_tables_take_the_torch_step_and_say_so(
+        tiny: Ratings, caplog: pytest.LogCaptureFixture) -> None:
+    """The compiled kernels train float32 only (see KernelTrainer.build)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        rec = fit(MF, tiny, TrainConfig(epochs=1, batch_size=1, seed=0))
+    finally:
+        torch.set_default_dtype(before)
+    assert rec.metadata["step_path"] == "fast" and "float32 kernel" in caplog.text
+    assert rec.model.user_embedding.weight.dtype == torch.float64
+    assert fit(MF, tiny, TrainConfig(epochs=1, batch_size=1, seed=0)).metadata["step_path"] \
+        == "kernel"
+
+
 def test_training_lowers_the_error(tiny: Ratings) -> None:
     rec = fit(MF, tiny, TrainConfig(epochs=10, batch_size=64, learning_rate=0.02, seed=0))
     assert rec.history[-1]["train_rmse"] < 0.7 * rec.history[0]["train_rmse"]

@@ -2,22 +2,31 @@
 
 ``fit`` leaves no process-wide state changed: torch's thread count and the
 flush-to-zero mode are set once (never inside the loop) and restored as they
-were found, and Python's cycle collector is paused for the loop
-(:mod:`embrec.training.collector`).
+were found, and Python's cycle collector is paused for the loop (:func:`paused`).
+
+The training loop makes no reference cycles (reference counts free every tensor),
+but its thousands of short-lived tensors trigger collections, and a full one scans
+every object of the process (with torch imported, hundreds of thousands):
+``benchmarks/results/engine.md`` (collector) times a first fit both ways. The
+collector's switch is process-wide, so pauses are counted: when fits run in several
+threads at once, the first to start pauses it and the last to finish puts it back
+as the first found it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import threading
 from collections.abc import Iterator
 
 import torch
 
 from embrec.config import TrainConfig
 from embrec.device import resolve_device
-from embrec.training import collector
 
-__all__ = ["SMALL_BATCH", "flushes_denormals", "process_state", "threads_for", "training_device"]
+__all__ = ["SMALL_BATCH", "flushes_denormals", "paused", "process_state", "threads_for",
+           "training_device"]
 
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
@@ -44,9 +53,8 @@ def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
     """Set torch's CPU threads, flush-to-zero and Python's cycle collector for ``fit``; restore all.
 
     Yields the thread count. Adam's moments of rarely used embedding rows decay
-    geometrically into denormal floats, which x86 CPUs process ~100x slower;
-    Keras flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
-    The cycle collector is paused (:mod:`embrec.training.collector`).
+    geometrically into denormal floats, which x86 CPUs process far slower; Keras
+    flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
     """
     before, flushing = torch.get_num_threads(), flushes_denormals()
     threads = threads_for(config) if device.type == "cpu" else before
@@ -54,7 +62,7 @@ def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
         if threads != before:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)
-        with collector.paused():
+        with paused():
             yield threads
     finally:
         if torch.get_num_threads() != before:
@@ -65,3 +73,26 @@ def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
 def flushes_denormals() -> bool:
     """Whether the CPU currently flushes denormal floats to zero (torch has no getter)."""
     return float(torch.tensor([1e-39], dtype=torch.float32).mul(1.0)) == 0.0
+
+
+class _Pauses:
+    lock = threading.Lock()
+    count = 0
+    was_enabled = False
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Pause the cycle collector for the block (nested and concurrent blocks included)."""
+    with _Pauses.lock:
+        if _Pauses.count == 0:
+            _Pauses.was_enabled = gc.isenabled()
+            gc.disable()
+        _Pauses.count += 1
+    try:
+        yield
+    finally:
+        with _Pauses.lock:
+            _Pauses.count -= 1
+            if _Pauses.count == 0 and _Pauses.was_enabled:
+                gc.enable()

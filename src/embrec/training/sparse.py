@@ -17,6 +17,11 @@ Optimisers and their state per embedding row of width ``w`` (float32):
   gradient over the row (FBGEMM/TorchRec's default for huge tables): ``4 w + 4``.
 - ``sgd``: plain SGD: ``4 w`` (momentum is not applied to embedding rows).
 
+Tables of at least :data:`HUGE_MIN_BYTES` on the CPU live on transparent huge pages
+(:func:`huge_zeros`): a step of a large catalogue touches rows scattered over hundreds
+of megabytes, and with 4 KiB pages each is a TLB miss on top of the cache miss
+(``benchmarks/results/engine.md``, hugepages).
+
 ``DenseTableAdam`` is the explicit exception: every row's moments decay at every
 step, as Keras' Adam does with embedding layers. It costs O(catalogue) per step
 and exists so the notebook presets reproduce Keras; nothing else uses it.
@@ -25,15 +30,15 @@ and exists so the notebook presets reproduce Keras; nothing else uses it.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from embrec.training import memory
-
-__all__ = ["ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer", "adam_update",
-           "coalesce", "row_optimizer"]
+__all__ = ["HUGE_MIN_BYTES", "ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer",
+           "adam_update", "coalesce", "huge_zeros", "row_optimizer"]
 
 ROW_OPTIMIZERS = ("adam", "adamw", "adagrad", "rowwise-adagrad", "sgd")
 BETAS = (0.9, 0.999)
@@ -83,6 +88,32 @@ AdamTensors = tuple[Tensor, Tensor, Tensor, Tensor]
 """``(params, grad, first, second)`` of one group of parameters Adam updates."""
 
 
+HUGE_MIN_BYTES = 64 << 20
+"""Tables below 64 MiB fit the TLB's reach well enough; they use torch's allocator."""
+_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+
+
+def huge_zeros(rows: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``torch.zeros((rows, width))``, on huge pages where large, on the CPU and possible.
+
+    Only anonymous memory that ``madvise(MADV_HUGEPAGE)`` can mark is used; anywhere
+    else (another OS, THP disabled, a GPU) this is plain ``torch.zeros``. The tensor
+    keeps the mapping alive.
+    """
+    size = rows * width * torch.empty((), dtype=dtype).element_size()
+    if device.type != "cpu" or size < HUGE_MIN_BYTES or _HUGEPAGE is None \
+            or dtype not in _NUMPY:
+        return torch.zeros((rows, width), dtype=dtype, device=device)
+    try:
+        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(_HUGEPAGE)
+    except OSError:  # no such advice on this kernel, or no memory map: torch's allocator
+        return torch.zeros((rows, width), dtype=dtype, device=device)
+    array = np.frombuffer(region, dtype=_NUMPY[dtype]).reshape(rows, width)
+    return torch.from_numpy(array)  # anonymous maps start zeroed
+
+
 def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
     """Sum the gradient rows of repeated indices.
 
@@ -121,13 +152,13 @@ class _RowBuffer:
     """A table's weights and per-row state side by side, ``[weights | state]`` in one row.
 
     A touched row's weights and state then share their cache lines (and, for large
-    tables, huge pages: :mod:`embrec.training.memory`); in a large catalogue every
-    touched row is a cache miss. The compiled kernels train these buffers in place.
+    tables, huge pages); in a large catalogue every touched row is a cache miss. The
+    compiled kernels train these buffers in place.
     """
 
     def __init__(self, weight: Tensor, state_width: int) -> None:
         width = weight.shape[1]
-        self.buffer = memory.zeros(weight.shape[0], width + state_width, weight.dtype,
+        self.buffer = huge_zeros(weight.shape[0], width + state_width, weight.dtype,
                                    weight.device)
         self.buffer[:, :width] = weight
         self.width = width
@@ -179,7 +210,7 @@ class _RowAdagrad(_RowBuffer):
 
 class _RowSGD:
     def __init__(self, weight: Tensor) -> None:
-        self.weight = memory.zeros(weight.shape[0], weight.shape[1], weight.dtype, weight.device)
+        self.weight = huge_zeros(weight.shape[0], weight.shape[1], weight.dtype, weight.device)
         self.weight.copy_(weight)
 
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
