@@ -15,8 +15,8 @@ trains one, with any model or training field overridden by name.
   element-wise, dropout 0.2, Dense(1, relu), Dense(1); Keras initialisers and
   Adam; MSE; batch 32 (Keras' default); 10 epochs; ``validation_split=0.2``,
   i.e. the *last* 20% of the training rows; random 90/10 split.
-- ``default``: biased MF trained per rating by the compiled kernel, chosen by measurement on
-  ML-100K and a 10M-rating set (see the comment there); ``BiasedMFConfig()`` is its model.
+- ``default``: ``BiasedMFConfig()`` trained per rating by the compiled kernel, chosen on
+  validation rows of ML-100K and a 10M-rating set.
 - ``accurate``: the best validation RMSE found on ML-100K within a few minutes of
   CPU: a blend of the ``default`` preset and I-AutoRec, its weights chosen on
   validation rows carved from the training data (``benchmarks/accuracy.py``).
@@ -82,12 +82,8 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # Selected on validation rows carved from the training data of ML-100K and of the
-    # ML-10M-shaped synthetic set (never test rows): benchmarks/select_default.py, record in
-    # benchmarks/results/default.md. Per-rating training (batch 1: the compiled kernel).
-    # No setting came within 0.002 of the best validation RMSE on both sets (the big set
-    # wants a quarter of ML-100K's weight decay), so the smallest worst-case gap won:
-    # 0.006 behind ML-100K's best, 0.005 behind the big set's.
+    # selected on validation rows of ML-100K and an ML-10M-shaped set, never test rows
+    # (benchmarks/select_default.py; benchmarks/results/default.md): the smallest worst-case gap
     "default": Preset(
         model=BiasedMFConfig(),
         train=PER_RATING,

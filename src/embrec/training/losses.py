@@ -1,11 +1,10 @@
-"""Ranking objectives: BPR and softmax losses over items, alone or added to the rating loss.
+"""Training objectives: the :class:`Objective` protocol, the rating MSE and the ranking losses.
 
 A model trained to regress star values ranks obscure items with a few high
 ratings first; top-N lists need a loss that compares items for a user. Every
-loss here is an :class:`~embrec.training.step.Objective`, written with the
-model's ``score``/``score_matrix`` only, so autograd differentiates it for any
-embedding model and the engine updates exactly the rows :meth:`Objective.rows`
-names:
+objective is written with the model's ``score``/``score_matrix`` only, so autograd
+differentiates it for any embedding model and the engine updates exactly the rows
+:meth:`Objective.rows` names. The ranking losses:
 
 - ``bpr`` (Rendle et al. 2009): ``-log sigmoid(s(u, i) - s(u, j))`` for each
   positive ``(u, i)`` and ``negatives`` sampled items ``j``.
@@ -106,6 +105,7 @@ class RatingLoss:
         prediction = model.score(users, items)
         return F.mse_loss(prediction, batch.rating), prediction
 
+
 SEED_OFFSET = 0x5EED
 """Added to ``fit``'s seed for the sampler's generator, so its stream differs from shuffling's."""
 
@@ -181,15 +181,8 @@ class RankingLoss:
         return None if self._sampler is None else self._sampler.generator
 
     def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
-        """Bind to the training data: popularity counts and a generator seeded from ``seed``.
-
-        Args:
-            data: the training columns.
-            n_items: catalogue size.
-            seed: ``fit``'s seed.
-
-        Returns:
-            The rows to train on: the positives for a ranking-only loss, else ``data``.
+        """Count the positives' items, seed the sampler from ``seed``; return the rows to train
+        on: the positives for a ranking-only loss, else ``data``.
 
         Raises:
             ConfigError: if no training rating is a positive.

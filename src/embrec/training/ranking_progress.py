@@ -19,6 +19,7 @@ from torch import Tensor
 
 from embrec.evaluation.metrics import ndcg_at_k, relevance_matrix
 from embrec.models.base import EmbeddingModel
+from embrec.topn import top_n
 from embrec.training.batches import Columns
 from embrec.training.losses import Objective
 
@@ -96,33 +97,14 @@ class LossMeter:
         if users[-1] >= seen.shape[0]:  # users with validation rows only: nothing seen
             seen = sp.vstack([seen, sp.csr_matrix((int(users[-1]) + 1 - seen.shape[0],
                                                    n_items))]).tocsr()
-        top = _top_k(model, users, seen)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            catalogue = model.item_vectors(torch.arange(n_items, device=held.user.device))
+            top, _ = top_n(model, users, catalogue, K, seen=(seen.indptr, seen.indices))
+        model.train(was_training)
         take = np.isin(user, users)
         rows = np.searchsorted(users, user[take])
         relevant = relevance_matrix(rows, item[take], rating[take], len(users), n_items,
                                     threshold=self.threshold)
         return float(ndcg_at_k(top, relevant))
-
-
-def _top_k(model: EmbeddingModel, users: np.ndarray, seen: sp.csr_matrix,
-           block: int = 256) -> np.ndarray:
-    """The top-K item indices of each user, its training items excluded."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    n_items = seen.shape[1]
-    items = model.item_vectors(torch.arange(n_items, device=device))
-    out = np.empty((len(users), K), dtype=np.int64)
-    with torch.no_grad():
-        for start in range(0, len(users), block):
-            part = users[start:start + block]
-            scores = model.score_matrix(model.user_vectors(torch.as_tensor(part, device=device)),
-                                        items).float()
-            rows = seen[part]
-            mask = torch.zeros_like(scores, dtype=torch.bool)
-            coo = rows.tocoo()
-            mask[torch.as_tensor(coo.row), torch.as_tensor(coo.col)] = True
-            scores.masked_fill_(mask, -torch.inf)
-            out[start:start + len(part)] = scores.topk(min(K, n_items), dim=1).indices.cpu()
-    model.train(was_training)
-    return out
