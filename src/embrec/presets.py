@@ -34,7 +34,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from embrec.config import TrainConfig
+from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, GMFConfig, MLPConfig
@@ -135,7 +135,8 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
     """
     from embrec.training.fit import fit
 
-    preset = _lookup(name)
+    require_choice("preset", name, PRESETS)
+    preset = PRESETS[name]
     model_fields = {f.name for f in dataclasses.fields(preset.model)}  # type: ignore[arg-type]
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in overrides:
@@ -150,10 +151,3 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
     return fit(model, train, config, validation=validation,
                metadata={"preset": name, **(metadata or {})})
 
-
-def _lookup(name: str) -> Preset:
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, list(PRESETS), n=1)
-        raise ConfigError("preset", name, f"is not one of {sorted(PRESETS)}",
-                          hint=f"did you mean {close[0]!r}?" if close else None)
-    return PRESETS[name]

@@ -24,19 +24,16 @@ __all__ = ["ClosedFormConfig", "fit_closed_form"]
 
 @runtime_checkable
 class ClosedFormConfig(Protocol):
-    """A model config whose model solves itself instead of training in ``fit()``'s loop.
+    """A model config whose model solves itself (``closed_form = True``), not in ``fit()``'s loop.
 
     Attributes:
-        closed_form: ``True`` (the mark ``fit`` routes by).
         scores: what the model's scores mean, ``"rating"`` or ``"ranking"``.
     """
 
     closed_form: ClassVar[bool]
 
     @property
-    def scores(self) -> str:
-        """``"rating"`` or ``"ranking"``."""
-        ...
+    def scores(self) -> str: ...
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float],
               mean: float) -> Any:

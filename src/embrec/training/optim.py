@@ -1,13 +1,11 @@
 """Dense layers' parameters in one flat buffer, their optimiser, and the learning-rate schedules.
 
 Embedding tables are updated row-sparsely (:mod:`embrec.training.sparse`); what
-is left, the dense layers and global biases of a model, is small (7,141 numbers
-for the MovieLens notebook's network, one for biased MF) and updated every step.
-Training takes thousands of tiny steps, so those parameters are moved into one
-contiguous buffer (as ``nn.Parameter`` views, registered in place of the
-originals) and their gradients into another: an Adam step is then one fused
-kernel (seven tensor operations where torch lacks it) whatever the number of
-layers, and zeroing the gradients is one fill.
+is left, the dense layers and global biases of a model, is small and updated every
+step. Those parameters are moved into one contiguous buffer (as ``nn.Parameter``
+views, registered in place of the originals) and their gradients into another: an
+Adam step is then one call whatever the number of layers, zeroing the gradients one
+fill, and the compiled kernels update the same buffer.
 
 Parameter groups: only weight matrices (kernels, two or more dimensions) are
 decayed, by ``dense_weight_decay``; layer biases and the global bias never are,
