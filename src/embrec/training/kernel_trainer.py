@@ -57,7 +57,7 @@ class KernelTrainer:
     def __init__(self, kernel: Any, bounds: tuple[float, float] | None, engine: Any,
                  config: TrainConfig, threads: int) -> None:
         self.kernel, self.config, self.threads = kernel, config, threads
-        self.rows = [_array(getattr(table, "buffer", table.weight)) for table in engine.tables]
+        self.rows = [_array(table.buffer) for table in engine.tables]
         self.blocks = grid_size(self.rows[0].shape[0], self.rows[1].shape[0],
                                 self.rows[0].shape[1] * self.rows[0].itemsize)
         self.grid: tuple[Columns, np.ndarray] | None = None  # cell-sorted rows, cell starts

@@ -135,9 +135,11 @@ class RowOptimizer(Protocol):
     Attributes:
         weight: the table being trained, ``(rows, width)``; a view into the
             optimiser's row buffer, so install it as the model's parameter.
+        buffer: the ``[weights | state]`` rows (the compiled kernels train them in place).
     """
 
     weight: Tensor
+    buffer: Tensor
 
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         """Apply update number ``step`` (from 1) given one gradient row per index occurrence."""
@@ -208,11 +210,7 @@ class _RowAdagrad(_RowBuffer):
         return {"total": self.buffer[:, self.width:]}
 
 
-class _RowSGD:
-    def __init__(self, weight: Tensor) -> None:
-        self.weight = huge_zeros(weight.shape[0], weight.shape[1], weight.dtype, weight.device)
-        self.weight.copy_(weight)
-
+class _RowSGD(_RowBuffer):
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         self.weight.index_add_(0, index, grad, alpha=-lr)
 
@@ -236,7 +234,7 @@ def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
         return _RowAdam(weight, epsilon)
     if kind in ("adagrad", "rowwise-adagrad"):
         return _RowAdagrad(weight, epsilon, rowwise=kind == "rowwise-adagrad")
-    return _RowSGD(weight)
+    return _RowSGD(weight, 0)
 
 
 class DenseTableAdam:
