@@ -16,9 +16,8 @@ from embrec.errors import ConfigError, TrainingError, TrainingWarning
 from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig, PopularConfig
 from embrec.recommender import Recommender
 from embrec.training import optim
-from embrec.training.engine import Engine
 from embrec.training.fit import fit
-from embrec.training.optim import learning_rate
+from embrec.training.optim import Engine, learning_rate
 from embrec.training.process import flushes_denormals
 from embrec.training.trainers import StepTrainer
 

@@ -16,7 +16,6 @@ initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from pathlib import Path
@@ -37,18 +36,14 @@ from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
 from embrec.training.closed_form import ClosedFormConfig, fit_closed_form
 from embrec.training.diagnostics import diagnose
-from embrec.training.engine import Engine
 from embrec.training.losses import Objective, objective_for
-from embrec.training.optim import Schedule
-from embrec.training.process import process_state, threads_for, training_device
-from embrec.training.progress import close_bar, progress_bar
-from embrec.training.ranking_progress import LossMeter, metered
+from embrec.training.optim import Engine, Schedule
+from embrec.training.process import process_state, training_device
+from embrec.training.progress import LossMeter, close_bar, metered, progress_bar
 from embrec.training.trainers import pick_trainer
 from embrec.training.watch import Best, diverged, finite, validate, validation_columns
 
-__all__ = ["fit", "threads_for"]
-
-log = logging.getLogger(__name__)
+__all__ = ["fit"]
 
 
 def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | None = None, *,
