@@ -155,67 +155,62 @@ class _RowBuffer:
 
     A touched row's weights and state then share their cache lines (and, for large
     tables, huge pages); in a large catalogue every touched row is a cache miss. The
-    compiled kernels train these buffers in place.
+    compiled kernels train these buffers in place. A step gathers the touched rows'
+    parts into contiguous tensors, :meth:`update` s them and writes them back.
     """
 
-    def __init__(self, weight: Tensor, state_width: int) -> None:
+    def __init__(self, weight: Tensor, state: dict[str, int]) -> None:
         width = weight.shape[1]
-        self.buffer = huge_zeros(weight.shape[0], width + state_width, weight.dtype,
-                                   weight.device)
+        self.buffer = huge_zeros(weight.shape[0], width + sum(state.values()), weight.dtype,
+                                 weight.device)
         self.buffer[:, :width] = weight
-        self.width = width
-        self.weight = self.buffer[:, :width]
+        self.weight, self.state, start = self.buffer[:, :width], {}, width
+        for name, size in state.items():
+            self.state[name], start = self.buffer[:, start:start + size], start + size
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        """Apply update ``step`` (from 1) to the rows ``index`` names (repeats summed)."""
+        index, grad = coalesce(index, grad)
+        parts = (self.weight, *self.state.values())
+        rows = [part.index_select(0, index) for part in parts]
+        self.update(grad, lr, step, *rows)
+        for part, new in zip(parts, rows, strict=True):
+            part.index_copy_(0, index, new)
+
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        """Update the gathered rows in place."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state columns by name (views of the buffer)."""
+        return dict(self.state)
 
 
 class _RowAdam(_RowBuffer):
-    """Lazy Adam on a ``[weights | first | second]`` buffer.
-
-    The touched rows' three parts are gathered into contiguous tensors, updated in
-    one :func:`adam_update` and written back.
-    """
+    """Lazy Adam on a ``[weights | first | second]`` buffer."""
 
     def __init__(self, weight: Tensor, epsilon: float) -> None:
-        super().__init__(weight, 2 * weight.shape[1])
+        super().__init__(weight, {"first": weight.shape[1], "second": weight.shape[1]})
         self.epsilon = epsilon
-        w = self.width
-        self.parts = (self.weight, self.buffer[:, w:2 * w], self.buffer[:, 2 * w:])
 
-    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
-        index, grad = coalesce(index, grad)
-        params, first, second = (part.index_select(0, index) for part in self.parts)
-        adam_update(params, grad, first, second, lr, step, self.epsilon, fused=True)
-        for part, rows in zip(self.parts, (params, first, second), strict=True):
-            part.index_copy_(0, index, rows)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        w = self.width
-        return {"first": self.buffer[:, w:2 * w], "second": self.buffer[:, 2 * w:]}
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        adam_update(params, grad, state[0], state[1], lr, step, self.epsilon, fused=True)
 
 
 class _RowAdagrad(_RowBuffer):
     def __init__(self, weight: Tensor, epsilon: float, rowwise: bool) -> None:
-        super().__init__(weight, 1 if rowwise else weight.shape[1])
+        super().__init__(weight, {"total": 1 if rowwise else weight.shape[1]})
         self.epsilon, self.rowwise = epsilon, rowwise
-        self.parts = (self.weight, self.buffer[:, self.width:])
 
-    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
-        index, grad = coalesce(index, grad)
-        params, total = (part.index_select(0, index) for part in self.parts)  # contiguous
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        total = state[0]
         total.add_(grad.square().mean(1, keepdim=True) if self.rowwise else grad.square())
         params.addcdiv_(grad, total.sqrt().add_(self.epsilon), value=-lr)
-        for part, rows in zip(self.parts, (params, total), strict=True):
-            part.index_copy_(0, index, rows)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {"total": self.buffer[:, self.width:]}
 
 
 class _RowSGD(_RowBuffer):
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         self.weight.index_add_(0, index, grad, alpha=-lr)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
 
 
 def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
@@ -234,7 +229,7 @@ def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
         return _RowAdam(weight, epsilon)
     if kind in ("adagrad", "rowwise-adagrad"):
         return _RowAdagrad(weight, epsilon, rowwise=kind == "rowwise-adagrad")
-    return _RowSGD(weight, 0)
+    return _RowSGD(weight, {})
 
 
 class DenseTableAdam:
