@@ -54,18 +54,10 @@ def adam_update(params: Tensor, grad: Tensor, first: Tensor, second: Tensor, lr:
                 step: int, epsilon: float, *, fused: bool = False) -> None:
     """One Adam update in place, in Kingma and Ba's form that Keras and torch's SparseAdam use.
 
-    ``params -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)``: epsilon is
-    not bias-corrected (``torch.optim.Adam`` differs from it by that alone).
-
-    Args:
-        params: the parameters (or rows of them).
-        grad: their gradients.
-        first: the first moments, updated in place.
-        second: the second moments, updated in place.
-        lr: the learning rate.
-        step: the update number, from 1.
-        epsilon: the epsilon.
-        fused: take torch's fused kernel when it is available for these tensors.
+    ``params -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)`` at update ``step``
+    (from 1), the moments ``first`` and ``second`` updated in place: epsilon is not
+    bias-corrected (``torch.optim.Adam`` differs from it by that alone). ``fused``: take
+    torch's fused kernel where it is available for these tensors.
     """
     correction = math.sqrt(1 - BETAS[1] ** step)
     tensors = (params, grad, first, second)
@@ -115,15 +107,8 @@ def huge_zeros(rows: int, width: int, dtype: torch.dtype, device: torch.device) 
 
 
 def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Sum the gradient rows of repeated indices.
-
-    Args:
-        index: ``(k,)`` row indices, possibly repeated.
-        rows: ``(k, w)`` one gradient row per index.
-
-    Returns:
-        ``(unique indices, summed rows)``.
-    """
+    """Sum the gradient ``rows`` ``(k, w)`` of repeated ``index`` entries ``(k,)``: ``(unique
+    indices, summed rows)``."""
     unique, inverse = torch.unique(index, return_inverse=True)
     summed = torch.zeros((len(unique), rows.shape[1]), dtype=rows.dtype, device=rows.device)
     return unique, summed.index_add_(0, inverse, rows)
@@ -214,17 +199,9 @@ class _RowSGD(_RowBuffer):
 
 
 def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
-    """Return the row-sparse optimiser ``kind`` for a table starting at ``weight``.
-
-    Args:
-        kind: one of :data:`ROW_OPTIMIZERS` (``adamw`` is lazy Adam here: decoupled
-            decay applies to dense layers only).
-        weight: the ``(rows, width)`` initial embedding weights (copied).
-        epsilon: the optimiser's epsilon.
-
-    Returns:
-        The optimiser; train ``optimizer.weight``.
-    """
+    """Return the row-sparse optimiser ``kind`` (one of :data:`ROW_OPTIMIZERS`) for a table
+    starting at ``weight`` (copied); train ``optimizer.weight``. ``adamw`` is lazy Adam here:
+    decoupled decay applies to dense layers only."""
     if kind in ("adam", "adamw"):
         return _RowAdam(weight, epsilon)
     if kind in ("adagrad", "rowwise-adagrad"):
