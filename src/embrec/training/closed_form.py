@@ -44,20 +44,12 @@ class ClosedFormConfig(Protocol):
 def fit_closed_form(model_config: ClosedFormConfig, train: Ratings,
                     train_config: TrainConfig | None = None, *,
                     metadata: dict[str, Any] | None = None) -> Recommender:
-    """Fit a closed-form model on ``train``.
+    """Fit a closed-form model on ``train``; return the recommender (empty ``history``).
 
-    Only ``train_config.device`` and ``seed`` matter: a model that trains by
-    its own loop (``autorec``) carries its epochs and learning rate in its config,
-    and draws from torch's generator, seeded here (and restored after).
-
-    Args:
-        model_config: the closed-form model's config.
-        train: the training ratings.
-        train_config: the training config (recorded with the model).
-        metadata: extra facts to record in the recommender's ``metadata``.
-
-    Returns:
-        The fitted recommender (empty ``history``).
+    Of ``train_config`` (recorded with the model) only ``device`` and ``seed`` matter: a
+    model that trains by its own loop (``autorec``) carries its epochs and learning rate in
+    its config, and draws from torch's generator, seeded here (and restored after).
+    ``metadata`` holds extra facts to record.
 
     Raises:
         ConfigError: if ``train`` is empty, the device is not available, or the model

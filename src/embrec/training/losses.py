@@ -113,10 +113,8 @@ SEED_OFFSET = 0x5EED
 class NegativeSampler:
     """Draws item indices uniformly or in proportion to popularity, from its own generator.
 
-    Args:
-        counts: ``(n_items,)`` how often each item is a positive in training.
-        mode: ``uniform`` or ``popularity``.
-        seed: seeds the generator.
+    ``counts``: ``(n_items,)`` how often each item is a positive in training; ``mode``:
+    ``uniform`` or ``popularity``; ``seed`` seeds the generator.
     """
 
     def __init__(self, counts: Tensor, mode: str, seed: int) -> None:
