@@ -1,17 +1,13 @@
 """fit(): the one training loop. Seed, shuffle, train an epoch, validate, checkpoint, stop early.
 
-Read :func:`_epochs` top to bottom: each epoch shuffles the device-resident
-ratings once and hands that order to the run's trainer
-(:mod:`embrec.training.trainers`: compiled per-rating kernels, the fused Keras
-step, or mini-batch torch steps), which writes every rating's prediction into
-one buffer; the epoch's train RMSE/MAE come from that buffer once the epoch is
-over, which is also when non-finite values are checked. Then the validation
-rows are scored, the best epoch kept (:mod:`embrec.training.watch`) and a
-checkpoint written (:mod:`embrec.training.checkpoint`).
-
-``fit`` leaves no process-wide state changed (:mod:`embrec.training.process`):
-the global random generator's state is restored after the model is
-initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
+Read :func:`_epochs` top to bottom: each epoch hands a shuffled order to the run's
+trainer (:mod:`embrec.training.trainers`), which writes every rating's prediction
+into one buffer; the epoch's train RMSE/MAE come from it once the epoch is over,
+when non-finite values are checked too. Then the validation rows are scored, the
+best epoch kept (:mod:`embrec.training.watch`) and a checkpoint written
+(:mod:`embrec.training.checkpoint`). ``fit`` leaves no process-wide state changed
+(:mod:`embrec.training.process`): shuffling and dropout draw from its own seeded
+generator.
 """
 
 from __future__ import annotations

@@ -285,15 +285,9 @@ class RankingLoss:
 
 
 def objective_for(config: TrainConfig) -> Objective:
-    """Return the objective ``config.loss`` names, with its knobs from ``config``.
-
-    Args:
-        config: the training settings (``loss``, ``negatives``, ``negative_sampling``,
-            ``positive_threshold``, ``rating_weighted``, ``ranking_weight``).
-
-    Returns:
-        :class:`RatingLoss` for ``"rating"``, else a :class:`RankingLoss`.
-    """
+    """Return the objective ``config.loss`` names (:class:`RatingLoss` for ``"rating"``, else a
+    :class:`RankingLoss`), with its knobs (``negatives``, ``positive_threshold``...) from
+    ``config``."""
     if config.loss == "rating":
         return RatingLoss()
     combined = config.loss.startswith("rating+")
