@@ -51,14 +51,8 @@ KERAS_ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "adam_epsilon": 1e-7,
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Preset:
-    """A model config, a train config and the test fraction they were measured with.
-
-    Attributes:
-        model: the model config.
-        train: the training config.
-        test_size: test fraction of the preset's reference random split.
-        description: one line for ``embrec train --help`` and listings.
-    """
+    """A model config, a train config, the test fraction of the preset's reference random
+    split, and one line for ``embrec train --help`` and listings."""
 
     model: ModelConfig
     train: TrainConfig

@@ -1,16 +1,11 @@
 """Process-wide state ``fit`` sets once and restores: device, torch threads, float mode, GC.
 
 ``fit`` leaves no process-wide state changed: torch's thread count and the
-flush-to-zero mode are set once (never inside the loop) and restored as they
-were found, and Python's cycle collector is paused for the loop (:func:`paused`).
-
-The training loop makes no reference cycles (reference counts free every tensor),
-but its thousands of short-lived tensors trigger collections, and a full one scans
-every object of the process (with torch imported, hundreds of thousands):
-``benchmarks/results/engine.md`` (collector) times a first fit both ways. The
-collector's switch is process-wide, so pauses are counted: when fits run in several
-threads at once, the first to start pauses it and the last to finish puts it back
-as the first found it.
+flush-to-zero mode are set once (never inside the loop) and restored as they were
+found. Python's cycle collector is paused for the loop (:func:`paused`): the loop
+makes no reference cycles, but its short-lived tensors trigger collections that scan
+every object of the process (``benchmarks/results/engine.md``, collector). Pauses are
+counted, so fits in several threads leave the collector as the first found it.
 """
 
 from __future__ import annotations
