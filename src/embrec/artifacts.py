@@ -54,7 +54,7 @@ from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ArtifactError, ConfigError, EmbrecError
+from embrec.errors import ArtifactError, EmbrecError
 from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
 from embrec.jsonsafe import dumps
 from embrec.modeldir import (
@@ -68,7 +68,7 @@ from embrec.modeldir import (
 from embrec.models.base import ModelConfig
 from embrec.writers import matches
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "load_device", "read", "write"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "read", "write"]
 
 FORMAT_VERSION = 2
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
@@ -354,22 +354,3 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
 
 def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
     return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
-
-
-def load_device(device: str | torch.device) -> torch.device:
-    """The device a loaded model goes to; ``auto`` is CUDA when available.
-
-    Raises:
-        ConfigError: for a name that is not a device, or CUDA without a GPU.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError("device", str(device), f"is not a device ({error})",
-                          hint="use cpu, cuda, cuda:N or auto") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
-                          hint="use --device cpu (or auto)")
-    return target

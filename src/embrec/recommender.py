@@ -24,6 +24,7 @@ from embrec.artifacts import ModelState
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
+from embrec.device import resolve_device
 from embrec.errors import ArtifactError, ConfigError, UnknownIdError
 from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
@@ -491,5 +492,5 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
             not fit the model or hold NaN/infinity.
         ConfigError: for a device that is not available.
     """
-    target = artifacts.load_device(device)  # before reading: a bad device is said first
+    target = resolve_device(device)  # before reading: a bad device is said first
     return Recommender.from_state(artifacts.read(path), target)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -27,6 +26,7 @@ from torch import Tensor
 from embrec.config import TrainConfig
 from embrec.models.base import EmbeddingModel, HandStepModel, add_decay
 from embrec.training.batches import Columns
+from embrec.training.losses import Objective, RatingLoss
 
 __all__ = ["Objective", "RatingLoss", "Step", "StepOutput", "autograd_step", "make_step"]
 
@@ -54,31 +54,6 @@ class StepOutput:
 Step = Callable[[Columns], StepOutput]
 
 
-class Objective(Protocol):
-    """A training loss, written against the model's ``score`` only (autograd differentiates it)."""
-
-    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
-        """Return the user and item indices whose embedding rows the loss reads."""
-        ...
-
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
-        """Return ``(scalar loss, (batch,) predictions)`` from the rows :meth:`rows` named."""
-        ...
-
-
-class RatingLoss:
-    """Mean squared error between predicted and given ratings (the rating objective)."""
-
-    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
-        """One user row and one item row per rating."""
-        return batch.user, batch.item
-
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
-        """``mean((score - rating)²)`` and the scores."""
-        prediction = model.score(users, items)
-        return torch.nn.functional.mse_loss(prediction, batch.rating), prediction
 
 
 def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConfig) -> Step:
@@ -94,7 +69,7 @@ def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConf
         users = user_table.index_select(0, user_index).requires_grad_()
         items = item_table.index_select(0, item_index).requires_grad_()
         with torch.enable_grad():
-            loss, prediction = objective.loss(model, users, items, batch)
+            loss, prediction = objective.loss(model, users, items, batch, item_index)
             loss.backward()  # type: ignore[no-untyped-call]
         user_grad = users.grad if users.grad is not None else torch.zeros_like(users)
         item_grad = items.grad if items.grad is not None else torch.zeros_like(items)
