@@ -38,6 +38,7 @@ from embrec.evaluation.rating_baselines import rating_baselines
 from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
 from embrec.training.batches import validation_rows
+from embrec.training.closed_form import solves_itself
 from embrec.training.fit import fit
 from embrec.training.process import training_device
 
@@ -272,7 +273,7 @@ def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float]
         predictions, or a training RMSE worse than always predicting the mean.
     """
     problems = [f"training diverged: {message}" for message in diverged]
-    closed_form = getattr(rec.model_config, "closed_form", False)  # solved: no epochs
+    closed_form = solves_itself(rec.model_config)  # solved: no epochs
     if not rec.history and not diverged and not closed_form:
         problems.append("training diverged: no epoch finished with a finite loss")
     if not all(bool(_finite_tensor(v)) for v in rec.model.state_dict().values()):

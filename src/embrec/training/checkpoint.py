@@ -40,7 +40,7 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
 from embrec.errors import ArtifactError
-from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig, Tower
+from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.resume_checks import (
@@ -274,10 +274,9 @@ class RunState:
         self.model, self.engine, self.config, self.hooks = model, engine, config, hooks
         self.generator, self.predictions = generator, torch.empty_like(data.rating)
         # an objective's own generator (a ranking loss's negative sampler), saved beside ours
-        self.sampler: torch.Generator | None = getattr(objective, "generator", None)
+        self.sampler: torch.Generator | None = None if objective is None else objective.generator
         self.schedule, self.best = schedule, best
-        self.masks = [m for t in model.modules() if isinstance(t, Tower)
-                      for m in t.masks if m is not None]
+        self.masks = model.dropout_masks()
         self.history: list[dict[str, float]] = []
         self.epoch, self.step, self.stopped = 1, 0, False
         self.epoch_state = generator.get_state()

@@ -10,7 +10,7 @@ fit seconds, diagnostics) and ``"scores"`` saying what its scores mean.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 import torch
 
@@ -19,7 +19,7 @@ from embrec.data.ratings import Ratings
 from embrec.device import resolve_device
 from embrec.recommender import Recommender
 
-__all__ = ["ClosedFormConfig", "fit_closed_form"]
+__all__ = ["ClosedFormConfig", "fit_closed_form", "solves_itself"]
 
 
 @runtime_checkable
@@ -39,6 +39,11 @@ class ClosedFormConfig(Protocol):
               mean: float) -> Any:
         """Create the unsolved model: a ``RatingModel`` with ``solve(train: Ratings)``."""
         ...
+
+
+def solves_itself(model_config: object) -> TypeGuard[ClosedFormConfig]:
+    """Whether ``model_config``'s model is solved in one call instead of trained in epochs."""
+    return isinstance(model_config, ClosedFormConfig) and model_config.closed_form
 
 
 def fit_closed_form(model_config: ClosedFormConfig, train: Ratings,

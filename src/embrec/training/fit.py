@@ -24,12 +24,12 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
-from embrec.models.base import EmbeddingModel, ModelConfig, Tower
+from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.models.defaults import default_training
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
-from embrec.training.closed_form import ClosedFormConfig, fit_closed_form
+from embrec.training.closed_form import fit_closed_form, solves_itself
 from embrec.training.diagnostics import diagnose
 from embrec.training.losses import Objective, objective_for
 from embrec.training.optim import Engine, Schedule
@@ -89,7 +89,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     if len(train) == 0:  # else every path reports a NaN loss as a divergence
         raise ConfigError("train", "0 ratings", "has no rating to train on",
                           hint="check the data's filters and split")
-    if isinstance(model_config, ClosedFormConfig) and model_config.closed_form:
+    if solves_itself(model_config):
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
     config = train_config or default_training(model_config)
     group = join(training_device(config))
@@ -177,9 +177,7 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
             generator: torch.Generator, scale: tuple[float, float], objective: Objective,
             hooks: RunHooks) -> tuple[list[dict[str, float]], str, int | None]:
     """The training loop: one history record per epoch, the trainer's path and its threads."""
-    for module in model.modules():
-        if isinstance(module, Tower):
-            module.reset_masks(generator)
+    model.reset_masks(generator)
     engine = Engine(model, config)
     total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
     trainer = pick_trainer(model, engine, config, objective, hooks.parallel, total)

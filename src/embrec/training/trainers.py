@@ -49,7 +49,7 @@ from embrec.config import TrainConfig
 from embrec.distributed.exchange import EpochOrder
 from embrec.kernels.hogwild import train_range
 from embrec.kernels.order import arrange, grid_size
-from embrec.models.base import EmbeddingModel
+from embrec.models.base import EmbeddingModel, KernelModel
 from embrec.training.batches import Columns
 from embrec.training.fused import FusedKerasMLP
 from embrec.training.losses import Objective, RatingLoss
@@ -172,9 +172,9 @@ class KernelTrainer:
         precision, neither what was asked for nor the reference step's result, so such a
         fit takes the torch step, and a log line says it is slower.
         """
-        offer = getattr(model, "rating_kernel", None)
-        if offer is None or config.batch_size != 1 or config.step_path == "autograd" \
-                or parallel is not None or not isinstance(objective or RatingLoss(), RatingLoss) \
+        if not isinstance(model, KernelModel) or config.batch_size != 1 \
+                or config.step_path == "autograd" or parallel is not None \
+                or not isinstance(objective or RatingLoss(), RatingLoss) \
                 or not engine.tables or engine.dense.data.device.type != "cpu":
             return None
         dtype = engine.tables[0].weight.dtype
@@ -183,7 +183,7 @@ class KernelTrainer:
                         "than the float32 kernel; build the model under torch's float32 "
                         "default dtype for the kernel", dtype)
             return None
-        kernel, bounds = offer()
+        kernel, bounds = model.rating_kernel()
         cores = len(os.sched_getaffinity(0))
         threads = config.num_threads or (1 if n < THREADED_FROM else cores)
         return cls(kernel, bounds, engine, config, threads)
