@@ -30,7 +30,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embrec.artifact_checks import check_finite
-from embrec.config import require
+from embrec.config import require, require_choice
+from embrec.data.features import FeatureSchema
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
@@ -111,9 +112,11 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
     _add_info_routes(app, rec)
     _add_user_routes(app, rec, max_n)
     _add_item_routes(app, rec, max_n)
-    _add_batch_routes(app, rec, max_n, max_batch)
+    schema = _user_features(rec)
+    _add_batch_routes(app, rec, max_n, max_batch, schema)
     state_limits(app, max_n=max_n, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                 scale=rec.scale)
+                 scale=rec.scale, features=None if schema is None else
+                 {column.name: column.kind for column in schema.columns})
     return app
 
 
@@ -265,7 +268,8 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
         return SimilarItems(item=item, items=_neighbours(frame))
 
 
-def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int) -> None:
+def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int,
+                      schema: FeatureSchema | None) -> None:
     """``POST /predict`` and ``POST /recommendations``.
 
     These are plain ``def`` handlers, run in the threadpool, so that a big batch
@@ -286,8 +290,12 @@ def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int
 
     @app.post("/recommendations", tags=["recommend"])
     def fold_in(body: FoldInRequest) -> Recommendations:
-        """Recommend for a new user given their ratings, without retraining."""
+        """Recommend for a new user given their ratings (without retraining) or features."""
         _check_limit("n", body.n, max_n)
+        if body.features:
+            _check_features(schema, body.features)
+            return Recommendations(items=_scored(rec.recommend_for_features(body.features,
+                                                                            n=body.n)))
         _check_limit("ratings", len(body.ratings), max_batch)
         _check_scale(body.ratings.values(), rec.scale)
         ratings = _coerce_keys(rec, body.ratings)
@@ -303,6 +311,27 @@ def _check_scale(values: Any, scale: tuple[float, float]) -> None:
                         f"[{scale[0]:g}, {scale[1]:g}], e.g. {outside[0]:.6g}",
                         column="ratings", value=outside[0],
                         hint=f"send ratings between {scale[0]:g} and {scale[1]:g}")
+
+
+def _user_features(rec: Recommender) -> FeatureSchema | None:
+    """How the model encodes a user's side features; None when it learnt none."""
+    feature_schema = getattr(rec.model, "feature_schema", None)
+    return None if feature_schema is None else feature_schema("user")
+
+
+def _check_features(schema: FeatureSchema | None, values: Mapping[str, Any]) -> None:
+    """Refuse a column the model does not know, or text for a number (and the reverse)."""
+    if schema is None:
+        return  # recommend_for_features says the model learnt no user features
+    kinds = {column.name: column.kind for column in schema.columns}
+    for name, value in values.items():
+        require_choice("features", name, list(kinds))
+        numeric = kinds[name] in ("numeric", "flag")
+        if value is not None and isinstance(value, str) == numeric:
+            wanted = "a number" if numeric else "text"
+            raise DataError(f"feature {name!r} is {kinds[name]} and takes {wanted}, got "
+                            f"{value!r}", column=name, value=value,
+                            hint=f"send {wanted} or null for {name!r}")
 
 
 # ----------------------------------------------------------------------------- conversions
