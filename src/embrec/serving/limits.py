@@ -6,10 +6,10 @@ the bytes are counted as they stream in, so a chunked body is refused as soon
 as it passes the limit, with no JSON parsed. Each body chunk must arrive within
 ``read_timeout``, and the whole body within ``body_timeout`` (else 408: a client
 trickling one byte every few seconds is cut off). A batch endpoint's entries are
-counted in the raw bytes before any JSON is parsed (:func:`count_outside_strings`):
-a body holding more than ``max_batch`` entries is refused (422, as the app
-refuses an oversized batch) without building a single object, so three
-near-limit bodies cost milliseconds, not seconds. :class:`TimedH11Protocol`
+counted in the raw bytes as they stream in (:func:`count_outside_strings`): a body
+holding more than ``max_batch`` entries is refused (422, as the app refuses an
+oversized batch) without parsing any JSON, and its bytes past the point where that
+is known are read but not kept. :class:`TimedH11Protocol`
 closes a connection whose request line and headers do not arrive within
 ``HEADER_TIMEOUT`` (uvicorn has no such timeout of its own: its keep-alive
 timer runs only between requests).
@@ -114,9 +114,8 @@ class BodyLimit:
                           self._too_large(f"Content-Length {declared[:20].decode('latin-1')}"))
             return
         rule = self.entries.get(scope.get("path", "")) if scope.get("method") == "POST" else None
-        marker = bytes([rule[1]]) if rule else b""
-        body, marks = bytearray(), 0  # marks: the entry byte's count, strings included
-        more, deadline = True, time.monotonic() + self.body_timeout
+        entries = _Entries(*rule) if rule else None
+        body, size, more, deadline = bytearray(), 0, True, time.monotonic() + self.body_timeout
         while more:
             wait = min(self.read_timeout, deadline - time.monotonic())
             try:
@@ -129,32 +128,50 @@ class BodyLimit:
                 return
             if message["type"] == "http.disconnect":
                 return
-            chunk = message.get("body", b"")
-            body += chunk
-            marks += chunk.count(marker) if marker else 0  # a chunk at a time: no long stall
-            more = bool(message.get("more_body", False))
-            if len(body) > self.max_bytes:
+            chunk, more = message.get("body", b""), bool(message.get("more_body", False))
+            size += len(chunk)
+            if size > self.max_bytes:
                 await _refuse(send, 413, "RequestTooLargeError",
                               self._too_large(f"over {self.max_bytes} bytes, streamed"))
                 return
-        whole = bytes(body)
-        if rule is None or not await self._too_many(rule, whole, marks, send):
-            await self.app(scope, _replay(whole, receive), send)
+            if entries is None:
+                body += chunk
+            elif not entries.over:  # once over the limit, the rest is read, not kept
+                body += chunk
+                await entries.add(body, chunk, more)
+        if entries is not None and entries.over:
+            await _refuse(send, 422, "RequestTooLargeError", entries.refusal())
+            return
+        await self.app(scope, _replay(bytes(body), receive), send)
 
-    @staticmethod
-    async def _too_many(rule: tuple[str, int, int, int], body: bytes, marks: int,
-                        send: Send) -> bool:
-        """Refuse a batch body with more entries than its endpoint takes (422)."""
-        field, byte, overhead, limit = rule
-        if marks <= overhead + limit:
-            return False  # the raw count bounds the real one: no closer look needed
-        found = await asyncio.to_thread(count_outside_strings, body, byte)  # NumPy, no GIL
-        if found <= overhead + limit:
-            return False
-        await _refuse(send, 422, "RequestTooLargeError",
-                      f"{field}={found - overhead} (at least) exceeds this server's limit of "
-                      f"{limit}\n  hint: ask for at most {limit}, or split the request")
-        return True
+
+class _Entries:
+    """A batch body's entries, counted as it streams in, so an oversized batch is known early.
+
+    The raw count of the entry byte (strings included) bounds the real count; only
+    past ``bound`` is the body so far counted outside its strings, in a thread, and
+    again each time it has doubled and at its end: a few 100 KB decide a body of
+    many MB, and the total work stays within twice one count.
+    """
+
+    def __init__(self, field: str, byte: int, overhead: int, limit: int) -> None:
+        self.field, self.byte, self.overhead, self.limit = field, byte, overhead, limit
+        self.bound, self.marks, self.checked, self.found = overhead + limit, 0, 0, 0
+
+    @property
+    def over(self) -> bool:
+        return self.found > self.bound
+
+    def refusal(self) -> str:
+        return (f"{self.field}={self.found - self.overhead} (at least) exceeds this server's "
+                f"limit of {self.limit}\n  hint: ask for at most {self.limit}, or split the "
+                "request")
+
+    async def add(self, body: bytearray, chunk: bytes, more: bool) -> None:
+        self.marks += chunk.count(bytes([self.byte]))
+        if self.marks > self.bound and (not more or len(body) >= 2 * self.checked):
+            self.checked = len(body)
+            self.found = await asyncio.to_thread(count_outside_strings, bytes(body), self.byte)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
