@@ -21,22 +21,9 @@ from pydantic import (
 
 from embrec.serving.limits import MAX_ID_LENGTH
 
-__all__ = [
-    "AnswerId",
-    "ErrorBody",
-    "FoldInRequest",
-    "Health",
-    "ModelInfo",
-    "Pair",
-    "PredictRequest",
-    "PredictResponse",
-    "Prediction",
-    "RawId",
-    "Recommendations",
-    "ScoredItem",
-    "SimilarItem",
-    "SimilarItems",
-]
+__all__ = ["AnswerId", "ErrorBody", "FoldInRequest", "Health", "ModelInfo", "Pair",
+           "PredictRequest", "PredictResponse", "Prediction", "RawId", "Recommendations",
+           "ScoredItem", "SimilarItem", "SimilarItems"]
 
 RawId = StrictInt | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 """A raw user or item id as it appears in the training data (text: up to 256 characters).
