@@ -22,7 +22,7 @@ from typing import IO, Any
 
 __all__ = ["add_launch", "cmd_launch"]
 
-PREFIX = re.compile(r"^\[default(\d+)\]:")
+PREFIX = re.compile(r"^\[(?:default|rank)(\d+)\]:")  # torchrun tags a rank's lines
 EXIT_CODE = re.compile(r"rank\s*:\s*(\d+)\D[^\n]*\n\s*exitcode\s*:\s*(-?\d+)")
 
 
