@@ -21,13 +21,14 @@ from embrec.commands.catalog import (
     SPLIT_HELP,
     listing,
 )
+from embrec.commands.launch import add_launch
 from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
 SUBCOMMANDS = ("datasets", "train", "tune", "blend", "evaluate", "predict", "recommend",
                "similar-items",
-               "serve")
+               "serve", "launch")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -315,4 +316,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     add_blend(sub, _command, _handler("blend"))
     _add_model_commands(sub)
+    add_launch(sub, _command)
     return parser
