@@ -19,6 +19,7 @@ import torch
 from embrec.data.features import Features
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
+from embrec.evaluation.metrics import rmse
 
 if TYPE_CHECKING:
     from embrec.recommender import Recommender
@@ -111,13 +112,10 @@ def evaluate_cold(rec: Recommender, test: Ratings) -> dict[str, float]:
     unseen = rec.users.index(rec.users.coerce(raw_users), on_unknown="missing") < 0
     known_item = rec.items.index(rec.items.coerce(raw_items), on_unknown="missing") >= 0
     rows = unseen & known_item
-    truth = test.rating[rows].astype(np.float64)
+    truth = test.rating[rows]
     predicted = predict_with_features(rec, raw_users[rows], raw_items[rows],
                                       user_features=test.user_features)
     fallback = rec.predict(raw_users[rows], raw_items[rows], on_unknown="mean")
-
-    def rmse(values: Any) -> float:
-        return float(np.sqrt(np.mean((np.asarray(values, np.float64) - truth) ** 2)))
-
-    return {"n": int(rows.sum()), "rmse_features": rmse(predicted),
-            "rmse_mean": rmse(np.full(len(truth), rec.mean)), "rmse_item_mean": rmse(fallback)}
+    return {"n": int(rows.sum()), "rmse_features": rmse(truth, predicted),
+            "rmse_mean": rmse(truth, np.full(len(truth), rec.mean)),
+            "rmse_item_mean": rmse(truth, fallback)}

@@ -6,20 +6,20 @@ do; the encoding itself is :func:`embrec.data.features.features_from_frame`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from embrec.data.delimited import read_text, sniff
 from embrec.data.features import Features, features_from_frame
 from embrec.errors import ConfigError, DataError, ParseError
 
 __all__ = ["read_features"]
-
-_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
 
 def read_features(path: str | os.PathLike[str], *, kind: str = "user", id: str | None = None,
                   columns: list[str] | None = None, multi: tuple[str, ...] = (),
@@ -67,35 +67,19 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
     if not first.strip():
         raise DataError("the feature file is empty", path=file, line=1,
                         hint="the first line names the columns: id,age,gender,...")
-    if sep is None:
-        sep = "\t" if file.suffix == ".tsv" else max(",\t;|", key=first.count)
-    try:
-        table = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, header=None
-                            if names else 0, names=names, skip_blank_lines=False,
-                            engine="c")
-    except pd.errors.ParserError as error:
-        found = _RAGGED.search(str(error))
-        line = int(found.group(2)) if found else None
-        detail = (f"{found.group(3)} fields where the header has {found.group(1)}"
-                  if found else str(error).splitlines()[0])
-        raise ParseError(f"wrong number of fields: {detail}", path=file, line=line,
-                         hint=f"fields are separated by {sep!r}; quote values that hold it"
-                         ) from None
-    offset = 1 if names else 2
-    lines = np.arange(len(table)) + offset
-    blank = (table == "").all(axis=1).to_numpy()
-    text = pd.Series(file.read_text(encoding="utf-8", errors="replace").splitlines()[
-        offset - 1:offset - 1 + len(table)], dtype=object)
-    fields = text.str.count(re.escape(sep)).to_numpy() + 1
-    quoted = text.str.contains('"').to_numpy()  # a quoted field may hold the separator
-    short = (fields < table.shape[1]) & ~blank[:len(fields)] & ~quoted
-    if short.any():
-        row = int(np.flatnonzero(short)[0])
-        column = str(table.columns[int(fields[row])])
-        raise ParseError(f"too few fields: no value for column {column!r}", path=file,
-                         line=int(lines[row]), column=column,
-                         hint=f"fields are separated by {sep!r}; every line needs "
-                         f"{table.shape[1]} fields")
-    table = table[~blank].reset_index(drop=True)
-    table.attrs["lines"] = lines[~blank]
-    return table
+    sep = sep or ("\t" if file.suffix == ".tsv" else max(",\t;|", key=first.count))
+    fmt = sniff(file, sep=sep, header=names is None)
+    fmt = fmt if names is None else dataclasses.replace(fmt, names=names)
+    table = read_text(file, fmt, fmt.names, dict.fromkeys(fmt.names, pa.string()), strict=False)
+    if table.invalid:  # the first line with too few or too many fields
+        bad = table.invalid[0]
+        expected, found = (int(n) for n in re.findall(r"\d+", bad.message)[:2])
+        column = fmt.names[found] if found < expected else None
+        raise ParseError(f"too few fields: no value for column {column!r}" if column else
+                         f"wrong number of fields: {found} fields where the header has {expected}",
+                         path=file, line=bad.key, column=column,
+                         hint=f"fields are separated by {sep!r}; quote values that hold it")
+    frame = pd.DataFrame({name: column.to_pandas() for name, column in table.columns.items()})
+    frame = frame.fillna("")  # an empty field is read as null
+    frame.attrs["lines"] = table.locator.key_of(np.arange(len(frame)))
+    return frame

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embrec.evaluation.metrics import rmse
+
 if TYPE_CHECKING:
     from embrec.data.ratings import Ratings
     from embrec.recommender import Recommender
@@ -35,9 +37,9 @@ def rating_baselines(rec: Recommender, test: Ratings) -> dict[str, float]:
     by_user = _means(np.asarray(seen.sum(axis=1)).ravel(), np.diff(seen.indptr), mean)
     counts = np.bincount(seen.indices, minlength=seen.shape[1])
     by_item = _means(np.asarray(seen.sum(axis=0)).ravel(), counts, mean)
-    return {"global_mean": _rmse(np.full_like(truth, mean), truth),
-            "user_mean": _rmse(_lookup(by_user, user, mean), truth),
-            "item_mean": _rmse(_lookup(by_item, item, mean), truth)}
+    return {"global_mean": rmse(truth, np.full_like(truth, mean)),
+            "user_mean": rmse(truth, _lookup(by_user, user, mean)),
+            "item_mean": rmse(truth, _lookup(by_item, item, mean))}
 
 
 def _means(sums: np.ndarray, counts: np.ndarray, fallback: float) -> np.ndarray:
@@ -49,7 +51,3 @@ def _means(sums: np.ndarray, counts: np.ndarray, fallback: float) -> np.ndarray:
 
 def _lookup(means: np.ndarray, index: np.ndarray, fallback: float) -> np.ndarray:
     return np.where(index >= 0, means[np.maximum(index, 0)], fallback)
-
-
-def _rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((prediction - truth) ** 2)))

@@ -59,7 +59,10 @@ def add_docs(app: FastAPI, title: str) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        return _page(request, folder, title, openapi_url, redirect_url)
+        root, local = _assets(request, folder, swagger_js_url="swagger-ui-bundle.js",
+                              swagger_css_url="swagger-ui.css", swagger_favicon_url="favicon.png")
+        return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{title} - Swagger UI",
+                                   oauth2_redirect_url=root + redirect_url, **local)
 
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -67,24 +70,14 @@ def add_docs(app: FastAPI, title: str) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        return _redoc(request, folder, title, openapi_url)
+        root, local = _assets(request, folder, redoc_js_url="redoc.standalone.js",
+                              redoc_favicon_url="favicon.png")
+        return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} - ReDoc",
+                              with_google_fonts=folder is None, **local)
 
 
-def _page(request: Request, folder: Path | None, title: str, openapi_url: str,
-          redirect_url: str) -> HTMLResponse:
+def _assets(request: Request, folder: Path | None, **files: str) -> tuple[str, dict[str, Any]]:
+    """The app's root path, and the page's asset URLs when the assets are served locally."""
     root = request.scope.get("root_path", "")
-    base = f"{root}{ASSETS_URL}"
-    local: dict[str, Any] = {} if folder is None else {
-        "swagger_js_url": f"{base}/swagger-ui-bundle.js",
-        "swagger_css_url": f"{base}/swagger-ui.css", "swagger_favicon_url": f"{base}/favicon.png"}
-    return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{title} - Swagger UI",
-                               oauth2_redirect_url=root + redirect_url, **local)
-
-
-def _redoc(request: Request, folder: Path | None, title: str, openapi_url: str) -> HTMLResponse:
-    root = request.scope.get("root_path", "")
-    base = f"{root}{ASSETS_URL}"
-    local: dict[str, Any] = {} if folder is None else {
-        "redoc_js_url": f"{base}/redoc.standalone.js", "redoc_favicon_url": f"{base}/favicon.png",
-        "with_google_fonts": False}
-    return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} - ReDoc", **local)
+    return root, {} if folder is None else {
+        key: f"{root}{ASSETS_URL}/{name}" for key, name in files.items()}
