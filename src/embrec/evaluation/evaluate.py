@@ -10,6 +10,7 @@ test user with a test item rated at or above ``threshold``; a ranking-only model
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -183,8 +184,7 @@ def _scores(rec: Recommender, user: np.ndarray, item: np.ndarray, rating: np.nda
     if rating_specs:
         predicted = rec.predict_with_fallback(user, item, on_unknown="mean", clip=clip)
         for spec in rating_specs:
-            value = RATING[spec.name](rating, predicted.astype(np.float64)) if len(rating) else None
-            out[spec.key] = float("nan") if value is None else float(value)
+            out[spec.key] = float(RATING[spec.name](rating, predicted)) if len(rating) else math.nan
     ranking_specs = [s for s in specs if s.name not in RATING]
     if ranking_specs:
         out.update(_ranking(rec, user, item, rating, ranking_specs, threshold, warn=warn))
@@ -209,8 +209,6 @@ def _ranking(rec: Recommender, user: np.ndarray, item: np.ndarray, rating: np.nd
                                   threshold=threshold)
     for spec in specs:
         top = recommended[:, : spec.k]
-        if spec.name == "coverage":
-            out[spec.key] = float(m.coverage(top, rec.n_items))
-        else:
-            out[spec.key] = float(RANKING[spec.name](top, relevant))
+        out[spec.key] = float(m.coverage(top, rec.n_items) if spec.name == "coverage"
+                              else RANKING[spec.name](top, relevant))
     return out

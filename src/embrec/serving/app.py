@@ -179,17 +179,14 @@ def _add_info_routes(app: FastAPI, rec: Recommender) -> None:
 
 
 def _model_info(rec: Recommender) -> ModelInfo:
-    meta = rec.metadata
+    meta, fingerprint = rec.metadata, rec.metadata.get("fingerprint")
     return ModelInfo(
         model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
-        data=public_source(meta.get("data")), fingerprint=_text_or_none(meta.get("fingerprint")),
+        data=public_source(meta.get("data")),
+        fingerprint=None if fingerprint is None else str(fingerprint),
         metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
         scores="ranking" if rec.scores == "ranking" else "rating",
     )
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _id_routes(kind: str, path: str, query: str, does: str) -> list[tuple[str, str, Any, str]]:

@@ -134,11 +134,10 @@ class BodyLimit:
                 await _refuse(send, 413, "RequestTooLargeError",
                               self._too_large(f"over {self.max_bytes} bytes, streamed"))
                 return
-            if entries is None:
+            if entries is None or not entries.over:  # once over the limit, the rest is not kept
                 body += chunk
-            elif not entries.over:  # once over the limit, the rest is read, not kept
-                body += chunk
-                await entries.add(body, chunk, more)
+                if entries is not None:
+                    await entries.add(body, chunk, more)
         if entries is not None and entries.over:
             await _refuse(send, 422, "RequestTooLargeError", entries.refusal())
             return

@@ -45,8 +45,7 @@ FiniteRating = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_num
 """A rating: a finite JSON number (the app also checks it lies on the model's scale).
 
 ``true`` is not the rating 1 and ``"5"`` is not 5 (each a 422)."""
-FeatureValue = (StrictInt | Annotated[float, Field(allow_inf_nan=False), BeforeValidator(
-    _number_only)] | Annotated[str, Field(max_length=MAX_ID_LENGTH)] | None)
+FeatureValue = StrictInt | FiniteRating | Annotated[str, Field(max_length=MAX_ID_LENGTH)] | None
 """A raw feature value: a finite number or text (checked against the column's kind), or null."""
 Count = Annotated[int, BeforeValidator(_number_only)]
 """A JSON integer (``13.0`` too, as JSON Schema has it), never ``true`` or ``"13"``."""
