@@ -112,11 +112,13 @@ def _is_number(text: str) -> bool:
 
 
 def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
-          encoding: str = "utf-8", quoting: bool = True, prefer: str | None = None) -> TextFormat:
+          encoding: str = "utf-8", quoting: bool = True, prefer: str | None = None,
+          names: list[str] | None = None) -> TextFormat:
     """Settle the separator and header of a (possibly compressed) delimited file.
 
     ``sep`` is guessed among ``:: \\t , ; |`` and space (``prefer`` first) when None;
-    a first line is taken for a header when none of its fields is a number.
+    a first line is taken for a header when none of its fields is a number. ``names``
+    names the columns of a file without a header.
 
     Raises:
         DataError: if the file holds no text.
@@ -129,7 +131,8 @@ def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
     fields = _split(lines[0], sep, quoting)
     if header is None:
         header = not any(_is_number(f) for f in fields)
-    names = fields if header else [str(i) for i in range(len(fields))]
+    if names is None:
+        names = fields if header else [str(i) for i in range(len(fields))]
     return TextFormat(sep, header, names, encoding, quoting)
 
 

@@ -6,7 +6,6 @@ do; the encoding itself is :func:`embrec.data.features.features_from_frame`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -68,8 +67,7 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
         raise DataError("the feature file is empty", path=file, line=1,
                         hint="the first line names the columns: id,age,gender,...")
     sep = sep or ("\t" if file.suffix == ".tsv" else max(",\t;|", key=first.count))
-    fmt = sniff(file, sep=sep, header=names is None)
-    fmt = fmt if names is None else dataclasses.replace(fmt, names=names)
+    fmt = sniff(file, sep=sep, header=names is None, names=names)
     table = read_text(file, fmt, fmt.names, dict.fromkeys(fmt.names, pa.string()), strict=False)
     if table.invalid:  # the first line with too few or too many fields
         bad = table.invalid[0]

@@ -133,13 +133,7 @@ LAYOUTS: dict[str, Layout] = {
 
 
 def detect_layout(folder: Path) -> str:
-    """Name the layout of ``folder``: by the folder's name first, then by its files.
-
-    Args:
-        folder: a folder holding a data set's files.
-
-    Returns:
-        A key of :data:`LAYOUTS`.
+    """Name the layout (a key of :data:`LAYOUTS`) of ``folder``: by its name, then its files.
 
     Raises:
         DataError: if the folder matches no known layout.
@@ -168,10 +162,8 @@ def _info(folder: Path, spec: InfoFile | None,
     if not path.is_file():
         log.info("%s: no %s; going on without its titles", folder, spec.name)
         return None, []
-    header = spec.names is None
-    fmt = sniff(path, sep=spec.sep, header=header, encoding=spec.encoding, quoting=spec.quoting)
-    if spec.names is not None:
-        fmt = dataclasses.replace(fmt, names=list(spec.names))
+    fmt = sniff(path, sep=spec.sep, header=spec.names is None, encoding=spec.encoding,
+                quoting=spec.quoting, names=None if spec.names is None else list(spec.names))
     wanted = [spec.id, *(column for column, _ in spec.keep), *spec.flags]
     _require(fmt.names, wanted, path, f"is this {spec.name} as published?")
     types = {column: pa.string() for column, _ in spec.keep if column in _TEXT_COLUMNS}

@@ -270,17 +270,8 @@ def build_ratings(
     on_bad_lines: OnBadLines,
     source: str,
 ) -> tuple[Ratings, str | None]:
-    """Validate raw columns and build ``Ratings`` named ``source``.
-
-    Args:
-        raw: the columns and where their rows came from.
-        scale: the rating scale to enforce, or None to infer it.
-        duplicates: the repeated-pair policy of :meth:`Ratings.from_arrays`.
-        on_bad_lines: ``"error"`` raises on bad rows, ``"skip"`` drops them.
-        source: the name stored in ``Ratings.source``.
-
-    Returns:
-        The ratings, and a one-line summary of skipped rows (None when none were).
+    """Validate raw columns and build ``Ratings`` named ``source``, with a one-line summary
+    of the rows ``on_bad_lines="skip"`` dropped (None when none were); ``scale`` None infers it.
 
     Raises:
         ParseError: for bad rows when ``on_bad_lines="error"``.

@@ -40,16 +40,8 @@ def load_app(
     max_n: int = 1000,
     max_batch: int = 10_000,
 ) -> FastAPI:
-    """Load the model saved at ``path`` and build its app.
-
-    Args:
-        path: a directory written by ``Recommender.save``.
-        device: where to put the weights (``"cpu"``, ``"cuda"``...).
-        max_n: the largest ``n`` a request may ask for.
-        max_batch: the most pairs (or ratings) one request may carry.
-
-    Returns:
-        The FastAPI app serving the model.
+    """Load the model folder ``path`` onto ``device`` and build its app (limits as in
+    :func:`~embrec.serving.app.create_app`).
 
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.
@@ -70,12 +62,8 @@ def load_app(
 
 
 def app_from_environment() -> FastAPI:
-    """Build the app from the settings ``serve`` stored in ``EMBREC_SERVE_SETTINGS``.
-
-    This is the uvicorn factory each worker process calls when ``workers > 1``.
-
-    Returns:
-        The FastAPI app serving the model.
+    """Build the app from the settings ``serve`` stored in ``EMBREC_SERVE_SETTINGS``: the
+    uvicorn factory each worker process calls when ``workers > 1``.
 
     Raises:
         ArtifactError: if the variable is unset or the model cannot be loaded.
