@@ -20,6 +20,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,17 +183,14 @@ def tune(
                                                         starting_point(config, base_train)))
     done = _finished(optuna, study)
     if done < trials:
-        callbacks = [optuna.study.MaxTrialsCallback(
-            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))]
-        bar = _Bar(trials, done, metric) if progress else None
-        if bar is not None:
-            callbacks.append(bar)
-        try:
+        from tqdm import tqdm
+
+        most = optuna.study.MaxTrialsCallback(
+            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+        with tqdm(total=trials, initial=done, desc="trials", unit="trial",
+                  disable=not progress) as bar:
             study.optimize(objective, n_trials=trials - done, timeout=timeout,
-                           callbacks=callbacks, gc_after_trial=False)
-        finally:
-            if bar is not None:
-                bar.close()
+                           callbacks=[most, _progress(bar, metric)], gc_after_trial=False)
     return _result(optuna, study, config, base_train, metric)
 
 
@@ -242,22 +240,17 @@ def _finished(optuna: Any, study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-class _Bar:
-    """A progress bar over trials, showing the best value so far."""
+def _progress(bar: Any, metric: str) -> Callable[[Any, Any], None]:
+    """An Optuna callback moving ``bar`` on by a trial and showing the best value so far."""
 
-    def __init__(self, total: int, done: int, metric: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", leave=True)
-        self.metric = metric
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        self.bar.update(1)
+    def advance(study: Any, trial: Any) -> None:
+        if bar.disable:
+            return
+        bar.update(1)
         with contextlib.suppress(ValueError):  # no finished trial yet
-            self.bar.set_postfix({f"best {self.metric}": f"{study.best_value:.4f}"})
+            bar.set_postfix({f"best {metric}": f"{study.best_value:.4f}"})
 
-    def close(self) -> None:
-        self.bar.close()
+    return advance
 
 
 def _result(optuna: Any, study: Any, model: ModelConfig, train: TrainConfig,

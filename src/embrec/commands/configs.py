@@ -52,12 +52,14 @@ def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSe
     file = read_toml(args.config) if args.config else {}
     preset_name = (getattr(args, "preset", None) or file.get("preset")
                    or ("default" if not args.model else None))
-    preset = PRESETS[_known("preset", preset_name, PRESETS)] if preset_name else None
+    if preset_name:
+        require_choice("preset", preset_name, PRESETS)
+    preset = PRESETS[preset_name] if preset_name else None
     model_name = args.model or file.get("model", {}).get("name")
     if model_name:
-        model = MODELS[_known("model", model_name, MODELS)]()
-    else:
-        model = preset.model if preset is not None else PRESETS["default"].model
+        require_choice("model", model_name, MODELS)
+    model = (MODELS[model_name]() if model_name else
+             preset.model if preset is not None else PRESETS["default"].model)
     train = preset.train if preset is not None else default_training(model)
     base = (model, train)
     model = override(model, _over(file.get("model", {}),
@@ -93,11 +95,6 @@ def _changed(base: tuple[Any, Any], final: tuple[Any, Any]) -> tuple[str, ...]:
 def _over(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     """The config file's table with the flags that were given laid over it."""
     return {**table, **{key: value for key, value in flags.items() if value is not None}}
-
-
-def _known(kind: str, name: str, registry: dict[str, Any]) -> str:
-    require_choice(kind, name, registry)
-    return name
 
 
 def override(config: Any, values: dict[str, Any], skip: Sequence[str] = ()) -> Any:

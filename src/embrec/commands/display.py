@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from embrec.commands.options import cli_hint
+from embrec.errors import EmbrecWarning
 
 __all__ = ["cli_warnings", "format_warning", "print_baselines", "print_frame", "print_json",
            "print_train_table", "readable", "train_summary"]
@@ -102,16 +103,10 @@ def format_warning(message: Warning | str, category: type[Warning], filename: st
     """Format a warning as ``warning: ...`` plus ``  hint: ...`` lines (warnings.formatwarning)."""
     text = cli_hint(str(message))
     first, *rest = text.split("\n")
-    if not issubclass(category, _embrec_warning()):
+    if not issubclass(category, EmbrecWarning):
         first = f"{first} ({category.__name__})"
     lines = [f"warning: {first}"] + [f"  {part.strip()}" for part in rest if part.strip()]
     return "\n".join(lines) + "\n"
-
-
-def _embrec_warning() -> type[Warning]:
-    from embrec.errors import EmbrecWarning
-
-    return EmbrecWarning
 
 
 @contextlib.contextmanager

@@ -97,9 +97,8 @@ def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) 
 
 
 def _scale(value: Any) -> tuple[float, float]:
-    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if len(parts) == 1 and isinstance(parts[0], str):
-        parts = parts[0].replace(",", " ").split()
+    text = value if isinstance(value, str) else " ".join(str(part) for part in value)
+    parts = text.replace(",", " ").split()
     try:
         low, high = (float(part) for part in parts)
     except (TypeError, ValueError):
