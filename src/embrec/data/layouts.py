@@ -43,16 +43,13 @@ GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Com
 
 @dataclass(frozen=True, slots=True)
 class InfoFile:
-    """A user or item metadata file.
+    """A user or item metadata file in a data set's folder.
 
     Attributes:
-        name: file name inside the folder.
-        sep: field separator.
         names: the file's column names when it has no header row, else None.
         id: the column holding the raw id.
         keep: ``(file column, info column)`` pairs to keep.
         flags: 0/1 genre columns joined into a ``genres`` string (``"Action|Comedy"``).
-        encoding: text encoding.
         quoting: whether ``"`` quotes fields.
     """
 
@@ -68,18 +65,12 @@ class InfoFile:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """One publisher's folder layout.
+    """One publisher's folder layout: its ratings file and metadata files.
 
     Attributes:
         name: the layout name, stored in ``Ratings.source``.
-        ratings: the ratings file name.
-        sep: its field separator.
-        header: whether it has a header row.
         columns: user, item, rating and timestamp columns (header names, or
             positions as text without a header); timestamp may be None.
-        scale: the rating scale ``(min, max)``.
-        items: the item metadata file, if any.
-        users: the user metadata file, if any.
     """
 
     name: str

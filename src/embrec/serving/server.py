@@ -103,18 +103,10 @@ def serve(
     The model is loaded (and checked) before the port is bound, so a missing
     or corrupt directory fails at once with a clear message.
 
-    Args:
-        path: a directory written by ``Recommender.save``.
-        host: interface to bind (``"0.0.0.0"`` for every interface).
-        port: TCP port to bind.
-        workers: number of worker processes.
-        device: where to put the weights.
-        max_n: the largest ``n`` a request may ask for.
-        max_batch: the most pairs (or ratings) one request may carry.
-        access_log: log one line per request.
-        threads: PyTorch threads per worker. One is best for throughput: requests
-            run one at a time per worker and idle intra-op threads spin; scale with
-            ``workers`` instead.
+    ``max_n`` and ``max_batch`` are :func:`~embrec.serving.app.create_app`'s limits; each of
+    ``workers`` processes loads its own copy. ``threads`` (PyTorch threads per worker) is
+    best left at one for throughput: requests run one at a time per worker and idle
+    intra-op threads spin; scale with ``workers`` instead.
 
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.
