@@ -101,16 +101,6 @@ def _guess_sep(lines: list[str], prefer: str | None) -> str:
     return best if lines[0].count(best) else ","
 
 
-def _split(line: str, sep: str, quoting: bool) -> list[str]:
-    if len(sep) == 1 and quoting:
-        return next(csv.reader([line], delimiter=sep))
-    return line.split(sep)
-
-
-def _is_number(text: str) -> bool:
-    return re.match(NUMBER, text) is not None
-
-
 def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
           encoding: str = "utf-8", quoting: bool = True, prefer: str | None = None,
           names: list[str] | None = None) -> TextFormat:
@@ -128,9 +118,10 @@ def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
         raise DataError("the file is empty", path=path,
                         hint="pass a file that holds ratings, one per line")
     sep = sep or _guess_sep(lines, prefer)
-    fields = _split(lines[0], sep, quoting)
+    fields = (next(csv.reader(lines[:1], delimiter=sep)) if len(sep) == 1 and quoting
+              else lines[0].split(sep))
     if header is None:
-        header = not any(_is_number(f) for f in fields)
+        header = not any(re.match(NUMBER, f) for f in fields)
     if names is None:
         names = fields if header else [str(i) for i in range(len(fields))]
     return TextFormat(sep, header, names, encoding, quoting)

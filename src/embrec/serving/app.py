@@ -339,16 +339,13 @@ def _coerce_keys(rec: Recommender, ratings: Mapping[str, float]) -> dict[Any, fl
     converted = rec.items.coerce(np.asarray(keys, dtype=object))
     if rec.items.is_integer and np.asarray(converted).dtype.kind not in "iu":
         converted = [rec.items.coerce(key) for key in keys]  # some keys are not numbers
-    return dict(zip(_plain_list(converted), ratings.values(), strict=True))
+    plain = [_plain(v) for v in converted] if isinstance(converted, list) else converted.tolist()
+    return dict(zip(plain, ratings.values(), strict=True))
 
 
 def _plain(value: Any) -> Any:
     """A numpy scalar as a plain Python value (pydantic wants int/str)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _plain_list(values: Any) -> list[Any]:
-    return [_plain(v) for v in values] if isinstance(values, list) else list(values.tolist())
 
 
 def _columns(frame: pd.DataFrame, value: str) -> tuple[list[Any], list[Any], list[Any]]:
