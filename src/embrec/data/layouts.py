@@ -106,17 +106,13 @@ _TEXT_COLUMNS = ("title", "genres", "authors", "gender", "zip_code", "release_da
 _ML_CSV = ("userId", "movieId", "rating", "timestamp")
 
 
-def _movielens_csv(name: str) -> Layout:
-    return Layout(name, "ratings.csv", ",", True, _ML_CSV, (0.5, 5.0), _MOVIES_CSV)
-
-
 #: Known layouts by name; the datasets registry reads folders with ``read_layout(folder, name)``.
 LAYOUTS: dict[str, Layout] = {
     "ml-100k": Layout("ml-100k", "u.data", "\t", False, _NO_HEADER, (1.0, 5.0), _U_ITEM,
                       _U_USER),
     "ml-1m": Layout("ml-1m", "ratings.dat", "::", False, _NO_HEADER, (1.0, 5.0), _MOVIES_DAT,
                     _USERS_DAT),
-    **{name: _movielens_csv(name)
+    **{name: Layout(name, "ratings.csv", ",", True, _ML_CSV, (0.5, 5.0), _MOVIES_CSV)
        for name in ("ml-latest-small", "ml-latest", "ml-20m", "ml-25m", "ml-32m")},
     "goodbooks-10k": Layout("goodbooks-10k", "ratings.csv", ",", True,
                             ("user_id", "book_id", "rating", None), (1.0, 5.0), _BOOKS_CSV),

@@ -67,10 +67,6 @@ _GROUPLENS_NO_HEADER = re.compile(r"^(u\d?|ua|ub)\.(data|base|test)$|^ratings\.d
 
 
 # ----------------------------------------------------------------------------- columns
-def _normal(name: Hashable) -> str:
-    return re.sub(r"[^0-9a-z]", "", str(name).lower())
-
-
 def _named(names: Sequence[Hashable], want: ColumnRef, role: str, source: str) -> Hashable:
     if want in names:
         return want
@@ -88,7 +84,8 @@ def _named(names: Sequence[Hashable], want: ColumnRef, role: str, source: str) -
 
 
 def _recognise(names: Sequence[Hashable], role: str, taken: set[Hashable]) -> Hashable | None:
-    normal = {_normal(n): n for n in reversed(names) if n not in taken}
+    normal = {re.sub(r"[^0-9a-z]", "", str(n).lower()): n for n in reversed(names)
+              if n not in taken}
     return next((normal[alias] for alias in ALIASES[role] if alias in normal), None)
 
 

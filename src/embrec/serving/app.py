@@ -244,7 +244,10 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
         async def similar(item_id: str = raw, n: int = _n_query(max_n)) -> SimilarItems:
             _check_limit("n", n, max_n)
             item = _coerce_text(rec.items, item_id)
-            return SimilarItems(item=item, items=_neighbours(rec.similar_items(item, n=n)))
+            frame = rec.similar_items(item, n=n)
+            return SimilarItems(item=item, items=[
+                SimilarItem(item=i, similarity=s, title=t)
+                for i, s, t in zip(*_columns(frame, "similarity"), strict=True)])
 
         app.get(route, tags=["recommend"], name="similar" + suffix, description=does)(similar)
 
@@ -364,8 +367,3 @@ def _scored(frame: pd.DataFrame) -> list[ScoredItem]:
 def _scored_arrays(items: list[Any], scores: list[Any], titles: list[Any]) -> list[ScoredItem]:
     return [ScoredItem(item=i, score=s, title=t)
             for i, s, t in zip(items, scores, titles, strict=True)]
-
-
-def _neighbours(frame: pd.DataFrame) -> list[SimilarItem]:
-    return [SimilarItem(item=i, similarity=s, title=t)
-            for i, s, t in zip(*_columns(frame, "similarity"), strict=True)]
