@@ -12,14 +12,11 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from embrec.errors import ConfigError
 
-__all__ = ["JsonConfig", "TrainConfig", "config_from_dict", "config_to_dict", "require",
-           "require_choice"]
-
-T = TypeVar("T")
+__all__ = ["JsonConfig", "TrainConfig", "require", "require_choice"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad", "rowwise-adagrad")
 EMBEDDING_UPDATES = ("sparse", "dense")
@@ -57,32 +54,6 @@ def require_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
     raise ConfigError(field, value, f"must be one of {options}", hint=hint)
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """Return a dataclass config as a JSON-ready dict (tuples become lists)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Build config ``cls`` from ``data`` (lists become tuples), rejecting unknown keys with a
-    suggestion.
-
-    Raises:
-        ConfigError: for an unknown key or an invalid value.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {sorted(fields)}"
-            raise ConfigError(key, data[key], f"is not a field of {cls.__name__}", hint=hint)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**kwargs)
-
-
 class JsonConfig:
     """``to_dict``/``from_dict`` for the frozen config dataclasses (a mixin with no state)."""
 
@@ -90,16 +61,23 @@ class JsonConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-ready dict (tuples become lists)."""
-        return config_to_dict(self)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build the config from a dict.
+        """Build the config from a dict (lists become tuples).
 
         Raises:
             ConfigError: for an unknown key (with the closest match) or an invalid value.
         """
-        return config_from_dict(cls, data)
+        fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        for key in data:
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {sorted(fields)}"
+                raise ConfigError(key, data[key], f"is not a field of {cls.__name__}", hint=hint)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
