@@ -1,18 +1,10 @@
 """The service's resource limits: request bodies, read timeouts, and the schema that states them.
 
-:class:`BodyLimit` is an ASGI middleware that reads a request body before the app
-parses it: a ``Content-Length`` over the limit is refused at once (413), and
-the bytes are counted as they stream in, so a chunked body is refused as soon
-as it passes the limit, with no JSON parsed. Each body chunk must arrive within
-``read_timeout``, and the whole body within ``body_timeout`` (else 408: a client
-trickling one byte every few seconds is cut off). A batch endpoint's entries are
-counted in the raw bytes as they stream in (:func:`count_outside_strings`): a body
-holding more than ``max_batch`` entries is refused (422, as the app refuses an
-oversized batch) without parsing any JSON, and its bytes past the point where that
-is known are read but not kept. :class:`TimedH11Protocol`
-closes a connection whose request line and headers do not arrive within
-``HEADER_TIMEOUT`` (uvicorn has no such timeout of its own: its keep-alive
-timer runs only between requests).
+:class:`BodyLimit` reads a request body before the app parses it, refusing one that is
+too big (413), too slow (408) or holds too many batch entries (422) as soon as that is
+known, with no JSON parsed. :class:`TimedH11Protocol` closes a connection whose request
+line and headers do not arrive within ``HEADER_TIMEOUT`` (uvicorn's keep-alive timer
+runs only between requests).
 """
 
 from __future__ import annotations
