@@ -278,19 +278,11 @@ def map_at_k_per_user(recommended: Any, relevant: Any, k: int | None = None) -> 
 def precision_at_k(recommended: Any, relevant: Any, k: int | None = None) -> float:
     """Mean precision@k over the users with relevant items.
 
-    Args:
-        recommended: int ``(n_users, width)`` item indices, best first, padded with -1.
-        relevant: sparse ``(n_users, n_items)``; its stored entries are relevant
-            (and, for NDCG, their values the gains).
-        k: list length; ``None`` uses ``width``.
+    Args / Raises: as :func:`precision_at_k_per_user`.
 
     Returns:
         The mean of :func:`precision_at_k_per_user`, leaving out users without
         relevant items with one ``MetricWarning`` saying how many; NaN if none has any.
-
-    Raises:
-        DataError: for bad shapes, item indices out of range or an item listed twice.
-        ConfigError: for ``k`` below 1.
     """
     return _mean(precision_at_k_per_user(recommended, relevant, k),
                  _label("precision", recommended, k))
