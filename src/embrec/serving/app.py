@@ -170,23 +170,18 @@ def _add_info_routes(app: FastAPI, rec: Recommender) -> None:
         """Say the service is up and which model it serves."""
         return Health(model=rec.model_name)
 
-    info = _model_info(rec)
+    meta, fingerprint = rec.metadata, rec.metadata.get("fingerprint")
+    info = ModelInfo(
+        model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
+        data=public_source(meta.get("data")),
+        fingerprint=None if fingerprint is None else str(fingerprint),
+        metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
+        scores="ranking" if rec.scores == "ranking" else "rating")
 
     @app.get("/model", tags=["service"])
     async def model() -> ModelInfo:
         """Describe the served model: name, size, training data and metrics."""
         return info
-
-
-def _model_info(rec: Recommender) -> ModelInfo:
-    meta, fingerprint = rec.metadata, rec.metadata.get("fingerprint")
-    return ModelInfo(
-        model=rec.model_name, n_users=rec.n_users, n_items=rec.n_items,
-        data=public_source(meta.get("data")),
-        fingerprint=None if fingerprint is None else str(fingerprint),
-        metrics=dict(meta.get("metrics") or {}), config=rec.model_config.to_dict(),
-        scores="ranking" if rec.scores == "ranking" else "rating",
-    )
 
 
 def _id_routes(kind: str, path: str, query: str, does: str) -> list[tuple[str, str, Any, str]]:
