@@ -246,21 +246,17 @@ def _fetch_into(info: DatasetInfo, url: str, staging: Path, target: Path, *,
                                 desc=info.name, hint=hint)
     checked = verify(url, received, digest, size=info.size, sha256=info.sha256, hint=hint)
     log.info("%s: %s (%d bytes)", info.name, checked, received)
-    extract_zip(archive, staging / "unpacked", hint=hint)
+    unpacked = staging / "unpacked"
+    extract_zip(archive, unpacked, hint=hint)
     archive.unlink()
-    folder = _locate(staging / "unpacked", info)
+    candidates = [unpacked / info.archive_folder, unpacked,
+                  *sorted(path for path in unpacked.iterdir() if path.is_dir())]
+    folder = next((folder for folder in candidates if _complete(folder, info)), None)
     if folder is None:
         raise DownloadError(f"the archive from {url} holds no {' and '.join(info.files)}",
                             hint=hint)
     if install(folder, target):
         log.info("%s cached in %s", info.name, target)
-
-
-def _locate(unpacked: Path, info: DatasetInfo) -> Path | None:
-    """Find the folder inside an unpacked archive that holds the marker files."""
-    candidates = [unpacked / info.archive_folder, unpacked]
-    candidates += sorted(path for path in unpacked.iterdir() if path.is_dir())
-    return next((folder for folder in candidates if _complete(folder, info)), None)
 
 
 def load_dataset(

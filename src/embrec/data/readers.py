@@ -200,19 +200,16 @@ def _parquet_raw(path: Path, requested: dict[str, ColumnRef | None]) -> RawRatin
                           for role, name in chosen.items()}, Locator(str(path), "row"))
 
 
-def _row_labels(index: pd.Index) -> Any:
-    def labels(rows: np.ndarray) -> list[str]:
-        return [f"row {v!r}" if isinstance(v, str) else f"row {v}" for v in index[rows].tolist()]
-
-    return labels
-
-
 def _frame_raw(frame: pd.DataFrame, requested: dict[str, ColumnRef | None],
                source: str) -> RawRatings:
     chosen = resolve_columns(list(frame.columns), requested, source=source)
+
+    def labels(rows: np.ndarray) -> list[str]:
+        return [f"row {v!r}" if isinstance(v, str) else f"row {v}"
+                for v in frame.index[rows].tolist()]
+
     return RawRatings.of({role: series_column(frame[name], role, str(name))
-                          for role, name in chosen.items()},
-                         Locator(source, "row", labels=_row_labels(frame.index)))
+                          for role, name in chosen.items()}, Locator(source, "row", labels=labels))
 
 
 def _sparse_raw(matrix: Any, source: str) -> RawRatings:
