@@ -153,4 +153,5 @@ def __getattr__(name: str) -> typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """Exactly the public names, so ``dir(embrec)`` is the API and not its helpers."""
+    return sorted(__all__)

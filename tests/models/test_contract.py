@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from embrec.artifacts import load
 from embrec.config import TrainConfig
 from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
@@ -186,9 +187,8 @@ def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
 
 
 def test_save_load_gives_identical_predictions(name: str, tiny: Any, tmp_path: Any) -> None:
-    artifacts = pytest.importorskip("embrec.artifacts")
     rec = fit(small(name), tiny, TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, seed=1))
-    loaded = artifacts.load(rec.save(tmp_path / name))
+    loaded = load(rec.save(tmp_path / name))
     u, i = tiny.users.id_of(tiny.user[:40]), tiny.items.id_of(tiny.item[:40])
     np.testing.assert_array_equal(scores(rec, u, i), scores(loaded, u, i))
     assert loaded.scores == rec.scores
