@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
-    # Idle OpenMP threads sleep instead of spinning: with other processes on the cores,
-    # spinning threads made a 2-thread epoch 17x slower (3 s against 52 s, measured).
-    # Only the command sets it, before torch loads; a user's own setting wins.
+    # Idle OpenMP threads sleep instead of spinning, which starves other processes on the
+    # cores. Only the command sets it, before torch loads; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -85,12 +85,9 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # Selected on validation rows carved from the training data of ML-100K and of the
-    # ML-10M-shaped synthetic set (never test rows): benchmarks/select_default.py, record in
-    # benchmarks/results/default.md. Per-rating training (batch 1: the compiled kernel).
-    # No setting came within 0.002 of the best validation RMSE on both sets (the big set
-    # wants a quarter of ML-100K's weight decay), so the smallest worst-case gap won:
-    # 0.006 behind ML-100K's best, 0.005 behind the big set's.
+    # Selected on validation rows (never test rows) of ML-100K and of an ML-10M-shaped
+    # synthetic set, as the setting whose worse gap to either set's best is smallest
+    # (benchmarks/select_default.py; record in benchmarks/results/default.md).
     "default": Preset(
         model=BiasedMFConfig(),
         train=DEFAULT_TRAIN,

@@ -3,10 +3,9 @@
 Ratings are ``mean + user bias + item bias + <user factors, item factors> + noise``,
 clipped to the scale and optionally rounded to whole or half stars. Who rates what
 follows power laws: a few users rate a lot and a few items are rated a lot, as in
-MovieLens. The generator is vectorised (10M ratings in a few seconds, 1e8 within
-the memory the arrays themselves need) and reports ``noise_rmse``, the RMSE of the
-best possible predictor, so tests and benchmarks can check a model against a known
-floor.
+MovieLens. The generator is vectorised, in the memory the arrays themselves need,
+and reports ``noise_rmse``, the RMSE of the best possible predictor, so tests and
+benchmarks can check a model against a known floor.
 """
 
 from __future__ import annotations

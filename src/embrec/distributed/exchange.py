@@ -265,7 +265,7 @@ def _mine(order: Tensor, shard: Shard, chunk: int = 1 << 22) -> tuple[Tensor, Te
     Working in chunks keeps the temporaries small: a rank's memory for the
     epoch grows with its own rows, besides the one global permutation (and,
     for scattered rows, a lookup from place to local row of the same size,
-    8x faster than a binary search over the places).
+    cheaper than a binary search over the places).
     """
     rows, where = [], []
     lookup = None

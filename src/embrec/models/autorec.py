@@ -49,8 +49,8 @@ class AutoRecConfig(JsonConfig):
             the default was chosen (over 100) on validation rows of ML-100K's 90%
             training part (``benchmarks/results/accuracy.md``).
         optimizer: ``rprop`` (the paper's: one full-batch step per epoch, its
-            gradient summed over batches of rows) or ``adam`` (a step per batch).
-            On ML-100K's validation rows Rprop reached 0.879 RMSE, Adam 0.886.
+            gradient summed over batches of rows; the more accurate on ML-100K's
+            validation rows) or ``adam`` (a step per batch).
         epochs: the most passes over the rows.
         learning_rate: Rprop's initial step, or Adam's step size.
         batch_size: rows (items, or users) densified at once; Adam's batch.

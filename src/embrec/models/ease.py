@@ -30,8 +30,7 @@ __all__ = ["EASE", "EASEConfig", "ease_weights", "history_matrix"]
 VALUES = ("binary", "rating")
 FIT_BYTES_PER_ENTRY = 28
 """Bytes per item-item entry at the peak of fitting (the float64 Gram matrix, its inverse
-and the solver's workspace, the model's float32 ``B``), as measured by
-``benchmarks/baselines.py`` (6,000 items: 961 MiB)."""
+and the solver's workspace, the model's float32 ``B``; ``benchmarks/baselines.py``)."""
 
 
 def _gib(n_bytes: float) -> str:
@@ -46,9 +45,8 @@ class EASEConfig(JsonConfig):
         l2: the ridge penalty λ added to the diagonal of ``XᵀX``. It grows with
             the size of ``XᵀX``: with the square of the rating values and with
             the number of users. The default was chosen on validation rows of
-            ML-100K's training part (``benchmarks/results/baselines.md``), where
-            rating-valued ``X`` with λ = 10,000 beat the best binary setting
-            (λ = 800) by 7% in NDCG@10.
+            ML-100K's training part, where rating-valued ``X`` beat the best binary
+            setting (``benchmarks/results/baselines.md``).
         values: ``rating`` (the rating value) or ``binary`` (1 for every rated
             item, whatever the rating; Steck's setting, independent of the scale).
         max_items: the largest catalogue accepted; ``B`` holds ``n_items²``

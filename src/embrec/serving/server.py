@@ -125,9 +125,8 @@ def serve(
         max_batch: the most pairs (or ratings) one request may carry.
         access_log: log one line per request.
         threads: PyTorch threads per worker. One is best for throughput: requests
-            run one at a time per worker, and idle intra-op threads spin (measured
-            on 2 cores with one worker: 2.0 ms of CPU per top-10 request with one
-            thread, 4.8 ms with two). Scale with ``workers`` instead.
+            run one at a time per worker, and idle intra-op threads spin. Scale
+            with ``workers`` instead.
 
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.

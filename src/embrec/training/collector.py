@@ -3,11 +3,8 @@
 The training loop makes no reference cycles (reference counts free every
 tensor), but its thousands of short-lived tensors trigger collections, and a
 full one scans every object of the process (with torch imported, hundreds of
-thousands). A fresh process's first ``movielens-notebook`` fit ran 13 collections
-(one full) with the collector on: median 0.58 s paused against 0.70 s quiet, 0.91 s
-against 1.14 s busy, over 5 runs each (``python benchmarks/engine.py collector``; on
-the general loop, before the fused step, 0.82 s against 0.97 s and 1.36 s against
-1.59 s). ``timeit`` pauses the collector for the same reason.
+thousands), work that frees nothing here. ``timeit`` pauses the collector for the
+same reason (timings: ``python benchmarks/engine.py collector``).
 
 The collector's switch is process-wide, so pauses are counted: when fits run in
 several threads at once, the first to start pauses it and the last to finish

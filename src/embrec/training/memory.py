@@ -4,12 +4,9 @@ A step of a 1.5M-row catalogue touches ~4,000 rows scattered over hundreds of
 megabytes. With 4 KiB pages every one of those rows is also a TLB miss (the
 TLB covers a few MiB), so the step pays a page-table walk on top of the cache
 miss. Backing the table with 2 MiB pages (Linux transparent huge pages, asked
-for with ``madvise``) lets the TLB cover the whole table. Measured on the
-project's machine (``python benchmarks/engine.py hugepages``): an epoch over 1M
-ratings with a 1.5M-row catalogue took 0.90 s against 1.12 s (1.36 s against
-2.00 s with both cores busy). The first touch of fresh huge pages is slow on that
-virtual machine (in one run setting the tables up took 0.8 s longer), so the
-pages pay off from a few epochs on.
+for with ``madvise``) lets the TLB cover the whole table. First touching fresh
+huge pages costs more, so they pay off over several epochs (timings:
+``python benchmarks/engine.py hugepages``, in ``benchmarks/results/``).
 
 Only anonymous memory that ``madvise(MADV_HUGEPAGE)`` can mark is used, and only
 for CPU tables of at least :data:`HUGE_MIN_BYTES`; anywhere else (another OS,

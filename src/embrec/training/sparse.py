@@ -2,10 +2,8 @@
 
 A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
 the catalogue, so updating (and keeping moments for) only those rows makes a
-step cost O(batch), not O(users + items): one epoch over 1M ratings with a
-1.5M-row catalogue took 0.89 s (1.4x the 15k-row catalogue's 0.63 s), where
-dense updates had taken 25.8 s (``benchmarks/results/engine.md``). Gradients
-arrive as ``(index, rows)`` pairs, one row per occurrence; repeated indices are
+step cost O(batch), not O(users + items) (timings in
+``benchmarks/results/engine.md``). Gradients arrive as ``(index, rows)`` pairs, one row per occurrence; repeated indices are
 summed first (:func:`coalesce`), then the optimiser reads, updates and writes
 back only the unique rows.
 
@@ -143,8 +141,8 @@ class _RowBuffer:
     """A table's weights and per-row state side by side, ``[weights | state]`` in one row.
 
     A touched row's weights and state then share their cache lines (and, for
-    large tables, huge pages: :mod:`embrec.training.memory`): at a 1.5M-row
-    catalogue, where every touched row is a cache miss, the misses per row are
+    large tables, huge pages: :mod:`embrec.training.memory`): in a large
+    catalogue every touched row is a cache miss, and the misses per row are
     what the step costs. Each part is gathered into its own contiguous tensor
     for the update (the first gather loads the row, the others hit the cache)
     and written back the same way.
@@ -164,8 +162,7 @@ class _RowAdam(_RowBuffer):
 
     The three parts of the touched rows are gathered into three contiguous
     tensors (the second and third gathers find the rows' cache lines already
-    loaded), so the update is one fused kernel instead of seven strided passes
-    (the catalogue epochs of ``benchmarks/results/engine.md`` were measured so).
+    loaded), so the update is one fused kernel instead of seven strided passes.
     """
 
     def __init__(self, weight: Tensor, epsilon: float) -> None:
