@@ -1,9 +1,10 @@
 """The RMSE of the simplest predictors on the same test rows, to judge a model's RMSE against.
 
 An RMSE means little on its own: it is judged against predicting every rating
-as the training mean, or as each user's mean. These baselines are computed from the model's own training ratings (its seen-ratings
-matrix), so ``train`` and ``evaluate`` report them without reading the data
-again. A user or item without training ratings gets the global mean.
+as the training mean, or as each user's mean. These baselines are computed
+from the model's own training ratings (its seen-ratings matrix), so ``train``
+and ``evaluate`` report them without reading the data again. A user or item
+without training ratings gets the global mean.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
 the catalogue, so updating (and keeping moments for) only those rows makes a
 step cost O(batch), not O(users + items) (timings in
-``benchmarks/results/engine.md``). Gradients arrive as ``(index, rows)`` pairs, one row per occurrence; repeated indices are
-summed first (:func:`coalesce`), then the optimiser reads, updates and writes
-back only the unique rows.
+``benchmarks/results/engine.md``). Gradients arrive as ``(index, rows)`` pairs,
+one row per occurrence; repeated indices are summed first (:func:`coalesce`),
+then the optimiser reads, updates and writes back only the unique rows.
 
 Optimisers and their state per embedding row of width ``w`` (float32):
 
