@@ -31,8 +31,8 @@ __all__ = ["ACTIVATIONS", "MLP", "DropoutMasks", "HandStep", "ItemHalfCache", "M
 
 ACTIVATIONS = ("relu", "tanh", "linear")
 PAIR_BUDGET = 1 << 20
-"""Most (user, item, hidden) entries ``score_matrix`` builds at once: 4 MB, which stays in
-cache, where whole-catalogue blocks (60,000 items x 70 units, 17 MB) paid for fresh pages."""
+"""Most (user, item, hidden) entries ``score_matrix`` builds at once: a block that stays in
+cache, where a whole-catalogue block would pay for fresh pages."""
 
 Saved = list[tuple[Tensor, Tensor | None, Tensor]]
 """Per dense layer: its input after dropout, the dropout mask, and its output."""
