@@ -253,7 +253,7 @@ def _checkpoint_cases(c: Cases) -> None:
 def _float_generator(where: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from embrec.modeldir import sha256
+    from embrec.writers import sha256
 
     tensors = load_file(where / "state.safetensors")
     tensors["epoch_generator"] = tensors["epoch_generator"].float()

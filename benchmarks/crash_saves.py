@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from embrec.artifacts import load, save  # noqa: E402
+from embrec.recommender import load, save  # noqa: E402
 from tests.test_modeldir import _child  # noqa: E402
 from tests.test_recommender import model_rec  # noqa: E402
 

@@ -21,10 +21,10 @@ Parts:
   PyTorch loop (``nn.Embedding(sparse=True)`` + ``SparseAdam``, dense Adam for the
   global bias) on the same rows, and LIBMF: 20 passes, 32 factors, 2 threads.
 - ``hugepages``: the 1.5M catalogue's ``embrec.fit`` with its tables on transparent
-  huge pages (the default, ``embrec.training.memory``) and on torch's allocator,
+  huge pages (the default, ``embrec.training.sparse.huge_zeros``) and on torch's allocator,
   alternating, quiet and busy.
 - ``collector``: a fresh process's first ``movielens-notebook`` fit with Python's cycle
-  collector paused during ``fit`` (the default, ``embrec.training.collector``) and left
+  collector paused during ``fit`` (the default, ``embrec.training.process.paused``) and left
   on, alternating, quiet and busy (median of ``--repeats``).
 - ``fused``: a fresh process's first ``movielens-notebook`` fit through the fused
   MLP step (the default, ``embrec.training.fused``) and through the general loop,

@@ -58,10 +58,10 @@ def catalogue_embrec(data: str, threads: int = 1, huge_pages: bool = True) -> di
 
     import embrec
     from embrec.presets import fit_preset
-    from embrec.training import memory
+    from embrec.training import sparse
 
     if not huge_pages:
-        memory.HUGE_MIN_BYTES = 1 << 62
+        sparse.HUGE_MIN_BYTES = 1 << 62
 
     ratings = embrec_ratings(Path(data))
     started = time.perf_counter()
@@ -200,7 +200,7 @@ def first_fit(pause: bool = True, fused: bool = True) -> dict[str, Any]:
 
     import embrec
     from embrec.presets import fit_preset
-    from embrec.training import collector
+    from embrec.training import process
     from embrec.training.fused import FusedKerasMLP
 
     FusedKerasMLP.ENABLED = fused
@@ -209,7 +209,7 @@ def first_fit(pause: bool = True, fused: bool = True) -> dict[str, Any]:
     order = np.random.default_rng(0).permutation(len(ratings))
     train = ratings.take(order[: int(0.8 * len(ratings))])
     if not pause:
-        collector.paused = contextlib.nullcontext  # type: ignore[assignment]
+        process.paused = contextlib.nullcontext  # type: ignore[assignment]
     counts = [0, 0, 0]
 
     def count(phase: str, info: dict[str, int]) -> None:

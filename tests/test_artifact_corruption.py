@@ -18,10 +18,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from embrec.artifacts import FORMAT_VERSION, load, save
+from embrec.artifacts import FORMAT_VERSION
 from embrec.cli import main
 from embrec.errors import ArtifactError
 from embrec.modeldir import _digest, write_manifest
+from embrec.recommender import load, save
 from tests.test_recommender import model_rec
 
 Corruption = Callable[[Path], None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ import pandas as pd
 import pytest
 
 import embrec.models
-from embrec.artifacts import FORMAT_VERSION, load, save
-from embrec.errors import ArtifactError
+from embrec.artifacts import FORMAT_VERSION
+from embrec.errors import ArtifactError, EmbrecWarning
 from embrec.modeldir import write_manifest
-from embrec.recommender import Recommender
+from embrec.recommender import Recommender, load, save
 from tests.test_recommender import DotConfig, random_rec
 
 HISTORY = [{"epoch": 1, "train_rmse": 1.2, "validation_rmse": 1.3, "seconds": 0.1},
@@ -254,3 +255,48 @@ def test_config_missing_a_field_or_with_a_bad_train_config(saved: tuple[Recommen
     _write_config(path, config)
     with pytest.raises(ArtifactError, match=r"config\.json: has no 'mean' field"):
         load(path)
+
+
+def test_saves_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the [plot] extra not installed
+    rec = _rec()
+    with pytest.warns(EmbrecWarning, match=r"learning-curves\.png not drawn: matplotlib"):
+        path = save(rec, tmp_path / "run")
+    assert not (path / "learning-curves.png").exists()
+    assert load(path).history == rec.history
+
+
+def _module_imports(name: str) -> set[str]:
+    """The embrec modules ``name`` imports when it is imported (top-level statements only)."""
+    import ast
+    import importlib.util
+
+    def is_module(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a name inside a module, not a submodule
+            return False
+
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None
+    found: set[str] = set()
+    for node in ast.parse(Path(spec.origin).read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if is_module(f"{node.module}.{a.name}"))
+    parents = {".".join(m.split(".")[:k]) for m in found for k in range(1, m.count(".") + 1)}
+    return {m for m in found | parents if m.split(".")[0] == "embrec"}
+
+
+def test_artifacts_never_imports_the_recommender() -> None:
+    seen, todo = set(), ["embrec.artifacts"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_module_imports(module))
+    assert "embrec.recommender" not in seen  # recommender imports artifacts, never the reverse
+    assert "embrec.artifacts" in _module_imports("embrec.recommender")

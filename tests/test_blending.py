@@ -15,12 +15,12 @@ import scipy.sparse as sp
 import torch
 
 import embrec
-from embrec.artifacts import load
 from embrec.blending import nonnegative_weights, ranking_weights, simplex
 from embrec.cli import main
 from embrec.config import TrainConfig
 from embrec.errors import ConfigError
 from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, EASEConfig, PopularConfig
+from embrec.recommender import load
 
 MF = (BiasedMFConfig(embedding_dim=4), TrainConfig(epochs=3, batch_size=64, learning_rate=0.02))
 AUTOREC = AutoRecConfig(hidden=8, epochs=20)

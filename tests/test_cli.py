@@ -56,7 +56,7 @@ def test_evaluate_recreates_the_recorded_test_split(
 def test_predict_single_and_file(trained: tuple[Path, dict], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = trained
-    from embrec.artifacts import load
+    from embrec.recommender import load
 
     rec = load(out)
     user, item = rec.users.ids[0], rec.items.ids[0]
@@ -73,7 +73,7 @@ def test_predict_single_and_file(trained: tuple[Path, dict], tmp_path: Path,
 def test_recommend_and_similar_json(trained: tuple[Path, dict],
                                     capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = trained
-    from embrec.artifacts import load
+    from embrec.recommender import load
 
     rec = load(out)
     user = rec.users.ids[0]

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embrec.artifacts import load, save
 from embrec.errors import ArtifactError
-from embrec.modeldir import STAGING_MARKER, _locked, write_model_dir
+from embrec.modeldir import _locked, write_model_dir
+from embrec.recommender import load, save
+from embrec.writers import STAGING_MARKER
 from tests.test_recommender import model_rec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,7 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path[:0] = [{root!r}, {src!r}]
     import embrec.modeldir as modeldir
-    from embrec.artifacts import save
+    from embrec.recommender import save
     from tests.test_recommender import model_rec
     stage, count = sys.argv[1], int(sys.argv[2])
     seen = []

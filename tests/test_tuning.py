@@ -110,6 +110,14 @@ def test_cli_tunes_the_train_side_and_writes_a_config_train_accepts(
     assert saved["train_config"]["learning_rate"] == summary["train"]["learning_rate"]
 
 
+def test_cli_refuses_a_missing_gpu_with_an_error_line(
+        ratings_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tune", "--data", str(ratings_csv), "--device", "cuda:99", "--trials", "1",
+                 "--out", str(tmp_path / "best.toml")]) == 2
+    error = capsys.readouterr().err
+    assert "error: device='cuda:99' is not available" in error and "Traceback" not in error
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_study(ratings_csv: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'shared.db'}"

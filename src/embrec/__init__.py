@@ -21,7 +21,6 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
-    from embrec.artifacts import load, save
     from embrec.blending import blend
     from embrec.config import TrainConfig
     from embrec.data.datasets import DATASETS, dataset_info, fetch, list_datasets, load_dataset
@@ -48,7 +47,7 @@ if typing.TYPE_CHECKING:
     )
     from embrec.evaluation.evaluate import evaluate
     from embrec.presets import PRESETS, fit_preset
-    from embrec.recommender import Recommender
+    from embrec.recommender import Recommender, load, save
     from embrec.training.fit import fit
     from embrec.tuning import TuneResult, tune
 
@@ -87,12 +86,12 @@ _WHERE: dict[str, str] = {
     "generate": "embrec.data.synthetic",
     "kfold": "embrec.data.split",
     "list_datasets": "embrec.data.datasets",
-    "load": "embrec.artifacts",
+    "load": "embrec.recommender",
     "load_dataset": "embrec.data.datasets",
     "read_features": "embrec.data.feature_files",
     "read_layout": "embrec.data.layouts",
     "read_ratings": "embrec.data.readers",
-    "save": "embrec.artifacts",
+    "save": "embrec.recommender",
     "split": "embrec.data.split",
     "with_features": "embrec.data.features",
 }

@@ -11,7 +11,6 @@ history, item info, id maps) are parsed with every failure turned into an
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,13 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from embrec.errors import ArtifactError, EmbrecError
+from embrec.modeldir import RESAVE
 from embrec.models.base import ModelConfig
+from embrec.writers import read_json as read_record
 
 __all__ = ["check_config", "check_finite", "check_shapes", "config_of", "corrupt",
            "read_json", "read_model_config", "read_optional_frame"]
 
-RESAVE = "re-save the model with rec.save(path), or copy the whole directory again"
 MAX_IDS = 2**31 - 1
 MAX_JSON_BYTES = 64 << 20
 
@@ -34,8 +34,8 @@ MAX_JSON_BYTES = 64 << 20
 class _NoInit(TorchFunctionMode):
     """Skip the in-place random initialisers while a shape-only model is built on ``meta``.
 
-    On the meta device they go through PyTorch's Python reference kernels, whose
-    first use imports ``torch._dynamo`` (about a second); shapes need no values.
+    On the meta device they run PyTorch's Python reference kernels, which import
+    ``torch._dynamo``; shapes need no values.
     """
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (),
@@ -53,16 +53,7 @@ def corrupt(file: Path, problem: str) -> ArtifactError:
 
 def read_json(file: Path) -> Any:
     """Parse a model folder's JSON file (size-limited; deep nesting is an error)."""
-    try:
-        if file.is_symlink() or not file.is_file():
-            raise corrupt(file, "missing or not a regular file inside the folder")
-        if file.stat().st_size > MAX_JSON_BYTES:
-            raise corrupt(file, f"larger than {MAX_JSON_BYTES} bytes")
-        return json.loads(file.read_bytes().decode("utf-8"))
-    except RecursionError:
-        raise corrupt(file, "is not valid JSON (nested too deeply)") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise corrupt(file, f"is not valid JSON ({str(error)[:200]})") from None
+    return read_record(file, MAX_JSON_BYTES, RESAVE)
 
 
 def _is_int(value: Any) -> bool:

@@ -1,4 +1,8 @@
-"""Save and load a Recommender as a plain directory, without pickle.
+"""A model folder read and written as plain state (ids, configs, tensors, metadata), no pickle.
+
+:class:`ModelState` is everything a saved model holds; ``Recommender.to_state``
+and ``Recommender.from_state`` (:mod:`embrec.recommender`, which holds the public
+``save`` and ``load``) convert, so this module never sees a ``Recommender``.
 
 A model directory holds::
 
@@ -25,8 +29,7 @@ config value before it allocates the model, and reads weights with
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +38,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from embrec.artifact_checks import (
-    RESAVE,
     check_config,
     check_finite,
     check_shapes,
@@ -52,19 +54,21 @@ from embrec.config import TrainConfig
 from embrec.curves import plot_learning_curves
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ArtifactError, ConfigError, EmbrecError
+from embrec.errors import ArtifactError, EmbrecError
 from embrec.evaluation.heldout import TEST_ROWS, write_test_rows
+from embrec.jsonsafe import dumps
 from embrec.modeldir import (
     FORMAT,
     MANIFEST,
+    RESAVE,
     read_manifest,
     remove_stale_staging,
-    sha256,
     write_model_dir,
 )
-from embrec.recommender import Recommender
+from embrec.models.base import ModelConfig
+from embrec.writers import matches
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "read", "write"]
 
 FORMAT_VERSION = 2
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
@@ -73,33 +77,36 @@ METRICS, HISTORY, CURVES = "metrics.json", "history.csv", "learning-curves.png"
 REQUIRED = ("model", "train_config", "n_users", "n_items", "scale", "mean", "tensors")
 
 
-# ----------------------------------------------------------------------------- save
-def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
-    """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """What a model folder holds: a ``Recommender``'s attributes, with its model's
+    ``state_dict`` as ``weights`` in place of the live model."""
 
-    The folder is replaced only if it is empty or an embrec model folder (it
-    holds ``embrec-manifest.json``); files you added to a model folder are kept.
-    A symlinked ``path`` is followed. See :mod:`embrec.modeldir` for the
-    guarantees under crashes and concurrent saves.
+    model_config: ModelConfig
+    train_config: TrainConfig
+    users: IdIndex
+    items: IdIndex
+    scale: tuple[float, float]
+    mean: float
+    seen: sp.csr_matrix
+    weights: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    item_info: pd.DataFrame | None
+    metadata: dict[str, Any]
 
-    Args:
-        rec: the recommender to save.
-        path: the model directory; its parent folders are created.
-        test: the rows held out from training, saved as ``test.parquet`` so
-            ``embrec evaluate DIR`` scores them without re-reading the data.
 
-    Returns:
-        The directory's path.
+# ----------------------------------------------------------------------------- write
+def write(state: ModelState, path: str | Path, *, test: Ratings | None = None) -> Path:
+    """Write ``state`` to the model folder ``path`` (see :func:`embrec.recommender.save`).
 
     Raises:
-        ArtifactError: if ``path`` is a file, a non-empty folder that is not an
-            embrec model directory (it is never touched), if the weights hold
-            NaN or infinity, or another process is saving to ``path``.
+        ArtifactError: if ``path`` is refused (see :mod:`embrec.modeldir`), cannot
+            be written, or the weights hold NaN or infinity.
     """
-    tensors = _tensors(rec)
+    tensors = _tensors(state)
     check_finite(tensors, f"cannot save to {path}")
     try:
-        write_model_dir(path, lambda folder: _write_all(rec, tensors, folder, test),
+        write_model_dir(path, lambda folder: _write_all(state, tensors, folder, test),
                         format_version=FORMAT_VERSION)
     except ArtifactError:
         raise
@@ -109,57 +116,57 @@ def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> 
     return Path(path)
 
 
-def _write_all(rec: Recommender, tensors: dict[str, torch.Tensor], folder: Path,
+def _write_all(state: ModelState, tensors: dict[str, torch.Tensor], folder: Path,
                test: Ratings | None) -> None:
     save_file(tensors, str(folder / WEIGHTS))
     if test is not None:
         write_test_rows(test, folder / TEST_ROWS)
-    _ids_frame(rec.users).to_parquet(folder / USERS, index=False)
-    _ids_frame(rec.items).to_parquet(folder / ITEMS, index=False)
-    if rec.item_info is not None:
-        _write_item_info(rec.item_info, folder / ITEM_INFO)
-    (folder / METRICS).write_text(_json(rec.metadata.get("metrics", {})))
-    if rec.history:
-        history = pd.DataFrame(rec.history)
+    _ids_frame(state.users).to_parquet(folder / USERS, index=False)
+    _ids_frame(state.items).to_parquet(folder / ITEMS, index=False)
+    if state.item_info is not None:
+        _write_item_info(state.item_info, folder / ITEM_INFO)
+    (folder / METRICS).write_text(_json(state.metadata.get("metrics", {})))
+    if state.history:
+        history = pd.DataFrame(state.history)
         if "epoch" in history:
             history["epoch"] = history["epoch"].astype("int64")
         history.to_csv(folder / HISTORY, index=False)
-        plot_learning_curves(rec.history, folder / CURVES, metadata=rec.metadata,
-                             model_name=rec.model_name,
-                             early_stopping=rec.train_config.early_stopping is not None)
-    (folder / CONFIG).write_text(_json(_config(rec, tensors)))
+        plot_learning_curves(state.history, folder / CURVES, metadata=state.metadata,
+                             model_name=state.model_config.name,
+                             early_stopping=state.train_config.early_stopping is not None)
+    (folder / CONFIG).write_text(_json(_config(state, tensors)))
 
 
-def _tensors(rec: Recommender) -> dict[str, torch.Tensor]:
-    state = {f"model.{key}": value.detach().to("cpu").contiguous().clone()
-             for key, value in rec.model.state_dict().items()}
-    seen = rec.seen
-    state["seen.indptr"] = torch.as_tensor(np.asarray(seen.indptr, dtype=np.int64))
-    state["seen.indices"] = torch.as_tensor(np.asarray(seen.indices, dtype=np.int64))
-    state["seen.data"] = torch.as_tensor(np.asarray(seen.data, dtype=np.float32))
-    return state
+def _tensors(state: ModelState) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{key}": value.detach().to("cpu").contiguous().clone()
+               for key, value in state.weights.items()}
+    seen = state.seen
+    tensors["seen.indptr"] = torch.as_tensor(np.asarray(seen.indptr, dtype=np.int64))
+    tensors["seen.indices"] = torch.as_tensor(np.asarray(seen.indices, dtype=np.int64))
+    tensors["seen.data"] = torch.as_tensor(np.asarray(seen.data, dtype=np.float32))
+    return tensors
 
 
-def _config(rec: Recommender, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _config(state: ModelState, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     import embrec
 
-    meta = {k: v for k, v in rec.metadata.items() if k != "metrics"}
+    meta = {k: v for k, v in state.metadata.items() if k != "metrics"}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "embrec_version": embrec.__version__,
         "torch_version": torch.__version__,
         "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {"name": rec.model_name, "config": rec.model_config.to_dict()},
-        "train_config": rec.train_config.to_dict(),
-        "n_users": rec.n_users,
-        "n_items": rec.n_items,
-        "scale": [rec.scale[0], rec.scale[1]],
-        "mean": rec.mean,
+        "model": {"name": state.model_config.name, "config": state.model_config.to_dict()},
+        "train_config": state.train_config.to_dict(),
+        "n_users": len(state.users),
+        "n_items": len(state.items),
+        "scale": [state.scale[0], state.scale[1]],
+        "mean": state.mean,
         "data": {"source": meta.get("data"), "fingerprint": meta.get("fingerprint"),
                  "n_train": meta.get("n_train")},
         "split": meta.get("split"),
-        "seed": meta.get("seed", rec.train_config.seed),
+        "seed": meta.get("seed", state.train_config.seed),
         "metadata": meta,
         "tensors": {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
                     for k, v in tensors.items()},
@@ -188,80 +195,37 @@ def _write_item_info(item_info: pd.DataFrame, file: Path) -> None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False) + "\n"
+    return dumps(value, default=str) + "\n"  # a device or anything else: kept readable
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null, so every JSON file embrec writes is valid JSON."""
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)  # a Path, a device, or anything else: kept readable, never lost
-
-
-# ----------------------------------------------------------------------------- load
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
-    """Load a model directory written by :func:`save`.
-
-    Every file is checked against the manifest (size and SHA-256, config.json
-    included) and every config value for its type and bounds before anything
-    is allocated; only regular files inside the folder are read.
-
-    Args:
-        path: the model directory.
-        device: where to put the model: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-
-    Returns:
-        The recommender, its model in eval mode on ``device``.
+# ----------------------------------------------------------------------------- read
+def read(path: str | Path) -> ModelState:
+    """Read and check the model folder ``path`` (see :func:`embrec.recommender.load`).
 
     Raises:
-        ArtifactError: for a missing directory or file, a file that changed
-            since it was saved (hash mismatch, truncation), another format
-            version, an invalid config value, an unknown model, weights that do
-            not fit the model or hold NaN/infinity, or an unreadable file.
-        ConfigError: for a device that is not available.
+        ArtifactError: for a missing, changed or inconsistent file or config value.
     """
     path = Path(path)
-    target = _device(device)
     remove_stale_staging(path)
     config, listed = _read_config(path)
     file = path / CONFIG
     model_config = read_model_config(file, config)
     train_config = config_of(TrainConfig, config["train_config"], file, "train_config")
-    check_shapes(path / WEIGHTS, model_config, config, _header(path / WEIGHTS))
-    tensors = _read_weights(path / WEIGHTS, config)
+    tensors = _read_weights(path / WEIGHTS, model_config, config)
     check_finite(tensors, str(path / WEIGHTS))
     users, items = _read_ids(path / USERS, "user"), _read_ids(path / ITEMS, "item")
     n_users, n_items = config["n_users"], config["n_items"]
     for name, ids, n in ((USERS, users, n_users), (ITEMS, items, n_items)):
         if len(ids) != n:
             raise corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
-    scale = (float(config["scale"][0]), float(config["scale"][1]))
-    model = model_config.build(n_users, n_items, scale=scale, mean=float(config["mean"]))
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)  # shapes were checked against the meta model
-    except RuntimeError as error:
-        raise corrupt(path / WEIGHTS, f"does not fit the model ({str(error)[-200:]})") from None
-    model.to(target).eval()
     metadata = dict(config.get("metadata") or {})
     metadata["metrics"] = _read_metrics(path / METRICS)
-    return Recommender(
-        model, model_config, train_config, users, items,
-        scale, float(config["mean"]), _seen(path, tensors, n_users, n_items),
-        _read_history(path, listed), _read_item_info(path, listed), metadata,
-    )
+    return ModelState(
+        model_config, train_config, users, items,
+        (float(config["scale"][0]), float(config["scale"][1])), float(config["mean"]),
+        _seen(path, tensors, n_users, n_items),
+        {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")},
+        _read_history(path, listed), _read_item_info(path, listed), metadata)
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], set[str]]:
@@ -314,31 +278,29 @@ def _verify_files(path: Path, files: dict[str, Any]) -> None:
         file = path / name
         if file.is_symlink() or not file.is_file():
             raise corrupt(file, f"missing or not a regular file ({MANIFEST} lists it)")
-        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+        if not matches(file, entry["sha256"], entry["bytes"]):
             raise corrupt(file, f"size or SHA-256 does not match {MANIFEST}: the file was "
                           "changed, truncated or corrupted after saving")
 
 
-def _header(file: Path) -> dict[str, list[int]]:
+def _read_weights(file: Path, model_config: ModelConfig,
+                  config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights, once their header's shapes fit the model (built on ``meta``) and config.json."""
     try:
         with safe_open(str(file), framework="pt", device="cpu") as handle:
-            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            header = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            check_shapes(file, model_config, config, header)
+            expected = {k: v.get("shape") if isinstance(v, dict) else v
+                        for k, v in config["tensors"].items()}
+            if expected != header:
+                wrong = [k for k in sorted(set(expected) | set(header))
+                         if expected.get(k) != header.get(k)]
+                raise corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
+            return {key: handle.get_tensor(key) for key in header}
+    except ArtifactError:
+        raise
     except Exception as error:  # safetensors raises its own error type for bad headers
         raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
-
-
-def _read_weights(file: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    try:
-        tensors: dict[str, torch.Tensor] = load_file(str(file), device="cpu")
-    except Exception as error:  # safetensors raises its own error type for bad headers
-        raise corrupt(file, f"cannot be read as safetensors ({str(error)[:200]})") from None
-    expected = {k: v.get("shape") if isinstance(v, dict) else v
-                for k, v in config["tensors"].items()}
-    actual = {k: list(v.shape) for k, v in tensors.items()}
-    if expected != actual:
-        wrong = [k for k in sorted(set(expected) | set(actual)) if expected.get(k) != actual.get(k)]
-        raise corrupt(file, f"tensor shapes differ from config.json for {wrong[:5]}")
-    return tensors
 
 
 def _read_ids(file: Path, kind: str) -> IdIndex:
@@ -392,17 +354,3 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
 
 def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
     return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError("device", str(device), f"is not a device ({error})",
-                          hint="use cpu, cuda, cuda:N or auto") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", str(device), "is not available: no CUDA GPU found",
-                          hint="use --device cpu (or auto)")
-    return target

@@ -1,12 +1,9 @@
 """Blends chosen on validation rows: fit several models, mix them with non-negative weights.
 
 :func:`blend` (``embrec blend``) fits a :class:`~embrec.models.blend.BlendConfig`:
-a seeded fraction of the *training* ratings is carved out, every component is
-fitted on the rest, and the weights are chosen on the carved rows (never on
-test rows): non-negative least squares with a free intercept for ratings; for
-top-N, the point of the weight simplex whose per-user standardised mix has the
-best NDCG@k. With ``refit`` the components are then fitted again on all the
-training ratings. The result is one :class:`~embrec.recommender.Recommender`.
+a seeded fraction of the *training* ratings is carved out, every component is fitted
+on the rest, and the weights are chosen on the carved rows (never on test rows):
+non-negative least squares for ratings, the best NDCG@k on a weight simplex for top-N.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from embrec.config import TrainConfig
+from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.evaluation.metrics import ndcg_at_k_per_user, relevance_matrix
@@ -43,9 +40,7 @@ def _spec(component: Component) -> dict[str, Any]:
     if isinstance(component, dict):
         return component
     if isinstance(component, str):
-        if component not in PRESETS:
-            from embrec.config import require_choice
-            require_choice("component", component, PRESETS)
+        require_choice("component", component, PRESETS)
         preset = PRESETS[component]
         component = (preset.model, preset.train)
     model, train = component if isinstance(component, tuple) else (component, None)
@@ -147,14 +142,8 @@ def _fit_component(spec: dict[str, Any], train: Ratings, seed: int, blend: Blend
 def nonnegative_weights(columns: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
     """Least squares ``target ≈ columns @ w + b`` with ``w ≥ 0`` and a free intercept ``b``.
 
-    Centring both sides removes the intercept exactly; the rest is SciPy's NNLS.
-
-    Args:
-        columns: ``(n, k)`` component predictions.
-        target: ``(n,)`` true ratings.
-
-    Returns:
-        ``(w, b)``: ``(k,)`` float64 weights and the intercept.
+    ``columns`` are ``(n, k)`` component predictions of the ``(n,)`` ratings. Centring
+    both sides removes the intercept exactly; the rest is SciPy's NNLS.
     """
     x = np.asarray(columns, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
@@ -172,18 +161,9 @@ def simplex(k: int, steps: int) -> np.ndarray:
 
 def ranking_weights(scores: torch.Tensor, relevant: Any, k: int,
                     steps: int) -> tuple[np.ndarray, float]:
-    """The simplex point whose mix of standardised ``scores`` has the best NDCG@k.
-
-    Args:
-        scores: ``(n_components, n_users, n_items)`` standardised scores, seen
-            items at ``-inf``.
-        relevant: the users' relevant validation items, CSR ``(n_users, n_items)``.
-        k: the cut-off.
-        steps: grid resolution (see :func:`simplex`).
-
-    Returns:
-        The best weights and their mean NDCG@k over users with a relevant item.
-    """
+    """The :func:`simplex` point whose mix of standardised ``scores`` (``(n_components,
+    n_users, n_items)``, seen items at ``-inf``) has the best mean NDCG@k over the users
+    with a ``relevant`` item; returns the weights and that NDCG."""
     judged = np.diff(relevant.indptr) > 0
     grid = simplex(scores.shape[0], steps)
     best: tuple[float, np.ndarray] = (-np.inf, grid[0])

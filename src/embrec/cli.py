@@ -1,11 +1,8 @@
 """The ``embrec`` command: the library's verbs from the shell.
 
-The parser lives in :mod:`embrec.commands.parser` and the subcommands' bodies in
-:mod:`embrec.commands.handlers` (and :mod:`embrec.commands.tune`); each calls
-the public API and holds no logic of its own, so the shell cannot drift from
-Python. ``main`` prints an ``EmbrecError`` as one message, its hints naming the
-command's flags, and exits 2; anything else is a bug and keeps its traceback.
-Warnings print as ``warning: ...`` lines while a command runs.
+The parser and the subcommands' bodies live in :mod:`embrec.commands`. ``main`` prints
+an ``EmbrecError`` as one message, its hints naming the command's flags, and exits 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,10 +20,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``embrec`` command line.
-
-    Args:
-        argv: arguments (default: ``sys.argv[1:]``).
+    """Run the ``embrec`` command line on ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
         The exit code: 0 on success, 2 for a user error (bad input, unknown
@@ -35,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         not saved unless ``--allow-degenerate``), 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
-    # Idle OpenMP threads sleep instead of spinning, which starves other processes on the
-    # cores. Only the command sets it, before torch loads; a user's own setting wins.
+    # Idle OpenMP threads sleep instead of spinning, which stalls them when other processes
+    # share the cores. Only the command sets it, before torch loads; a user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -1,12 +1,9 @@
 """Cold start: predictions for users and items that have side features but no ratings.
 
-A model that learnt how features map into its vector space (``bayesian-fm``
-with side features: :meth:`~embrec.models.bayesian.BayesianFM.cold_vectors`)
-gives a new user the average user's id and history part plus the weights of
-their features, so
-two new users with different features get different predictions. This module
-puts that behind raw ids and raw feature values, and measures it on test users
-unseen in training against the fallbacks that ignore features.
+A model that learnt how features map into its vector space (``bayesian-fm`` with side
+features) gives a new user the average user's id part plus the weights of their
+features. This module puts that behind raw ids and raw feature values, and measures it
+against the fallbacks that ignore features.
 """
 
 from __future__ import annotations
@@ -42,14 +39,8 @@ def cold_vector(rec: Recommender, features: Mapping[str, Any], kind: str = "user
                 ) -> torch.Tensor:
     """The vector of a new user (or item) from raw feature values: ``(1, width)``.
 
-    Args:
-        rec: a recommender whose model was trained with ``kind`` features.
-        features: raw values by column (``{"age": 30, "gender": "F"}``); a column
-            left out counts as missing (zeros; numbers at the training mean).
-        kind: ``"user"`` or ``"item"``.
-
-    Returns:
-        The vector, on the model's device.
+    ``features`` holds raw values by column (``{"age": 30, "gender": "F"}``); a column
+    left out counts as missing (zeros; numbers at the training mean).
 
     Raises:
         ConfigError: if the model has no ``kind`` features.
@@ -93,17 +84,8 @@ def predict_with_features(rec: Recommender, user: Any, item: Any, *,
                           clip: bool = True) -> np.ndarray:
     """Predict for raw ids, starting ids unseen in training from their features.
 
-    Args:
-        rec: a recommender whose model has cold-start vectors (``bayesian-fm``).
-        user: raw user ids.
-        item: raw item ids, aligned with ``user``.
-        user_features: features of unseen users (the table the training data
-            carried); an unseen user without a row gets the average user's vector.
-        item_features: likewise for items.
-        clip: clip to the rating scale.
-
-    Returns:
-        float32 predictions.
+    ``user_features`` (``item_features``) are the table the training data carried; an
+    unseen id without a row gets the average vector. Returns float32 predictions.
 
     Raises:
         ConfigError: if the model cannot start cold, or a table encodes differently.
@@ -119,10 +101,6 @@ def predict_with_features(rec: Recommender, user: Any, item: Any, *,
 
 def evaluate_cold(rec: Recommender, test: Ratings) -> dict[str, float]:
     """RMSE on the test ratings of users unseen in training: features against fallbacks.
-
-    Args:
-        rec: a recommender trained with user features.
-        test: test ratings carrying ``user_features``.
 
     Returns:
         ``n`` (ratings of unseen users on known items), ``rmse_features``,

@@ -33,13 +33,8 @@ NEGATIVE_SAMPLINGS = ("uniform", "popularity")
 
 
 def require(condition: bool, field: str, value: Any, constraint: str) -> None:
-    """Raise ``ConfigError`` for ``field`` unless ``condition`` holds.
-
-    Args:
-        condition: what must be true.
-        field: the configuration field being checked.
-        value: its value, shown in the message.
-        constraint: what the value must satisfy, e.g. ``"must be at least 1"``.
+    """Raise ``ConfigError`` for ``field`` (showing ``value`` and ``constraint``, e.g. ``"must be
+    at least 1"``) unless ``condition`` holds.
 
     Raises:
         ConfigError: if ``condition`` is false.
@@ -49,12 +44,7 @@ def require(condition: bool, field: str, value: Any, constraint: str) -> None:
 
 
 def require_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
-    """Raise ``ConfigError`` unless ``value`` is one of ``choices``.
-
-    Args:
-        field: the configuration field being checked.
-        value: its value.
-        choices: the allowed values.
+    """Raise ``ConfigError`` for ``field`` unless ``value`` is one of ``choices``.
 
     Raises:
         ConfigError: naming the allowed values and the closest match.
@@ -77,15 +67,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Build config ``cls`` from ``data``, rejecting unknown keys with a suggestion.
-
-    Args:
-        cls: a dataclass config type.
-        data: field values; lists are turned back into tuples where the field
-            default is a tuple.
-
-    Returns:
-        The validated config.
+    """Build config ``cls`` from ``data`` (lists become tuples), rejecting unknown keys with a
+    suggestion.
 
     Raises:
         ConfigError: for an unknown key or an invalid value.
@@ -159,8 +142,7 @@ class TrainConfig(JsonConfig):
         progress: show a progress bar per epoch.
         num_threads: CPU threads for torch during ``fit`` (restored afterwards);
             ``None`` uses one thread for batches under 32,768 ratings, where a
-            second thread only adds synchronisation (and collapses when other
-            processes keep the cores busy), and torch's setting otherwise.
+            second thread only adds synchronisation, and torch's setting otherwise.
         step_path: ``auto`` takes a model's hand-written rating step when it has
             one (proven equal to autograd by the contract tests); ``autograd``
             always differentiates the model's forward pass.
@@ -216,8 +198,7 @@ class TrainConfig(JsonConfig):
             require(math.isfinite(getattr(self, name)), name, getattr(self, name), "must be finite")
         require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         for name in ("weight_decay", "bias_weight_decay", "dense_weight_decay"):
-            value = getattr(self, name)
-            require(value >= 0, name, value, "must be >= 0")
+            require(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         require(self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "must be > 0")
         require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads",
@@ -234,18 +215,10 @@ class TrainConfig(JsonConfig):
         require_choice("validation_mode", self.validation_mode, VALIDATION_MODES)
         self._check_loss()
         require(0 <= self.validation < 1, "validation", self.validation, "must be in [0, 1)")
-        require(
-            self.early_stopping is None or self.early_stopping >= 1,
-            "early_stopping",
-            self.early_stopping,
-            "must be None or at least 1",
-        )
-        require(
-            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
-            "device",
-            self.device,
-            "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
-        )
+        require(self.early_stopping is None or self.early_stopping >= 1, "early_stopping",
+                self.early_stopping, "must be None or at least 1")
+        require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+                "device", self.device, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
     def _check_loss(self) -> None:
         require_choice("loss", self.loss, LOSSES)

@@ -13,13 +13,19 @@ marked points at the epoch whose weights were kept. Validation is drawn
 per epoch whenever training held some out. A dashed line marks the test RMSE
 of the best mean predictor (global, user or item mean): the number to beat.
 Epochs sit at whole numbers.
+
+Matplotlib comes with the optional ``plot`` extra (``pip install 'embrec[plot]'``):
+without it the figure is skipped with a warning and the model is saved anyway.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
+
+from embrec.errors import EmbrecWarning
 
 __all__ = ["learning_curves", "plot_learning_curves", "ranking_curves"]
 
@@ -40,14 +46,20 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
             validation epoch rather than the last.
 
     Returns:
-        Whether a figure was written (not without a ``train_rmse`` history).
+        Whether a figure was written (not without a ``train_rmse`` history, nor
+        without matplotlib).
     """
-    if history and "train_loss" in history[0]:
-        ranking_curves(history, metadata=metadata, model_name=model_name).savefig(path, dpi=100)
-        return True
-    if not history or "train_rmse" not in history[0]:
+    ranking = bool(history) and "train_loss" in history[0]
+    if not ranking and (not history or "train_rmse" not in history[0]):
         return False
-    figure = learning_curves(history, metadata=metadata, model_name=model_name,
+    try:
+        import matplotlib  # noqa: F401  (the optional [plot] extra)
+    except ImportError:
+        warnings.warn(f"{path.name} not drawn: matplotlib is not installed (pip install "
+                      "'embrec[plot]')", EmbrecWarning, stacklevel=2)
+        return False
+    figure = ranking_curves(history, metadata=metadata, model_name=model_name) if ranking \
+        else learning_curves(history, metadata=metadata, model_name=model_name,
                              early_stopping=early_stopping)
     figure.savefig(path, dpi=100)
     return True
@@ -56,8 +68,6 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, *,
 def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
                     model_name: str = "", early_stopping: bool = False) -> Any:
     """Return the learning-curves matplotlib ``Figure`` (see :func:`plot_learning_curves`)."""
-    from matplotlib.ticker import MaxNLocator
-
     meta = metadata or {}
     figure, axes, epochs = _canvas(history)
     axes.plot(epochs, [r["train_rmse"] for r in history], marker="o", color="tab:blue",
@@ -71,11 +81,9 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
         kept = epochs[min(range(len(valid)), key=lambda k: _finite(valid[k]))]
     _final_points(axes, meta.get("metrics") or {}, kept)
     _baseline(axes, (meta.get("metrics") or {}).get("baselines") or {})
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     axes.set(xlabel="epoch", ylabel="RMSE", title=_title(meta, model_name))
     axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 
@@ -83,13 +91,10 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
 def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] | None = None,
                    model_name: str = "") -> Any:
     """A ranking run's figure: training loss per epoch, and validation NDCG@10 when held out."""
-    from matplotlib.ticker import MaxNLocator
-
     figure, axes, epochs = _canvas(history)
     axes.plot(epochs, [r["train_loss"] for r in history], marker="o", color="tab:blue",
               label="training loss (ranking objective)")
     axes.set(xlabel="epoch", ylabel="training loss", title=_title(metadata or {}, model_name))
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes.get_legend_handles_labels()
     ndcg = [r.get("validation_ndcg@10", math.nan) for r in history]
     if any(math.isfinite(v) for v in ndcg):
@@ -101,7 +106,6 @@ def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] 
         handles, labels = handles + more[0], labels + more[1]
     axes.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
                 ncol=2)
-    axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 
@@ -146,10 +150,14 @@ def _title(meta: dict[str, Any], model_name: str) -> str:
 
 
 def _canvas(history: list[dict[str, float]]) -> tuple[Any, Any, list[int]]:
-    """An off-screen figure, its axes and the history's epoch numbers."""
+    """An off-screen figure, its gridded axes (whole-number epochs) and the epoch numbers."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(7, 4.4))
     FigureCanvasAgg(figure)
-    return figure, figure.subplots(), [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]
+    axes = figure.subplots()
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    return figure, axes, [int(r.get("epoch", k + 1)) for k, r in enumerate(history)]

@@ -29,22 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "ArtifactError",
-    "ConfigError",
-    "DataError",
-    "DataWarning",
-    "DownloadError",
-    "DuplicateRatingError",
-    "EmbrecError",
-    "EmbrecWarning",
-    "MetricWarning",
-    "MissingColumnError",
-    "ParseError",
-    "TrainingError",
-    "TrainingWarning",
-    "UnknownIdError",
-]
+__all__ = ["ArtifactError", "ConfigError", "DataError", "DataWarning", "DownloadError",
+           "DuplicateRatingError", "EmbrecError", "EmbrecWarning", "MetricWarning",
+           "MissingColumnError", "ParseError", "TrainingError", "TrainingWarning",
+           "UnknownIdError"]
 
 
 def _with_hint(message: str, hint: str | None) -> str:
@@ -66,28 +54,13 @@ class EmbrecError(Exception):
 class DataError(EmbrecError, ValueError):
     """Input data is malformed; says which file, line, column and value."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | Path | None = None,
-        line: int | None = None,
-        column: str | None = None,
-        value: Any = None,
-        hint: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None,
+                 column: str | None = None, value: Any = None, hint: str | None = None) -> None:
         self.path = None if path is None else str(path)
-        self.line = line
-        self.column = column
-        self.value = value
-        where = ""
-        if self.path is not None:
-            where = self.path if line is None else f"{self.path}:{line}"
-        elif line is not None:
-            where = f"line {line}"
-        if where:
-            message = f"{where}: {message}"
-        super().__init__(message, hint=hint)
+        self.line, self.column, self.value = line, column, value
+        where = (self.path if line is None else f"line {line}" if self.path is None
+                 else f"{self.path}:{line}")
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
 
 
 class MissingColumnError(DataError):
@@ -106,9 +79,7 @@ class ConfigError(EmbrecError, ValueError):
     """A configuration value is invalid; names the field and the constraint."""
 
     def __init__(self, field: str, value: Any, constraint: str, *, hint: str | None = None) -> None:
-        self.field = field
-        self.value = value
-        self.constraint = constraint
+        self.field, self.value, self.constraint = field, value, constraint
         super().__init__(f"{field}={value!r} {constraint}", hint=hint)
 
 

@@ -1,13 +1,9 @@
 """Fold a new user in without retraining: fit one user vector with the item side frozen.
 
-The fit is a maximum a posteriori estimate: squared error on the given ratings
-plus a Gaussian prior centred on the mean user vector, with the per-dimension
-variance of the trained users' vectors. When the model's score is affine in
-the user vector (a dot product with biases, such as biased MF) the estimate is
-an exact ridge least-squares solve; the affinity is *measured*, not assumed,
-by probing the model. Otherwise a few Levenberg-Marquardt (damped Gauss-Newton)
-steps on the single ``(1, user_dim)`` vector do the job; each gets the whole
-Jacobian from one backward pass. Both take milliseconds.
+The fit is a maximum a posteriori estimate: squared error on the given ratings plus a
+Gaussian prior with the mean and per-dimension variance of the trained users' vectors.
+When the model's score is affine in the user vector (measured by probing, not assumed)
+it is an exact ridge solve; otherwise a few Levenberg-Marquardt steps.
 """
 
 from __future__ import annotations
@@ -33,15 +29,8 @@ AFFINE_TOLERANCE = 1e-3
 
 
 def user_prior(model: RatingModel, *, chunk: int = 65_536) -> UserPrior:
-    """Return the mean and per-dimension variance of every trained user's vector.
-
-    Args:
-        model: the trained model.
-        chunk: users per ``user_vectors`` call.
-
-    Returns:
-        ``(mean, variance)``, each ``(1, user_dim)`` float64 on the model's device.
-    """
+    """Return the mean and per-dimension variance of every trained user's vector, each
+    ``(1, user_dim)`` float64 on the model's device (``chunk`` users at a time)."""
     device = next(model.parameters()).device
     with torch.no_grad():
         width = model.user_vectors(torch.zeros(1, dtype=torch.long, device=device)).shape[1]
@@ -157,16 +146,8 @@ def _levenberg_marquardt(model: RatingModel, item_vectors: Tensor, ratings: Tens
     return vector.unsqueeze(0)
 
 
-def fold_in(
-    model: RatingModel,
-    item_vectors: Tensor,
-    ratings: Tensor,
-    prior: UserPrior,
-    *,
-    regularization: float = 1.0,
-    steps: int = 20,
-    seed: int = 0,
-) -> Tensor:
+def fold_in(model: RatingModel, item_vectors: Tensor, ratings: Tensor, prior: UserPrior, *,
+            regularization: float = 1.0, steps: int = 20, seed: int = 0) -> Tensor:
     """Fit the user vector that best explains ``ratings`` of items with ``item_vectors``.
 
     Args:
@@ -204,13 +185,8 @@ def rated_items(items: IdIndex, ratings: Mapping[Any, float], *,
                 on_unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
     """Turn a new user's ``{raw item id: rating}`` into item indices and float64 ratings.
 
-    Args:
-        items: the model's item index (ids that arrive as text are coerced).
-        ratings: raw item id -> rating.
-        on_unknown: ``"error"`` raises for unknown items, ``"ignore"`` drops them.
-
-    Returns:
-        ``(indices, ratings)`` of the known items.
+    Ids that arrive as text are coerced; unknown items raise, or are dropped under
+    ``on_unknown="ignore"``.
 
     Raises:
         DataError: for a rating that is not a finite number.

@@ -1,13 +1,14 @@
 """JSON that is always valid: NaN and infinities become ``null``, NumPy values plain numbers.
 
 ``json.dumps`` writes a bare ``NaN`` for a float NaN, which no JSON parser
-accepts; every JSON embrec prints goes through :func:`dumps` instead.
+accepts; every JSON embrec prints or saves goes through :func:`dumps` instead.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
@@ -16,9 +17,9 @@ __all__ = ["dumps", "finite"]
 
 def finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by None, recursively."""
-    if hasattr(value, "item") and not isinstance(value, dict | list | tuple | str):
+    if hasattr(value, "tolist") and not isinstance(value, dict | list | tuple | str):
         try:
-            value = value.item()  # a NumPy or PyTorch scalar
+            value = value.tolist()  # a NumPy or PyTorch scalar or array
         except (TypeError, ValueError):
             return str(value)
     if isinstance(value, float):
@@ -32,10 +33,16 @@ def finite(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any, *, indent: int | None = 2) -> str:
+def dumps(value: Any, *, indent: int | None = 2,
+          default: Callable[[Any], Any] | None = None) -> str:
     """Serialise ``value`` as strict JSON (``null`` for NaN and infinities).
 
+    Args:
+        value: what to serialise.
+        indent: as for ``json.dumps``.
+        default: turns a value JSON cannot hold into one it can (``str`` keeps it readable).
+
     Raises:
-        TypeError: for a value JSON cannot hold.
+        TypeError: for a value JSON cannot hold, without ``default``.
     """
-    return json.dumps(finite(value), indent=indent, allow_nan=False)
+    return json.dumps(finite(value), indent=indent, allow_nan=False, default=default)

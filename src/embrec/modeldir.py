@@ -1,57 +1,56 @@
 """A model folder on disk: its marker and manifest, and a save that never loses a user's file.
 
 A folder is embrec's when it holds ``embrec-manifest.json`` with
-``"format": "embrec-model"`` (older folders: a ``config.json`` with that format
-whose ``files`` list covers the folder). The manifest is also the integrity
-record: the size and SHA-256 of every other file, config.json included, and a
-digest of the manifest itself. It guards against accidental corruption and
-edits; it is not a signature.
+``"format": "embrec-model"``: the integrity record (size and SHA-256 of every
+other file, and its own digest; against corruption and edits, not a signature).
 
-:func:`write_model_dir` saves with these guarantees:
+:func:`write_model_dir` saves through :mod:`embrec.writers` with these guarantees:
 
 - a folder that is not empty and not embrec's is refused, never touched;
-- files the user added to a model folder are kept (moved into the new model);
-  a user file whose name the new model needs makes the save refuse;
-- the new model is written to ``.NAME.embrec-staging.PID.RANDOM`` beside the
-  target and exchanged with it in one ``renameat2(RENAME_EXCHANGE)`` (Linux), so
-  the target is always the whole old or the whole new model;
-- staging is removed on every path; staging left by a killed save is cleaned
-  by a later save or load when its name, marker and dead owner prove it is ours,
-  and only files with embrec's own names are ever deleted;
-- concurrent saves to one target are serialised by ``.NAME.embrec-lock``
-  (``flock``; a dead holder releases it), waiting at most ``lock_timeout``;
-- a symlinked target is followed: the model is written where the link points,
-  and the link stays.
+- files the user added to a model folder are moved into the new model (one whose
+  name the model needs makes the save refuse);
+- the model is staged in ``.NAME.embrec-staging.PID.RANDOM`` and published in one
+  rename, so the target is always the whole old or the whole new model;
+- staging a killed save left is cleaned by a later save or load when its name,
+  marker and dead owner prove it ours; only embrec's own names are ever deleted;
+- saves to one target are serialised by ``.NAME.embrec-lock`` (at most
+  ``lock_timeout``); a symlinked target is followed and the link stays.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from embrec.errors import ArtifactError
+from embrec.writers import (
+    STAGING_MARKER,
+    file_above,
+    locked,
+    matches,
+    process_alive,
+    publish,
+    read_json,
+    sha256,
+    stage,
+)
 
-__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "check_target", "file_above", "process_alive",
-           "read_manifest", "remove_stale_staging", "same_file", "write_manifest",
-           "write_model_dir"]
+__all__ = ["FORMAT", "MANIFEST", "OWN_NAMES", "RESAVE", "check_target", "read_manifest",
+           "remove_stale_staging", "write_manifest", "write_model_dir"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "embrec-model"
 MANIFEST = "embrec-manifest.json"
-STAGING_MARKER = ".embrec-staging"
+RESAVE = "re-save the model with rec.save(path), or copy the whole directory again"
 OWN_NAMES = frozenset({
     "config.json", "weights.safetensors", "users.parquet", "items.parquet", "item_info.parquet",
     "metrics.json", "history.csv", "learning-curves.png", "test.parquet", MANIFEST,
@@ -71,15 +70,6 @@ def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path, format_version: int) -> None:
     """Record the size and hash of every file in ``folder`` in its manifest."""
     files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
@@ -96,9 +86,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         ArtifactError: if it is missing, too large, not JSON, or its digest or
             entries are wrong.
     """
-    file = folder / MANIFEST
-    hint = "re-save the model with rec.save(path), or copy the whole directory again"
-    data = _read_small_json(file, hint)
+    file, hint = folder / MANIFEST, RESAVE
+    data = read_json(file, MAX_MANIFEST_BYTES, hint)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ArtifactError(f"{file}: not an embrec manifest", hint=hint)
     body = {k: v for k, v in data.items() if k != "digest"}
@@ -122,41 +111,24 @@ def _entry_ok(name: Any, entry: Any) -> bool:
             and entry["bytes"] >= 0 and isinstance(entry.get("sha256"), str))
 
 
-def _read_small_json(file: Path, hint: str) -> Any:
-    """Parse a JSON file of at most 1 MiB that is a regular file inside its folder."""
-    try:
-        if file.is_symlink() or not file.is_file():
-            raise ArtifactError(f"{file}: missing or not a regular file", hint=hint)
-        if file.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ArtifactError(f"{file}: larger than {MAX_MANIFEST_BYTES} bytes", hint=hint)
-        return json.loads(file.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        problem = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]
-        raise ArtifactError(f"{file}: is not valid JSON ({problem})", hint=hint) from None
-
-
 def owned_names(folder: Path) -> set[str] | None:
-    """The names embrec wrote in ``folder``, or None when nothing proves it is embrec's."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
-            listed = _names(manifest.get("files"))
-            return {n for n in listed if n in OWN_NAMES} | {MANIFEST}
-    except (OSError, ValueError, RecursionError):
-        pass
-    try:  # a folder saved before the manifest existed (format version 1)
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        return None
-    listed = _names(config.get("files"))
-    owned = {n for n in listed if n in OWN_NAMES} | {"config.json"}
-    return owned if set(os.listdir(folder)) <= owned else None
+    """The names embrec wrote in ``folder``, or None when nothing proves it is embrec's.
 
-
-def _names(files: Any) -> list[str]:
-    return [str(n) for n in files] if isinstance(files, dict) else []
+    A folder saved before the manifest existed (format version 1) is proven by a
+    ``config.json`` of that format whose ``files`` cover the whole folder.
+    """
+    for record in (MANIFEST, "config.json"):
+        try:
+            data = json.loads((folder / record).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            files = data.get("files")
+            owned = {str(n) for n in (files if isinstance(files, dict) else ()) if n in OWN_NAMES}
+            owned.add(record)
+            if record == MANIFEST or set(os.listdir(folder)) <= owned:
+                return owned
+    return None
 
 
 # ----------------------------------------------------------------------------- save
@@ -184,12 +156,9 @@ def write_model_dir(target: str | Path, write: Callable[[Path], None], *, format
     with _locked(target, lock_timeout):
         _remove_stale(target)
         owned = _owned_or_refuse(target)
-        staging = target.with_name(f".{target.name}.embrec-staging.{os.getpid()}."
-                                   f"{secrets.token_hex(4)}")
-        staging.mkdir(mode=0o755)
+        staging = stage(_staging_name(target))
         old = staging
         try:
-            (staging / STAGING_MARKER).write_text(str(os.getpid()))
             _checkpoint("staging-created")
             write(staging)
             _checkpoint("files-written")
@@ -236,31 +205,17 @@ def _owned_or_refuse(target: Path) -> set[str] | None:
     return owned
 
 
-def file_above(path: Path) -> Path | None:
-    """The nearest existing entry above ``path`` if it is a file (nothing can go under it)."""
-    for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
-
-
 def _swap(staging: Path, target: Path, owned: set[str] | None) -> Path:
     """Put ``staging`` at ``target``; return where the old model (and the user's files) went."""
-    if owned is None:
-        os.rename(staging, target)  # target absent, or an empty folder (rename replaces it)
-        return staging
-    extras = set(os.listdir(target)) - owned
+    extras = set(os.listdir(target)) - owned if owned is not None else set()
     clash = sorted(extras & set(os.listdir(staging)))
     if clash:
         raise ArtifactError(f"refusing to replace the model in {target}: your file {clash[0]!r} "
                             "has a name the new model needs",
                             hint="move that file out of the model folder, or save elsewhere")
-    old = staging
-    if not _exchange(staging, target):  # no RENAME_EXCHANGE: two renames, recovered if killed
-        old = staging.with_name(f".{target.name}.embrec-staging.{os.getpid()}."
-                                f"{secrets.token_hex(4)}")
-        os.rename(target, old)
-        os.rename(staging, target)
+    old = publish(staging, target, aside=_staging_name(target))
+    if old is None:  # target absent, or an empty folder
+        return staging
     _checkpoint("swapped")
     for name in sorted(extras):
         os.rename(old / name, target / name)
@@ -268,21 +223,9 @@ def _swap(staging: Path, target: Path, owned: set[str] | None) -> Path:
     return old
 
 
-_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically with Linux's renameat2; False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code), str(a))
+def _staging_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.embrec-staging.{os.getpid()}."
+                            f"{secrets.token_hex(4)}")
 
 
 def _retire(folder: Path, target: Path) -> None:
@@ -343,55 +286,14 @@ def _complete(folder: Path) -> bool:
         files = read_manifest(folder)["files"]
     except ArtifactError:
         return False
-    return all((folder / n).is_file() and sha256(folder / n) == e["sha256"]
-               for n, e in files.items())
+    return all(matches(folder / n, e["sha256"]) for n, e in files.items())
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this machine is running (ours counts as running)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _locked(target: Path, timeout: float) -> AbstractContextManager[None]:
+    """Hold ``.NAME.embrec-lock`` beside ``target``: one save to a folder at a time."""
+    def refuse(holder: str) -> ArtifactError:
+        return ArtifactError(f"another process is saving a model to {target} "
+                             f"(pid {holder}, lock .{target.name}.embrec-lock)",
+                             hint="wait for it to finish, or save to another folder")
 
-
-@contextmanager
-def _locked(target: Path, timeout: float) -> Iterator[None]:
-    """Hold ``.NAME.embrec-lock`` beside ``target`` (flock; released when a holder dies)."""
-    lock = target.with_name(f".{target.name}.embrec-lock")
-    deadline = time.monotonic() + timeout
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if time.monotonic() >= deadline:
-                raise ArtifactError(
-                    f"another process is saving a model to {target} (lock {lock.name})",
-                    hint="wait for it to finish, or save to another folder") from None
-            time.sleep(0.05)
-            continue
-        if same_file(fd, lock):
-            break
-        os.close(fd)  # the holder before us removed the file: lock the new one
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
-
-
-def same_file(fd: int, path: Path) -> bool:
-    """Whether the open file ``fd`` is the file at ``path`` (not one removed and made anew)."""
-    try:
-        here = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+    return locked(target.with_name(f".{target.name}.embrec-lock"), refuse, timeout)

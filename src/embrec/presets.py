@@ -15,8 +15,8 @@ trains one, with any model or training field overridden by name.
   element-wise, dropout 0.2, Dense(1, relu), Dense(1); Keras initialisers and
   Adam; MSE; batch 32 (Keras' default); 10 epochs; ``validation_split=0.2``,
   i.e. the *last* 20% of the training rows; random 90/10 split.
-- ``default``: biased MF trained per rating by the compiled kernel, chosen by measurement on
-  ML-100K and a 10M-rating set (see the comment there); ``BiasedMFConfig()`` is its model.
+- ``default``: ``BiasedMFConfig()`` trained per rating by the compiled kernel, chosen on
+  validation rows of ML-100K and a 10M-rating set.
 - ``accurate``: the best validation RMSE found on ML-100K within a few minutes of
   CPU: a blend of the ``default`` preset and I-AutoRec, its weights chosen on
   validation rows carved from the training data (``benchmarks/accuracy.py``).
@@ -34,11 +34,12 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from embrec.config import TrainConfig
+from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, GMFConfig, MLPConfig
 from embrec.models.base import ModelConfig
+from embrec.models.defaults import DEFAULT_TRAINING, PER_RATING, default_training
 from embrec.recommender import Recommender
 
 __all__ = ["DEFAULT_TRAINING", "PRESETS", "Preset", "default_training", "fit_preset"]
@@ -50,24 +51,14 @@ KERAS_ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "adam_epsilon": 1e-7,
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Preset:
-    """A model config, a train config and the test fraction they were measured with.
-
-    Attributes:
-        model: the model config.
-        train: the training config.
-        test_size: test fraction of the preset's reference random split.
-        description: one line for ``embrec train --help`` and listings.
-    """
+    """A model config, a train config, the test fraction of the preset's reference random
+    split, and one line for ``embrec train --help`` and listings."""
 
     model: ModelConfig
     train: TrainConfig
     test_size: float = 0.2
     description: str = ""
 
-
-DEFAULT_TRAIN = TrainConfig(epochs=10, batch_size=1, learning_rate=0.002, weight_decay=0.02,
-                            schedule="onecycle")
-"""The ``default`` preset's training: per rating (the compiled kernel); see the preset."""
 
 PRESETS: dict[str, Preset] = {
     "movielens-notebook": Preset(
@@ -85,12 +76,11 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # Selected on validation rows (never test rows) of ML-100K and of an ML-10M-shaped
-    # synthetic set, as the setting whose worse gap to either set's best is smallest
-    # (benchmarks/select_default.py; record in benchmarks/results/default.md).
+    # selected on validation rows of ML-100K and an ML-10M-shaped set, never test rows
+    # (benchmarks/select_default.py; benchmarks/results/default.md): the smallest worst-case gap
     "default": Preset(
         model=BiasedMFConfig(),
-        train=DEFAULT_TRAIN,
+        train=PER_RATING,
         test_size=0.1,
         description="biased MF, 32 factors, per-rating lazy Adam (compiled kernel), one-cycle, "
                     "10 epochs (selected on validation rows of ML-100K and a 10M-rating set)",
@@ -100,7 +90,7 @@ PRESETS: dict[str, Preset] = {
     "accurate": Preset(
         model=BlendConfig(components=(
             {"model": "biased-mf", "config": BiasedMFConfig().to_dict(),
-             "train": DEFAULT_TRAIN.to_dict()},
+             "train": PER_RATING.to_dict()},
             {"model": "autorec", "config": AutoRecConfig().to_dict()})),
         train=TrainConfig(),
         test_size=0.1,
@@ -117,36 +107,6 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-
-MINI_BATCH = TrainConfig(epochs=20, batch_size=2048, learning_rate=0.005, weight_decay=0.08,
-                         schedule="onecycle")
-"""Lazy Adam over mini-batches with a one-cycle schedule: the neural models' training (no kernel
-trains them; at batch 1 a torch step per rating would be slow)."""
-
-DEFAULT_TRAINING: dict[str, TrainConfig] = {
-    # the `default` preset's training (benchmarks/results/default.md)
-    "biased-mf": PRESETS["default"].train,
-    # per-use L2 chosen on validation rows of ML-100K's training part
-    # (benchmarks/results/neural.md): GMF's learned output weight can scale its factors back
-    # up, so it needs more
-    "gmf": dataclasses.replace(MINI_BATCH, weight_decay=0.2),
-    "mlp": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
-    "neumf": dataclasses.replace(MINI_BATCH, weight_decay=0.12),
-}
-"""Each model's default training: what ``fit(XConfig(), train)`` and ``embrec train --model x``
-use when no training settings are given (``TrainConfig()`` for a model not listed)."""
-
-
-def default_training(model_config: ModelConfig) -> TrainConfig:
-    """Return the training settings ``model_config``'s model trains with by default.
-
-    Args:
-        model_config: a model config.
-
-    Returns:
-        ``DEFAULT_TRAINING[name]``, or ``TrainConfig()`` for a model without an entry.
-    """
-    return DEFAULT_TRAINING.get(str(model_config.name), TrainConfig())
 
 
 def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
@@ -169,7 +129,8 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
     """
     from embrec.training.fit import fit
 
-    preset = _lookup(name)
+    require_choice("preset", name, PRESETS)
+    preset = PRESETS[name]
     model_fields = {f.name for f in dataclasses.fields(preset.model)}  # type: ignore[arg-type]
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in overrides:
@@ -184,10 +145,3 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
     return fit(model, train, config, validation=validation,
                metadata={"preset": name, **(metadata or {})})
 
-
-def _lookup(name: str) -> Preset:
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, list(PRESETS), n=1)
-        raise ConfigError("preset", name, f"is not one of {sorted(PRESETS)}",
-                          hint=f"did you mean {close[0]!r}?" if close else None)
-    return PRESETS[name]

@@ -1,35 +1,39 @@
 """Recommender: a trained model together with its id maps, scale and training facts.
 
-``fit()`` returns one, so there is no unfitted state. It takes raw ids in and
-gives raw ids out; the model inside only ever sees contiguous indices. Its
-model is frozen after training, so what is derived from it (every item's
-vector, the normalised item factors, the per-user and per-item mean ratings,
-the prior of the fold-in) is computed once, on first use, and kept.
+``fit()`` returns one, so there is no unfitted state: raw ids in, raw ids out; the
+model inside only sees contiguous indices. The model is frozen after training, so
+what is derived from it (item vectors, unit item factors, mean ratings, the fold-in
+prior) is computed once, on first use, and kept. ``save`` and ``load`` go through
+the plain state of :mod:`embrec.artifacts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from embrec import artifacts
+from embrec.artifacts import ModelState
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
-from embrec.errors import ConfigError, UnknownIdError
+from embrec.device import resolve_device
+from embrec.errors import ArtifactError, ConfigError, UnknownIdError
 from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
 
-__all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender"]
+__all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender", "load", "save"]
 
 OnUnknown = Literal["error", "nan", "mean"]
+T = TypeVar("T")
 
 BIAS_DAMPING = 5.0
 """Pseudo-ratings at the global mean added to a user's or item's mean rating (the fallback)."""
@@ -47,13 +51,10 @@ class Recommender:
         items: raw item ids of the training data.
         scale: ``(min, max)`` rating scale; predictions are clipped to it.
         mean: mean training rating (the fallback for unknown ids).
-        seen: ``(n_users, n_items)`` CSR matrix of training ratings, used to
-            exclude seen items from recommendations.
-        history: one dict per epoch (``epoch``, ``train_rmse``, ``validation_rmse``,
-            ``seconds``...).
+        seen: ``(n_users, n_items)`` CSR matrix of training ratings (excluded when recommending).
+        history: one dict per epoch (``epoch``, ``train_rmse``, ``validation_rmse``...).
         item_info: item metadata (titles, genres) indexed by raw item id.
-        metadata: facts about the training run: data source, fingerprint,
-            split, seed, metrics.
+        metadata: facts about the training run: data, fingerprint, split, seed, metrics.
     """
 
     model: RatingModel
@@ -80,18 +81,10 @@ class Recommender:
         history: list[dict[str, float]] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Wrap a freshly trained model with the facts of its training data.
+        """Wrap a freshly trained model (put in eval mode) with the facts of its training data.
 
-        Args:
-            model: the trained model.
-            model_config: the config that built it.
-            train_config: the training config.
-            train: the training ratings (indexes, scale, seen items, metadata).
-            history: per-epoch training history.
-            metadata: extra facts to record (split, seed, metrics...).
-
-        Returns:
-            The recommender, with the model in eval mode.
+        ``train`` gives the id maps, scale, seen items and data facts; ``metadata``
+        adds to those (split, seed, metrics...).
         """
         model.eval()
         seen = sp.csr_matrix(
@@ -136,31 +129,39 @@ class Recommender:
         return str(self.model_config.name)
 
     def save(self, path: str | Path) -> Path:
-        """Save to a model directory; see :func:`embrec.artifacts.save`.
-
-        Args:
-            path: the directory to write (replaced atomically if it exists).
-
-        Returns:
-            The directory's path.
+        """Save to the model directory ``path``: :func:`save` as a method.
 
         Raises:
-            ArtifactError: if ``path`` exists and is not a model directory.
+            ArtifactError: if ``path`` is refused or cannot be written (see :func:`save`).
         """
-        from embrec.artifacts import save
-
         return save(self, path)
 
+    def to_state(self) -> ModelState:
+        """The plain state a model folder holds (see :mod:`embrec.artifacts`)."""
+        kept = {f.name: getattr(self, f.name) for f in fields(ModelState) if f.name != "weights"}
+        return ModelState(weights=self.model.state_dict(), **kept)
+
+    @classmethod
+    def from_state(cls, state: ModelState, device: torch.device) -> Recommender:
+        """Build the model of a read model folder on ``device``, in eval mode.
+
+        Raises:
+            ArtifactError: if the weights do not fit the model.
+        """
+        model = state.model_config.build(len(state.users), len(state.items), scale=state.scale,
+                                         mean=state.mean)
+        try:
+            model.load_state_dict(state.weights, strict=True)
+        except RuntimeError as error:
+            raise ArtifactError(f"saved weights do not fit the {state.model_config.name} model "
+                                f"({str(error)[-200:]})", hint="re-save the model") from None
+        model.to(device).eval()
+        kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
+        return cls(model, **kept)
+
     # ------------------------------------------------------------------ predict
-    def predict(
-        self,
-        user: Any,
-        item: Any,
-        *,
-        on_unknown: OnUnknown = "error",
-        clip: bool = True,
-        kind: Literal["rating", "score"] = "rating",
-    ) -> Any:
+    def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
+                clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
         """Predict ratings for raw ids: a float for scalars, an array for arrays.
 
         Args:
@@ -407,39 +408,33 @@ class Recommender:
             self._cache["titles"] = titles_by_index(self.item_info, self.items)
         return item_frame(self.items.id_of(items), values, column, self._cache["titles"], items)
 
-    def _cached_tensor(self, key: str, build: Any) -> Any:
+    def _cached_tensor(self, key: str, build: Callable[[], T]) -> T:
         value = self._cache.get(key)
-        device = self.device
-        if value is None or _device_of(value) != device:
+        if value is None or _device_of(value) != self.device:
             with torch.no_grad():
                 value = build()
             self._cache[key] = value
-        return value
+        return cast(T, value)
 
     def _item_vectors(self) -> torch.Tensor:
         all_items = torch.arange(self.n_items, device=self.device)
-        vectors: torch.Tensor = self._cached_tensor(
-            "item_vectors", lambda: self.model.item_vectors(all_items).detach())
-        return vectors
+        return self._cached_tensor("item_vectors",
+                                   lambda: self.model.item_vectors(all_items).detach())
 
     def _unit_factors(self) -> torch.Tensor:
         def build() -> torch.Tensor:
             factors = self.model.item_factors().detach().float()
-            unit: torch.Tensor = factors / factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            return unit
+            return factors.div(factors.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
-        cached: torch.Tensor = self._cached_tensor("unit_factors", build)
-        return cached
+        return self._cached_tensor("unit_factors", build)
 
     def _prior(self) -> UserPrior:
-        prior: UserPrior = self._cached_tensor("prior", lambda: user_prior(self.model))
-        return prior
+        return self._cached_tensor("prior", lambda: user_prior(self.model))
 
     def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
         if "means" not in self._cache:
-            indptr, indices = self.seen.indptr, self.seen.indices
-            data = np.asarray(self.seen.data, dtype=np.float64)
-            user_counts = np.diff(indptr)
+            data, indices = np.asarray(self.seen.data, dtype=np.float64), self.seen.indices
+            user_counts = np.diff(self.seen.indptr)
             rows = np.repeat(np.arange(self.n_users), user_counts)
             user_sums = np.bincount(rows, weights=data, minlength=self.n_users)
             item_sums = np.bincount(indices, weights=data, minlength=self.n_items)
@@ -447,16 +442,55 @@ class Recommender:
             prior = BIAS_DAMPING * self.mean
             self._cache["means"] = ((user_sums + prior) / (user_counts + BIAS_DAMPING),
                                     (item_sums + prior) / (item_counts + BIAS_DAMPING))
-        means: tuple[np.ndarray, np.ndarray] = self._cache["means"]
-        return means
+        return cast(tuple[np.ndarray, np.ndarray], self._cache["means"])
 
 
 def _device_of(value: Any) -> torch.device:
-    tensor = value[0] if isinstance(value, tuple) else value
-    device: torch.device = tensor.device
-    return device
+    return cast(torch.device, (value[0] if isinstance(value, tuple) else value).device)
 
 
 def _check_n(n: int) -> None:
     require(isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1,
             "n", n, "must be a positive integer")
+
+
+def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
+    """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
+
+    Only an empty folder or an embrec model folder is replaced; files you added
+    to a model folder are kept (:mod:`embrec.modeldir`; the files: :mod:`embrec.artifacts`).
+
+    Args:
+        rec: the recommender to save.
+        path: the model directory; its parent folders are created.
+        test: the rows held out from training, saved for ``embrec evaluate DIR``.
+
+    Returns:
+        The directory's path.
+
+    Raises:
+        ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
+            model directory (never touched), if the weights hold NaN or infinity, or
+            another process is saving to ``path``.
+    """
+    return artifacts.write(rec.to_state(), path, test=test)
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
+    """Load a model directory written by :func:`save`, every file and value checked first.
+
+    Args:
+        path: the model directory.
+        device: where to put the model: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+
+    Returns:
+        The recommender, its model in eval mode on ``device``.
+
+    Raises:
+        ArtifactError: for a missing, unreadable or changed file (hash mismatch), another
+            format version, an invalid config value, an unknown model, or weights that do
+            not fit the model or hold NaN/infinity.
+        ConfigError: for a device that is not available.
+    """
+    target = resolve_device(device)  # before reading: a bad device is said first
+    return Recommender.from_state(artifacts.read(path), target)

@@ -1,16 +1,9 @@
 """Optuna storage for ``tune``: refused unless it is an Optuna store, and swept of dead trials.
 
-A ``sqlite:///`` storage is opened read-only and checked before Optuna touches
-it: a file that is not SQLite, a folder, a missing parent folder, or a SQLite
-database that holds tables but not Optuna's is refused, so a user's own
-database is never written into. Any other problem Optuna or SQLAlchemy raise
-while opening a study becomes one :class:`~embrec.errors.ConfigError`.
-
-A trial records the host and pid of the process running it. A trial left
-``RUNNING`` by a process that is gone (``kill -9``, a crash, a lost machine
-on this host) is marked failed when ``tune`` next opens the study, and the
-starting point is enqueued again until a trial of it has finished, so a
-killed first trial never loses the search's baseline.
+A ``sqlite:///`` storage is checked read-only before Optuna touches it, so a user's
+own database is never written into. A trial records the host and pid running it; one
+left ``RUNNING`` by a process that is gone is marked failed when ``tune`` next opens
+the study, and the starting point is enqueued again until a trial of it has finished.
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from embrec.errors import ConfigError
-from embrec.modeldir import process_alive
+from embrec.writers import process_alive
 
 T = TypeVar("T")
 

@@ -1,10 +1,7 @@
 """Vectorised top-N: score blocks of users against the whole catalogue and keep the best.
 
-Every function here works on contiguous indices and tensors, never on raw ids
-or DataFrames. A block of users is scored with one ``score_matrix`` call
-(chunked over items only when a model without a fast ``score_matrix`` would
-need too much memory), seen items are masked with ``-inf`` straight from the
-CSR arrays, and :func:`top_k` picks the best items with ties broken towards
+Every function works on contiguous indices and tensors, never raw ids. Seen items are
+masked with ``-inf`` straight from the CSR arrays, and :func:`top_k` breaks ties towards
 the lower item index, so the same model always gives the same lists.
 """
 
@@ -20,17 +17,8 @@ from torch import Tensor
 from embrec.data.ids import IdIndex
 from embrec.models.base import RatingModel
 
-__all__ = [
-    "block_size",
-    "item_frame",
-    "mask_seen",
-    "score_block",
-    "titles_by_index",
-    "top_k",
-    "top_n",
-    "top_n_for_vector",
-    "top_similar",
-]
+__all__ = ["block_size", "item_frame", "mask_seen", "score_block", "titles_by_index", "top_k",
+           "top_n", "top_n_for_vector", "top_similar"]
 
 SCORE_BUDGET = 1 << 24
 """Most scores held at once for a block of users (64 MB of float32)."""
@@ -44,15 +32,10 @@ def _has_fast_score_matrix(model: RatingModel) -> bool:
 
 
 def block_size(model: RatingModel, n_items: int, width: int) -> int:
-    """Return how many users to score per block against ``n_items`` items.
+    """Return how many users (1 to 1024) to score per block against ``n_items`` items.
 
-    Args:
-        model: the model (a fast ``score_matrix`` allows bigger blocks).
-        n_items: catalogue size.
-        width: user-vector plus item-vector width, for the generic path.
-
-    Returns:
-        A block size between 1 and 1024.
+    ``width`` (user- plus item-vector width) sizes the generic ``score_matrix`` path;
+    a model's own fast ``score_matrix`` allows bigger blocks.
     """
     per_user = n_items if _has_fast_score_matrix(model) else n_items * max(width, 1)
     budget = SCORE_BUDGET if _has_fast_score_matrix(model) else PAIR_BUDGET
@@ -62,16 +45,8 @@ def block_size(model: RatingModel, n_items: int, width: int) -> int:
 def score_block(model: RatingModel, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
     """Score a block of users against all items: ``(block, n_items)`` float32.
 
-    Models that keep the generic ``score_matrix`` (which expands every pair)
-    are scored in item chunks so memory stays within :data:`PAIR_BUDGET`.
-
-    Args:
-        model: the rating model.
-        user_vectors: ``(block, user_dim)``.
-        item_vectors: ``(n_items, item_dim)``.
-
-    Returns:
-        The predicted ratings, unclipped.
+    Scores are unclipped. Models that keep the generic ``score_matrix`` (which expands
+    every pair) are scored in item chunks so memory stays within :data:`PAIR_BUDGET`.
     """
     n_users, n_items = user_vectors.shape[0], item_vectors.shape[0]
     width = user_vectors.shape[1] + item_vectors.shape[1]
@@ -88,14 +63,8 @@ def score_block(model: RatingModel, user_vectors: Tensor, item_vectors: Tensor) 
 
 
 def mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
-    """Set the scores of every item each user has rated to ``-inf``, in place.
-
-    Args:
-        scores: ``(len(users), n_items)`` scores of a block of users.
-        users: the block's user indices (rows of the CSR).
-        indptr: CSR row pointers of the seen matrix.
-        indices: CSR column indices of the seen matrix.
-    """
+    """Set ``scores[row, item]`` to ``-inf`` for every item ``users[row]`` rated, in place
+    (``indptr``, ``indices``: the seen matrix's CSR arrays)."""
     starts, stops = indptr[users], indptr[users + 1]
     counts = stops - starts
     total = int(counts.sum())
@@ -105,9 +74,7 @@ def mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     cols = indices[np.repeat(starts, counts) + offsets]
     device = scores.device
-    scores[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = (
-        -torch.inf
-    )
+    scores[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = -torch.inf
 
 
 def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -115,13 +82,7 @@ def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     ``torch.topk`` alone leaves the order of equal scores unspecified; when a
     tie straddles the cut-off, the tied items with the lowest indices are kept.
-
-    Args:
-        scores: ``(rows, n)``.
-        k: how many to keep (capped at ``n``).
-
-    Returns:
-        ``(values, indices)``, each ``(rows, min(k, n))``.
+    Returns ``(values, indices)``, each ``(rows, min(k, n))``.
     """
     k = min(k, scores.shape[1])
     values, indices = torch.topk(scores, k, dim=1)
@@ -146,22 +107,10 @@ def _blocks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def top_n(
-    model: RatingModel,
-    users: np.ndarray,
-    item_vectors: Tensor,
-    n: int,
-    *,
-    seen: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rank the whole catalogue for each user and keep the ``n`` best items.
-
-    Args:
-        model: the rating model (eval mode).
-        users: user indices, ``(b,)``.
-        item_vectors: every item's vector, ``(n_items, item_dim)`` on the model's device.
-        n: list length.
-        seen: CSR ``(indptr, indices)`` of items to exclude per user, or ``None``.
+def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *,
+          seen: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rank the whole catalogue (``item_vectors`` on the model's device) for each user and
+    keep the ``n`` best items, leaving out the ``seen`` CSR ``(indptr, indices)``.
 
     Returns:
         ``(items, scores)``, each ``(b, min(n, n_items))``: int64 item indices
@@ -190,17 +139,11 @@ def top_n(
 
 def top_n_for_vector(model: RatingModel, vector: Tensor, item_vectors: Tensor, n: int, *,
                      exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rank the catalogue for one user vector that is not in the model (a folded-in user).
-
-    Args:
-        model: the rating model.
-        vector: the user vector, ``(1, user_dim)``.
-        item_vectors: every item's vector, ``(n_items, item_dim)``.
-        n: list length.
-        exclude: item indices to leave out, or ``None``.
+    """Rank the catalogue for one ``(1, user_dim)`` vector not in the model (a folded-in user).
 
     Returns:
-        ``(items, scores)``: int64 item indices and raw float32 scores, best first.
+        ``(items, scores)``: int64 item indices and raw float32 scores, best first,
+        without the ``exclude`` items.
     """
     with torch.inference_mode():
         scores = score_block(model, vector.to(item_vectors.dtype), item_vectors)
@@ -212,16 +155,8 @@ def top_n_for_vector(model: RatingModel, vector: Tensor, item_vectors: Tensor, n
 
 
 def top_similar(unit_factors: Tensor, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the ``n`` items with the highest cosine similarity to ``item``, itself excluded.
-
-    Args:
-        unit_factors: row-normalised item factors, ``(n_items, dim)``.
-        item: the item index.
-        n: how many neighbours.
-
-    Returns:
-        ``(items, similarities)``: int64 indices and float32 cosines, best first.
-    """
+    """Return the ``n`` items (int64 indices, float32 cosines, best first) most similar to
+    ``item`` among the row-normalised ``unit_factors``, itself excluded."""
     with torch.inference_mode():
         similarity = unit_factors @ unit_factors[item]  # (n_items,)
         similarity[item] = -torch.inf
@@ -230,15 +165,8 @@ def top_similar(unit_factors: Tensor, item: int, n: int) -> tuple[np.ndarray, np
 
 
 def titles_by_index(item_info: pd.DataFrame | None, items: IdIndex) -> np.ndarray | None:
-    """Return the item titles aligned with the item index (None where missing).
-
-    Args:
-        item_info: item metadata indexed by raw item id, or ``None``.
-        items: the model's item index.
-
-    Returns:
-        An object array of titles, one per item index, or ``None`` without titles.
-    """
+    """Return an object array of titles by item index (None where missing), or None when
+    ``item_info`` (indexed by raw item id) has no titles."""
     if item_info is None or "title" not in item_info.columns:
         return None
     column = item_info["title"]
@@ -250,18 +178,8 @@ def titles_by_index(item_info: pd.DataFrame | None, items: IdIndex) -> np.ndarra
 
 def item_frame(ids: np.ndarray, values: np.ndarray, column: str, titles: np.ndarray | None,
                index: np.ndarray) -> pd.DataFrame:
-    """Build the result table: ``item``, ``column`` (and ``title`` when titles exist).
-
-    Args:
-        ids: raw item ids.
-        values: scores or similarities, aligned with ``ids``.
-        column: the name of the values column.
-        titles: titles by item index, from :func:`titles_by_index`.
-        index: the item indices of ``ids`` (to look titles up).
-
-    Returns:
-        The DataFrame, in the given order.
-    """
+    """Build the result table: ``item``, ``column`` (the values) and, when ``titles`` (by
+    item index) exist, ``title`` looked up by ``index``, in the given order."""
     frame = pd.DataFrame({"item": ids, column: np.asarray(values, dtype=np.float64)})
     if titles is not None:
         frame["title"] = pd.Series(titles[index], dtype=object)  # None stays None (JSON null)

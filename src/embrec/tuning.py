@@ -1,30 +1,16 @@
 """tune(): search a model's and training's settings with Optuna, on validation rows only.
 
-``tune(train, "biased-mf")`` takes *training* ratings (the caller keeps its test
-split out of them), carves a validation set from them with a seeded random
-split, and runs one Optuna trial per setting: fit on the rest, score on the
-validation rows (RMSE, or NDCG@10 over the full catalogue). The test rows are
-never seen, so the test RMSE of the chosen setting stays an honest estimate.
+``tune(train, "biased-mf")`` takes *training* ratings, carves a seeded validation set
+from them and runs one Optuna trial per setting (fit on the rest, score RMSE or
+NDCG@10 on the validation rows), so the test rows stay unseen and the chosen
+setting's test score an honest estimate. The first trial is the given setting
+(:func:`starting_point`), so the search never reports worse than where it started.
+Per-epoch validation RMSE goes to a ``MedianPruner`` after each fit (``fit`` has no
+per-epoch hook): pruning steers the sampler but does not save training time.
 
-The search space (:func:`suggest`, :data:`RANGES`, :data:`CHOICES`) covers the
-training knobs every model shares (learning rate, weight decay, batch size,
-epochs, schedule) and the model's own
-(embedding size, initial spread, dropout), each only when the config has it, so
-a field the library adds keeps its value. A new study's first trial is the
-given setting itself (:func:`starting_point`), so the search never reports a
-validation score worse than where it started. Each trial reports its per-epoch
-validation RMSE to Optuna's ``MedianPruner``, which marks trials that trail the
-median at the same epoch as pruned. ``fit`` has no per-epoch hook, so the report
-comes after the trial's fit: pruning steers the sampler and the tables, but
-does not yet save training time.
-
-A study lives in Optuna storage (``storage="sqlite:///tune.db"``): running
-``tune`` again with the same study name resumes it until it holds ``trials``
-finished trials, and several processes can share one study. The storage is
-checked first (:mod:`embrec.studies`): a database that is not an Optuna store
-is refused untouched, and trials a killed run left running are marked failed. The study records
-what it tunes (model, metric, validation fraction, seed and the training data's
-fingerprint) and refuses to mix in a different search.
+A study in Optuna storage (``"sqlite:///tune.db"``) resumes until it holds ``trials``
+finished trials, may be shared by several processes, and refuses to mix in a search
+of another model, metric, validation fraction, seed or training data.
 """
 
 from __future__ import annotations
@@ -52,15 +38,8 @@ METRICS = {"rmse": "minimize", "ndcg@10": "maximize"}
 
 @dataclass(frozen=True, slots=True)
 class TuneResult:
-    """The outcome of :func:`tune`.
-
-    Attributes:
-        model: the best trial's model config.
-        train: the best trial's training config.
-        value: its validation metric.
-        metric: the metric's name.
-        study: the ``optuna.Study`` (every trial, its parameters and values).
-    """
+    """The outcome of :func:`tune`: the best trial's configs and validation ``value`` of
+    ``metric``, and the ``optuna.Study`` with every trial."""
 
     model: ModelConfig
     train: TrainConfig
@@ -88,15 +67,10 @@ CHOICES: dict[str, list[Any]] = {"batch_size": [256, 512, 1024, 2048, 4096],
 
 
 def suggest(trial: Any, model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
-    """Draw one setting from the search space, around ``model`` and ``train``.
+    """Draw one setting from the search space, keeping ``model``'s and ``train``'s other fields.
 
-    Args:
-        trial: an ``optuna.Trial`` (or ``optuna.trial.FixedTrial`` to rebuild a setting).
-        model: the model config whose other fields are kept.
-        train: the training config whose other fields are kept.
-
-    Returns:
-        The model and training configs of this trial.
+    ``trial`` is an ``optuna.Trial``, or an ``optuna.trial.FixedTrial`` to rebuild a setting;
+    a knob is searched only when the config has it.
     """
     fields = {f.name for f in dataclasses.fields(model)}  # type: ignore[arg-type]
     changes: dict[str, Any] = {"embedding_dim": trial.suggest_int(
@@ -125,14 +99,7 @@ def starting_point(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
     """The starting configs as trial parameters, those that lie inside the search space.
 
     A new study runs this setting first, so the search never reports a best
-    worse (on validation) than where it started.
-
-    Args:
-        model: the model config the search starts from.
-        train: the training config the search starts from.
-
-    Returns:
-        ``{parameter: value}`` for :func:`suggest`'s parameters.
+    worse (on validation) than where it started. Returns ``{parameter: value}``.
     """
     current: dict[str, Any] = {k: getattr(model, k, None) for k in ("embedding_dim", "init_std")}
     current.update({k: getattr(train, k) for k in (
@@ -305,15 +272,8 @@ def _result(optuna: Any, study: Any, model: ModelConfig, train: TrainConfig,
 
 
 def best_trials(study: Any, n: int = 5) -> list[dict[str, Any]]:
-    """The ``n`` best finished trials, best first: number, value, seconds and parameters.
-
-    Args:
-        study: an ``optuna.Study`` from :func:`tune`.
-        n: how many.
-
-    Returns:
-        One dict per trial.
-    """
+    """The ``n`` best finished trials of a :func:`tune` study, best first: one dict each
+    with number, value, seconds and parameters."""
     optuna = _optuna()
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from embrec.artifacts import load
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.data.split import split
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import BiasedMFConfig, EASEConfig, PopularConfig
+from embrec.recommender import load
 from embrec.training.fit import fit
 
 RANKING = ("ndcg@10", "precision@10", "recall@10", "hit_rate@10", "coverage")

@@ -99,3 +99,17 @@ def test_segments_break_the_errors_down() -> None:
     assert sum(part["n"] for part in parts.values()) == result["n"]
     assert result["unknown"] == 3
     assert evaluate(rec, test, segments=True, cold_threshold=0)["segments"]["cold"]["n"] == 1
+
+
+def test_evaluation_does_not_import_training() -> None:
+    """evaluation/ scores models; fitting them (training/) is not its work."""
+    import ast
+    from pathlib import Path
+
+    import embrec.evaluation
+
+    for path in Path(embrec.evaluation.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(name.startswith("embrec.training") for name in names), path

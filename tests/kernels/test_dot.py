@@ -14,7 +14,7 @@ from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.evaluation.evaluate import evaluate
 from embrec.models import MODELS, BiasedMFConfig
-from embrec.training import kernel_trainer
+from embrec.training import trainers
 from embrec.training.checkpoint import RunState
 from embrec.training.fit import fit
 from embrec.training.optim import Schedule, learning_rate
@@ -108,7 +108,7 @@ class Crash(RuntimeError):
 def test_a_resumed_kernel_run_equals_the_uninterrupted_run(few: Any, tmp_path: Any,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            at: int, blocks: int) -> None:
-    monkeypatch.setattr(kernel_trainer, "grid_size", lambda *args: blocks)
+    monkeypatch.setattr(trainers, "grid_size", lambda *args: blocks)
     config = TrainConfig(batch_size=1, epochs=3, seed=2, num_threads=1, learning_rate=0.01,
                          validation=0.1, checkpoint_every=100, schedule="onecycle")
     model = BiasedMFConfig(embedding_dim=4)

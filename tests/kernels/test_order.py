@@ -14,7 +14,7 @@ from embrec.data.synthetic import generate
 from embrec.evaluation.evaluate import evaluate
 from embrec.kernels.order import arrange, grid_size
 from embrec.models import BiasedMFConfig
-from embrec.training import kernel_trainer
+from embrec.training import trainers
 from embrec.training.fit import fit
 
 
@@ -45,7 +45,7 @@ def test_grid_size_follows_the_table_bytes() -> None:
 @pytest.fixture()
 def grid(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cut small tables into a 3 x 3 grid, as large ones are."""
-    monkeypatch.setattr(kernel_trainer, "grid_size", lambda *args: 3)
+    monkeypatch.setattr(trainers, "grid_size", lambda *args: 3)
 
 
 def test_a_grid_fit_is_seeded_and_learns_as_well(grid: Any) -> None:
@@ -59,6 +59,6 @@ def test_a_grid_fit_is_seeded_and_learns_as_well(grid: Any) -> None:
     # the epoch's train RMSE is computed from predictions put back in the epoch's order
     assert first.history[-1]["train_rmse"] < first.history[0]["train_rmse"]
     with pytest.MonkeyPatch.context() as plain:
-        plain.setattr(kernel_trainer, "grid_size", lambda *args: 1)
+        plain.setattr(trainers, "grid_size", lambda *args: 1)
         ungridded = fit(BiasedMFConfig(embedding_dim=8), train, config)
     assert abs(evaluate(first, test)["rmse"] - evaluate(ungridded, test)["rmse"]) < 0.01

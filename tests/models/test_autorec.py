@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from embrec.artifacts import load
 from embrec.config import TrainConfig
 from embrec.models import AutoRecConfig
+from embrec.recommender import load
 from embrec.training.autorec import masked_loss, rating_rows
 from embrec.training.fit import fit
 

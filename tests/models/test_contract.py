@@ -10,11 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from embrec.artifacts import load
 from embrec.config import TrainConfig
 from embrec.data.synthetic import generate
 from embrec.errors import ConfigError
 from embrec.models import MODELS, model_config_from_dict
+from embrec.models.base import (
+    ConcatTowerModel,
+    DropoutMasks,
+    EmbeddingModel,
+    HandStepModel,
+    KernelModel,
+    RatingModel,
+    add_decay,
+)
 from embrec.training.batches import Columns
 from embrec.training.fit import fit
 from embrec.training.step import make_step
@@ -69,10 +77,8 @@ def scores(rec: Any, users: Any, items: Any) -> Any:
     return rec.predict(users, items, kind=kind)
 
 
-def reset_masks(model: torch.nn.Module, generator: torch.Generator | None = None) -> None:
-    for module in model.modules():
-        if hasattr(module, "reset_masks"):
-            module.reset_masks(generator)
+def reset_masks(model: RatingModel, generator: torch.Generator | None = None) -> None:
+    model.reset_masks(generator)
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -114,6 +120,69 @@ def test_score_matrix_agrees_with_pairwise_score(name: str) -> None:
     torch.testing.assert_close(fast, pairs, rtol=1e-5, atol=1e-5)
 
 
+HAND_STEPS = {"biased-mf", "gmf", "mlp"}
+KERNELS = {"biased-mf"}
+
+
+def test_the_contract_is_met(name: str) -> None:
+    """Every model is a RatingModel; a trained one's tables and dense parameters partition
+    its parameters; the optional hand-written paths are the ones the models declare."""
+    model = small(name).build(7, 5, scale=(1.0, 5.0), mean=3.0)
+    assert isinstance(model, RatingModel)
+    assert isinstance(model, HandStepModel) == (name in HAND_STEPS)
+    assert isinstance(model, KernelModel) == (name in KERNELS)
+    assert isinstance(model, ConcatTowerModel) == (name == "mlp")
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    if isinstance(model, EmbeddingModel):
+        tables = {id(model.user_embedding.weight), id(model.item_embedding.weight)}
+        dense = {id(p) for p in model.dense_parameters()}
+        assert not tables & dense and tables | dense == {id(p) for p in model.parameters()}
+
+
+def test_dropout_draws_only_from_the_listed_masks(name: str) -> None:
+    """Seeded dropout, resume and 2 ranks = 1 rest on this: a train-mode forward draws its
+    randomness from ``dropout_masks()`` alone, so the same generator gives the same output
+    whatever torch's global generator holds, and replacing the masks reaches every draw."""
+    if closed(name):
+        pytest.skip(f"{name} is fitted in closed form")
+    model = small(name).build(9, 8, scale=(1.0, 5.0), mean=3.5).train()
+    user, item = torch.randint(0, 9, (64,)), torch.randint(0, 8, (64,))
+    outputs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        model.reset_masks(torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            outputs.append(model(user, item))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    masks = model.dropout_masks()
+    assert all(isinstance(m, DropoutMasks) for m in masks)
+    assert bool(masks) == (name in {"gmf", "mlp", "neumf"})  # SMALL gives those dropout
+    taken: list[int] = []
+
+    class Counting(DropoutMasks):
+        def take(self, like: torch.Tensor) -> torch.Tensor:
+            taken.append(like.shape[1])
+            return super().take(like)
+
+    made = model.replace_masks(lambda old, width: Counting(old.rate))
+    assert model.dropout_masks() == made and len(made) == len(masks)
+    with torch.no_grad():
+        model(user, item)
+    assert len(taken) == len(made)
+
+
+def test_add_decay_is_the_gradient_of_the_per_use_penalty() -> None:
+    rows = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    penalty = (0.3 * rows[:, :4].square().sum() + 0.1 * rows[:, 4:].square().sum()) / 4
+    penalty.backward()
+    grad = torch.zeros(6, 5, dtype=torch.float64)
+    add_decay(grad, rows.detach(), 1, 0.3, 0.1, 4)
+    torch.testing.assert_close(grad, rows.grad)
+    plain = torch.zeros(6, 5, dtype=torch.float64)
+    add_decay(plain, rows.detach(), 0, 0.3, 0.1, 4)  # no bias columns: every column decays
+    torch.testing.assert_close(plain, rows.detach() * 0.15)
+
+
 def test_gradients_reach_both_embeddings(name: str) -> None:
     if closed(name):
         pytest.skip(f"{name} is fitted in closed form")
@@ -136,7 +205,7 @@ def test_fast_step_equals_autograd(name: str, bounded: bool, activation: str,
     model = small(name, bounded=bounded, **extra).build(9, 8, scale=(1.0, 5.0), mean=3.5)
     model = model.double()
     assert model.bias_columns == int(biases or name == "biased-mf")
-    if not hasattr(model, "gradient_step"):
+    if not isinstance(model, HandStepModel):
         pytest.skip(f"{name} has no hand-written step: autograd is its only path")
     with torch.no_grad():
         for p in model.parameters():
@@ -171,7 +240,7 @@ def test_fast_path_trains_to_the_same_weights(name: str, tiny: Any) -> None:
     fast = fit(small(name), tiny, config)
     reference = fit(small(name), tiny, dataclasses.replace(config, step_path="autograd"))
     assert reference.metadata["step_path"] == "autograd"
-    expected = "fast" if hasattr(reference.model, "gradient_step") else "autograd"
+    expected = "fast" if isinstance(reference.model, HandStepModel) else "autograd"
     assert fast.metadata["step_path"] == expected
     for a, b in zip(fast.model.parameters(), reference.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -187,6 +256,8 @@ def test_seeded_fit_is_deterministic(name: str, tiny: Any) -> None:
 
 
 def test_save_load_gives_identical_predictions(name: str, tiny: Any, tmp_path: Any) -> None:
+    from embrec.recommender import load
+
     rec = fit(small(name), tiny, TrainConfig(epochs=2, batch_size=64, learning_rate=0.01, seed=1))
     loaded = load(rec.save(tmp_path / name))
     u, i = tiny.users.id_of(tiny.user[:40]), tiny.items.id_of(tiny.item[:40])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from embrec.models.mlp import DropoutMasks, dropout_mask
+from embrec.models.tower import DropoutMasks, dropout_mask
 
 
 def _reference(shape: tuple[int, int], rate: float, seed: int) -> np.ndarray:

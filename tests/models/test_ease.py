@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embrec.artifacts import load
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import EASEConfig
+from embrec.recommender import load
 from embrec.training.fit import fit
 
 

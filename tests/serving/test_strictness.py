@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import embrec
@@ -46,6 +48,53 @@ def test_entries_are_counted_outside_strings() -> None:
     body = json.dumps({"pairs": [{"user": 'a{"{\\', "item": "{"}] * 3}).encode()
     assert count_outside_strings(body, ord("{")) == 4
     assert count_outside_strings(b'{"a":"x\\\\","b":{}}', ord("{")) == 2
+
+
+def _outside_strings(body: bytes, byte: int) -> int:
+    """The reference: walk the bytes, tracking strings and escapes."""
+    inside = escaped = False
+    found = 0
+    for value in body:
+        if inside:
+            escaped, inside = (False, True) if escaped else (value == 92, value != 34)
+        else:
+            inside, found = value == 34, found + (value == byte)
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.text("{}\"\\:ab", max_size=6) | st.integers(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text('{"\\:', max_size=4), inner, max_size=4)))
+def test_counting_outside_strings_matches_a_byte_walk(value: Any) -> None:
+    body = json.dumps(value).encode()
+    for byte in b"{:":
+        assert count_outside_strings(body, byte) == _outside_strings(body, byte)
+
+
+def test_an_oversized_batch_is_known_early_and_its_rest_is_drained() -> None:
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append("app")
+
+    entry = b'{"user": 1, "item": 2},'
+    chunks = [b'{"pairs": [' + entry * 2000] + [entry * 2000] * 50 + [b'{"user": 1}]}']
+    left = list(chunks)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": left.pop(0), "more_body": bool(left)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    limit = BodyLimit(app, entries={"/predict": ("pairs", ord("{"), 1, 3000)})
+    asyncio.run(limit({"type": "http", "method": "POST", "path": "/predict", "headers": []},
+                      receive, send))
+    assert called == [] and left == [] and sent[0]["status"] == 422  # read to its end
+    found = int(json.loads(sent[1]["body"])["detail"].split("=")[1].split()[0])
+    assert 3000 < found <= 4000  # decided on the first two chunks, not 102,001 entries
 
 
 @pytest.mark.parametrize(("path", "body"), [

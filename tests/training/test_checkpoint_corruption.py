@@ -82,7 +82,7 @@ def _tensor(name: str, value: Callable[[torch.Tensor], torch.Tensor], file: str
         tensors[name] = value(tensors[name])
         save_file(tensors, str(where / file))
         _edit_json(where, lambda facts: {**facts, "files": {
-            **facts["files"], file: __import__("embrec.modeldir").modeldir.sha256(where / file)}})
+            **facts["files"], file: __import__("embrec.writers").writers.sha256(where / file)}})
     return edit
 
 

@@ -75,3 +75,24 @@ def test_only_embrecs_own_step_folders_are_removed(tmp_path: Path) -> None:
     assert (folder / "step-notes" / "todo.txt").read_text() == "keep"
     assert sorted(p.name for p in folder.iterdir()) == [
         "LATEST", MARKER, "step-000000002", "step-1", "step-notes"]
+
+
+def test_a_step_written_again_replaces_the_earlier_copy_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    first = _save(folder, 3)
+    (first / "state.json").write_text("{}")  # the copy a resumed run writes over
+    again = Checkpoints(folder, IDENTITY).save({"w": torch.full((2,), 2.0)}, {"p": torch.zeros(1)},
+                                               {"steps": 3, "seed": 0})
+    assert again == first and sorted(p.name for p in folder.iterdir()) == [
+        "LATEST", MARKER, "step-000000003"]  # no staging or old copy left
+    snapshot = Checkpoints(folder, IDENTITY).load()
+    assert snapshot is not None and snapshot.tensors["w"].tolist() == [2.0, 2.0]
+    assert not (first / ".embrec-staging").exists()
+
+
+def test_a_marker_write_killed_midway_leaves_a_folder_still_ours(tmp_path: Path) -> None:
+    folder = tmp_path / "run.checkpoints"
+    folder.mkdir()
+    (folder / ".embrec-checkpoints.json.embrec-tmp.12345").write_text("{")
+    _save(folder, 1)
+    assert (folder / MARKER).is_file()

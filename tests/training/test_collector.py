@@ -7,16 +7,16 @@ import threading
 
 import pytest
 
-from embrec.training import collector
+from embrec.training import process
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_overlapping_pauses_restore_the_first_state(enabled: bool) -> None:
     (gc.enable if enabled else gc.disable)()
     try:
-        first = collector.paused()
+        first = process.paused()
         first.__enter__()
-        second = collector.paused()
+        second = process.paused()
         second.__enter__()  # a second fit starts while the first trains: it sees gc off
         assert not gc.isenabled()
         first.__exit__(None, None, None)  # the first ends before the second
@@ -31,7 +31,7 @@ def test_fits_in_threads_leave_the_collector_on() -> None:
     gate = threading.Barrier(4)
 
     def train() -> None:
-        with collector.paused():
+        with process.paused():
             gate.wait(timeout=10)  # every thread is inside at once
             assert not gc.isenabled()
 

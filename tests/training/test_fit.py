@@ -12,14 +12,13 @@ import torch
 
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
-from embrec.errors import TrainingError, TrainingWarning
-from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig
+from embrec.errors import ConfigError, TrainingError, TrainingWarning
+from embrec.models import BiasedMFConfig, MLPConfig, NeuMFConfig, PopularConfig
 from embrec.recommender import Recommender
 from embrec.training import optim, watch
 from embrec.training.batches import validation_rows
-from embrec.training.engine import Engine
 from embrec.training.fit import fit
-from embrec.training.optim import learning_rate
+from embrec.training.optim import Engine, learning_rate
 from embrec.training.process import flushes_denormals
 from embrec.training.trainers import StepTrainer
 
@@ -36,6 +35,30 @@ def test_returns_a_recommender_with_history(tiny: Ratings) -> None:
     assert rec.metadata["seed"] == 0 and rec.metadata["fit_seconds"] > 0
     assert rec.metadata["diagnostics"] == []
     assert not rec.model.training
+
+
+@pytest.mark.parametrize("model", [MF, PopularConfig()])
+def test_a_device_this_machine_lacks_is_a_config_error(model: Any, tiny: Ratings) -> None:
+    """torch alone stops with a bare AssertionError ("Torch not compiled with CUDA")."""
+    with pytest.raises(ConfigError, match=r"device='cuda:99' is not available: .*CUDA"):
+        fit(model, tiny, TrainConfig(device="cuda:99", epochs=1, batch_size=64))
+    with pytest.raises(ConfigError, match=r"device='cuda:x' is not a device"):
+        fit(model, tiny, TrainConfig(device="cuda:x", epochs=1, batch_size=64))
+
+
+def test_float64_tables_take_the_torch_step_and_say_so(
+        tiny: Ratings, caplog: pytest.LogCaptureFixture) -> None:
+    """The compiled kernels train float32 only (see KernelTrainer.build)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        rec = fit(MF, tiny, TrainConfig(epochs=1, batch_size=1, seed=0))
+    finally:
+        torch.set_default_dtype(before)
+    assert rec.metadata["step_path"] == "fast" and "float32 kernel" in caplog.text
+    assert rec.model.user_embedding.weight.dtype == torch.float64
+    assert fit(MF, tiny, TrainConfig(epochs=1, batch_size=1, seed=0)).metadata["step_path"] \
+        == "kernel"
 
 
 def test_training_lowers_the_error(tiny: Ratings) -> None:
@@ -237,19 +260,6 @@ def test_the_cycle_collector_is_paused_in_the_loop_and_left_as_found(
     finally:
         gc.enable()
     assert seen == [False] * 4
-
-
-def test_keras_dense_updates_take_tables_and_layers_in_one_call_with_the_same_result(
-        tiny: Ratings, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = MLPConfig(embedding_dim=6, hidden=(5,), dropout=(0.2, 0.3), activation="tanh",
-                      biases=False)
-    config = TrainConfig(epochs=2, batch_size=32, seed=4, embedding_updates="dense",
-                         learning_rate=0.01, dense_weight_decay=0.01)
-    merged = fit(model, tiny, config)
-    monkeypatch.setattr(Engine, "MERGE_ADAM", False)
-    separate = fit(model, tiny, config)  # the dense layers then take their own Adam call
-    for key, value in merged.model.state_dict().items():
-        torch.testing.assert_close(value, separate.model.state_dict()[key], rtol=0, atol=1e-6)
 
 
 def test_seeded_fit_does_not_depend_on_the_global_generator(tiny: Ratings) -> None:

@@ -133,9 +133,10 @@ def test_sampled_softmax_corrects_by_log_q_and_masks_accidental_hits() -> None:
         for p in model.parameters():
             p.zero_()
     users, items = loss.rows(data)
-    drawn = loss._drawn
+    drawn = items[1:]  # the sampled items follow the batch's own
     assert 1 in drawn.tolist() and len(set(drawn.tolist())) != 1  # a hit, and other items
-    value, _ = loss.loss(model, model.user_embedding(users), model.item_embedding(items), data)
+    value, _ = loss.loss(model, model.user_embedding(users), model.item_embedding(items), data,
+                         items)
     q = torch.tensor([0.25, 0.5, 0.25])
     logits = [-math.log(q[1])] + [-math.log(q[j]) for j in drawn.tolist() if j != 1]
     expected = -logits[0] + math.log(sum(math.exp(v) for v in logits))
@@ -173,3 +174,18 @@ def test_loss_settings_are_validated(tiny: Ratings) -> None:
         embrec.fit(BiasedMFConfig(), tiny, TrainConfig(loss="bpr", positive_threshold=99.0))
     assert isinstance(objective_for(TrainConfig()), RatingLoss)
     assert TrainConfig.from_dict({"loss": "rating+in-batch"}).loss == "rating+in-batch"
+
+
+def test_validation_ndcg_counts_relevance_at_the_run_s_positive_threshold() -> None:
+    """Every rating is a 3: relevant at threshold 3 (it was read as 4, so NDCG was NaN)."""
+    rng = np.random.default_rng(0)
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 30, 600), rng.integers(0, 20, 600),
+                                              strict=True)}
+    frame = {"user": [u for u, _ in pairs], "item": [i for _, i in pairs],
+             "rating": [3.0] * len(pairs)}
+    import pandas as pd
+
+    ratings = embrec.read_ratings(pd.DataFrame(frame))
+    rec = embrec.fit(BiasedMFConfig(embedding_dim=4), ratings, TrainConfig(
+        epochs=1, batch_size=64, loss="bpr", positive_threshold=3.0, validation=0.2, seed=0))
+    assert math.isfinite(rec.history[0]["validation_ndcg@10"])

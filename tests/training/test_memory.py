@@ -7,7 +7,7 @@ import mmap
 import pytest
 import torch
 
-from embrec.training import memory
+from embrec.training import sparse
 
 
 def test_a_large_cpu_table_is_a_zeroed_writable_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,11 +18,11 @@ def test_a_large_cpu_table_is_a_zeroed_writable_mapping(monkeypatch: pytest.Monk
             advised.append(option)
             super().madvise(option, *args)
 
-    monkeypatch.setattr(memory, "HUGE_MIN_BYTES", 1 << 16)
-    monkeypatch.setattr(memory.mmap, "mmap", Recording)
-    table = memory.zeros(4096, 33, torch.float32, torch.device("cpu"))
+    monkeypatch.setattr(sparse, "HUGE_MIN_BYTES", 1 << 16)
+    monkeypatch.setattr(sparse.mmap, "mmap", Recording)
+    table = sparse.huge_zeros(4096, 33, torch.float32, torch.device("cpu"))
     assert table.shape == (4096, 33) and table.dtype == torch.float32 and table.is_contiguous()
-    assert advised == ([] if memory._HUGEPAGE is None else [memory._HUGEPAGE])
+    assert advised == ([] if sparse._HUGEPAGE is None else [sparse._HUGEPAGE])
     assert int(torch.count_nonzero(table)) == 0
     table.index_copy_(0, torch.tensor([5, 4000]), torch.ones(2, 33))
     assert float(table.sum()) == 66.0
@@ -32,7 +32,7 @@ def test_a_large_cpu_table_is_a_zeroed_writable_mapping(monkeypatch: pytest.Monk
 
 
 def test_small_tables_and_other_dtypes_use_torch() -> None:
-    small = memory.zeros(10, 4, torch.float32, torch.device("cpu"))
+    small = sparse.huge_zeros(10, 4, torch.float32, torch.device("cpu"))
     assert small.shape == (10, 4) and int(torch.count_nonzero(small)) == 0
-    ints = memory.zeros(10, 4, torch.int64, torch.device("cpu"))
+    ints = sparse.huge_zeros(10, 4, torch.int64, torch.device("cpu"))
     assert ints.dtype == torch.int64

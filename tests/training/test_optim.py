@@ -19,7 +19,6 @@ from embrec.training.sparse import (
     FUSED_ADAM,
     DenseTableAdam,
     adam_update,
-    adam_update_groups,
     coalesce,
     row_optimizer,
 )
@@ -219,27 +218,6 @@ def test_fused_adam_equals_the_plain_update() -> None:
         adam_update(*plain, lr=0.01, step=step, epsilon=1e-7)
     for fused, reference in zip(tensors, plain, strict=True):
         torch.testing.assert_close(fused, reference)
-
-
-@pytest.mark.parametrize("strided", [False, True])
-def test_grouped_adam_equals_one_update_per_group(strided: bool) -> None:
-    """One call for the tables and the dense layers (fused, or per group when a view is strided)."""
-    torch.manual_seed(1)
-    shapes = [(30, 5), (7,)]
-    groups = [tuple(torch.randn(shape).abs_() for _ in range(4)) for shape in shapes]
-    if strided:  # a column view: the fused kernel cannot take it, the per-group path must
-        wide = torch.randn(30, 10).abs_()
-        groups[0] = (wide[:, :5], *groups[0][1:])
-    reference = [tuple(t.clone() for t in group) for group in groups]
-    for step in range(1, 6):
-        adam_update_groups(groups, lr=0.01, step=step, epsilon=1e-7)  # type: ignore[arg-type]
-        for group in reference:
-            adam_update(*group, lr=0.01, step=step, epsilon=1e-7)
-    for group, expected in zip(groups, reference, strict=True):
-        for got, want in zip(group, expected, strict=True):
-            torch.testing.assert_close(got, want)
-    if strided:
-        assert torch.equal(wide[:, :5], groups[0][0])  # updated in place through the view
 
 
 def test_coalesce_sums_repeats() -> None:

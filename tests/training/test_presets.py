@@ -106,3 +106,16 @@ def test_unknown_override_suggests_the_closest() -> None:
 def test_unknown_preset_suggests_the_closest() -> None:
     with pytest.raises(ConfigError, match="did you mean 'default'"):
         fit_preset("defualt", None)  # type: ignore[arg-type]
+
+
+def test_fit_finds_default_training_without_the_presets() -> None:
+    """DEFAULT_TRAINING sits beside MODELS: fit imports no preset (presets import fit)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, embrec.training.fit, embrec.models\n"
+            "assert 'embrec.presets' not in sys.modules, 'fit imported the presets'\n"
+            "from embrec.presets import DEFAULT_TRAINING, PRESETS\n"
+            "assert DEFAULT_TRAINING is embrec.models.DEFAULT_TRAINING\n"
+            "assert PRESETS['default'].train is DEFAULT_TRAINING['biased-mf']\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

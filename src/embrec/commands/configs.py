@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embrec.commands.options import read_options
+from embrec.config import require_choice
 from embrec.errors import ConfigError
 
 __all__ = ["RunSettings", "override", "read_toml", "run_settings"]
@@ -38,12 +39,8 @@ class RunSettings:
 def run_settings(args: argparse.Namespace, train_flags: dict[str, Any]) -> RunSettings:
     """Resolve the preset, ``--config`` tables and flags into configs.
 
-    Args:
-        args: the parsed command line (``preset`` may be absent, as for ``tune``).
-        train_flags: ``TrainConfig`` fields given as flags (None when not given).
-
-    Returns:
-        The model, train and split configs, the reading options and the preset's name.
+    ``args`` may lack ``preset`` (as for ``tune``); ``train_flags`` are the
+    ``TrainConfig`` fields given as flags (None when not given).
 
     Raises:
         ConfigError: for an unknown preset, model, table or setting.
@@ -99,23 +96,13 @@ def _over(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _known(kind: str, name: str, registry: dict[str, Any]) -> str:
-    if name not in registry:
-        from embrec.config import require_choice
-
-        require_choice(kind, name, registry)
+    require_choice(kind, name, registry)
     return name
 
 
 def override(config: Any, values: dict[str, Any], skip: Sequence[str] = ()) -> Any:
-    """Return ``config`` with the non-None ``values`` replaced (lists become tuples).
-
-    Args:
-        config: a frozen config dataclass.
-        values: field name -> value; None means "not given".
-        skip: keys to ignore (such as ``[model] name``).
-
-    Returns:
-        The new config, validated again by its ``__post_init__``.
+    """Return ``config`` with the non-None ``values`` replaced (lists become tuples), ignoring
+    the ``skip`` keys (such as ``[model] name``); ``__post_init__`` validates it again.
 
     Raises:
         ConfigError: for a key that is not a field of the config, or a bad value.
@@ -132,13 +119,7 @@ def override(config: Any, values: dict[str, Any], skip: Sequence[str] = ()) -> A
 
 
 def read_toml(path: str) -> dict[str, Any]:
-    """Read a ``--config`` file, checking its top-level keys.
-
-    Args:
-        path: the TOML file.
-
-    Returns:
-        Its tables.
+    """Read a ``--config`` TOML file's tables, checking its top-level keys.
 
     Raises:
         ConfigError: if the file cannot be read, is not TOML or has an unknown table.

@@ -18,10 +18,10 @@ __all__ = ["cmd_crossval"]
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     """Run ``--folds`` K-fold cross-validation and print mean ± std per metric."""
-    from embrec.artifacts import load
     from embrec.commands.runs import recorded_read_options
+    from embrec.crossval import cross_validate
     from embrec.data.datasets import load_dataset
-    from embrec.evaluation.crossval import cross_validate
+    from embrec.recommender import load
 
     rec = load(args.model_dir)
     metadata = rec.metadata

@@ -1,21 +1,26 @@
-"""How the command line prints: JSON, tables, rounded facts and warnings.
+"""How the command line prints: JSON, tables, rounded facts, training summaries and warnings.
 
 Warnings raised while a command runs are printed in embrec's error style, one
 ``warning: ...`` line plus its ``  hint: ...`` lines naming command-line flags,
-instead of Python's ``file.py:114: TrainingWarning: ...`` and a source line.
+instead of Python's ``file.py:114: TrainingWarning: ...`` and a source line. Under
+the training table, the test RMSE of the global, user and item means is printed, so
+a model's number can be judged where it is read.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from embrec.commands.options import cli_hint
 
-__all__ = ["cli_warnings", "format_warning", "print_frame", "print_json", "readable"]
+__all__ = ["cli_warnings", "format_warning", "print_baselines", "print_frame", "print_json",
+           "print_train_table", "readable", "train_summary"]
 
 
 def print_json(payload: Any) -> None:
@@ -53,6 +58,43 @@ def readable(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(readable(v) for v in value) + ")"
     return str(value)
+
+
+def train_summary(args: argparse.Namespace, result: Any, out: Path | None) -> dict[str, Any]:
+    """The ``--json`` object of a training run."""
+    rec = result.recommender
+    return {"model": rec.model_name, "data": args.data, "preset": rec.metadata.get("preset"),
+            "changed": rec.metadata.get("changed", []), "seed": rec.metadata.get("seed"),
+            "split": rec.metadata.get("split"), "epochs": len(rec.history),
+            "fit_seconds": result.fit_seconds,
+            "ratings_per_second": result.ratings_per_second,
+            "out": str(out) if out is not None else None,
+            "world_size": rec.metadata["world_size"],
+            "rows_per_rank": rec.metadata["rows_per_rank"],
+            **{k: v for k, v in rec.metadata.items() if k.endswith("_per_rank")},
+            **result.metrics, "history": rec.history,
+            "diagnostics": rec.metadata.get("diagnostics", []),
+            "problems": result.problems, "notes": result.notes}
+
+
+def print_train_table(metrics: dict[str, dict[str, float]]) -> None:
+    """Print one row per split (train, validation, test), then the baselines line."""
+    import pandas as pd
+
+    sides = [side for side in ("train", "validation", "test") if metrics.get(side)]
+    table = pd.DataFrame({side: metrics[side] for side in sides}).T.reindex(sides)
+    shown = [c for c in table.columns if c not in COUNT_COLUMNS]
+    if shown:
+        print_frame(table[shown].reset_index(names="split"))
+    print_baselines(metrics.get("baselines"))
+
+
+def print_baselines(baselines: dict[str, float] | None) -> None:
+    """One line: the test RMSE of predicting the global, user and item means."""
+    if not baselines or not any(math.isfinite(v) for v in baselines.values()):
+        return
+    parts = ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in baselines.items())
+    print(f"baselines (test RMSE): {parts}")
 
 
 def format_warning(message: Warning | str, category: type[Warning], filename: str,

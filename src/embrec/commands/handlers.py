@@ -18,9 +18,15 @@ from typing import Any
 import pandas as pd
 
 from embrec.commands.configs import run_settings
-from embrec.commands.display import print_frame, print_json, readable
+from embrec.commands.display import (
+    print_baselines,
+    print_frame,
+    print_json,
+    print_train_table,
+    readable,
+    train_summary,
+)
 from embrec.commands.options import read_options
-from embrec.commands.summaries import print_baselines, print_train_table, train_summary
 from embrec.errors import ConfigError, DataError, EmbrecError
 
 __all__ = [
@@ -71,8 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     Returns 3 (and saves nothing) for a degenerate model unless ``--allow-degenerate``.
     """
     from embrec.distributed.exchange import main_process
-    from embrec.training.checkpoint import checkpoint_dir
-    from embrec.writers import hold_outputs
+    from embrec.writers import checkpoint_dir, hold_outputs
 
     held = (args.out, checkpoint_dir(args.out)) if args.out and main_process() else ()
     with hold_outputs(*held):
@@ -83,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
     from embrec.commands.runs import train_run
     from embrec.distributed.exchange import main_process
     from embrec.modeldir import check_target
-    from embrec.training.checkpoint import checkpoint_dir
+    from embrec.writers import checkpoint_dir
 
     settings = run_settings(args, {
         "epochs": args.epochs, "batch_size": args.batch_size,
@@ -109,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{Path(args.data).stem}-{rec.model_name}-{stamp}")
     save = result.saveable(args.allow_degenerate)
     if save:
-        from embrec.artifacts import save as save_model
+        from embrec.recommender import save as save_model
 
         save_model(rec, out, test=result.test)
     if checkpoints is not None and not args.keep_checkpoints:  # the run finished: nothing to resume
@@ -156,7 +161,7 @@ def _load(path: str) -> Any:
 
         raise ArtifactError(f"no model directory at {path}",
                             hint="pass a folder written by `embrec train --out DIR`")
-    from embrec.artifacts import load
+    from embrec.recommender import load
 
     return load(path)
 

@@ -1,12 +1,9 @@
 """How the command line reads data, and how its hints name its own flags.
 
-Every command that reads ratings takes the same flags (``--user-col``,
-``--sep``, ``--scale``...), and a ``--config`` TOML file may hold the same
-settings in a ``[data]`` table; both become the keyword arguments of
-:func:`embrec.load_dataset` / :func:`embrec.read_ratings`. Errors raised by the
-library name its Python arguments (``sep=...``); :func:`cli_hint` rewrites
-their hint lines to name the flags instead (``--sep ...``) when the command
-line prints them.
+Every command that reads ratings takes the same flags (``--user-col``, ``--sep``...),
+which a ``--config`` file's ``[data]`` table may also hold; both become the keyword
+arguments of :func:`embrec.load_dataset`. Library errors name Python arguments
+(``sep=...``); :func:`cli_hint` rewrites their hints to name the flags (``--sep ...``).
 """
 
 from __future__ import annotations
@@ -27,13 +24,8 @@ FLAGS: dict[str, str] = {
     "duplicates": "--duplicates", "on_bad_lines": "--on-bad-lines",
     "user_features": "--user-features", "item_features": "--item-features",
 }
-#: ``[data]`` key of the TOML config -> Python argument.
-TOML_KEYS: dict[str, str] = {
-    "user_col": "user", "item_col": "item", "rating_col": "rating",
-    "timestamp_col": "timestamp", "sep": "sep", "format": "format", "scale": "scale",
-    "duplicates": "duplicates", "on_bad_lines": "on_bad_lines",
-    "user_features": "user_features", "item_features": "item_features",
-}
+#: ``[data]`` key of the TOML config (the flag's argparse name) -> Python argument.
+TOML_KEYS: dict[str, str] = {flag[2:].replace("-", "_"): name for name, flag in FLAGS.items()}
 #: Training settings that have a flag of their own, for hints that name them.
 TRAIN_FLAGS = ("epochs", "batch_size", "embedding_dim", "learning_rate", "weight_decay",
                "validation", "early_stopping", "seed", "device", "on_unknown")
@@ -79,14 +71,8 @@ def add_read_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge the flags over the config's ``[data]`` table into ``load_dataset`` arguments.
-
-    Args:
-        args: the parsed command line (flags left out are None).
-        table: the ``[data]`` table of ``--config``, if any.
-
-    Returns:
-        Only the options given, keyed by their Python argument names.
+    """Merge the flags over the ``--config`` file's ``[data]`` table into ``load_dataset``
+    arguments: only the options given, keyed by their Python argument names.
 
     Raises:
         ConfigError: for an unknown ``[data]`` key or a malformed ``--scale``.
@@ -98,12 +84,7 @@ def read_options(args: argparse.Namespace, table: dict[str, Any] | None = None) 
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {sorted(TOML_KEYS)}"
         raise ConfigError("[data]", unknown[0], "is not a data-reading setting", hint=hint)
     options = {TOML_KEYS[key]: value for key, value in table.items()}
-    flags = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col,
-             "timestamp": args.timestamp_col, "sep": args.sep, "format": args.format,
-             "scale": args.scale, "duplicates": args.duplicates,
-             "on_bad_lines": args.on_bad_lines,
-             "user_features": getattr(args, "user_features", None),
-             "item_features": getattr(args, "item_features", None)}
+    flags = {name: getattr(args, key, None) for key, name in TOML_KEYS.items()}
     options.update({key: value for key, value in flags.items() if value is not None})
     for role in ("user", "item", "rating", "timestamp"):
         if isinstance(options.get(role), str) and options[role].isdigit():
@@ -136,12 +117,6 @@ def cli_hint(text: str) -> str:
     --learning-rate``. A setting without a flag becomes its ``--config`` key:
     ``activation='tanh'`` becomes ``activation = "tanh" in [model]``. Lines other
     than hints are left as they are.
-
-    Args:
-        text: a message, with hint lines starting ``hint:``.
-
-    Returns:
-        The text with its hint lines rewritten.
     """
     lines = text.split("\n")
     return "\n".join(_flags(line) if line.lstrip().startswith("hint:") else line

@@ -21,13 +21,14 @@ from embrec.commands.catalog import (
     SPLIT_HELP,
     listing,
 )
+from embrec.commands.launch import add_launch
 from embrec.commands.options import add_read_arguments
 
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
 SUBCOMMANDS = ("datasets", "train", "tune", "blend", "evaluate", "predict", "recommend",
                "similar-items",
-               "serve")
+               "serve", "launch")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -81,6 +82,14 @@ def _command(sub: Any, name: str, summary: str, description: str = "",
         name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
         epilog=epilog, formatter_class=Formatter, aliases=aliases or [])
     return parser
+
+
+def _model_command(sub: Any, name: str, summary: str, description: str,
+                   aliases: list[str] | None = None) -> argparse.ArgumentParser:
+    """A subcommand that takes a model folder as its first argument."""
+    p = _command(sub, name, summary, description, aliases=aliases)
+    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    return p
 
 
 def _add_datasets(sub: Any) -> None:
@@ -208,12 +217,12 @@ def _add_tune(sub: Any) -> None:
 
 
 def _add_model_commands(sub: Any) -> None:
-    p = _command(sub, "evaluate", "evaluate a saved model",
-                 "Evaluate a saved model on the test rows its training run held out (saved in "
-                 "the model folder as test.parquet: nothing is read or split again), or on "
-                 "the ratings of --test-data FILE. Test rows that are the model's training "
-                 "rows are refused: scored on them a model looks better than it is.")
-    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    p = _model_command(sub, "evaluate", "evaluate a saved model",
+                       "Evaluate a saved model on the test rows its training run held out "
+                       "(saved in the model folder as test.parquet: nothing is read or split "
+                       "again), or on the ratings of --test-data FILE. Test rows that are the "
+                       "model's training rows are refused: scored on them a model looks better "
+                       "than it is.")
     p.add_argument("--test-data", metavar="FILE",
                    help="test ratings (default: the model's own held-out rows)")
     p.add_argument("--data", metavar="FILE", help=argparse.SUPPRESS)  # deprecated: --test-data
@@ -238,10 +247,9 @@ def _add_model_commands(sub: Any) -> None:
     add_read_arguments(p)
     p.set_defaults(handler=_handler("evaluate"))
 
-    p = _command(sub, "predict", "predict ratings for user-item pairs",
-                 "Predict the rating of one pair (--user and --item) or of every pair in a "
-                 "CSV file with a header 'user,item' (--input).")
-    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    p = _model_command(sub, "predict", "predict ratings for user-item pairs",
+                       "Predict the rating of one pair (--user and --item) or of every pair in a "
+                       "CSV file with a header 'user,item' (--input).")
     p.add_argument("--user", help="a raw user id")
     p.add_argument("--item", help="a raw item id")
     p.add_argument("--input", metavar="PAIRS.csv", help="CSV with columns user,item")
@@ -254,10 +262,9 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_handler("predict"))
 
-    p = _command(sub, "recommend", "top-N items for a user",
-                 "The N highest-scored items for a user, leaving out the items the user rated "
-                 "in training; with titles where the data has them.")
-    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    p = _model_command(sub, "recommend", "top-N items for a user",
+                       "The N highest-scored items for a user, leaving out the items the user "
+                       "rated in training; with titles where the data has them.")
     p.add_argument("--user", required=True, help="a raw user id")
     p.add_argument("-n", type=int, default=10, help="how many items")
     p.add_argument("--include-seen", action="store_true",
@@ -265,20 +272,19 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(handler=_handler("recommend"))
 
-    p = _command(sub, "similar-items", "items nearest to an item",
-                 "The N items whose item vectors are closest (cosine) to an item's; "
-                 "rec.similar_items(item, n) in Python. 'embrec similar' is the same command.",
-                 aliases=["similar"])
-    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    p = _model_command(sub, "similar-items", "items nearest to an item",
+                       "The N items whose item vectors are closest (cosine) to an item's; "
+                       "rec.similar_items(item, n) in Python. 'embrec similar' is the same "
+                       "command.",
+                       aliases=["similar"])
     p.add_argument("--item", required=True, help="a raw item id")
     p.add_argument("-n", type=int, default=10, help="how many items")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(handler=_handler("similar"))
 
-    p = _command(sub, "serve", "serve a saved model over HTTP (the [serve] extra)",
-                 "Serve a saved model with FastAPI and uvicorn; API docs at /docs and /redoc, "
-                 "served from the installed package (no internet needed).")
-    p.add_argument("model_dir", metavar="DIR", help="a model directory written by train")
+    p = _model_command(sub, "serve", "serve a saved model over HTTP (the [serve] extra)",
+                       "Serve a saved model with FastAPI and uvicorn; API docs at /docs and "
+                       "/redoc, served from the installed package (no internet needed).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -310,4 +316,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     add_blend(sub, _command, _handler("blend"))
     _add_model_commands(sub)
+    add_launch(sub, _command)
     return parser

@@ -32,16 +32,17 @@ from embrec.distributed.reading import (
     summed_errors,
     whole_file_reason,
 )
-from embrec.errors import ArtifactError, ConfigError, DataError, TrainingWarning
+from embrec.errors import ArtifactError, DataError, TrainingWarning
 from embrec.evaluation.evaluate import evaluate
 from embrec.evaluation.rating_baselines import rating_baselines
 from embrec.models.base import ModelConfig
 from embrec.recommender import Recommender
 from embrec.training.batches import validation_rows
+from embrec.training.closed_form import solves_itself
 from embrec.training.fit import fit
 from embrec.training.process import training_device
 
-__all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "check_device", "degenerate",
+__all__ = ["NOT_FINITE", "RunResult", "SplitSpec", "degenerate",
            "fitted_rows", "recorded_read_options", "recorded_test_split", "train_run"]
 
 RATING_METRICS = ("rmse", "mae", "mse")
@@ -151,8 +152,7 @@ def train_run(
     """
     spec = split_spec or SplitSpec()
     options = _read_options(read)
-    check_device(train_config.device)
-    group = join(training_device(train_config))
+    group = join(training_device(train_config))  # refuses a device this machine lacks
     try:
         return _run(model_config, train_config, data, spec, test_data, options, group,
                     checkpoint_dir, resume)
@@ -258,24 +258,6 @@ def _sharded_result(rec: Recommender, shards: Shards, group: Group, seconds: flo
                      notes + _split_notes(metrics["test"]), test)
 
 
-def check_device(device: str) -> None:
-    """Refuse a CUDA device when there is no GPU, before any data is moved.
-
-    Raises:
-        ConfigError: for ``cuda``/``cuda:N`` without an available GPU (or that index).
-    """
-    import torch
-
-    if not device.startswith("cuda"):
-        return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.split(":")[1]) if device.count(":") == 1 and device[5:].isdigit() else 0
-    if index >= count:
-        found = "no CUDA GPU found" if count == 0 else f"only {count} CUDA device(s)"
-        raise ConfigError("device", device, f"is not available: {found}",
-                          hint="use --device cpu (or auto, which falls back to the CPU)")
-
-
 def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float],
                diverged: list[str]) -> list[str]:
     """Why a trained model is not worth saving; empty when it is healthy.
@@ -291,7 +273,7 @@ def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float]
         predictions, or a training RMSE worse than always predicting the mean.
     """
     problems = [f"training diverged: {message}" for message in diverged]
-    closed_form = getattr(rec.model_config, "closed_form", False)  # solved: no epochs
+    closed_form = solves_itself(rec.model_config)  # solved: no epochs
     if not rec.history and not diverged and not closed_form:
         problems.append("training diverged: no epoch finished with a finite loss")
     if not all(bool(_finite_tensor(v)) for v in rec.model.state_dict().values()):

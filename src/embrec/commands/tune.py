@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from embrec.commands.configs import run_settings
-from embrec.commands.display import print_json
+from embrec.commands.display import print_frame, print_json
 from embrec.commands.options import TOML_KEYS
 from embrec.errors import ConfigError
 
@@ -85,11 +85,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _tables(result: Any, settings: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     train = {k: v for k, v in result.train.to_dict().items() if k not in SKIPPED_TRAIN_KEYS}
     tables: dict[str, dict[str, Any]] = {
-        "model": {"name": result.model.name, **result.model.to_dict()},
-        "train": train,
+        "model": {"name": result.model.name, **result.model.to_dict()}, "train": train,
         "split": {"method": settings.split.method, "test_size": settings.split.test_size,
-                  "seed": settings.split.seed},
-    }
+                  "seed": settings.split.seed}}
     keys = {python: key for key, python in TOML_KEYS.items()}
     if settings.read:
         tables["data"] = {keys[k]: v for k, v in settings.read.items()}
@@ -99,8 +97,6 @@ def _tables(result: Any, settings: Any, args: argparse.Namespace) -> dict[str, d
 def _print_table(rows: list[dict[str, Any]], metric: str) -> None:
     import pandas as pd
 
-    from embrec.commands.display import print_frame
-
     if rows:
         frame = pd.DataFrame(rows).rename(columns={"value": f"validation {metric}",
                                                    "seconds": "fit s"})
@@ -108,15 +104,8 @@ def _print_table(rows: list[dict[str, Any]], metric: str) -> None:
 
 
 def to_toml(tables: dict[str, dict[str, Any]], header: str = "") -> str:
-    """Write ``{table: {key: value}}`` as TOML (None values are left out).
-
-    Args:
-        tables: the tables, each a flat dict of numbers, strings, booleans and lists.
-        header: comment lines for the top of the file.
-
-    Returns:
-        The TOML text.
-    """
+    """Write flat ``{table: {key: value}}`` dicts as TOML text (None values are left out),
+    ``header`` as comment lines at the top."""
     lines = [f"# {line}" for line in header.splitlines()]
     for name, values in tables.items():
         lines += ["", f"[{name}]"]

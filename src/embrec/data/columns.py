@@ -1,10 +1,8 @@
 """Convert source columns (PyArrow, pandas, NumPy) into typed rating columns with problem masks.
 
-Ids stay raw (whole-number floats, as R and Parquet often store ids, become int64),
-ratings become float64 and timestamps int64 seconds. Nothing is dropped here: values
-that are absent or do not convert are flagged in ``missing`` / ``unparsed`` masks, for
-:mod:`embrec.data.validation` to report with their file line. All work is vectorised;
-text ratings are parsed with PyArrow compute, never one Python object at a time.
+Ids stay raw (whole-number floats become int64), ratings become float64 and timestamps
+int64 seconds. Nothing is dropped here: absent or unconvertible values are flagged in
+``missing`` / ``unparsed`` masks for :mod:`embrec.data.validation` to report.
 """
 
 from __future__ import annotations
@@ -17,16 +15,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embrec.data.ratings import _plain
 from embrec.data.validation import Column
 
 __all__ = ["ROLES", "arrow_column", "numpy_column", "series_column"]
 
 ROLES = ("user", "item", "rating", "timestamp")
-_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+"""A number as text (no thousands separators), for finding the values that are not one."""
 
 
 def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -103,18 +99,11 @@ def _times(values: np.ndarray, missing: np.ndarray | None
 def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray | None = None,
                  *, original: Callable[[int], Any] | None = None,
                  name: str | None = None) -> Column:
-    """Convert a NumPy array of any dtype to a :class:`Column` for ``role``.
+    """Convert a NumPy array of any dtype to a :class:`Column` for ``role`` (one of :data:`ROLES`).
 
-    Args:
-        values: the column's values, one per rating.
-        role: ``"user"``, ``"item"``, ``"rating"`` or ``"timestamp"``.
-        label: how messages name the column.
-        missing: True where the source had no value, if known.
-        original: returns the source value at a row, for messages; ``values[row]`` by default.
-        name: the column's name in the source (for ``DataError.column``); ``label`` by default.
-
-    Returns:
-        The converted column with its problem masks.
+    ``missing`` marks rows the source had no value for; ``original`` returns a row's
+    source value for messages (``values[row]`` by default); ``name`` is the column's
+    name in the source (``label`` by default).
     """
     source, absent = values, missing
     show = original or (lambda row: None if absent is not None and absent[row]
@@ -129,16 +118,7 @@ def numpy_column(values: np.ndarray, role: str, label: str, missing: np.ndarray 
 
 
 def series_column(series: pd.Series, role: str, name: str) -> Column:
-    """Convert one pandas column (NumPy or extension dtype) to a :class:`Column`.
-
-    Args:
-        series: the column.
-        role: ``"user"``, ``"item"``, ``"rating"`` or ``"timestamp"``.
-        name: the column's name, for messages.
-
-    Returns:
-        The converted column with its problem masks.
-    """
+    """Convert one pandas column (NumPy or extension dtype) named ``name`` to a :class:`Column`."""
     missing = np.asarray(series.isna(), dtype=bool) if series.hasnans else None
     dtype = series.dtype
     values: np.ndarray
@@ -165,7 +145,7 @@ def _arrow_original(column: Any) -> Callable[[int], Any]:
 
 def _arrow_rating_text(column: Any, label: str, name: str,
                        missing: np.ndarray | None) -> Column:
-    ok = pc.match_substring_regex(column, _NUMBER)
+    ok = pc.match_substring_regex(column, NUMBER)
     unparsed = np.asarray(pc.invert(ok).fill_null(False).to_numpy(zero_copy_only=False))
     clean = pc.if_else(ok, pc.utf8_trim_whitespace(column), pa.scalar(None, pa.string()))
     values = np.asarray(pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False),
@@ -193,17 +173,7 @@ def _text_ids_as_integers(column: Any) -> Any:
 
 
 def arrow_column(column: Any, role: str, name: str, *, label: str | None = None) -> Column:
-    """Convert one PyArrow ChunkedArray to a :class:`Column` for ``role``.
-
-    Args:
-        column: the PyArrow column.
-        role: ``"user"``, ``"item"``, ``"rating"`` or ``"timestamp"``.
-        name: the column's name in the source.
-        label: how messages name the column; ``column '<name>'`` by default.
-
-    Returns:
-        The converted column with its problem masks.
-    """
+    """Convert one PyArrow ChunkedArray to a :class:`Column` (``label``: ``column '<name>'``)."""
     missing = None
     if column.null_count:
         missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)

@@ -1,10 +1,7 @@
-"""Known rating data sets: where they come from, how they are cached, how to load them.
+"""Known rating data sets: pinned URL, SHA-256, size, licence and citation; cache; loading.
 
-``DATASETS`` pins each public data set's URL, SHA-256, size, licence and citation.
 Files live in ``$EMBREC_HOME/datasets/NAME/`` (default ``~/.cache/embrec``) in the
-publisher's own layout, e.g. ``~/.cache/embrec/datasets/ml-100k/u.data``, so a
-copy unzipped by hand works as well as a downloaded one. A cached data set never
-touches the network; ``synthetic`` is generated in memory and never downloaded.
+publisher's own layout, so a copy unzipped by hand works as well as a downloaded one.
 """
 
 from __future__ import annotations
@@ -126,47 +123,29 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def data_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """Return embrec's data folder: ``home``, else ``$EMBREC_HOME``, else ``~/.cache/embrec``.
-
-    Args:
-        home: an explicit folder, which wins over the environment.
-
-    Returns:
-        The folder (it may not exist yet). The environment is read at each call.
-    """
+    """Return embrec's data folder: ``home``, else ``$EMBREC_HOME`` (read at each call),
+    else ``~/.cache/embrec``; it may not exist yet."""
     if home is None:
         home = os.environ.get("EMBREC_HOME") or Path.home() / ".cache" / "embrec"
     return Path(home).expanduser()
 
 
 def dataset_dir(name: str, home: str | os.PathLike[str] | None = None) -> Path:
-    """Return the cache folder of data set ``name``: ``HOME/datasets/NAME``.
-
-    Args:
-        name: the data set name.
-        home: embrec's data folder (see :func:`data_home`).
-
-    Returns:
-        The folder (it may not exist yet).
-    """
+    """Return the cache folder of data set ``name``: ``HOME/datasets/NAME``."""
     return data_home(home) / "datasets" / name
 
 
 def is_cached(name: str | DatasetInfo, home: str | os.PathLike[str] | None = None) -> bool:
-    """Tell whether a data set's files are all in its cache folder.
-
-    Args:
-        name: a registry name or a :class:`DatasetInfo`.
-        home: embrec's data folder.
-
-    Returns:
-        ``True`` when every marker file exists (always ``True`` for ``synthetic``).
+    """Tell whether every marker file of a data set (none for ``synthetic``) is in its cache folder.
 
     Raises:
         DataError: for an unknown name.
     """
     info = _lookup(name)
-    folder = dataset_dir(info.name, home)
+    return _complete(dataset_dir(info.name, home), info)
+
+
+def _complete(folder: Path, info: DatasetInfo) -> bool:
     return all((folder / file).is_file() for file in info.files)
 
 
@@ -198,26 +177,15 @@ def local_copy(info: DatasetInfo, home: str | os.PathLike[str] | None = None) ->
     """Find a copy of a data set already laid out on this machine, without downloading.
 
     Looks in its cache folder (also one level down, as unzipping the archive into
-    that folder leaves it); without ``home``, also in the default cache (when
-    ``$EMBREC_HOME`` points elsewhere) and in a folder of that name in the working
-    directory.
-
-    Args:
-        info: the data set.
-        home: embrec's data folder (see :func:`data_home`).
-
-    Returns:
-        The folder holding every marker file, or None.
+    that folder leaves it); without ``home``, also in the default cache and in a
+    folder of that name in the working directory. Returns the folder, or None.
     """
     cached = dataset_dir(info.name, home)
     places = [cached, cached / (info.archive_folder or info.name)]
     if home is None:  # $EMBREC_HOME may point away from a copy in the default cache
         places += [Path.home() / ".cache" / "embrec" / "datasets" / info.name,
                    Path.cwd() / info.name]
-    for folder in places:
-        if all((folder / file).is_file() for file in info.files):
-            return folder
-    return None
+    return next((folder for folder in places if _complete(folder, info)), None)
 
 
 def fetch(
@@ -292,10 +260,7 @@ def _locate(unpacked: Path, info: DatasetInfo) -> Path | None:
     """Find the folder inside an unpacked archive that holds the marker files."""
     candidates = [unpacked / info.archive_folder, unpacked]
     candidates += sorted(path for path in unpacked.iterdir() if path.is_dir())
-    for folder in candidates:
-        if all((folder / file).is_file() for file in info.files):
-            return folder
-    return None
+    return next((folder for folder in candidates if _complete(folder, info)), None)
 
 
 def load_dataset(
@@ -318,22 +283,16 @@ def load_dataset(
 ) -> Ratings:
     """Load a known data set by name (downloading it once), or ratings from a path.
 
+    The reading options (``user`` to ``on_bad_lines``) are those of
+    :func:`~embrec.data.readers.read_ratings`.
+
     Args:
         name: a registry name (see ``DATASETS``), a :class:`DatasetInfo`, a folder
             in one of the publishers' layouts, or a ratings file.
         home: embrec's data folder (see :func:`data_home`).
         download: fetch a data set missing from the cache (otherwise raise).
         progress: show a download progress bar.
-        user: the user id column of a ratings file, by name or 0-based position.
-        item: the item id column of a ratings file.
-        rating: the rating column of a ratings file.
-        timestamp: the timestamp column of a ratings file.
-        format: the file format (see :func:`~embrec.data.readers.read_ratings`).
-        sep: the field separator of delimited text.
-        scale: ``(min, max)`` to enforce instead of the inferred or published scale.
-        duplicates: repeated (user, item) pairs: ``"error"``, ``"last"`` or ``"mean"``.
-        on_bad_lines: ``"error"`` or ``"skip"`` malformed lines (with a warning).
-        user_features: a user feature file (:func:`~embrec.data.features.read_features`)
+        user_features: a user feature file (:func:`~embrec.data.feature_files.read_features`)
             to attach as ``user_features``, replacing the data set's own.
         item_features: likewise for items.
 
@@ -388,27 +347,14 @@ def _no_options(name: str, options: dict[str, Any]) -> None:
 
 
 def list_datasets(home: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Describe every known data set without touching the network.
-
-    Args:
-        home: embrec's data folder (see :func:`data_home`).
-
-    Returns:
-        One dict per data set: ``name``, ``cached``, ``ratings``, ``size_mb``
-        (download size), ``checksum`` (``sha256`` or ``none``), ``licence`` and ``path``.
-    """
-    rows = []
-    for info in DATASETS.values():
-        rows.append({
-            "name": info.name,
-            "cached": is_cached(info, home),
-            "ratings": info.n_ratings,
-            "size_mb": None if info.size is None else round(info.size / 1e6, 1),
-            "checksum": "sha256" if info.sha256 else "none",
-            "licence": info.licence,
-            "path": "" if info.url is None else str(dataset_dir(info.name, home)),
-        })
-    return rows
+    """Describe every known data set without touching the network: one dict each with
+    ``name``, ``cached``, ``ratings``, ``size_mb`` (download size), ``checksum``
+    (``sha256`` or ``none``), ``licence`` and ``path``."""
+    return [{"name": info.name, "cached": is_cached(info, home), "ratings": info.n_ratings,
+             "size_mb": None if info.size is None else round(info.size / 1e6, 1),
+             "checksum": "sha256" if info.sha256 else "none", "licence": info.licence,
+             "path": "" if info.url is None else str(dataset_dir(info.name, home))}
+            for info in DATASETS.values()]
 
 
 def dataset_info(
@@ -418,13 +364,7 @@ def dataset_info(
     download: bool = True,
     read: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Summarise a data set: counts, density, scale, quantiles, plus registry facts.
-
-    Args:
-        name_or_path: a registry name or a path (see :func:`load_dataset`).
-        home: embrec's data folder (see :func:`data_home`).
-        download: fetch a known data set missing from the cache.
-        read: reading options passed to :func:`load_dataset` (``sep``, ``user``...).
+    """Summarise a data set (loaded as :func:`load_dataset` does, with the ``read`` options).
 
     Returns:
         :meth:`Ratings.describe` (``ratings``, ``users``, ``items``, ``density``,

@@ -1,12 +1,10 @@
-"""Delimited text read by PyArrow's multi-threaded CSV reader, with exact 1-based file lines.
+"""Delimited text read by PyArrow's CSV reader, with exact 1-based file lines.
 
-:func:`sniff` looks at the first lines to settle the separator and whether a header
-row is present; :func:`read_text` reads only the wanted columns with typed
-conversion, collects malformed lines through PyArrow's ``invalid_row_handler``
-instead of dropping them, falls back to reading a column as text when a value
-does not convert (so the bad values can be located, vectorised), and supports
-multi-character separators such as MovieLens' ``::``. Row positions are mapped
-back to physical file lines only when a message needs them.
+:func:`sniff` settles the separator and header from the first lines; :func:`read_text`
+reads the wanted columns, collects malformed lines instead of dropping them, re-reads
+a column as text when a value does not convert (to locate it), and splits on
+multi-character separators such as MovieLens' ``::``. Row positions become file lines
+only when a message needs them.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from embrec.data.columns import arrow_column
+from embrec.data.columns import NUMBER, arrow_column
 from embrec.data.validation import SHOWN, Locator, Problem, RawRatings, raise_problems
 from embrec.errors import DataError, ParseError
 
@@ -30,7 +28,6 @@ __all__ = ["TextFormat", "TextTable", "column_label", "read_raw_ratings", "read_
 SEPARATORS = ("::", "\t", ",", ";", "|")
 _SAMPLE_BYTES = 1 << 16
 _SUBSTITUTES = (b"\x1f", b"\x1e", b"\x1d")
-_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _FAILED_COLUMN = re.compile(r"In CSV column #(\d+)")
 _BLOCK = 1 << 22  # PyArrow's block: no line may be longer
 THREADED_BYTES = 4 * _BLOCK
@@ -111,25 +108,15 @@ def _split(line: str, sep: str, quoting: bool) -> list[str]:
 
 
 def _is_number(text: str) -> bool:
-    return re.match(_NUMBER, text) is not None
+    return re.match(NUMBER, text) is not None
 
 
 def sniff(path: Path, *, sep: str | None = None, header: bool | None = None,
           encoding: str = "utf-8", quoting: bool = True, prefer: str | None = None) -> TextFormat:
-    """Settle the separator and header of a delimited file from its first lines.
+    """Settle the separator and header of a (possibly compressed) delimited file.
 
-    A first line is taken for a header when none of its fields is a number.
-
-    Args:
-        path: the file (may be compressed: ``.gz``, ``.bz2``...).
-        sep: the separator; guessed among ``:: \\t , ; |`` and space when None.
-        header: whether there is a header row; guessed when None.
-        encoding: the text encoding.
-        quoting: whether ``"`` quotes fields.
-        prefer: a separator to try first when guessing (``","`` for ``.csv``).
-
-    Returns:
-        The file's layout.
+    ``sep`` is guessed among ``:: \\t , ; |`` and space (``prefer`` first) when None;
+    a first line is taken for a header when none of its fields is a number.
 
     Raises:
         DataError: if the file holds no text.
@@ -369,18 +356,11 @@ def _failed_column(error: Exception, names: list[str]) -> str | None:
 
 def read_text(path: Path, fmt: TextFormat, wanted: list[str], types: dict[str, Any], *,
               strict: bool) -> TextTable:
-    """Read the ``wanted`` columns of a delimited file.
+    """Read the ``wanted`` columns (positions as text without a header) of a delimited file.
 
-    Args:
-        path: the file.
-        fmt: its layout, from :func:`sniff`.
-        wanted: the column names (positions as text, without a header) to read.
-        types: PyArrow types for some columns; a column whose values do not
-            convert is read again as text, for the bad values to be located.
-        strict: stop after ``BAD_LINE_LIMIT`` malformed lines (an error anyway).
-
-    Returns:
-        The columns by name, the row locator, and the malformed lines met.
+    A column whose values do not convert to its PyArrow type in ``types`` is read
+    again as text, for the bad values to be located; ``strict`` stops after
+    ``BAD_LINE_LIMIT`` malformed lines (an error anyway).
 
     Raises:
         ParseError: for a file PyArrow cannot read, or too many malformed lines.
@@ -436,16 +416,7 @@ def column_label(fmt: TextFormat, name: str, role: str) -> str:
 
 def read_raw_ratings(path: Path, fmt: TextFormat, chosen: dict[str, str], *,
                      strict: bool) -> RawRatings:
-    """Read the rating columns of a delimited file, ready for validation.
-
-    Args:
-        path: the file.
-        fmt: its layout, from :func:`sniff`.
-        chosen: column name (or position as text) per role; ``timestamp`` is optional.
-        strict: whether malformed lines will be an error (reading stops early then).
-
-    Returns:
-        The raw columns with their file lines and the malformed lines met.
+    """Read the rating columns of a delimited file (``chosen``: column per role), for validation.
 
     Raises:
         ParseError: for a file PyArrow cannot read, or too many malformed lines.
@@ -458,5 +429,4 @@ def read_raw_ratings(path: Path, fmt: TextFormat, chosen: dict[str, str], *,
     columns = {role: arrow_column(table.columns[name], role, name,
                                   label=column_label(fmt, name, role))
                for role, name in chosen.items()}
-    return RawRatings(columns["user"], columns["item"], columns["rating"],
-                      columns.get("timestamp"), table.locator, table.invalid, table.n_invalid)
+    return RawRatings.of(columns, table.locator, table.invalid, table.n_invalid)

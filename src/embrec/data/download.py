@@ -1,11 +1,9 @@
 """Fetching one archive over HTTP: stream, hash, verify, unpack, install atomically.
 
-Every step writes inside a private staging folder next to the final cache folder,
-and only a fully downloaded, verified and extracted folder is moved into place
-(one ``os.replace``), so an interrupted download never leaves a half-written
-cache. Failures become one :class:`~embrec.errors.DownloadError` that carries the
-URL, the reason and a hint saying where the files can be dropped by hand.
-Only the standard library (``urllib``) is used for HTTP.
+Every step writes inside a staging folder beside the cache folder, and only a
+verified, extracted folder is moved into place (one ``os.replace``), so an interrupted
+download never leaves a half-written cache. Failures are one
+:class:`~embrec.errors.DownloadError` with the URL, the reason and a hint.
 """
 
 from __future__ import annotations
@@ -45,15 +43,8 @@ def download(
 ) -> tuple[int, str]:
     """Stream ``url`` into the file ``dest``, hashing it on the way.
 
-    Args:
-        url: what to download (``http``, ``https`` or ``file``).
-        dest: the file to write (overwritten).
-        size: the expected size in bytes, used for the progress bar when the
-            server sends no ``Content-Length``.
-        progress: show a tqdm progress bar on stderr.
-        desc: the progress bar's label.
-        hint: how to get the files another way, added to any error.
-        timeout: seconds to wait on a silent connection.
+    ``size`` sizes the progress bar (labelled ``desc``) when the server sends no
+    ``Content-Length``; ``hint`` (how to get the files another way) ends any error.
 
     Returns:
         The number of bytes received and their SHA-256 as hex.
@@ -110,15 +101,8 @@ def verify(
     sha256: str | None,
     hint: str | None = None,
 ) -> str:
-    """Check a downloaded file against its pinned size and SHA-256.
-
-    Args:
-        url: where the file came from (for the message).
-        received: its size in bytes.
-        digest: its SHA-256 as hex.
-        size: the pinned size, or ``None``.
-        sha256: the pinned SHA-256, or ``None``.
-        hint: added to any error.
+    """Check a downloaded file (``received`` bytes, ``digest``) against its pinned size and
+    SHA-256 (either may be None).
 
     Returns:
         What was checked, e.g. ``"SHA-256 verified"`` or
@@ -149,11 +133,6 @@ def extract_zip(archive: Path, dest: Path, *, hint: str | None = None) -> None:
     ``zipfile`` drops absolute paths and ``..`` from member names, so nothing is
     written outside ``dest``.
 
-    Args:
-        archive: the zip file.
-        dest: the folder to unpack into (created).
-        hint: added to any error.
-
     Raises:
         DownloadError: the file is not a valid zip archive.
     """
@@ -168,9 +147,7 @@ def extract_zip(archive: Path, dest: Path, *, hint: str | None = None) -> None:
 def install(staged: Path, target: Path) -> bool:
     """Move the complete folder ``staged`` to ``target`` in one atomic rename.
 
-    Args:
-        staged: a fully prepared folder on the same file system as ``target``.
-        target: where it belongs; must not exist yet.
+    ``staged`` is on the same file system; ``target`` must not exist yet.
 
     Returns:
         ``True`` if it was moved, ``False`` if ``target`` appeared meanwhile

@@ -1,14 +1,9 @@
 """Side features of users and items: tables keyed by raw id, encoded once into sparse columns.
 
-A feature table has one row per raw id and columns of three kinds:
-``categorical`` (one value, one-hot encoded: gender, occupation), ``multi``
-(several values joined by ``|``, one column per value: genres) and ``numeric``
-(standardised to mean 0 and standard deviation 1: age); 0/1 ``flag`` columns
-are kept as they are. The :class:`FeatureSchema` remembers the vocabulary and
-the standardisation, so a new user's features encode exactly as training's did
-(the cold start), and it round-trips through JSON. Files are read with the same
-rigour as ratings (:mod:`embrec.data.feature_files`): every error names the
-file, line, column and value.
+A column is ``categorical`` (one-hot: gender), ``multi`` (values joined by ``|``, one
+column each: genres), ``numeric`` (standardised: age) or a 0/1 ``flag``. The
+:class:`FeatureSchema` keeps the vocabulary and standardisation, so a new user's
+features encode exactly as training's did (the cold start).
 """
 
 from __future__ import annotations
@@ -36,15 +31,9 @@ KINDS = ("categorical", "multi", "numeric", "flag")
 
 @dataclass(frozen=True, slots=True)
 class FeatureColumn:
-    """How one source column encodes.
-
-    Attributes:
-        name: the source column.
-        kind: ``categorical``, ``multi``, ``numeric`` or ``flag``.
-        values: the vocabulary (categorical and multi): one encoded column each.
-        mean: the training mean (numeric).
-        std: the training standard deviation (numeric; 1 when constant).
-    """
+    """How one source column (``name``) of a :data:`KINDS` kind encodes: its vocabulary
+    (categorical and multi, one encoded column each), or its training mean and standard
+    deviation (numeric; 1 when constant)."""
 
     name: str
     kind: str
@@ -107,14 +96,8 @@ class FeatureSchema:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Features:
-    """A feature table: one encoded sparse row per raw id.
-
-    Attributes:
-        ids: the raw ids of the rows.
-        matrix: ``(len(ids), n_columns)`` float32 CSR, row ``k`` for ``ids.ids[k]``.
-        schema: how raw values encode into the columns.
-        kind: ``"user"`` or ``"item"``.
-    """
+    """A ``"user"`` or ``"item"`` feature table: ``matrix`` is ``(len(ids), n_columns)``
+    float32 CSR, row ``k`` for raw id ``ids.ids[k]``, encoded by ``schema``."""
 
     ids: IdIndex
     matrix: sp.csr_matrix
@@ -180,9 +163,6 @@ def features_from_frame(frame: pd.DataFrame, *, kind: str = "user", id: str | No
         categorical: columns to read as one category each (even if numeric).
         sep: the separator of multi-valued cells.
         source: the file, for messages.
-
-    Returns:
-        The encoded features.
 
     Raises:
         MissingColumnError: for a named column that is absent.
@@ -305,16 +285,8 @@ def _year(info: pd.DataFrame) -> pd.Series:
 
 def layout_features(layout: str, user_info: pd.DataFrame | None,
                     item_info: pd.DataFrame | None) -> tuple[Features | None, Features | None]:
-    """The side features a publisher's metadata gives (``user_features``, ``item_features``).
-
-    Args:
-        layout: a layout name (``ml-100k``...); others have no features.
-        user_info: the user metadata indexed by raw id.
-        item_info: the item metadata indexed by raw id.
-
-    Returns:
-        The user features and the item features (None where there are none).
-    """
+    """The (user, item) features a layout's metadata (indexed by raw id) gives; None where
+    there are none, as for layouts outside :data:`LAYOUT_FEATURES`."""
     users, items, codes = LAYOUT_FEATURES.get(layout, ((), (), ()))
     if item_info is not None and "year" in items:
         item_info = item_info.assign(year=_year(item_info))
@@ -331,15 +303,8 @@ def layout_features(layout: str, user_info: pd.DataFrame | None,
 
 def with_features(ratings: Ratings, *, user: str | os.PathLike[str] | Features | None = None,
                   item: str | os.PathLike[str] | Features | None = None) -> Ratings:
-    """Return ``ratings`` carrying these user and item features (files are read).
-
-    Args:
-        ratings: the :class:`~embrec.data.ratings.Ratings`.
-        user: a user feature file or table; None keeps the ratings' own.
-        item: likewise for items.
-
-    Returns:
-        A new ``Ratings``.
+    """Return ``ratings`` carrying these user and item features (a file is read; None keeps
+    the ratings' own).
 
     Raises:
         DataError: for an unreadable feature file (see :func:`read_features`).

@@ -71,14 +71,8 @@ class IdIndex:
         """Index the distinct values of ``values`` and return their codes.
 
         Ids are sorted when they are comparable (so the same set of ids always
-        gives the same indices) and kept in first-seen order otherwise.
-
-        Args:
-            values: raw ids, one per rating.
-            kind: ``"user"`` or ``"item"``.
-
-        Returns:
-            The index and an int32 array of the indices of ``values``.
+        gives the same indices) and kept in first-seen order otherwise. The codes
+        are int32.
         """
         array = _as_array(values)
         try:
@@ -110,12 +104,6 @@ class IdIndex:
         canonical spelling of an integer converts (``"0196"``, ``"196.0"``,
         ``"1.96e2"`` do not), and anything that does not convert is returned
         unchanged (and will be unknown).
-
-        Args:
-            raw: one raw id or an array of them.
-
-        Returns:
-            The converted id(s).
         """
         if not self.is_integer:
             return raw
@@ -132,15 +120,8 @@ class IdIndex:
         return converted if isinstance(raw, Iterable) and not isinstance(raw, str) else converted[0]
 
     def index(self, raw: Any, *, on_unknown: OnUnknown = "error") -> np.ndarray:
-        """Return the int64 indices of raw ids.
-
-        Args:
-            raw: one raw id or an array-like of them.
-            on_unknown: ``"error"`` raises for ids not in the index,
-                ``"missing"`` returns -1 for them.
-
-        Returns:
-            An int64 array, one index per raw id.
+        """Return the int64 indices of raw ids; an unknown id raises, or is -1 under
+        ``on_unknown="missing"``.
 
         Raises:
             UnknownIdError: for unknown ids when ``on_unknown="error"``.

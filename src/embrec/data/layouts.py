@@ -1,10 +1,8 @@
 """Publishers' folder layouts (GroupLens MovieLens, goodbooks-10k): ratings plus titles and genres.
 
 Each entry of :data:`LAYOUTS` describes one layout as published: its ratings file,
-separator, columns and rating scale, and the item (and user) metadata files beside
-it. :func:`read_layout` reads a folder in one of them, detected from the folder's
-name or its files, into ``Ratings`` whose ``item_info`` holds ``title`` and
-``genres`` indexed by raw item id, and whose ``source`` is the layout name.
+separator, columns and scale, and the metadata files beside it, read into ``item_info``
+and ``user_info`` indexed by raw id.
 """
 
 from __future__ import annotations
@@ -175,10 +173,7 @@ def _info(folder: Path, spec: InfoFile | None,
     if spec.names is not None:
         fmt = dataclasses.replace(fmt, names=list(spec.names))
     wanted = [spec.id, *(column for column, _ in spec.keep), *spec.flags]
-    absent = [column for column in wanted if column not in fmt.names]
-    if absent:
-        raise MissingColumnError(f"no column {absent[0]!r}; found {fmt.names}", path=path,
-                                 column=absent[0], hint=f"is this {spec.name} as published?")
+    _require(fmt.names, wanted, path, f"is this {spec.name} as published?")
     types = {column: pa.string() for column, _ in spec.keep if column in _TEXT_COLUMNS}
     table = read_text(path, fmt, wanted, types, strict=strict)
     skipped = []
@@ -192,6 +187,13 @@ def _info(folder: Path, spec: InfoFile | None,
         info["genres"] = _genres(table, spec.flags)
     info.index = pd.Index(ids, name="id")
     return info, skipped
+
+
+def _require(names: list[str], wanted: list[str], path: Path, hint: str) -> None:
+    absent = [column for column in wanted if column not in names]
+    if absent:
+        raise MissingColumnError(f"no column {absent[0]!r}; found {names}", path=path,
+                                 column=absent[0], hint=hint)
 
 
 def _genres(table: Any, flags: tuple[str, ...]) -> pd.Series:
@@ -210,24 +212,10 @@ def load_layout(
     duplicates: Duplicates = "error",
     on_bad_lines: OnBadLines = "error",
 ) -> tuple[Ratings, list[str]]:
-    """Read a folder in a known layout, returning summaries of skipped lines instead of warning.
-
-    Args:
-        folder: the data set's folder.
-        layout: a key of :data:`LAYOUTS`; detected when None.
-        scale: overrides the layout's rating scale.
-        duplicates: the repeated-pair policy of :meth:`Ratings.from_arrays`.
-        on_bad_lines: ``"error"`` or ``"skip"``.
-
-    Returns:
-        The ratings with their metadata, and one summary per file with skipped lines.
+    """:func:`read_layout`, returning one summary per file with skipped lines instead of warning.
 
     Raises:
-        ConfigError: for an unknown layout name.
-        DataError: if the folder or its ratings file is missing, or matches no layout.
-        MissingColumnError: if a file lacks the layout's columns.
-        ParseError: for malformed lines and bad values when ``on_bad_lines="error"``.
-        DuplicateRatingError: for repeated pairs when ``duplicates="error"``.
+        DataError: as :func:`read_layout` says.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -244,10 +232,7 @@ def load_layout(
     fmt = sniff(path, sep=spec.sep, header=spec.header, quoting=len(spec.sep) == 1)
     chosen = {role: column for role, column in zip(("user", "item", "rating", "timestamp"),
                                                    spec.columns, strict=True) if column}
-    absent = [column for column in chosen.values() if column not in fmt.names]
-    if absent:
-        raise MissingColumnError(f"no column {absent[0]!r}; found {fmt.names}", path=path,
-                                 column=absent[0], hint=f"is this {name}'s {spec.ratings}?")
+    _require(fmt.names, list(chosen.values()), path, f"is this {name}'s {spec.ratings}?")
     raw = read_raw_ratings(path, fmt, chosen, strict=strict)
     ratings, summary = build_ratings(raw, scale=scale or spec.scale, duplicates=duplicates,
                                      on_bad_lines=on_bad_lines, source=name)

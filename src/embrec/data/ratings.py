@@ -1,10 +1,8 @@
 """Ratings: explicit feedback as contiguous columnar arrays plus one IdIndex per side.
 
-A ``Ratings`` holds int32 user and item indices, float32 ratings and optional
-int64 timestamps; 25M ratings take about 500 MB. Raw ids stay in the two
-``IdIndex`` objects, optional metadata (titles, genres) in small DataFrames keyed
-by raw id. Every constructor validates: NaN ratings, ratings outside the scale
-and duplicate (user, item) pairs are reported, never dropped silently.
+Raw ids stay in the two ``IdIndex`` objects, metadata (titles, genres) in small
+DataFrames keyed by raw id. Every constructor validates: bad ratings and duplicate
+(user, item) pairs are reported, never dropped silently.
 """
 
 from __future__ import annotations
@@ -69,14 +67,11 @@ class Ratings:
             lengths.add(len(self.timestamp))
         if len(lengths) != 1:
             raise ValueError(f"Ratings columns differ in length: {sorted(lengths)}")
-        object.__setattr__(self, "user", np.ascontiguousarray(self.user, dtype=np.int32))
-        object.__setattr__(self, "item", np.ascontiguousarray(self.item, dtype=np.int32))
-        object.__setattr__(self, "rating", np.ascontiguousarray(self.rating, dtype=np.float32))
-        if self.timestamp is not None:
-            ts = np.ascontiguousarray(self.timestamp, dtype=np.int64)
-            object.__setattr__(self, "timestamp", ts)
-        low, high = (float(self.scale[0]), float(self.scale[1]))
-        object.__setattr__(self, "scale", (low, high))
+        for name, dtype in (("user", np.int32), ("item", np.int32), ("rating", np.float32),
+                            ("timestamp", np.int64)):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype))
+        object.__setattr__(self, "scale", (float(self.scale[0]), float(self.scale[1])))
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -101,14 +96,11 @@ class Ratings:
             rating: the ratings (numbers).
             timestamp: optional timestamps (seconds or datetimes).
             scale: ``(min, max)``; inferred from the data when omitted.
-            duplicates: what to do with repeated (user, item) pairs:
-                ``"error"`` (default), keep the ``"last"``, or take the ``"mean"``.
+            duplicates: repeated (user, item) pairs: ``"error"``, keep the ``"last"``,
+                or take the ``"mean"``.
             item_info: optional item metadata indexed by raw item id.
             user_info: optional user metadata indexed by raw user id.
             source: a name for where the ratings came from.
-
-        Returns:
-            The validated ratings.
 
         Raises:
             ParseError: for NaN or non-numeric ratings or ratings outside ``scale``.
@@ -143,20 +135,7 @@ class Ratings:
         duplicates: Duplicates = "error",
         source: str = "DataFrame",
     ) -> Ratings:
-        """Build ratings from a DataFrame's columns.
-
-        Args:
-            frame: one row per rating.
-            user: the user id column.
-            item: the item id column.
-            rating: the rating column.
-            timestamp: the optional timestamp column.
-            scale: ``(min, max)``; inferred when omitted.
-            duplicates: repeated-pair policy, see :meth:`from_arrays`.
-            source: a name for error messages and metadata.
-
-        Returns:
-            The validated ratings.
+        """Build ratings from the named columns of ``frame``, as :meth:`from_arrays` does.
 
         Raises:
             MissingColumnError: if a named column is absent.
@@ -202,26 +181,15 @@ class Ratings:
 
     def to_pandas(self) -> pd.DataFrame:
         """Return the ratings with raw ids: columns user, item, rating[, timestamp]."""
-        columns: dict[str, Any] = {
-            "user": self.users.id_of(self.user),
-            "item": self.items.id_of(self.item),
-            "rating": self.rating,
-        }
-        if self.timestamp is not None:
-            columns["timestamp"] = self.timestamp
-        return pd.DataFrame(columns)
+        columns = {"user": self.users.id_of(self.user), "item": self.items.id_of(self.item),
+                   "rating": self.rating, "timestamp": self.timestamp}
+        return pd.DataFrame({k: v for k, v in columns.items() if v is not None})
 
     def take(self, rows: np.ndarray, *, reindex: bool = True) -> Ratings:
-        """Return the ratings at ``rows`` (indices or a boolean mask).
+        """Return the ratings at ``rows`` (positions or a boolean mask), metadata carried over.
 
-        Args:
-            rows: integer positions or a boolean mask over the ratings.
-            reindex: re-index ids so only users and items present in the
-                subset are kept (what a training set needs); otherwise share
-                this object's indexes.
-
-        Returns:
-            A new ``Ratings``; metadata is carried over.
+        With ``reindex`` only the users and items present in the subset stay in the
+        indexes (what a training set needs); otherwise this object's indexes are shared.
         """
         user, item = self.user[rows], self.item[rows]
         users, items = self.users, self.items
@@ -236,11 +204,8 @@ class Ratings:
                        user_features=self.user_features, item_features=self.item_features)
 
     def fingerprint(self) -> str:
-        """Return a SHA-256 over the ratings with their raw ids (order-sensitive).
-
-        Two ``Ratings`` with the same rows in the same order share a
-        fingerprint, whatever their internal indexing.
-        """
+        """Return a SHA-256 over the ratings with their raw ids: the same rows in the same
+        order share it, whatever their internal indexing."""
         if self._fingerprint:
             return self._fingerprint[0]
         digest = hashlib.sha256()
@@ -266,19 +231,13 @@ class Ratings:
             return {f"p{int(p * 100)}": float(np.quantile(counts, p)) for p in quantiles}
 
         cells = self.n_users * self.n_items
-        return {
-            "source": self.source,
-            "ratings": len(self),
-            "users": self.n_users,
-            "items": self.n_items,
-            "density": len(self) / cells if cells else 0.0,
-            "scale": [self.scale[0], self.scale[1]],
-            "mean_rating": float(self.rating.mean()) if len(self) else float("nan"),
-            "has_timestamps": self.timestamp is not None,
-            "has_titles": self.item_titles is not None,
-            "ratings_per_user": q(per_user),
-            "ratings_per_item": q(per_item),
-        }
+        return {"source": self.source, "ratings": len(self), "users": self.n_users,
+                "items": self.n_items, "density": len(self) / cells if cells else 0.0,
+                "scale": [self.scale[0], self.scale[1]],
+                "mean_rating": float(self.rating.mean()) if len(self) else float("nan"),
+                "has_timestamps": self.timestamp is not None,
+                "has_titles": self.item_titles is not None,
+                "ratings_per_user": q(per_user), "ratings_per_item": q(per_item)}
 
 
 def _plain(value: Any) -> Any:
@@ -362,16 +321,9 @@ def _timestamps(timestamp: Any) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _resolve_duplicates(
-    user: np.ndarray,
-    item: np.ndarray,
-    values: np.ndarray,
-    n_items: int,
-    policy: Duplicates,
-    users: IdIndex,
-    items: IdIndex,
-    source: str,
-) -> tuple[np.ndarray | None, np.ndarray]:
+def _resolve_duplicates(user: np.ndarray, item: np.ndarray, values: np.ndarray, n_items: int,
+                        policy: Duplicates, users: IdIndex, items: IdIndex,
+                        source: str) -> tuple[np.ndarray | None, np.ndarray]:
     """Find repeated (user, item) pairs and apply ``policy``; ``None`` means keep all rows."""
     key = user.astype(np.int64) * max(n_items, 1) + item
     order = np.argsort(key, kind="stable")

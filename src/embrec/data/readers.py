@@ -1,12 +1,8 @@
 """read_ratings(): one entry point for every rating format, returning validated ``Ratings``.
 
-A source is a path (delimited text, Parquet, a SciPy ``.npz`` sparse matrix, an R
-``.RData``/``.rda``/``.rds`` file, or a folder in a publisher's layout), a pandas
-DataFrame or a SciPy sparse matrix. The format comes from ``format=`` or the
-suffix; the user, item, rating and timestamp columns are recognised by their
-usual names (``userId``, ``movieId``, ``book_id``, ``rating``...) unless named.
-Text is parsed by PyArrow's CSV reader. Bad input is reported with its file,
-line, column and value, and never dropped silently.
+The format comes from ``format=`` or the suffix; the columns are recognised by their
+usual names (``userId``, ``movieId``, ``book_id``, ``rating``...) unless named. Bad
+input is reported with its file, line, column and value, never dropped silently.
 """
 
 from __future__ import annotations
@@ -98,13 +94,8 @@ def _recognise(names: Sequence[Hashable], role: str, taken: set[Hashable]) -> Ha
 
 def resolve_columns(names: Sequence[Hashable], requested: dict[str, ColumnRef | None], *,
                     source: str, header: bool = True) -> dict[str, Hashable]:
-    """Pick the column of each role: as requested, else by its usual name.
-
-    Args:
-        names: the source's column names (positions as text when it has no header).
-        requested: per role, a column name, a 0-based position, or None to recognise it.
-        source: the file or object name, for messages.
-        header: whether the names came from a header row.
+    """Pick the column of each role: as requested (a name or 0-based position), else by its
+    usual name (only when the ``names`` came from a header row).
 
     Returns:
         The column per role; ``timestamp`` is absent when there is none.
@@ -191,8 +182,7 @@ def text_format(path: Path, kind: str, sep: str | None) -> TextFormat:
 def text_raw(path: Path, requested: dict[str, ColumnRef | None], kind: str, sep: str | None,
               strict: bool, part: Path | None = None) -> RawRatings:
     """Read a delimited file's rating columns (those of ``part``, a piece of it, when given)."""
-    prefer = {"csv": ",", "tsv": "\t"}.get(kind)
-    fmt = sniff(path, sep=sep, prefer=prefer)
+    fmt = text_format(path, kind, sep)
     if (not fmt.header and all(v is None for v in requested.values())
             and _GROUPLENS_NO_HEADER.match(path.name) and len(fmt.names) in (3, 4)):
         requested = dict(zip(ROLES, range(len(fmt.names)), strict=False))
@@ -209,10 +199,8 @@ def _parquet_raw(path: Path, requested: dict[str, ColumnRef | None]) -> RawRatin
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"not a readable Parquet file: {error}", path=path,
                         hint="check the file, or pass format= if it is not Parquet") from None
-    columns = {role: arrow_column(table.column(str(name)), role, str(name))
-               for role, name in chosen.items()}
-    return RawRatings(columns["user"], columns["item"], columns["rating"],
-                      columns.get("timestamp"), Locator(str(path), "row"))
+    return RawRatings.of({role: arrow_column(table.column(str(name)), role, str(name))
+                          for role, name in chosen.items()}, Locator(str(path), "row"))
 
 
 def _row_labels(index: pd.Index) -> Any:
@@ -225,11 +213,9 @@ def _row_labels(index: pd.Index) -> Any:
 def _frame_raw(frame: pd.DataFrame, requested: dict[str, ColumnRef | None],
                source: str) -> RawRatings:
     chosen = resolve_columns(list(frame.columns), requested, source=source)
-    columns = {role: series_column(frame[name], role, str(name))
-               for role, name in chosen.items()}
-    locator = Locator(source, "row", labels=_row_labels(frame.index))
-    return RawRatings(columns["user"], columns["item"], columns["rating"],
-                      columns.get("timestamp"), locator)
+    return RawRatings.of({role: series_column(frame[name], role, str(name))
+                          for role, name in chosen.items()},
+                         Locator(source, "row", labels=_row_labels(frame.index)))
 
 
 def _sparse_raw(matrix: Any, source: str) -> RawRatings:

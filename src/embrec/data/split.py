@@ -1,13 +1,9 @@
 """Train/test splits whose ids are indexed on the training side only.
 
-Every split assigns each rating row to exactly one side and re-indexes both
-sides (``Ratings.take(..., reindex=True)``), so a model built from ``train``
-gets embedding rows for training users and items only; test ratings whose user
-or item never appears in training are the cold-start cases, counted by
-:func:`cold_start_report` and kept or dropped by policy. ``Ratings`` holds each
-(user, item) pair once, so no pair can land on both sides. Everything is
-vectorised: per-user splits sort once by (user, key) and rank within each run
-of equal users, with no Python loop over users.
+Each rating row lands on exactly one side and both sides are re-indexed, so a model
+built from ``train`` gets embedding rows for training users and items only; test
+ratings of users or items unseen in training are the cold-start cases, kept or
+dropped by policy.
 """
 
 from __future__ import annotations
@@ -102,14 +98,6 @@ def kfold(ratings: Ratings, k: int = 5, *, seed: int = 0) -> Iterator[tuple[Rati
     users or items unseen in a fold's training side are kept and their counts
     logged, as in :func:`split`.
 
-    Args:
-        ratings: the ratings to split.
-        k: number of folds, at least 2 and at most the number of ratings.
-        seed: seeds the permutation.
-
-    Returns:
-        An iterator of ``(train, test)`` pairs, each re-indexed to its ids.
-
     Raises:
         ConfigError: if ``k`` is below 2 or above the number of ratings
             (raised at the call, not at the first fold).
@@ -132,10 +120,6 @@ def cold_start_report(train: Ratings, test: Ratings) -> dict[str, int]:
 
     Ids are compared raw, so the two sides may be indexed differently.
 
-    Args:
-        train: the training ratings.
-        test: the test ratings.
-
     Returns:
         ``test_ratings`` (all of them); ``unseen_user`` and ``unseen_item``
         (ratings whose user, resp. item, is unseen, whatever the other side);
@@ -152,24 +136,18 @@ def cold_start_report(train: Ratings, test: Ratings) -> dict[str, int]:
 
 
 def _counts(unseen_user: np.ndarray, unseen_item: np.ndarray, n: int) -> dict[str, int]:
-    return {
-        "test_ratings": n,
-        "unseen_user": int(unseen_user.sum()),
-        "unseen_item": int(unseen_item.sum()),
-        "unseen_both": int((unseen_user & unseen_item).sum()),
-        "unseen_any": int((unseen_user | unseen_item).sum()),
-    }
+    return {"test_ratings": n, "unseen_user": int(unseen_user.sum()),
+            "unseen_item": int(unseen_item.sum()),
+            "unseen_both": int((unseen_user & unseen_item).sum()),
+            "unseen_any": int((unseen_user | unseen_item).sum())}
 
 
 def _timestamps(ratings: Ratings, method: str) -> np.ndarray:
     if ratings.timestamp is None:
         source = f" from {ratings.source!r}" if ratings.source else ""
-        raise DataError(
-            f"split method={method!r} needs timestamps, but the ratings{source} have none",
-            column="timestamp",
-            hint="read the ratings with their timestamp column, or use method='random' "
-                 "or method='user'",
-        )
+        raise DataError(f"split method={method!r} needs timestamps, but the ratings{source} "
+                        "have none", column="timestamp", hint="read the ratings with their "
+                        "timestamp column, or use method='random' or method='user'")
     return ratings.timestamp
 
 
@@ -223,12 +201,8 @@ def _user_tails(user: np.ndarray, key: np.ndarray, counts: np.ndarray,
 def _cold_start(ratings: Ratings, train_rows: np.ndarray, test_rows: np.ndarray,
                 policy: str) -> np.ndarray:
     """Log the cold-start counts of ``test_rows``; drop those rows under ``"drop"``."""
-    in_train_user = np.zeros(ratings.n_users, dtype=bool)
-    in_train_user[ratings.user[train_rows]] = True
-    in_train_item = np.zeros(ratings.n_items, dtype=bool)
-    in_train_item[ratings.item[train_rows]] = True
-    unseen_user = ~in_train_user[ratings.user[test_rows]]
-    unseen_item = ~in_train_item[ratings.item[test_rows]]
+    unseen_user = ~np.isin(ratings.user[test_rows], ratings.user[train_rows])
+    unseen_item = ~np.isin(ratings.item[test_rows], ratings.item[train_rows])
     counts = _counts(unseen_user, unseen_item, len(test_rows))
     if policy == "drop":
         log.info("split: dropped %d of %d test ratings whose user (%d) or item (%d) is unseen "

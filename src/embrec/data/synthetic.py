@@ -1,11 +1,9 @@
 """Synthetic MovieLens-like ratings with a planted answer.
 
 Ratings are ``mean + user bias + item bias + <user factors, item factors> + noise``,
-clipped to the scale and optionally rounded to whole or half stars. Who rates what
-follows power laws: a few users rate a lot and a few items are rated a lot, as in
-MovieLens. The generator is vectorised, in the memory the arrays themselves need,
-and reports ``noise_rmse``, the RMSE of the best possible predictor, so tests and
-benchmarks can check a model against a known floor.
+clipped to the scale and optionally rounded to whole or half stars; who rates what
+follows power laws, as in MovieLens. ``noise_rmse``, the RMSE of the best possible
+predictor, gives tests and benchmarks a known floor.
 """
 
 from __future__ import annotations
@@ -28,21 +26,13 @@ _MAX_ROUNDS = 200
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Synthetic:
-    """Generated ratings plus the truth behind them.
+    """Generated ratings plus the truth behind them: the planted factors, biases and mean.
 
     Attributes:
         ratings: the observed (noisy, clipped, optionally rounded) ratings.
-        expected: float32 noise-free score of each observed pair,
-            ``mean + biases + dot product``, before clipping and rounding.
-        user_factors: planted user factors, ``(n_users, rank)``.
-        item_factors: planted item factors, ``(n_items, rank)``.
-        user_bias: planted user biases.
-        item_bias: planted item biases.
-        mean: planted global mean.
-        noise_rmse: RMSE of the observed ratings around the best possible
-            prediction (the expected observed rating given the pair, see
-            :meth:`best_prediction`): the floor no model can beat on these data.
-            For continuous ratings that are rarely clipped it is close to ``noise``.
+        expected: float32 noise-free score of each observed pair, before clipping and rounding.
+        noise_rmse: RMSE of the observed ratings around :meth:`best_prediction`: the
+            floor no model can beat on these data.
         noise: standard deviation of the Gaussian noise.
         step: rating grid step (1 or 0.5), or ``None`` for continuous ratings.
     """
@@ -59,31 +49,13 @@ class Synthetic:
     step: float | None = None
 
     def score(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
-        """Return the planted noise-free score of (user, item) index pairs.
-
-        Args:
-            user: user indices (``0..n_users-1``).
-            item: item indices (``0..n_items-1``).
-
-        Returns:
-            float64 ``mean + user bias + item bias + dot product``, unclipped.
-        """
+        """Return the planted noise-free, unclipped float64 score of (user, item) index pairs."""
         return _score(self.user_factors, self.item_factors, self.user_bias, self.item_bias,
                       self.mean, np.asarray(user), np.asarray(item))
 
     def best_prediction(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
-        """Return the expected observed rating of (user, item) index pairs.
-
-        This is the prediction with the lowest possible mean squared error: it
-        accounts for the noise, the clipping and the rounding.
-
-        Args:
-            user: user indices (``0..n_users-1``).
-            item: item indices (``0..n_items-1``).
-
-        Returns:
-            float64 predictions inside the rating scale.
-        """
+        """Return the expected observed rating of (user, item) index pairs: the prediction
+        with the lowest possible mean squared error, given the noise, clipping and rounding."""
         return _conditional_mean(self.score(user, item), self.noise, self.ratings.scale,
                                  self.step)
 
@@ -297,25 +269,16 @@ def generate(
     planted = (user_factors, item_factors, user_bias, item_bias, float(mean))
     observed, expected, squared = _observe(planted, user, item, noise, (low, high), step, rng)
     timestamps = 1_000_000_000 + rng.integers(0, 10**8, n_ratings)
-    ratings = Ratings(
-        user, item, observed,
-        IdIndex(np.arange(1, n_users + 1), kind="user"),
-        IdIndex(np.arange(1, n_items + 1), kind="item"),
-        timestamps, scale=(low, high), source="synthetic",
-    )
+    ratings = Ratings(user, item, observed, IdIndex(np.arange(1, n_users + 1), kind="user"),
+                      IdIndex(np.arange(1, n_items + 1), kind="item"), timestamps,
+                      scale=(low, high), source="synthetic")
     return Synthetic(ratings, expected, user_factors, item_factors, user_bias, item_bias,
                      float(mean), float(np.sqrt(squared / n_ratings)), float(noise), step)
 
 
-def _observe(
-    planted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float],
-    user: np.ndarray,
-    item: np.ndarray,
-    noise: float,
-    scale: tuple[float, float],
-    step: float | None,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, float]:
+def _observe(planted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float],
+             user: np.ndarray, item: np.ndarray, noise: float, scale: tuple[float, float],
+             step: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
     """Score, add noise, clip and round block by block; return ratings, scores, sum of sq. error."""
     n = len(user)
     observed = np.empty(n, dtype=np.float32)
@@ -329,10 +292,8 @@ def _observe(
         np.clip(value, scale[0], scale[1], out=value)
         if step:
             value = np.round(value / step) * step
-        if table is None:
-            best = _conditional_mean(score, noise, scale, step)
-        else:
-            best = _interpolate(score, table)
+        best = _conditional_mean(score, noise, scale, step) if table is None else \
+            _interpolate(score, table)
         squared += float(np.sum((value - best) ** 2))
         observed[rows], expected[rows] = value, score
     return observed, expected, squared

@@ -1,12 +1,10 @@
 """Turn raw rating columns into validated ``Ratings``, reporting every bad row by where it lives.
 
-Every reader (delimited text, Parquet, R files, DataFrames, sparse matrices, folder
-layouts) hands its columns to :func:`build_ratings` together with a :class:`Locator`
-that knows how a row position reads to a person: a 1-based file line, a DataFrame
-row label or a matrix entry. Checks are vectorised masks over whole columns; the
-first few problems are gathered into one :class:`~embrec.errors.ParseError`, or,
-under ``on_bad_lines="skip"``, the bad rows are dropped and summarised for one
-:class:`~embrec.errors.DataWarning`. Nothing is ever dropped silently.
+Every reader hands its columns to :func:`build_ratings` with a :class:`Locator` that
+says how a row position reads to a person (a file line, a row label, a matrix entry).
+The first few problems become one :class:`~embrec.errors.ParseError`, or, under
+``on_bad_lines="skip"``, one :class:`~embrec.errors.DataWarning`: nothing is dropped
+silently.
 """
 
 from __future__ import annotations
@@ -45,11 +43,6 @@ SHOWN = 5  # problems quoted in a message
 
 def check_options(scale: tuple[float, float] | None, duplicates: str, on_bad_lines: str) -> None:
     """Reject reader options outside their allowed values.
-
-    Args:
-        scale: ``(min, max)`` with ``min < max``, or None.
-        duplicates: ``"error"``, ``"last"`` or ``"mean"``.
-        on_bad_lines: ``"error"`` or ``"skip"``.
 
     Raises:
         ConfigError: naming the option and what it must be.
@@ -129,17 +122,8 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class RawRatings:
-    """The columns of one source, with where its rows came from and the lines already skipped.
-
-    Attributes:
-        user: raw user ids.
-        item: raw item ids.
-        rating: ratings as float64 (NaN where missing or unparsed).
-        timestamp: optional int64 seconds.
-        locator: maps row positions to file lines or row labels.
-        invalid: problems found while parsing (wrong number of fields), first few.
-        n_invalid: how many rows were dropped while parsing.
-    """
+    """The columns of one source, where its rows came from, and the malformed lines parsing
+    skipped (the first few in ``invalid``, their count in ``n_invalid``)."""
 
     user: Column
     item: Column
@@ -148,6 +132,13 @@ class RawRatings:
     locator: Locator
     invalid: list[Problem] = field(default_factory=list)
     n_invalid: int = 0
+
+    @classmethod
+    def of(cls, columns: dict[str, Column], locator: Locator, invalid: list[Problem] | None = None,
+           n_invalid: int = 0) -> RawRatings:
+        """Build from columns keyed by role (``timestamp`` optional)."""
+        return cls(columns["user"], columns["item"], columns["rating"], columns.get("timestamp"),
+                   locator, invalid or [], n_invalid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,13 +225,8 @@ def _hint(problems: list[Problem], unit: str) -> str:
 
 def raise_problems(problems: list[Problem], total: int, locator: Locator, *,
                    at_least: bool = False) -> None:
-    """Raise one ParseError quoting the first problems and counting them all.
-
-    Args:
-        problems: the first problems, sorted by line.
-        total: how many bad rows there are (a lower bound when ``at_least``).
-        locator: where the rows came from.
-        at_least: reading stopped early, so ``total`` is a lower bound.
+    """Raise one ParseError quoting the first ``problems`` (sorted by line) and counting all
+    ``total`` bad rows (a lower bound when reading stopped early: ``at_least``).
 
     Raises:
         ParseError: always.
@@ -267,12 +253,8 @@ def summarise(problems: list[Problem], total: int, locator: Locator) -> str:
 
 
 def warn_skipped(summaries: list[str], *, stacklevel: int = 3) -> None:
-    """Log and warn, as one DataWarning, about the rows a lenient read skipped.
-
-    Args:
-        summaries: one summary per file that had bad rows; nothing happens when empty.
-        stacklevel: passed to :func:`warnings.warn`; the default points at the caller's caller.
-    """
+    """Log and warn, as one DataWarning, about the rows a lenient read skipped (one summary
+    per file; nothing when empty). The default ``stacklevel`` points at the caller's caller."""
     if not summaries:
         return
     message = "\n".join(summaries)
@@ -288,7 +270,7 @@ def build_ratings(
     on_bad_lines: OnBadLines,
     source: str,
 ) -> tuple[Ratings, str | None]:
-    """Validate raw columns and build ``Ratings``.
+    """Validate raw columns and build ``Ratings`` named ``source``.
 
     Args:
         raw: the columns and where their rows came from.
@@ -317,10 +299,8 @@ def build_ratings(
         summary = summarise(problems, total, raw.locator)
     keep = None if bad is None else np.flatnonzero(~bad)
     columns = [c.values if keep is None else c.values[keep]
-               for c in (raw.user, raw.item, raw.rating)]
-    times = None if raw.timestamp is None else raw.timestamp.values
-    if times is not None and keep is not None:
-        times = times[keep]
+               for c in (raw.user, raw.item, raw.rating, raw.timestamp) if c is not None]
+    times = columns.pop() if raw.timestamp is not None else None
     if len(columns[2]) == 0:
         left = f"; all {total} were bad" if total else ""
         hint = (f"first: {problems[0].where}: {problems[0].message}" if problems

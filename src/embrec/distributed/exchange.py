@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -49,8 +50,7 @@ from torch import Tensor
 from embrec.data.ratings import Ratings
 from embrec.distributed.shards import ShardedRatings
 from embrec.errors import ConfigError, DataError
-from embrec.models.base import EmbeddingModel
-from embrec.models.mlp import DropoutMasks, Tower
+from embrec.models.base import DropoutMasks, EmbeddingModel
 from embrec.training.batches import Columns, columns, shuffled
 from embrec.training.sparse import coalesce
 from embrec.training.step import Step, StepOutput
@@ -311,17 +311,10 @@ class ShardedMasks(DropoutMasks):
         return self.mine
 
 
-def _sharded_masks(model: torch.nn.Module) -> list[ShardedMasks]:
+def _sharded_masks(model: EmbeddingModel) -> list[ShardedMasks]:
     """Replace every tower's dropout masks by :class:`ShardedMasks`; return them."""
-    found = []
-    for module in model.modules():
-        if isinstance(module, Tower):
-            for k, masks in enumerate(module.masks):
-                if masks is not None:
-                    sharded = ShardedMasks(masks.rate, module.layer(k).in_features)
-                    module.masks[k] = sharded
-                    found.append(sharded)
-    return found
+    made = model.replace_masks(lambda old, width: ShardedMasks(old.rate, width))
+    return cast(list[ShardedMasks], made)
 
 
 class DataParallel:

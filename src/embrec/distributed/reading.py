@@ -55,6 +55,7 @@ from embrec.distributed.shards import (
     text_bounds,
 )
 from embrec.errors import DataError, DuplicateRatingError, EmbrecError
+from embrec.training.closed_form import solves_itself
 
 NO_ROWS = ("no ratings found", "the file is empty")
 """How a reader's error begins when a part of the file holds no ratings at all."""
@@ -354,6 +355,6 @@ def whole_file_reason(data: str, options: dict[str, Any], method: str, test_data
          "duplicates='last'/'mean' merge rows that may sit on different ranks"),
         (train_config.validation > 0, "validation rows are held out of the whole training set"),
         (train_config.loss != "rating", "ranking losses train in one process"),
-        (getattr(model_config, "closed_form", False), "closed-form models fit in one process"),
+        (solves_itself(model_config), "closed-form models fit in one process"),
     ]
     return next((why for bad, why in reasons if bad), None)

@@ -1,18 +1,10 @@
 """evaluate(): score a Recommender on held-out ratings, by rating error and by top-N ranking.
 
-Rating metrics (``rmse``, ``mae``, ``mse``) compare predictions with every test
-rating; pairs with an id the model never saw get the data-bias fallback of
-``predict(on_unknown="mean")`` and are counted in ``unknown``. Ranking metrics
-follow the full-catalogue protocol: every test user the model knows, with at
-least one test item rated at or above ``threshold``, gets a top-K list over
-all items not seen in training, computed in batched blocks at the index level;
-the relevant items are that user's test items rated at or above ``threshold``.
-
-A model whose scores are not ratings (``rec.scores == "ranking"``: ``popular``,
-``ease``) gets ranking metrics only. With ``baselines=True`` the ``popular``
-yardstick is fitted on the model's own training rows (the recommender keeps
-them as its ``seen`` matrix, saved with it) and each ranking metric is reported
-for it and as the model's ratio to it.
+Rating metrics compare predictions with every test rating; pairs with an unknown id
+get the fallback of ``predict(on_unknown="mean")`` and are counted in ``unknown``.
+Ranking metrics rank the full catalogue (less the training items) for every known
+test user with a test item rated at or above ``threshold``; a ranking-only model
+(``rec.scores == "ranking"``) gets ranking metrics only.
 """
 
 from __future__ import annotations
@@ -156,23 +148,16 @@ def _compare_with_popular(rec: Recommender, user: np.ndarray, item: np.ndarray,
 
 
 def popular_like(rec: Recommender) -> Recommender:
-    """Fit the ``popular`` yardstick on ``rec``'s training rows, with ``rec``'s id indexes.
-
-    Args:
-        rec: a trained (or loaded) recommender; its ``seen`` matrix holds its
-            training ratings.
-
-    Returns:
-        A ``popular`` recommender over the same users and items (on the CPU).
-    """
+    """The ``popular`` yardstick fitted on ``rec``'s training rows (``seen``), on the CPU."""
     from embrec.config import TrainConfig
     from embrec.models.popular import PopularConfig
-    from embrec.training.closed_form import fit_closed_form
 
-    rows = rec.seen.tocoo()
+    rows, config = rec.seen.tocoo(), PopularConfig()
     train = Ratings(rows.row, rows.col, rows.data, rec.users, rec.items, scale=rec.scale,
                     source=str(rec.metadata.get("data") or ""))
-    return fit_closed_form(PopularConfig(), train, TrainConfig(device="cpu"))
+    model = config.build(train.n_users, train.n_items)
+    model.solve(train)  # solved here, not through training/: evaluation does not depend on it
+    return Recommender.from_training(model, config, TrainConfig(device="cpu"), train)
 
 
 def _indices(rec: Recommender, test: Ratings) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,8 @@
 """A model's own test rows, saved beside it, and the check that test rows are not training rows.
 
-``embrec train`` saves the rows it held out as ``test.parquet`` in the model
-folder, so ``embrec evaluate DIR`` scores exactly those rows without reading or
-splitting the data again. Rows given from elsewhere are checked against the
-model's training pairs (its seen-ratings matrix, one vectorised lookup): a
-model scored on its own training rows looks far better than it is, so such rows
-are refused unless the caller asks for them knowingly.
+``embrec evaluate DIR`` scores exactly the rows ``embrec train`` held out, without
+reading the data again. Rows from elsewhere that are training pairs are refused
+unless asked for knowingly: scored on them a model looks better than it is.
 """
 
 from __future__ import annotations
@@ -45,14 +42,7 @@ def write_test_rows(test: Ratings, file: Path) -> None:
 
 
 def read_test_rows(folder: str | Path, scale: tuple[float, float]) -> Ratings:
-    """Read the test rows saved in a model folder.
-
-    Args:
-        folder: the model directory.
-        scale: the model's rating scale.
-
-    Returns:
-        The test ratings, with raw ids.
+    """Read the test rows (raw ids) saved in a model folder, on the model's rating ``scale``.
 
     Raises:
         ArtifactError: if the folder holds no test rows (a model saved by
@@ -97,13 +87,7 @@ def training_overlap(rec: Recommender, test: Ratings) -> int:
 def check_not_training(rec: Recommender, test: Ratings, *, allow: bool = False) -> int:
     """Refuse test rows that are the model's training rows; return how many there are.
 
-    Args:
-        rec: the model.
-        test: the rows it is to be scored on.
-        allow: score them anyway (the count is still returned, to be reported).
-
-    Returns:
-        The number of test rows that are training pairs.
+    With ``allow`` they are scored anyway (the count is still returned, to be reported).
 
     Raises:
         DataError: if any test row is a training pair and ``allow`` is false.

@@ -1,22 +1,12 @@
 """Rating and ranking metrics as pure array functions, vectorised over users.
 
-Rating metrics (:func:`mse`, :func:`rmse`, :func:`mae`) compare two arrays.
-Ranking metrics follow the *full-catalogue* protocol: ``recommended`` is an int
-array ``(n_users, k)`` of item indices ranked best first (padded with -1), and
-``relevant`` a sparse CSR matrix ``(n_users, n_items)`` whose stored entries are
-each user's relevant test items (their values are the gains NDCG uses; see
-:func:`relevance_matrix`). Every hit is found at once by looking the keys
-``user * n_items + item`` up, with ``searchsorted``, among the sorted keys of
-the stored entries. Each metric has a ``*_per_user`` form returning one value
-per user, NaN for users without relevant items, and a mean form that leaves
-those users out with one :class:`~embrec.errors.MetricWarning` saying how many
-(as LensKit does).
-
-Sampled metrics, which rank each test item among, say, 100 random negatives,
-are deliberately not the default: they are inconsistent with the full ranking,
-inflate every score, and can reverse the order of two models (Krichene and
-Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020). Ranking the
-whole catalogue costs one batched top-K per user, which is affordable here.
+Ranking metrics follow the *full-catalogue* protocol: ``recommended`` is an int array
+``(n_users, k)`` of item indices, best first (padded with -1), and ``relevant`` a
+sparse ``(n_users, n_items)`` matrix whose stored entries are each user's relevant
+test items (their values the gains NDCG uses). Each has a ``*_per_user`` form (NaN
+for users without relevant items) and a mean form that leaves those users out with
+one :class:`~embrec.errors.MetricWarning` (as LensKit does). Sampled metrics are not
+offered: they can reverse the order of two models (Krichene and Rendle, KDD 2020).
 """
 
 from __future__ import annotations
@@ -88,16 +78,8 @@ def mae(y_true: Any, y_pred: Any) -> float:
 
 
 # ---------------------------------------------------------------- relevance
-def relevance_matrix(
-    user_idx: Any,
-    item_idx: Any,
-    rating: Any,
-    n_users: int,
-    n_items: int,
-    threshold: float = 4.0,
-    *,
-    graded: bool = False,
-) -> sp.csr_matrix:
+def relevance_matrix(user_idx: Any, item_idx: Any, rating: Any, n_users: int, n_items: int,
+                     threshold: float = 4.0, *, graded: bool = False) -> sp.csr_matrix:
     """Build the relevance matrix of test ratings at or above ``threshold``.
 
     Args:
@@ -214,13 +196,10 @@ def _mean(values: np.ndarray, name: str) -> float:
         warnings.warn(f"{name}: {missing} of {len(values)} users have no relevant items; "
                       "they are NaN per user and left out of the mean", MetricWarning,
                       stacklevel=3)
-    if missing == len(values):
-        return float("nan")
-    return float(np.nanmean(values))
+    return float("nan") if missing == len(values) else float(np.nanmean(values))
 
 
 # ---------------------------------------------------------------- ranking metrics
-
 def precision_at_k_per_user(recommended: Any, relevant: Any, k: int | None = None) -> np.ndarray:
     """Per-user precision@k: relevant items in the top k, divided by k (padding is a miss).
 
@@ -357,13 +336,6 @@ def _label(name: str, recommended: Any, k: int | None) -> str:
 
 def coverage(recommended: Any, n_items: int) -> float:
     """Catalogue coverage: the fraction of items recommended to at least one user.
-
-    Args:
-        recommended: int ``(n_users, k)`` item indices, padded with -1.
-        n_items: catalogue size.
-
-    Returns:
-        Distinct recommended items divided by ``n_items``.
 
     Raises:
         ConfigError: if ``n_items`` is below 1.

@@ -1,10 +1,8 @@
 """The RMSE of the simplest predictors on the same test rows, to judge a model's RMSE against.
 
-An RMSE means little on its own: it is judged against predicting every rating
-as the training mean, or as each user's mean. These baselines are computed
-from the model's own training ratings (its seen-ratings matrix), so ``train``
-and ``evaluate`` report them without reading the data again. A user or item
-without training ratings gets the global mean.
+An RMSE means little on its own. The means come from the model's own training ratings
+(``seen``), so ``train`` and ``evaluate`` report them without reading the data again;
+a user or item without training ratings gets the global mean.
 """
 
 from __future__ import annotations
@@ -22,10 +20,6 @@ __all__ = ["rating_baselines"]
 
 def rating_baselines(rec: Recommender, test: Ratings) -> dict[str, float]:
     """Return the test RMSE of the global mean, each user's mean and each item's mean.
-
-    Args:
-        rec: a trained model; its training ratings supply the means.
-        test: the rows to score.
 
     Returns:
         ``{"global_mean": ..., "user_mean": ..., "item_mean": ...}`` (NaN without test rows).

@@ -14,6 +14,7 @@ from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.bayesian import BayesianFMConfig
 from embrec.models.biased_mf import BiasedMFConfig
 from embrec.models.blend import BlendConfig
+from embrec.models.defaults import DEFAULT_TRAINING
 from embrec.models.ease import EASEConfig
 from embrec.models.edlae import EDLAEConfig
 from embrec.models.gmf import GMFConfig
@@ -22,6 +23,7 @@ from embrec.models.neumf import NeuMFConfig
 from embrec.models.popular import PopularConfig
 
 __all__ = [
+    "DEFAULT_TRAINING",
     "MODELS",
     "AutoRecConfig",
     "BayesianFMConfig",

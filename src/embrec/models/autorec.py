@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require, require_choice
 from embrec.data.ratings import Ratings
-from embrec.models.base import RatingModel
+from embrec.models.base import DotModel
 
 __all__ = ["AutoRec", "AutoRecConfig", "UserAutoRec"]
 
@@ -49,8 +49,7 @@ class AutoRecConfig(JsonConfig):
             the default was chosen (over 100) on validation rows of ML-100K's 90%
             training part (``benchmarks/results/accuracy.md``).
         optimizer: ``rprop`` (the paper's: one full-batch step per epoch, its
-            gradient summed over batches of rows; the more accurate on ML-100K's
-            validation rows) or ``adam`` (a step per batch).
+            gradient summed over batches of rows) or ``adam`` (a step per batch).
         epochs: the most passes over the rows.
         learning_rate: Rprop's initial step, or Adam's step size.
         batch_size: rows (items, or users) densified at once; Adam's batch.
@@ -86,23 +85,13 @@ class AutoRecConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> AutoRec:
-        """Create the untrained autoencoder.
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: unused (the recommender clips predictions to it).
-            mean: unused.
-
-        Returns:
-            The model; :meth:`AutoRec.solve` trains it.
-        """
+        """Create the untrained autoencoder (``scale`` and ``mean`` unused)."""
         if self.based == "user":
             return UserAutoRec(n_users, n_items, self)
         return AutoRec(n_users, n_items, self)
 
 
-class AutoRec(RatingModel):
+class AutoRec(DotModel):
     """One hidden layer autoencoder over rows of the rating matrix (items, or users).
 
     ``rows`` are the encoded side (items for I-AutoRec), ``columns`` the other;
@@ -153,14 +142,6 @@ class AutoRec(RatingModel):
     def item_vectors(self, item: Tensor) -> Tensor:
         """The items' codes and a 1: ``(batch, hidden + 1)``."""
         return self._code_rows(item)
-
-    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Aligned rows' dot products: ``(batch,)`` predicted ratings."""
-        return (user_vectors * item_vectors).sum(1)
-
-    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Every user against every item, one matrix product: ``(b, n)``."""
-        return user_vectors @ item_vectors.t()
 
     def item_factors(self) -> Tensor:
         """The items' codes, centred (sigmoid codes all share a positive offset)."""

@@ -1,25 +1,48 @@
-"""The contract every rating model meets, so one fit loop and one recommender serve them all.
+"""The model contract: what every model gives the one fit loop and the one recommender.
 
-A model splits into three parts: the per-user vector, the per-item vector, and
-a ``score`` that turns a (user vector, item vector) pair into a rating. That
-split is what lets the recommender score a block of users against the whole
-catalogue, fold a new user in with the item side frozen, and find similar
-items, without knowing which model it holds.
+A model is an ``nn.Module`` built by its config's ``build(n_users, n_items, scale=, mean=)``
+and provides:
+
+- **scoring**: ``user_vectors(user)``, ``item_vectors(item)`` and ``score(user
+  vectors, item vectors)``; the recommender scores whole catalogues, folds new
+  users in and finds similar items through these alone (:class:`RatingModel`).
+- **tables and dense parameters** (models ``fit`` trains, :class:`EmbeddingModel`):
+  ``user_embedding`` and ``item_embedding`` rows, their trailing ``bias_columns``,
+  and ``dense_parameters()``, every other parameter. Tables are updated
+  row-sparsely, dense parameters every step.
+- **random state**: a model drops out only inside :class:`Tower` modules, whose
+  :class:`DropoutMasks` (``dropout_masks()``) are its whole random state. ``fit``
+  hands them its seeded generator (``reset_masks``), checkpoints save their
+  blocks, and data-parallel ranks replace them with masks drawn for the global
+  batch (``replace_masks``): that is what makes seeded training, resume equality
+  and 2 ranks = 1 hold. A model must draw no other randomness in ``forward``
+  (``nn.Dropout``, ``torch.rand``); the contract suite checks this.
+- **optional hand-written paths**, proven equal to autograd by the contract
+  suite: ``gradient_step`` (:class:`HandStepModel`) and ``rating_kernel``
+  (:class:`KernelModel`).
+
+The per-use L2 penalty every training path applies is
+:func:`~embrec.models.fastpath.add_decay`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EmbeddingModel", "ModelConfig", "RatingModel", "row_decay"]
+from embrec.models.fastpath import HandStep, add_decay, output_and_gradient, tower_gradient_step
+from embrec.models.init import init_embedding
+from embrec.models.tower import DropoutMasks, Tower, TowerStep
+
+__all__ = ["ConcatTowerModel", "DotModel", "DropoutMasks", "EmbeddingModel", "HandStep",
+           "HandStepModel", "KernelModel", "ModelConfig", "RatingModel", "Tower", "TowerStep",
+           "add_decay", "output_and_gradient", "tower_gradient_step"]
 
 C = TypeVar("C", bound="ModelConfig")
-
 
 class RatingModel(nn.Module, ABC):
     """Predicts ratings for (user, item) index pairs.
@@ -73,18 +96,65 @@ class RatingModel(nn.Module, ABC):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def dropout_masks(self) -> list[DropoutMasks]:
+        """Return the model's whole random state: its towers' masks, in module order."""
+        towers = [t for t in self.modules() if isinstance(t, Tower)]
+        return [m for t in towers for m in t.masks if m is not None]
+
+    def reset_masks(self, generator: torch.Generator | None = None) -> None:
+        """Forget pre-drawn dropout masks and draw later ones from ``generator``."""
+        for masks in self.dropout_masks():
+            masks.reset(generator)
+
+    def replace_masks(self, make: Callable[[DropoutMasks, int], DropoutMasks]
+                      ) -> list[DropoutMasks]:
+        """Replace every dropout mask source by ``make(old, input width)``; return the new ones.
+
+        Data-parallel training uses this to draw masks for the global batch.
+        """
+        made = []
+        for tower in (t for t in self.modules() if isinstance(t, Tower)):
+            for k, masks in enumerate(tower.masks):
+                if masks is not None:
+                    made.append(make(masks, tower.layer(k).in_features))
+                    tower.masks[k] = made[-1]
+        return made
+
+class DotModel(RatingModel):
+    """A rating model whose score is the dot product of its user and item vectors.
+
+    The closed-form and sampled models (popular, EASE, AutoRec, Bayesian FM)
+    are; top-N is then one matrix product.
+
+    Attributes:
+        variable_buffers: buffers whose length the training data sets, not the
+            config; loading sizes them to the saved ones.
+    """
+
+    variable_buffers: tuple[str, ...] = ()
+
+    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Aligned rows' dot products: ``(batch,)``."""
+        return (user_vectors * item_vectors).sum(1)
+
+    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """Every user against every item in one product: ``(b, n)``."""
+        return user_vectors @ item_vectors.t()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        """Size the data-dependent buffers to the saved ones."""
+        for name in self.variable_buffers:
+            saved = state_dict.get(prefix + name)
+            if isinstance(saved, Tensor):
+                current: Tensor = getattr(self, name)
+                setattr(self, name, torch.empty_like(saved, device=current.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class EmbeddingModel(RatingModel):
-    """A rating model whose user and item vectors are rows of one embedding table per side.
-
-    Every registered model is one; it differs only in what ``score`` does with
-    the rows (and in how it initialises them).
-
-    Args:
-        n_users: rows of ``user_embedding``.
-        n_items: rows of ``item_embedding``.
-        width: columns of both tables.
+    """A rating model whose user and item vectors are rows of one ``width``-column
+    embedding table per side (``n_users`` and ``n_items`` rows): the models ``fit`` trains.
 
     Attributes:
         bias_columns: how many trailing columns of each row are biases rather than
@@ -95,10 +165,22 @@ class EmbeddingModel(RatingModel):
 
     def __init__(self, n_users: int, n_items: int, width: int) -> None:
         super().__init__(n_users, n_items)
-        # uninitialised: every model draws its tables itself (models/init.py), so torch's
-        # own N(0, 1) draw would be wasted work
+        # uninitialised: every model draws its tables itself (init_tables), once
         self.user_embedding = nn.Embedding(n_users, width, _weight=torch.empty(n_users, width))
         self.item_embedding = nn.Embedding(n_items, width, _weight=torch.empty(n_items, width))
+
+    def init_tables(self, scheme: str, std: float) -> None:
+        """Draw both tables' factors (:func:`~embrec.models.init.init_embedding`), biases at 0."""
+        for table in (self.user_embedding, self.item_embedding):
+            init_embedding(table.weight, scheme, std)
+            if self.bias_columns:
+                with torch.no_grad():
+                    table.weight[:, -self.bias_columns:].zero_()
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Return every parameter except the two tables (updated densely, every step)."""
+        tables = {id(self.user_embedding.weight), id(self.item_embedding.weight)}
+        return [p for p in self.parameters() if id(p) not in tables]
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return the users' embedding rows: ``(batch, width)``."""
@@ -115,58 +197,49 @@ class EmbeddingModel(RatingModel):
         return vectors[:, :vectors.shape[1] - self.bias_columns]
 
     def plus_biases(self, z: Tensor, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Add the user and item bias columns (when the rows have one) to raw scores ``z``.
-
-        Args:
-            z: ``(batch,)`` scores of aligned pairs, or a ``(b, n)`` block of every
-                user against every item.
-            user_vectors: ``(batch or b, width)`` user rows.
-            item_vectors: ``(batch or n, width)`` item rows.
-
-        Returns:
-            ``z`` plus the biases, the shape of ``z``.
-        """
+        """Add the rows' bias columns (if any) to raw scores ``z``: ``(batch,)`` aligned pairs
+        or a ``(b, n)`` block of every user against every item."""
         if not self.bias_columns:
             return z
         if z.dim() == 1:
             return z + user_vectors[:, -1] + item_vectors[:, -1]
         return z + user_vectors[:, -1:] + item_vectors[:, -1]
 
-    def zero_biases(self) -> None:
-        """Start every bias column at zero (after the factors are initialised)."""
-        if self.bias_columns:
-            with torch.no_grad():
-                for table in (self.user_embedding, self.item_embedding):
-                    table.weight[:, -self.bias_columns:].zero_()
-
     def item_factors(self) -> Tensor:
         """Return the item rows without bias columns: ``(n_items, width - bias_columns)``."""
         return self.factors(self.item_embedding.weight)
 
-def row_decay(u: Tensor, i: Tensor, grad_u: Tensor, grad_i: Tensor, grad: Tensor, d: int,
-              weight_decay: float, bias_weight_decay: float) -> None:
-    """Finish hand-written row gradients in place: bias columns and the L2 penalty.
 
-    Args:
-        u: ``(batch, width)`` user rows; columns from ``d`` on are a bias.
-        i: ``(batch, width)`` item rows.
-        grad_u: their gradients, factor columns filled, bias column to fill.
-        grad_i: likewise for the items.
-        grad: ``(batch,)`` loss gradient of the raw score (the biases' gradient).
-        d: number of factor columns.
-        weight_decay: L2 on the factors, per use (see :mod:`embrec.training.step`).
-        bias_weight_decay: L2 on the bias column.
-    """
-    n = len(grad)
-    if u.shape[1] > d:
-        grad_u[:, d].copy_(grad)
-        grad_i[:, d].copy_(grad)
-        if bias_weight_decay > 0:
-            grad_u[:, d].add_(u[:, d], alpha=2.0 * bias_weight_decay / n)
-            grad_i[:, d].add_(i[:, d], alpha=2.0 * bias_weight_decay / n)
-    if weight_decay > 0:
-        grad_u[:, :d].add_(u[:, :d], alpha=2.0 * weight_decay / n)
-        grad_i[:, :d].add_(i[:, :d], alpha=2.0 * weight_decay / n)
+@runtime_checkable
+class HandStepModel(Protocol):
+    """A model with a hand-written rating step (no autograd), equal to the autograd step."""
+
+    def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
+        """Return the step: forward and MSE + :func:`add_decay` gradients; run under no_grad."""
+        ...
+
+
+@runtime_checkable
+class ConcatTowerModel(Protocol):
+    """A model whose raw score is ``concat_tower([user factors; item factors])`` plus its bias
+    columns, through ``bounds`` (the MLP): the shape training's fused step takes."""
+
+    bias_columns: int
+    bounds: tuple[float, float] | None
+
+    @property
+    def concat_tower(self) -> Tower:
+        """The tower over the concatenated factors."""
+        ...
+
+
+@runtime_checkable
+class KernelModel(Protocol):
+    """A model with a compiled per-rating trainer (:mod:`embrec.kernels`)."""
+
+    def rating_kernel(self) -> tuple[Any, tuple[float, float] | None]:
+        """Return the kernel and the output bounds ``(low, width)`` or ``None``."""
+        ...
 
 
 class ModelConfig(Protocol):
@@ -176,14 +249,8 @@ class ModelConfig(Protocol):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float],
               mean: float) -> RatingModel:
-        """Create the untrained model for a data set.
-
-        Args:
-            n_users: number of users in the training data.
-            n_items: number of items in the training data.
-            scale: the rating scale, used when the config bounds outputs to it.
-            mean: the training mean rating, used to initialise a global bias.
-        """
+        """Create the untrained model for a data set (``scale`` is the rating scale, for a
+        bounded output; ``mean`` the training mean rating, where a global bias starts)."""
         ...
 
     def to_dict(self) -> dict[str, Any]:

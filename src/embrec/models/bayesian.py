@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from embrec.config import JsonConfig, require, require_choice
 from embrec.data.features import Features, FeatureSchema
 from embrec.data.ratings import Ratings
-from embrec.models.base import RatingModel
+from embrec.models.base import DotModel
 
 __all__ = ["BayesianFM", "BayesianFMConfig"]
 
@@ -52,8 +52,7 @@ class BayesianFMConfig(JsonConfig):
             per column) or ``shared`` (one prior per side).
         init_std: standard deviation of the initial factors.
         tolerance: relative residual at which each conditional's conjugate-gradient
-            solve stops; looser than 1e-3 loses no validation accuracy on ML-100K
-            and saves time (``benchmarks/results/accuracy.md``).
+            solve stops (``benchmarks/results/model_notes.md``).
         seed: the sampler's random seed.
     """
 
@@ -96,7 +95,7 @@ def _schema_bytes(features: Features | None) -> Tensor:
     return torch.tensor(list(text.encode()), dtype=torch.uint8)
 
 
-class BayesianFM(RatingModel):
+class BayesianFM(DotModel):
     """Posterior-averaged predictions as a dot product of sample-stacked user and item rows."""
 
     variable_buffers = ("user_cold", "item_cold", "user_schema", "item_schema")
@@ -146,14 +145,6 @@ class BayesianFM(RatingModel):
         """The items' sample-stacked rows: ``(batch, width)``."""
         return self.item_table[item]
 
-    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """The posterior-averaged rating of aligned rows: ``(batch,)``."""
-        return (user_vectors * item_vectors).sum(1)
-
-    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Every user against every item in one product: ``(b, n)``."""
-        return user_vectors @ item_vectors.t()
-
     def item_factors(self) -> Tensor:
         """The items' posterior-mean factors (biases left out): ``(n_items, embedding_dim)``."""
         k = self.config.embedding_dim
@@ -178,16 +169,6 @@ class BayesianFM(RatingModel):
         width = min(n_features, rows.shape[1])  # no row (or columns): the average row
         dense[:, :width] = torch.as_tensor(rows.toarray()[:, :width], dtype=torch.float32)
         return cold[0] + dense @ cold[1:]
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
-                              *args: Any, **kwargs: Any) -> None:
-        """Size the data-dependent buffers to the saved ones."""
-        for name in self.variable_buffers:
-            saved = state_dict.get(prefix + name)
-            if isinstance(saved, Tensor):
-                current: Tensor = getattr(self, name)
-                setattr(self, name, torch.empty_like(saved, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _sides(config: BayesianFMConfig, train: Ratings) -> tuple[Any, Any, tuple[int, int],

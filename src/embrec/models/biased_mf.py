@@ -14,10 +14,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from embrec.config import JsonConfig, require, require_choice
+from embrec.config import JsonConfig
 from embrec.models.base import EmbeddingModel
-from embrec.models.init import INITS, init_embedding, logit, output_bounds
-from embrec.models.mlp import HandStep, bound, grad_of, output_and_gradient
+from embrec.models.fastpath import HandStep, add_decay, output_and_gradient
+from embrec.models.init import bound, check_embedding, logit, output_bounds
+from embrec.models.tower import grad_of
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
 
@@ -41,23 +42,11 @@ class BiasedMFConfig(JsonConfig):
     init_std: float = 0.01
 
     def __post_init__(self) -> None:
-        require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
-        require_choice("init", self.init, INITS)
-        require(self.init_std > 0, "init_std", self.init_std, "must be > 0")
+        check_embedding(self.embedding_dim, self.init, self.init_std)
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> BiasedMF:
-        """Create the untrained model.
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: rating scale, used when ``bounded``.
-            mean: training mean rating, the global bias's starting value.
-
-        Returns:
-            The model.
-        """
+        """Create the untrained model (``scale`` bounds it; the global bias starts at ``mean``)."""
         return BiasedMF(n_users, n_items, self, scale, mean)
 
 
@@ -68,15 +57,11 @@ class BiasedMF(EmbeddingModel):
 
     def __init__(self, n_users: int, n_items: int, config: BiasedMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        dim = config.embedding_dim
-        super().__init__(n_users, n_items, dim + 1)  # rows are [factors, bias]
+        super().__init__(n_users, n_items, config.embedding_dim + 1)  # rows are [factors, bias]
         self.bounds = output_bounds(scale) if config.bounded else None
         start = mean if self.bounds is None else logit((mean - self.bounds[0]) / self.bounds[1])
         self.global_bias = nn.Parameter(torch.tensor([float(start)]))
-        for table in (self.user_embedding, self.item_embedding):
-            init_embedding(table.weight, config.init, config.init_std)
-            with torch.no_grad():
-                table.weight[:, dim].zero_()
+        self.init_tables(config.init, config.init_std)
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""
@@ -90,10 +75,6 @@ class BiasedMF(EmbeddingModel):
         z = torch.addmm(biases, user_vectors[:, :-1], item_vectors[:, :-1].t())
         return bound(z, self.bounds)
 
-    def item_factors(self) -> Tensor:
-        """Return the item factors without the bias column: ``(n_items, embedding_dim)``."""
-        return self.item_embedding.weight[:, :-1]
-
     def rating_kernel(self) -> tuple[Any, tuple[float, float] | None]:
         """Return the compiled per-rating trainer (:mod:`embrec.kernels.dot`) and the bounds.
 
@@ -104,13 +85,7 @@ class BiasedMF(EmbeddingModel):
         return biased_mf, self.bounds
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
-        """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
-
-        The step ``(user, item, rating) -> (predictions, user row gradients, item
-        row gradients)`` computes what :func:`embrec.training.step.autograd_step`
-        does for the rating loss, adding the global bias's gradient to its ``.grad``;
-        call it under ``torch.no_grad()``.
-        """
+        """Return the hand-written rating step (:class:`~embrec.models.base.HandStepModel`)."""
         users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
         mean, mean_grad, bounds = self.global_bias.detach(), grad_of(self.global_bias), self.bounds
 
@@ -124,13 +99,8 @@ class BiasedMF(EmbeddingModel):
             grad_u, grad_i = i * column, u * column
             grad_u[:, -1] = grad
             grad_i[:, -1] = grad
-            n = len(rating)
-            if weight_decay > 0:
-                grad_u[:, :-1].add_(u[:, :-1], alpha=2.0 * weight_decay / n)
-                grad_i[:, :-1].add_(i[:, :-1], alpha=2.0 * weight_decay / n)
-            if bias_weight_decay > 0:
-                grad_u[:, -1].add_(u[:, -1], alpha=2.0 * bias_weight_decay / n)
-                grad_i[:, -1].add_(i[:, -1], alpha=2.0 * bias_weight_decay / n)
+            add_decay(grad_u, u, 1, weight_decay, bias_weight_decay, len(rating))
+            add_decay(grad_i, i, 1, weight_decay, bias_weight_decay, len(rating))
             mean_grad.add_(grad.sum())
             return prediction, grad_u, grad_i
 

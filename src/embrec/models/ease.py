@@ -13,7 +13,7 @@ A dense ``B`` bounds the catalogue: :class:`EASEConfig` refuses more than
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,14 +23,14 @@ from torch import Tensor, nn
 from embrec.config import JsonConfig, require, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models.base import RatingModel
+from embrec.models.base import DotModel
 
 __all__ = ["EASE", "EASEConfig", "ease_weights", "history_matrix"]
 
 VALUES = ("binary", "rating")
 FIT_BYTES_PER_ENTRY = 28
-"""Bytes per item-item entry at the peak of fitting (the float64 Gram matrix, its inverse
-and the solver's workspace, the model's float32 ``B``; ``benchmarks/baselines.py``)."""
+"""Bytes per item-item entry at the peak of fitting: the float64 Gram matrix, its inverse
+and the solver's workspace, the model's float32 ``B`` (``benchmarks/baselines.py``)."""
 
 
 def _gib(n_bytes: float) -> str:
@@ -42,11 +42,9 @@ class EASEConfig(JsonConfig):
     """EASE's hyperparameters.
 
     Attributes:
-        l2: the ridge penalty λ added to the diagonal of ``XᵀX``. It grows with
-            the size of ``XᵀX``: with the square of the rating values and with
-            the number of users. The default was chosen on validation rows of
-            ML-100K's training part, where rating-valued ``X`` beat the best binary
-            setting (``benchmarks/results/baselines.md``).
+        l2: the ridge penalty λ added to the diagonal of ``XᵀX``; it grows with
+            the square of the rating values and with the number of users. The
+            default was chosen on validation rows (``benchmarks/results/baselines.md``).
         values: ``rating`` (the rating value) or ``binary`` (1 for every rated
             item, whatever the rating; Steck's setting, independent of the scale).
         max_items: the largest catalogue accepted; ``B`` holds ``n_items²``
@@ -84,16 +82,7 @@ class EASEConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> EASE:
-        """Create the unfitted model, after checking the catalogue size.
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: unused (EASE scores are not ratings).
-            mean: unused.
-
-        Returns:
-            The model; :meth:`EASE.solve` fits it.
+        """Create the unfitted model (:meth:`EASE.solve` fits it); ``scale`` and ``mean`` unused.
 
         Raises:
             ConfigError: if ``n_items`` exceeds ``max_items`` (nothing is allocated).
@@ -117,15 +106,9 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     penalty ``p / (1 - p) · diag(XᵀX)``: an item's weights shrink with its
     popularity, as training with dropout rate ``p`` on the input would.
 
-    Args:
-        history: the user x item matrix ``X``.
-        l2: the ridge penalty λ.
-        device: where to solve.
-        dropout: EDLAE's dropout rate ``p`` in [0, 1); 0 is EASE.
-
     Returns:
-        ``B``, ``(n_items, n_items)`` float32: ``B[i, j]`` is item ``i``'s weight
-        in the score of item ``j``.
+        ``B`` for the user x item ``history`` ``X``, ``(n_items, n_items)`` float32:
+        ``B[i, j]`` is item ``i``'s weight in the score of item ``j``; solved on ``device``.
     """
     x = history.astype(np.float64)
     gram = torch.as_tensor((x.T @ x).toarray(), device=device)  # (n_items, n_items) float64
@@ -137,7 +120,7 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
     return precision.float()
 
 
-class EASE(RatingModel):
+class EASE(DotModel):
     """Scores ``X_u B``; ``weights`` holds ``Bᵀ`` (row ``j`` predicts item ``j``)."""
 
     variable_buffers = ("history_indices", "history_values")
@@ -194,14 +177,6 @@ class EASE(RatingModel):
             return self.weights
         return self.weights[item]
 
-    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Score aligned rows: ``(batch,)``."""
-        return (user_vectors * item_vectors).sum(1)
-
-    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """``X_u B`` for a block of users against the given items: ``(b, n)``."""
-        return user_vectors @ item_vectors.t()
-
     def forward(self, user: Tensor, item: Tensor) -> Tensor:
         """Score aligned pairs from the sparse histories, without dense user rows: ``(batch,)``."""
         rows, items, values = self._entries(user)
@@ -220,13 +195,3 @@ class EASE(RatingModel):
         vector[0, torch.as_tensor(items, device=vector.device)] = torch.as_tensor(
             values, dtype=torch.float32, device=vector.device)
         return vector
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
-                              *args: Any, **kwargs: Any) -> None:
-        """Size the history buffers to the saved ones (their length is the rating count)."""
-        for name in ("history_indices", "history_values"):
-            saved = state_dict.get(prefix + name)
-            if isinstance(saved, Tensor):
-                current: Tensor = getattr(self, name)
-                setattr(self, name, torch.empty_like(saved, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -16,18 +16,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from embrec.config import JsonConfig, require, require_choice
-from embrec.models.base import EmbeddingModel, row_decay
-from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
-from embrec.models.mlp import (
-    ACTIVATIONS,
-    PAIR_BUDGET,
-    HandStep,
-    Tower,
-    TowerStep,
-    bound,
-    output_and_gradient,
-)
+from embrec.config import JsonConfig, require
+from embrec.models.base import EmbeddingModel
+from embrec.models.fastpath import HandStep, tower_gradient_step
+from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
+from embrec.models.tower import PAIR_BUDGET, Tower, check_tower
 
 __all__ = ["GMF", "GMFConfig"]
 
@@ -47,9 +40,9 @@ class GMFConfig(JsonConfig):
         biases: add a learned bias per user and per item to the output (a
             trailing column of each embedding row, as in biased MF).
 
-    The defaults (``hidden=()``: He et al.'s GMF, a weighted dot product, plus
-    biases) were chosen by measurement on ML-100K (``benchmarks/results/neural.md``);
-    the Goodreads notebook's network is the ``goodreads-notebook`` preset.
+    The defaults (``hidden=()``: He et al.'s GMF plus biases) were chosen by
+    measurement (``benchmarks/results/neural.md``); the Goodreads notebook's
+    network is the ``goodreads-notebook`` preset.
     """
 
     name: ClassVar[str] = "gmf"
@@ -63,27 +56,14 @@ class GMFConfig(JsonConfig):
     biases: bool = True
 
     def __post_init__(self) -> None:
-        require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
-        require(all(w >= 1 for w in self.hidden), "hidden", self.hidden, "widths must be >= 1")
+        check_embedding(self.embedding_dim, self.init, self.init_std)
+        check_tower(self.hidden, self.activation)
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
-        require_choice("activation", self.activation, ACTIVATIONS)
-        require_choice("init", self.init, INITS)
-        require(self.init_std > 0, "init_std", self.init_std, "must be > 0")
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> GMF:
-        """Create the untrained network.
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: rating scale, used when ``bounded``.
-            mean: training mean rating: the output bias starts there with
-                ``init="normal"`` (Keras, and so ``init="keras"``, starts it at zero).
-
-        Returns:
-            The model.
-        """
+        """Create the untrained network (``scale`` bounds it; the output starts at ``mean``
+        with ``init="normal"``, at zero with Keras' ``init="keras"``)."""
         return GMF(n_users, n_items, self, scale, mean)
 
 
@@ -98,11 +78,8 @@ class GMF(EmbeddingModel):
         dropout = (config.dropout,) + (0.0,) * len(config.hidden)
         self.tower = Tower((dim, *config.hidden, 1), dropout, config.activation)
         self.bounds = output_bounds(scale) if config.bounded else None
-        for table in (self.user_embedding, self.item_embedding):
-            init_embedding(table.weight, config.init, config.init_std)
-        self.zero_biases()
-        for k in range(len(self.tower.layers)):
-            init_dense(self.tower.layer(k), config.init)
+        self.init_tables(config.init, config.init_std)
+        init_layers(self.tower.layers, config.init)
         if config.init == "normal":
             start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
 
@@ -113,13 +90,10 @@ class GMF(EmbeddingModel):
         return bound(z, self.bounds)
 
     def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Score every user against every item with matrix products.
+        """Score every user against every item with matrix products: ``(b, n)``.
 
         The first layer's unit ``h`` sees ``sum_d u_d i_d W_hd``, which is
         ``(u * W_h) @ i.T``: one ``(b * width, dim) @ (dim, n)`` product.
-
-        Returns:
-            ``(n_users_block, n_items_block)`` predictions.
         """
         first = self.tower.layer(0)
         b, n = user_vectors.shape[0], item_vectors.shape[0]
@@ -136,28 +110,11 @@ class GMF(EmbeddingModel):
         return bound(z, self.bounds)
 
     def gradient_step(self, weight_decay: float, bias_weight_decay: float) -> HandStep:
-        """Return the hand-written rating step: forward and MSE + L2 gradients, no autograd.
+        """Return the hand-written rating step (:class:`~embrec.models.base.HandStepModel`)."""
+        return tower_gradient_step(self, self.tower, self.bounds, torch.mul, _split,
+                                   weight_decay, bias_weight_decay)
 
-        The step ``(user, item, rating) -> (predictions, user row gradients, item
-        row gradients)`` computes what :func:`embrec.training.step.autograd_step`
-        does for the rating loss, adding the dense layers' gradients to their
-        ``.grad``; call it under ``torch.no_grad()``.
-        """
-        users, items = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
-        tower, bounds, biased = TowerStep(self.tower), self.bounds, self.bias_columns
-        d = users.shape[1] - biased
 
-        def step(user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            u = users.index_select(0, user)  # (batch, embedding_dim [+ 1])
-            i = items.index_select(0, item)
-            z, saved = tower.forward(u[:, :d] * i[:, :d])
-            z = z.squeeze(1) + u[:, d] + i[:, d] if biased else z.squeeze(1)
-            prediction, grad = output_and_gradient(z, rating, bounds)
-            grad_product = tower.backward(saved, grad.unsqueeze(1))  # (batch, embedding_dim)
-            grad_u, grad_i = torch.empty_like(u), torch.empty_like(i)
-            torch.mul(grad_product, i[:, :d], out=grad_u[:, :d])
-            torch.mul(grad_product, u[:, :d], out=grad_i[:, :d])
-            row_decay(u, i, grad_u, grad_i, grad, d, weight_decay, bias_weight_decay)
-            return prediction, grad_u, grad_i
-
-        return step
+def _split(grad_product: Tensor, u: Tensor, i: Tensor, grad_u: Tensor, grad_i: Tensor) -> None:
+    torch.mul(grad_product, i, out=grad_u)
+    torch.mul(grad_product, u, out=grad_i)

@@ -12,11 +12,16 @@ bounding (a sigmoid over a slightly widened rating scale) that every model offer
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INITS", "init_dense", "init_embedding", "logit", "output_bounds", "start_output"]
+from embrec.config import require, require_choice
+
+__all__ = ["INITS", "bound", "check_embedding", "init_dense", "init_embedding", "init_layers",
+           "logit", "output_bounds", "start_output"]
 
 INITS = ("keras", "normal")
 
@@ -30,13 +35,7 @@ sigmoid can reach the end ratings without saturating."""
 
 
 def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
-    """Initialise an embedding table in place.
-
-    Args:
-        weight: the ``(rows, dim)`` table.
-        scheme: ``keras`` (uniform ±0.05) or ``normal`` (N(0, std²)).
-        std: standard deviation for ``normal``.
-    """
+    """Initialise a ``(rows, dim)`` table in place: ``keras`` (uniform ±0.05) or N(0, std²)."""
     with torch.no_grad():
         if scheme == "keras":
             weight.uniform_(-KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE)
@@ -45,12 +44,7 @@ def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
 
 
 def init_dense(layer: nn.Linear, scheme: str) -> None:
-    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias.
-
-    Args:
-        layer: the layer.
-        scheme: ``keras`` or ``normal``.
-    """
+    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias."""
     with torch.no_grad():
         if scheme == "keras":
             nn.init.xavier_uniform_(layer.weight)
@@ -60,15 +54,26 @@ def init_dense(layer: nn.Linear, scheme: str) -> None:
             layer.bias.zero_()
 
 
-def output_bounds(scale: tuple[float, float]) -> tuple[float, float]:
-    """Return ``(low, width)`` of the widened scale a bounded model's sigmoid spans.
+def init_layers(layers: Iterable[nn.Module], scheme: str) -> None:
+    """Initialise every dense layer in ``layers`` with :func:`init_dense`."""
+    for layer in layers:
+        init_dense(cast(nn.Linear, layer), scheme)
 
-    Args:
-        scale: the rating scale ``(min, max)``.
 
-    Returns:
-        ``(low, width)`` so that a prediction is ``low + width * sigmoid(z)``.
+def check_embedding(embedding_dim: int, init: str, init_std: float) -> None:
+    """Validate the embedding fields every embedding model's config has.
+
+    Raises:
+        ConfigError: naming the field, its value and the constraint.
     """
+    require(embedding_dim >= 1, "embedding_dim", embedding_dim, "must be >= 1")
+    require_choice("init", init, INITS)
+    require(init_std > 0, "init_std", init_std, "must be > 0")
+
+
+def output_bounds(scale: tuple[float, float]) -> tuple[float, float]:
+    """Return ``(low, width)`` of the widened rating ``scale`` a bounded model's sigmoid
+    spans: a prediction is ``low + width * sigmoid(z)``."""
     margin = BOUND_MARGIN * (scale[1] - scale[0])
     return scale[0] - margin, scale[1] - scale[0] + 2 * margin
 
@@ -80,16 +85,16 @@ def logit(value: float) -> float:
 
 
 def start_output(layer: nn.Linear, mean: float, bounds: tuple[float, float] | None) -> None:
-    """Set a one-unit output layer's bias so the untrained model predicts ``mean``.
-
-    Args:
-        layer: the output layer.
-        mean: the training mean rating.
-        bounds: ``(low, width)`` of a bounded output (the bias is then the logit).
-    """
+    """Set a one-unit output layer's bias so the untrained model predicts ``mean``
+    (through a bounded output's ``(low, width)`` when given: the bias is then the logit)."""
     if bounds is None:
         start = mean
     else:  # a zero-width scale (every rating equal) has one possible output: any bias will do
         start = logit((mean - bounds[0]) / bounds[1]) if bounds[1] > 0 else 0.0
     with torch.no_grad():
         layer.bias.fill_(start)
+
+
+def bound(z: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    """Return ``low + width * sigmoid(z)`` for a bounded model, else ``z``."""
+    return z if bounds is None else torch.sigmoid(z) * bounds[1] + bounds[0]

@@ -14,10 +14,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from embrec.config import JsonConfig, require, require_choice
+from embrec.config import JsonConfig, require
 from embrec.models.base import EmbeddingModel
-from embrec.models.init import INITS, init_dense, init_embedding, output_bounds, start_output
-from embrec.models.mlp import ACTIVATIONS, PAIR_BUDGET, ItemHalfCache, Tower, bound
+from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
+from embrec.models.tower import ItemHalfCache, Tower, check_tower
 
 __all__ = ["NeuMF", "NeuMFConfig"]
 
@@ -54,29 +54,15 @@ class NeuMFConfig(JsonConfig):
     biases: bool = True
 
     def __post_init__(self) -> None:
-        require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
+        check_embedding(self.embedding_dim, self.init, self.init_std)
         require(self.mlp_embedding_dim >= 1, "mlp_embedding_dim", self.mlp_embedding_dim,
                 "must be >= 1")
-        require(len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden), "hidden",
-                self.hidden, "needs at least one layer, each of width >= 1")
+        check_tower(self.hidden, self.activation, nonempty=True)
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
-        require_choice("activation", self.activation, ACTIVATIONS)
-        require_choice("init", self.init, INITS)
-        require(self.init_std > 0, "init_std", self.init_std, "must be > 0")
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> NeuMF:
-        """Create the untrained network.
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: rating scale, used when ``bounded``.
-            mean: training mean rating, where the output starts.
-
-        Returns:
-            The model.
-        """
+        """Create the untrained network (``scale`` bounds it; the output starts at ``mean``)."""
         return NeuMF(n_users, n_items, self, scale, mean)
 
 
@@ -94,11 +80,8 @@ class NeuMF(EmbeddingModel):
                            activate_last=True)
         self.output = nn.Linear(config.embedding_dim + config.hidden[-1], 1)
         self.bounds = output_bounds(scale) if config.bounded else None
-        for table in (self.user_embedding, self.item_embedding):
-            init_embedding(table.weight, config.init, config.init_std)
-        self.zero_biases()
-        for layer in (*(self.tower.layer(k) for k in range(len(self.tower.layers))), self.output):
-            init_dense(layer, config.init)
+        self.init_tables(config.init, config.init_std)
+        init_layers((*self.tower.layers, self.output), config.init)
         start_output(self.output, mean, self.bounds)
         self.item_half = ItemHalfCache()
 
@@ -111,21 +94,12 @@ class NeuMF(EmbeddingModel):
         return bound(self.plus_biases(z, user_vectors, item_vectors), self.bounds)
 
     def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Score every user against every item: one product for GMF, a split first layer for MLP.
-
-        Returns:
-            ``(n_users_block, n_items_block)`` predictions.
-        """
+        """Score every user against every item: one product for GMF, a split first layer for
+        MLP: ``(b, n)``."""
         g = self.gmf_dim
         weight = self.output.weight[0]  # (embedding_dim + h,)
         gmf = (user_vectors[:, :g] * weight[:g]) @ item_vectors[:, :g].t()  # (b, n)
-        first = self.tower.layer(0)
-        half = first.weight.shape[1] // 2
-        user_part = user_vectors[:, g:g + half] @ first.weight[:, :half].t()  # (b, h_1)
-        item_part = self.item_half.get(first, item_vectors, g)  # (n, h_1), cached
-        chunk = max(1, PAIR_BUDGET // max(user_part.numel(), 1))
-        blocks = [self.tower.finish(user_part.unsqueeze(1) + item_part[s:s + chunk]) @ weight[g:]
-                  for s in range(0, item_part.shape[0], chunk)]  # (b, chunk) each
-        z = self.plus_biases(gmf + torch.cat(blocks, 1) + self.output.bias, user_vectors,
-                             item_vectors)
+        blocks = self.item_half.split_scores(self.tower, user_vectors, item_vectors, g)
+        mlp = torch.cat([block @ weight[g:] for block in blocks], 1)  # (b, n)
+        z = self.plus_biases(gmf + mlp + self.output.bias, user_vectors, item_vectors)
         return bound(z, self.bounds)

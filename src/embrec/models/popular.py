@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from embrec.config import JsonConfig, require, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models.base import RatingModel
+from embrec.models.base import DotModel
 
 __all__ = ["Popular", "PopularConfig", "popularity"]
 
@@ -50,31 +50,13 @@ class PopularConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> Popular:
-        """Create the unfitted model (every score 0).
-
-        Args:
-            n_users: number of users.
-            n_items: number of items.
-            scale: unused (popularity scores are not ratings).
-            mean: unused.
-
-        Returns:
-            The model; :meth:`Popular.solve` fits it.
-        """
+        """Create the unfitted model, every score 0 (``scale`` and ``mean`` unused)."""
         return Popular(n_users, n_items, self)
 
 
 def popularity(train: Ratings, by: str = "count", damping: float = 10.0) -> np.ndarray:
-    """Return each item's popularity score: ``(n_items,)`` float64.
-
-    Args:
-        train: the training ratings.
-        by: ``count`` or ``mean`` (see :class:`PopularConfig`).
-        damping: pseudo-ratings at the global mean, for ``by="mean"``.
-
-    Returns:
-        The scores, indexed by item index.
-    """
+    """Return each item's popularity score by item index, ``(n_items,)`` float64
+    (``by`` and ``damping`` as in :class:`PopularConfig`)."""
     counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
     if by == "count":
         return counts
@@ -86,7 +68,7 @@ def popularity(train: Ratings, by: str = "count", damping: float = 10.0) -> np.n
     return np.where(denominator > 0, (sums + damping * mean) / safe, mean)
 
 
-class Popular(RatingModel):
+class Popular(DotModel):
     """``score(user, item) = popularity[item]``; user vectors are the constant 1."""
 
     def __init__(self, n_users: int, n_items: int, config: PopularConfig) -> None:
@@ -108,14 +90,6 @@ class Popular(RatingModel):
     def item_vectors(self, item: Tensor) -> Tensor:
         """Return the items' popularity scores: ``(batch, 1)``."""
         return self.popularity[item].unsqueeze(1)
-
-    def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Return the popularity of each item row: ``(batch,)``."""
-        return (user_vectors * item_vectors).sum(1)
-
-    def score_matrix(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
-        """Every user against every item in one product: ``(b, n)``."""
-        return user_vectors @ item_vectors.t()
 
     def item_factors(self) -> Tensor:
         """Refuse: one popularity number per item says nothing about which items are alike.

@@ -5,12 +5,9 @@ environment. Handlers coerce ids that arrive as text (``"196"`` -> ``196``),
 call one vectorised ``Recommender`` method and answer with a pydantic body.
 One exception handler gives every error the body ``{"error", "detail"}``:
 unknown ids are 404, bad input is 422, an oversized request is 413 and
-anything else is a 500.
-
-The GET handlers are ``async def``: a top-N or similar-items call is short, so
-running it on the event loop saves the two threadpool hops a plain ``def``
-handler costs. The POST handlers, whose cost grows with the batch, run in the
-threadpool.
+anything else is a 500. The GET handlers (a millisecond or two each) run on the
+event loop, sparing the threadpool hops; the POST handlers, whose cost grows
+with the batch, run in the threadpool.
 """
 
 from __future__ import annotations
@@ -29,7 +26,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embrec.artifact_checks import check_finite
-from embrec.config import require
+from embrec.config import require, require_choice
+from embrec.data.features import FeatureSchema
 from embrec.data.ids import IdIndex
 from embrec.errors import ConfigError, DataError, EmbrecError, UnknownIdError
 from embrec.recommender import Recommender
@@ -110,9 +108,11 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
     _add_info_routes(app, rec)
     _add_user_routes(app, rec, max_n)
     _add_item_routes(app, rec, max_n)
-    _add_batch_routes(app, rec, max_n, max_batch)
+    schema = _user_features(rec)
+    _add_batch_routes(app, rec, max_n, max_batch, schema)
     state_limits(app, max_n=max_n, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                 scale=rec.scale)
+                 scale=rec.scale, features=None if schema is None else
+                 {column.name: column.kind for column in schema.columns})
     return app
 
 
@@ -129,9 +129,7 @@ def _describe(exc: Exception) -> tuple[int, str, str]:
     name = type(exc).__name__
     if isinstance(exc, UnknownIdError):
         return 404, name, _cut(str(exc))
-    if isinstance(exc, DataError | ConfigError):
-        return 422, name, _cut(str(exc))
-    if isinstance(exc, RequestTooLargeError):  # a request over a limit the schema states
+    if isinstance(exc, DataError | ConfigError | RequestTooLargeError):
         return 422, name, _cut(str(exc))
     if isinstance(exc, RequestValidationError):
         return 422, name, _cut(_validation_message(exc))
@@ -194,42 +192,34 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _path_id(kind: str) -> Any:
-    return Path(max_length=MAX_ID_LENGTH, description=f"raw {kind} id (at most "
-                f"{MAX_ID_LENGTH} characters)")
+def _id_routes(kind: str, path: str, query: str, does: str) -> list[tuple[str, str, Any, str]]:
+    """A GET route's two forms: the id as a path segment, or as a query (for any id).
+
+    Returns:
+        ``(route, name, id parameter, description)`` for each form.
+    """
+    return [(path, "", Path(max_length=MAX_ID_LENGTH,
+                            description=f"raw {kind} id (at most {MAX_ID_LENGTH} characters)"),
+             does),
+            (query, "_by_query", Query(alias=kind, max_length=MAX_QUERY_ID_LENGTH,
+                                       description=f"raw {kind} id (any id, up to "
+                                       f"{MAX_QUERY_ID_LENGTH} characters)"),
+             f"``{path.replace(f'{{{kind}_id}}', '{id}')}`` for any id: one with ``/`` or over "
+             "256 characters.")]
 
 
-def _query_id(kind: str) -> Any:
-    return Query(max_length=MAX_QUERY_ID_LENGTH, description=f"raw {kind} id (any id, up to "
-                 f"{MAX_QUERY_ID_LENGTH} characters)")
+def _n_query(max_n: int) -> Any:
+    return Query(10, ge=1, description=f"number of items (at most {max_n})")
 
 
 def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
-    """``GET /users/{user_id}/recommendations``: the hot path, built from arrays."""
+    """``GET /users/{user_id}/recommendations`` and ``/recommend``: the hot path, from arrays."""
     titles = titles_by_index(rec.item_info, rec.items)
-
-    @app.get("/users/{user_id}/recommendations", tags=["recommend"])
-    async def recommend(
-        user_id: str = _path_id("user"),
-        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
-        exclude_seen: bool = Query(True, description="leave out items the user rated"),
-    ) -> Recommendations:
-        """Recommend the top ``n`` items for a known user."""
-        return top_n(user_id, n, exclude_seen)
-
-    @app.get("/recommend", tags=["recommend"])
-    async def recommend_by_query(
-        user: str = _query_id("user"),
-        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
-        exclude_seen: bool = Query(True, description="leave out items the user rated"),
-    ) -> Recommendations:
-        """``/users/{id}/recommendations`` for any id: one with ``/`` or over 256 characters."""
-        return top_n(user, n, exclude_seen)
 
     def top_n(user_id: str, n: int, exclude_seen: bool) -> Recommendations:
         _check_limit("n", n, max_n)
         user = _coerce_text(rec.users, user_id)
-        # rec.recommend() without building its DataFrame: the same ranking
+        # rec.recommend() without its DataFrame: the same ranking, less time per request
         items, scores = rec.top_n_indices(rec.users.index(user), n=n, exclude_seen=exclude_seen)
         keep = items[0] >= 0
         found = items[0][keep]
@@ -237,34 +227,33 @@ def _add_user_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
             rec.items.id_of(found).tolist(), scores[0][keep].tolist(),
             [None] * len(found) if titles is None else titles[found].tolist()))
 
+    for route, suffix, raw, does in _id_routes("user", "/users/{user_id}/recommendations",
+                                               "/recommend", "Recommend the top ``n`` items "
+                                               "for a known user."):
+        async def recommend(
+            user_id: str = raw, n: int = _n_query(max_n),
+            exclude_seen: bool = Query(True, description="leave out items the user rated"),
+        ) -> Recommendations:
+            return top_n(user_id, n, exclude_seen)
+
+        app.get(route, tags=["recommend"], name="recommend" + suffix, description=does)(recommend)
+
 
 def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
-    """``GET /items/{item_id}/similar``."""
+    """``GET /items/{item_id}/similar`` and ``/similar``."""
+    for route, suffix, raw, does in _id_routes("item", "/items/{item_id}/similar", "/similar",
+                                               "The ``n`` items most similar to ``item_id`` "
+                                               "(the item itself excluded)."):
+        async def similar(item_id: str = raw, n: int = _n_query(max_n)) -> SimilarItems:
+            _check_limit("n", n, max_n)
+            item = _coerce_text(rec.items, item_id)
+            return SimilarItems(item=item, items=_neighbours(rec.similar_items(item, n=n)))
 
-    @app.get("/items/{item_id}/similar", tags=["recommend"])
-    async def similar(
-        item_id: str = _path_id("item"),
-        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
-    ) -> SimilarItems:
-        """The ``n`` items most similar to ``item_id`` (the item itself excluded)."""
-        return neighbours(item_id, n)
-
-    @app.get("/similar", tags=["recommend"])
-    async def similar_by_query(
-        item: str = _query_id("item"),
-        n: int = Query(10, ge=1, description=f"number of items (at most {max_n})"),
-    ) -> SimilarItems:
-        """``/items/{id}/similar`` for any id: one with ``/`` or over 256 characters."""
-        return neighbours(item, n)
-
-    def neighbours(item_id: str, n: int) -> SimilarItems:
-        _check_limit("n", n, max_n)
-        item = _coerce_text(rec.items, item_id)
-        frame = rec.similar_items(item, n=n)
-        return SimilarItems(item=item, items=_neighbours(frame))
+        app.get(route, tags=["recommend"], name="similar" + suffix, description=does)(similar)
 
 
-def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int) -> None:
+def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int,
+                      schema: FeatureSchema | None) -> None:
     """``POST /predict`` and ``POST /recommendations``.
 
     These are plain ``def`` handlers, run in the threadpool, so that a big batch
@@ -285,8 +274,12 @@ def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int
 
     @app.post("/recommendations", tags=["recommend"])
     def fold_in(body: FoldInRequest) -> Recommendations:
-        """Recommend for a new user given their ratings, without retraining."""
+        """Recommend for a new user given their ratings (without retraining) or features."""
         _check_limit("n", body.n, max_n)
+        if body.features:
+            _check_features(schema, body.features)
+            return Recommendations(items=_scored(rec.recommend_for_features(body.features,
+                                                                            n=body.n)))
         _check_limit("ratings", len(body.ratings), max_batch)
         _check_scale(body.ratings.values(), rec.scale)
         ratings = _coerce_keys(rec, body.ratings)
@@ -302,6 +295,27 @@ def _check_scale(values: Any, scale: tuple[float, float]) -> None:
                         f"[{scale[0]:g}, {scale[1]:g}], e.g. {outside[0]:.6g}",
                         column="ratings", value=outside[0],
                         hint=f"send ratings between {scale[0]:g} and {scale[1]:g}")
+
+
+def _user_features(rec: Recommender) -> FeatureSchema | None:
+    """How the model encodes a user's side features; None when it learnt none."""
+    feature_schema = getattr(rec.model, "feature_schema", None)
+    return None if feature_schema is None else feature_schema("user")
+
+
+def _check_features(schema: FeatureSchema | None, values: Mapping[str, Any]) -> None:
+    """Refuse a column the model does not know, or text for a number (and the reverse)."""
+    if schema is None:
+        return  # recommend_for_features says the model learnt no user features
+    kinds = {column.name: column.kind for column in schema.columns}
+    for name, value in values.items():
+        require_choice("features", name, list(kinds))
+        numeric = kinds[name] in ("numeric", "flag")
+        if value is not None and isinstance(value, str) == numeric:
+            wanted = "a number" if numeric else "text"
+            raise DataError(f"feature {name!r} is {kinds[name]} and takes {wanted}, got "
+                            f"{value!r}", column=name, value=value,
+                            hint=f"send {wanted} or null for {name!r}")
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -344,10 +358,8 @@ def _columns(frame: pd.DataFrame, value: str) -> tuple[list[Any], list[Any], lis
     """The item, value and title columns of a result frame as plain lists."""
     items = frame["item"].tolist()
     values = [None if math.isnan(v) else v for v in frame[value].tolist()]
-    if "title" in frame.columns:
-        titles = [t if isinstance(t, str) else None for t in frame["title"].tolist()]
-    else:
-        titles = [None] * len(items)
+    titles = ([t if isinstance(t, str) else None for t in frame["title"].tolist()]
+              if "title" in frame.columns else [None] * len(items))
     return items, values, titles
 
 
@@ -361,6 +373,5 @@ def _scored_arrays(items: list[Any], scores: list[Any], titles: list[Any]) -> li
 
 
 def _neighbours(frame: pd.DataFrame) -> list[SimilarItem]:
-    items, values, titles = _columns(frame, "similarity")
     return [SimilarItem(item=i, similarity=s, title=t)
-            for i, s, t in zip(items, values, titles, strict=True)]
+            for i, s, t in zip(*_columns(frame, "similarity"), strict=True)]

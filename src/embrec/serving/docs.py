@@ -1,18 +1,16 @@
 """API docs pages (``/docs``, ``/redoc``) whose scripts and styles come from the installed package.
 
 FastAPI's default pages load Swagger UI and ReDoc from a public CDN, so they stay
-blank on an offline machine or a locked-down server. This follows FastAPI's
-documented self-hosting recipe ("Custom Docs UI Static Assets"): the pages are
-built with ``get_swagger_ui_html`` / ``get_redoc_html`` pointing at a
-``StaticFiles`` mount of the files the ``fastapi-offline`` package ships
-(``swagger-ui-bundle.js``, ``swagger-ui.css``, ``redoc.standalone.js``), a
-dependency of the ``serve`` extra. ReDoc's Google fonts are left out.
+blank offline. Following FastAPI's self-hosting recipe, the pages point at a
+``StaticFiles`` mount of the files the ``fastapi-offline`` package ships (a
+dependency of the ``serve`` extra); ReDoc's Google fonts are left out.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import (
@@ -75,22 +73,18 @@ def add_docs(app: FastAPI, title: str) -> None:
 def _page(request: Request, folder: Path | None, title: str, openapi_url: str,
           redirect_url: str) -> HTMLResponse:
     root = request.scope.get("root_path", "")
-    if folder is None:
-        return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{title} - Swagger UI",
-                                   oauth2_redirect_url=root + redirect_url)
     base = f"{root}{ASSETS_URL}"
+    local: dict[str, Any] = {} if folder is None else {
+        "swagger_js_url": f"{base}/swagger-ui-bundle.js",
+        "swagger_css_url": f"{base}/swagger-ui.css", "swagger_favicon_url": f"{base}/favicon.png"}
     return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{title} - Swagger UI",
-                               oauth2_redirect_url=root + redirect_url,
-                               swagger_js_url=f"{base}/swagger-ui-bundle.js",
-                               swagger_css_url=f"{base}/swagger-ui.css",
-                               swagger_favicon_url=f"{base}/favicon.png")
+                               oauth2_redirect_url=root + redirect_url, **local)
 
 
 def _redoc(request: Request, folder: Path | None, title: str, openapi_url: str) -> HTMLResponse:
     root = request.scope.get("root_path", "")
-    if folder is None:
-        return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} - ReDoc")
     base = f"{root}{ASSETS_URL}"
-    return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} - ReDoc",
-                          redoc_js_url=f"{base}/redoc.standalone.js",
-                          redoc_favicon_url=f"{base}/favicon.png", with_google_fonts=False)
+    local: dict[str, Any] = {} if folder is None else {
+        "redoc_js_url": f"{base}/redoc.standalone.js", "redoc_favicon_url": f"{base}/favicon.png",
+        "with_google_fonts": False}
+    return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} - ReDoc", **local)

@@ -6,10 +6,10 @@ the bytes are counted as they stream in, so a chunked body is refused as soon
 as it passes the limit, with no JSON parsed. Each body chunk must arrive within
 ``read_timeout``, and the whole body within ``body_timeout`` (else 408: a client
 trickling one byte every few seconds is cut off). A batch endpoint's entries are
-counted in the raw bytes before any JSON is parsed (:func:`count_outside_strings`):
-a body holding more than ``max_batch`` entries is refused (422, as the app
-refuses an oversized batch) without building a single object, so three
-near-limit bodies cost milliseconds, not seconds. :class:`TimedH11Protocol`
+counted in the raw bytes as they stream in (:func:`count_outside_strings`): a body
+holding more than ``max_batch`` entries is refused (422, as the app refuses an
+oversized batch) without parsing any JSON, and its bytes past the point where that
+is known are read but not kept. :class:`TimedH11Protocol`
 closes a connection whose request line and headers do not arrive within
 ``HEADER_TIMEOUT`` (uvicorn has no such timeout of its own: its keep-alive
 timer runs only between requests).
@@ -63,22 +63,21 @@ async def _refuse(send: Send, status: int, error: str, detail: str) -> None:
 def count_outside_strings(body: bytes, byte: int) -> int:
     """How many times ``byte`` occurs in JSON ``body`` outside its strings (vectorised).
 
-    A quote is escaped when an odd run of backslashes precedes it; bytes
-    between an opening and a closing unescaped quote are inside a string.
+    A quote is escaped when an odd run of backslashes precedes it; a byte is
+    outside the strings when an even number of unescaped quotes precede it. The
+    work is done on the positions of quotes, backslashes and ``byte`` (searches
+    NumPy runs without the GIL), never a running sum over every byte, so the
+    event loop keeps answering while a big body is counted in a thread.
     """
     data = np.frombuffer(body, dtype=np.uint8)
-    quote = data == 34
-    slash = data == 92
-    if slash.any():  # drop the quotes an odd run of backslashes escapes
-        position = np.arange(len(data), dtype=np.int32)
-        last_plain = np.maximum.accumulate(np.where(slash, -1, position))
-        run = np.empty(len(data), dtype=np.int32)
-        run[0] = 0
-        run[1:] = position[:-1] - last_plain[:-1]  # backslashes just before each byte
-        quote &= run % 2 == 0
-    parity = np.cumsum(quote, dtype=np.uint8)  # wraps at 256, keeping the parity
-    outside = (parity & 1) == 0  # after a closing quote; the quote bytes never match ``byte``
-    return int(np.count_nonzero((data == byte) & outside))
+    quotes = np.flatnonzero(data == 34)
+    slashes = np.flatnonzero(data == 92)
+    if len(slashes) and len(quotes):  # drop the quotes an odd run of backslashes escapes
+        breaks = np.flatnonzero(np.diff(slashes) != 1)
+        starts, ends = slashes[np.r_[0, breaks + 1]], slashes[np.r_[breaks, len(slashes) - 1]]
+        run = np.minimum(np.searchsorted(ends, quotes - 1), len(ends) - 1)
+        quotes = quotes[(ends[run] != quotes - 1) | ((ends[run] - starts[run]) % 2 == 1)]
+    return int(np.count_nonzero(np.searchsorted(quotes, np.flatnonzero(data == byte)) % 2 == 0))
 
 
 class BodyLimit:
@@ -114,8 +113,9 @@ class BodyLimit:
             await _refuse(send, 413, "RequestTooLargeError",
                           self._too_large(f"Content-Length {declared[:20].decode('latin-1')}"))
             return
-        body = bytearray()
-        more, deadline = True, time.monotonic() + self.body_timeout
+        rule = self.entries.get(scope.get("path", "")) if scope.get("method") == "POST" else None
+        entries = _Entries(*rule) if rule else None
+        body, size, more, deadline = bytearray(), 0, True, time.monotonic() + self.body_timeout
         while more:
             wait = min(self.read_timeout, deadline - time.monotonic())
             try:
@@ -128,31 +128,50 @@ class BodyLimit:
                 return
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
-            more = bool(message.get("more_body", False))
-            if len(body) > self.max_bytes:
+            chunk, more = message.get("body", b""), bool(message.get("more_body", False))
+            size += len(chunk)
+            if size > self.max_bytes:
                 await _refuse(send, 413, "RequestTooLargeError",
                               self._too_large(f"over {self.max_bytes} bytes, streamed"))
                 return
-        if await self._too_many(scope, bytes(body), send):
+            if entries is None:
+                body += chunk
+            elif not entries.over:  # once over the limit, the rest is read, not kept
+                body += chunk
+                await entries.add(body, chunk, more)
+        if entries is not None and entries.over:
+            await _refuse(send, 422, "RequestTooLargeError", entries.refusal())
             return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    async def _too_many(self, scope: Scope, body: bytes, send: Send) -> bool:
-        """Refuse a batch body with more entries than its endpoint takes (413)."""
-        rule = self.entries.get(scope.get("path", "")) if scope.get("method") == "POST" else None
-        if rule is None:
-            return False
-        field, byte, overhead, limit = rule
-        if body.count(bytes([byte])) <= overhead + limit:
-            return False  # the raw count bounds the real one: no closer look needed
-        found = await asyncio.to_thread(count_outside_strings, body, byte)  # NumPy, no GIL
-        if found <= overhead + limit:
-            return False
-        await _refuse(send, 422, "RequestTooLargeError",
-                      f"{field}={found - overhead} (at least) exceeds this server's limit of "
-                      f"{limit}\n  hint: ask for at most {limit}, or split the request")
-        return True
+
+class _Entries:
+    """A batch body's entries, counted as it streams in, so an oversized batch is known early.
+
+    The raw count of the entry byte (strings included) bounds the real count; only
+    past ``bound`` is the body so far counted outside its strings, in a thread, and
+    again each time it has doubled and at its end: a few 100 KB decide a body of
+    many MB, and the total work stays within twice one count.
+    """
+
+    def __init__(self, field: str, byte: int, overhead: int, limit: int) -> None:
+        self.field, self.byte, self.overhead, self.limit = field, byte, overhead, limit
+        self.bound, self.marks, self.checked, self.found = overhead + limit, 0, 0, 0
+
+    @property
+    def over(self) -> bool:
+        return self.found > self.bound
+
+    def refusal(self) -> str:
+        return (f"{self.field}={self.found - self.overhead} (at least) exceeds this server's "
+                f"limit of {self.limit}\n  hint: ask for at most {self.limit}, or split the "
+                "request")
+
+    async def add(self, body: bytearray, chunk: bytes, more: bool) -> None:
+        self.marks += chunk.count(bytes([self.byte]))
+        if self.marks > self.bound and (not more or len(body) >= 2 * self.checked):
+            self.checked = len(body)
+            self.found = await asyncio.to_thread(count_outside_strings, bytes(body), self.byte)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

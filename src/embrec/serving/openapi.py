@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from embrec.serving.limits import MAX_ID_LENGTH
 from embrec.serving.schemas import ErrorBody
 
 __all__ = ["ERRORS", "public_source", "state_limits"]
@@ -38,13 +39,18 @@ def public_source(value: Any) -> str | None:
 
 
 def state_limits(app: FastAPI, *, max_n: int, max_batch: int, max_body_bytes: int,
-                 scale: tuple[float, float]) -> None:
-    """Make ``app.openapi()`` state this app's limits."""
+                 scale: tuple[float, float], features: dict[str, str] | None = None) -> None:
+    """Make ``app.openapi()`` state this app's limits and the user feature columns it takes.
+
+    ``features`` maps each column to its kind; ``None`` (a model without user
+    features) leaves ``features`` out of the fold-in body.
+    """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             _write_limits(generate(), max_n, max_batch, max_body_bytes, scale)
+            _write_features(app.openapi_schema or {}, features)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -72,3 +78,19 @@ def _write_limits(schema: dict[str, Any], max_n: int, max_batch: int, max_body_b
         fold_in["n"]["maximum"] = max_n
         fold_in["ratings"]["maxProperties"] = max_batch
         fold_in["ratings"]["additionalProperties"].update(minimum=scale[0], maximum=scale[1])
+
+
+def _write_features(schema: dict[str, Any], kinds: dict[str, str] | None) -> None:
+    body = schema.get("components", {}).get("schemas", {}).get("FoldInRequest")
+    if body is None:
+        return
+    if kinds is None:
+        del body["properties"]["features"], body["oneOf"]
+        body["required"] = ["ratings"]
+        return
+    numeric = {name for name, kind in kinds.items() if kind in ("numeric", "flag")}
+    body["properties"]["features"].update(
+        additionalProperties=False,
+        properties={name: {"type": ["number", "null"]} if name in numeric else
+                    {"type": ["string", "null"], "maxLength": MAX_ID_LENGTH} for name in kinds},
+        examples=[{name: 0 if name in numeric else "" for name in kinds}])

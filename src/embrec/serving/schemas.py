@@ -9,26 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from embrec.serving.limits import MAX_ID_LENGTH
 
-__all__ = [
-    "AnswerId",
-    "ErrorBody",
-    "FoldInRequest",
-    "Health",
-    "ModelInfo",
-    "Pair",
-    "PredictRequest",
-    "PredictResponse",
-    "Prediction",
-    "RawId",
-    "Recommendations",
-    "ScoredItem",
-    "SimilarItem",
-    "SimilarItems",
-]
+__all__ = ["AnswerId", "ErrorBody", "FoldInRequest", "Health", "ModelInfo", "Pair",
+           "PredictRequest", "PredictResponse", "Prediction", "RawId", "Recommendations",
+           "ScoredItem", "SimilarItem", "SimilarItems"]
 
 RawId = StrictInt | Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 """A raw user or item id as it appears in the training data (text: up to 256 characters).
@@ -50,6 +45,9 @@ FiniteRating = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_num
 """A rating: a finite JSON number (the app also checks it lies on the model's scale).
 
 ``true`` is not the rating 1 and ``"5"`` is not 5 (each a 422)."""
+FeatureValue = (StrictInt | Annotated[float, Field(allow_inf_nan=False), BeforeValidator(
+    _number_only)] | Annotated[str, Field(max_length=MAX_ID_LENGTH)] | None)
+"""A raw feature value: a finite number or text (checked against the column's kind), or null."""
 Count = Annotated[int, BeforeValidator(_number_only)]
 """A JSON integer (``13.0`` too, as JSON Schema has it), never ``true`` or ``"13"``."""
 
@@ -155,14 +153,30 @@ class PredictResponse(BaseModel):
 
 
 class FoldInRequest(_Body):
-    """A new user's ratings, folded in to recommend for them."""
+    """A new user's ratings (folded in) or side features (the cold start): one of the two."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["ratings"]}, {"required": ["features"]}]})
 
     ratings: dict[Annotated[str, Field(max_length=MAX_ID_LENGTH)], FiniteRating] = Field(
-        min_length=1, examples=[{"50": 5.0, "181": 4.5}],
+        default_factory=dict, min_length=1, examples=[{"50": 5.0, "181": 4.5}],
         description="raw item id -> rating (JSON object keys are strings)",
+    )
+    features: dict[Annotated[str, Field(max_length=MAX_ID_LENGTH)], FeatureValue] = Field(
+        default_factory=dict, min_length=1, examples=[{"age": 30, "gender": "F"}],
+        description="instead of ratings, for a model trained with user features "
+        "(bayesian-fm): column -> raw value (numbers for numeric columns, text for "
+        "categories; a column left out or null counts as missing)",
     )
     n: Count = Field(10, ge=1, description="number of items to return")
     exclude_seen: StrictBool = True
     on_unknown: Literal["error", "ignore"] = Field(
         "error", description="unknown items in 'ratings': 404 ('error') or skip them"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FoldInRequest:
+        if bool(self.ratings) == bool(self.features):
+            raise ValueError("send 'ratings' (item id -> rating) or 'features' "
+                             "(column -> value), one of the two")
+        return self

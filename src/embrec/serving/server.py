@@ -54,7 +54,7 @@ def load_app(
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.
     """
-    from embrec.artifacts import load
+    from embrec.recommender import load
     from embrec.serving.app import create_app
 
     folder = Path(path)
@@ -125,8 +125,8 @@ def serve(
         max_batch: the most pairs (or ratings) one request may carry.
         access_log: log one line per request.
         threads: PyTorch threads per worker. One is best for throughput: requests
-            run one at a time per worker, and idle intra-op threads spin. Scale
-            with ``workers`` instead.
+            run one at a time per worker and idle intra-op threads spin; scale with
+            ``workers`` instead.
 
     Raises:
         ArtifactError: if ``path`` is missing or does not hold a valid model.

@@ -42,15 +42,9 @@ def rating_rows(train: Ratings, based: str) -> sp.csr_matrix:
 def masked_loss(model: AutoRec, rows: Tensor, observed: Tensor, share: float) -> Tensor:
     """The paper's objective on a batch of rows: ``Σ observed (r - r̂)² + λ/2 (‖W‖² + ‖V‖²)``.
 
-    Args:
-        model: the autoencoder.
-        rows: ``(batch, columns)`` ratings, zero where unobserved.
-        observed: ``(batch, columns)`` 1 where a rating is observed, else 0.
-        share: the batch's fraction of all rows; the penalty is scaled by it so
-            that one epoch's losses add up to the objective over every row.
-
-    Returns:
-        The scalar loss.
+    ``rows`` holds ``(batch, columns)`` ratings (0 where unobserved), ``observed`` 1 where
+    one is observed; the penalty is scaled by ``share``, the batch's fraction of all rows,
+    so that one epoch's losses add up to the objective over every row.
     """
     error = ((model.reconstruct(rows) - rows) * observed).square().sum()
     weights = model.encoder.weight.square().sum() + model.decoder.weight.square().sum()
@@ -123,13 +117,8 @@ def _epoch(model: AutoRec, matrix: sp.csr_matrix, observed: sp.csr_matrix,
 def train_autorec(model: AutoRec, train: Ratings) -> list[dict[str, float]]:
     """Train ``model`` on ``train`` and fill its ``codes``; torch's global generator seeds it.
 
-    Args:
-        model: the untrained autoencoder.
-        train: the training ratings.
-
-    Returns:
-        One dict per epoch: ``epoch``, ``loss`` (the objective's square root per
-        observed rating) and, with a validation fraction, ``validation_rmse``.
+    Returns one dict per epoch: ``epoch``, ``loss`` (the objective's square root per
+    observed rating) and, with a validation fraction, ``validation_rmse``.
     """
     config = model.config
     full = rating_rows(train, config.based)

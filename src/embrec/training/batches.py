@@ -41,31 +41,14 @@ class Columns:
 
 
 def columns(ratings: Ratings, rows: np.ndarray | None, device: torch.device) -> Columns:
-    """Copy (the ``rows`` of) ``ratings`` to ``device`` as int32/int32/float32 tensors.
-
-    Args:
-        ratings: the ratings.
-        rows: integer positions to keep, or ``None`` for all.
-        device: the training device.
-
-    Returns:
-        The columns.
-    """
+    """Copy the ``rows`` (positions; ``None``: all) of ``ratings`` to ``device``."""
     picked = [c if rows is None else c[rows] for c in (ratings.user, ratings.item, ratings.rating)]
     user, item, rating = (torch.from_numpy(np.ascontiguousarray(c)).to(device) for c in picked)
     return Columns(user, item, rating)
 
 
 def shuffled(data: Columns, generator: torch.Generator) -> Columns:
-    """Return the columns in a fresh random order, indices as int64.
-
-    Args:
-        data: the training columns.
-        generator: the seeded generator (on the data's device).
-
-    Returns:
-        Shuffled copies.
-    """
+    """Shuffled copies of ``data`` (indices as int64), drawn from ``generator`` (on its device)."""
     order = torch.randperm(len(data), generator=generator, device=data.rating.device,
                            dtype=torch.int32 if len(data) < 2**31 else torch.int64)
     return Columns(data.user.index_select(0, order).long(),
@@ -74,21 +57,11 @@ def shuffled(data: Columns, generator: torch.Generator) -> Columns:
 
 def validation_rows(n: int, fraction: float, mode: str,
                     generator: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Split ``n`` training rows into fitted rows and validation rows.
+    """Split ``n`` training rows into ``(fit rows, validation rows)``, ``fraction`` of them held.
 
-    ``last`` takes the final rows in their given order, as Keras'
-    ``validation_split`` does (its training part is the first
-    ``ceil(n * (1 - fraction))`` rows); ``random`` takes a seeded random subset.
-
-    Args:
-        n: number of training ratings.
-        fraction: validation share in [0, 1); 0 means no validation rows.
-        mode: ``last`` or ``random``.
-        generator: seeds the ``random`` mode.
-
-    Returns:
-        ``(fit rows, validation rows)``; both ``None`` without validation (fit on
-        every row, without copying).
+    ``last`` holds the final rows, as Keras' ``validation_split`` does (its training
+    part is the first ``ceil(n * (1 - fraction))`` rows); ``random`` a subset drawn
+    from ``generator``. Both are ``None`` when ``fraction`` is 0 (fit every row, no copy).
     """
     if fraction <= 0:
         return None, None
@@ -98,16 +71,8 @@ def validation_rows(n: int, fraction: float, mode: str,
 
 
 def known_rows(validation: Ratings, train: Ratings) -> tuple[Ratings, int]:
-    """Re-index ``validation`` onto ``train``'s ids, dropping pairs with an unseen id.
-
-    Args:
-        validation: ratings with their own id indexes.
-        train: the training ratings whose indexes the model uses.
-
-    Returns:
-        The known validation ratings (sharing ``train``'s indexes) and how many
-        were dropped.
-    """
+    """Re-index ``validation`` onto ``train``'s ids; return the known pairs and how many were
+    dropped for an unseen user or item."""
     user = train.users.index(validation.users.id_of(validation.user), on_unknown="missing")
     item = train.items.index(validation.items.id_of(validation.item), on_unknown="missing")
     known = (user >= 0) & (item >= 0)

@@ -12,13 +12,12 @@ checkpoint directory, named by the file ``LATEST``:
 - ``rank-R.safetensors``: what rank ``R`` alone holds (its predictions so far
   in the epoch, for the epoch's train error).
 
-Every file is written into a hidden staging folder, which rank 0 renames into
-place (``os.replace``) once every rank has written; ``LATEST`` is then replaced
-atomically and older checkpoints removed. A process killed at any moment leaves
-the previous checkpoint intact. Safetensors and JSON only: nothing is pickled.
-The folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty
-folder that is not embrec's is refused before anything is written (older
-``step-NNNNNNNNN`` folders are deleted as new checkpoints land; no other name is).
+Every rank writes into one staging folder, which rank 0 publishes once all have
+written, then replaces ``LATEST`` and removes older ``step-*`` folders (no other
+name): the atomic writer model folders use (:mod:`embrec.writers`), so a kill at
+any moment leaves the previous checkpoint intact. Safetensors and JSON only. The
+folder is marked as embrec's by ``embrec-checkpoints.json``; a non-empty folder
+that is not embrec's is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -40,10 +39,8 @@ from torch import Tensor
 from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
-from embrec.errors import ArtifactError, ConfigError
-from embrec.modeldir import file_above, sha256
-from embrec.models.base import EmbeddingModel, ModelConfig
-from embrec.models.mlp import DropoutMasks, Tower
+from embrec.errors import ArtifactError
+from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.resume_checks import (
@@ -54,16 +51,19 @@ from embrec.training.resume_checks import (
     read_state,
     verify_files,
 )
+from embrec.writers import file_above, publish, replace_text, sha256, stage
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "checkpoint_dir",
-           "copy_into", "masks_state", "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "copy_into",
+           "masks_state", "restore_masks", "run_identity"]
 
 FORMAT = 2
 """2: ``state.json`` records the SHA-256 of every tensor file (1: no hashes, still resumed)."""
 LATEST = "LATEST"
 MARKER = "embrec-checkpoints.json"
 MARKER_FORMAT = "embrec-checkpoints"
-_OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.?step-\d{9}(\.tmp)?")
+_OWN = re.compile(r"LATEST|\.LATEST\.tmp|\.(LATEST|embrec-checkpoints\.json)\.embrec-tmp\.\d+"
+                  r"|\.?step-\d{9}(\.tmp|\.old)?")
+"""The names embrec writes in a checkpoint folder (temporary ones included)."""
 _STEP = re.compile(r"step-\d{9}")
 IDENTITY = ("world_size", "fingerprint", "model", "train")
 """Checked in this order: a sharded run's fingerprint depends on its world size."""
@@ -129,9 +129,9 @@ class Checkpoints:
         staging = self.folder / f".{name}.tmp"
         if self.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
+            stage(staging)
             if not (self.folder / MARKER).is_file():
-                (self.folder / MARKER).write_text(json.dumps({"format": MARKER_FORMAT}) + "\n")
+                replace_text(self.folder / MARKER, json.dumps({"format": MARKER_FORMAT}) + "\n")
         self.barrier()
         _write_tensors(local, staging / f"rank-{self.rank}.safetensors")
         if self.rank == 0:
@@ -145,14 +145,10 @@ class Checkpoints:
         return self.folder / name
 
     def _publish(self, staging: Path, name: str) -> None:
-        target = self.folder / name
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-        pointer = self.folder / f".{LATEST}.tmp"
-        pointer.write_text(name + "\n")
-        with open(pointer, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(pointer, self.folder / LATEST)
+        old = publish(staging, self.folder / name, aside=self.folder / f".{name}.old")
+        if old is not None:  # this step written again (a resumed run): the earlier copy
+            shutil.rmtree(old, ignore_errors=True)
+        replace_text(self.folder / LATEST, name + "\n")
         for old in self.folder.iterdir():  # embrec's names only: a user's step-notes/ stays
             if _STEP.fullmatch(old.name) and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -205,8 +201,6 @@ def check_folder(folder: Path) -> None:
 
     A folder is embrec's when it holds the marker ``embrec-checkpoints.json``,
     or (written before the marker) only ``LATEST`` and ``step-*`` entries.
-    Checkpoints delete older ``step-*`` folders, so a folder that is not
-    embrec's is never written into.
 
     Raises:
         ArtifactError: for a file, a path under a file, or a non-empty folder that is
@@ -228,8 +222,7 @@ def check_folder(folder: Path) -> None:
                             hint="pass another --out, or move that file away")
     if not folder.is_dir() or (folder / MARKER).is_file():
         return
-    foreign = sorted(p.name for p in folder.iterdir()
-                     if not _OWN.fullmatch(p.name))
+    foreign = sorted(p.name for p in folder.iterdir() if not _OWN.fullmatch(p.name))
     if foreign:
         raise ArtifactError(
             f"checkpoint folder {folder} holds files that are not embrec's checkpoints "
@@ -281,10 +274,9 @@ class RunState:
         self.model, self.engine, self.config, self.hooks = model, engine, config, hooks
         self.generator, self.predictions = generator, torch.empty_like(data.rating)
         # an objective's own generator (a ranking loss's negative sampler), saved beside ours
-        self.sampler: torch.Generator | None = getattr(objective, "generator", None)
+        self.sampler: torch.Generator | None = None if objective is None else objective.generator
         self.schedule, self.best = schedule, best
-        self.masks = [m for t in model.modules() if isinstance(t, Tower)
-                      for m in t.masks if m is not None]
+        self.masks = model.dropout_masks()
         self.history: list[dict[str, float]] = []
         self.epoch, self.step, self.stopped = 1, 0, False
         self.epoch_state = generator.get_state()
@@ -367,29 +359,6 @@ class RunState:
         if self.sampler is not None and "objective_generator" in snapshot.tensors:
             self.sampler.set_state(snapshot.tensors["objective_generator"])
         self.predictions.copy_(snapshot.local["predictions"])
-
-
-def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | None:
-    """Return where the CLI checkpoints a run whose model goes to ``out``: ``<out>.checkpoints``.
-
-    A saved model directory is replaced whole when saved, so checkpoints live
-    beside it. Without ``out`` there is nothing to resume from later.
-
-    Raises:
-        ConfigError: if ``resume`` is asked for without ``out``, or ``out`` is ``/``.
-    """
-    if not out:  # "" is no --out, as embrec train takes it
-        if resume:
-            raise ConfigError("resume", True, "needs --out (the run to continue)",
-                              hint="pass the --out of the run to resume")
-        return None
-    path = Path(out).expanduser()  # as the model's save does: "--out=~/m" reaches us unexpanded
-    if path.name in ("", ".."):  # "--out ." or "a/..": the folder named by its own name
-        path = Path(os.path.abspath(path))
-    if not path.name:
-        raise ConfigError("out", str(out), "names no folder a model can go in",
-                          hint="pass a folder path such as runs/model")
-    return path.with_name(path.name + ".checkpoints")
 
 
 def run_identity(model_config: ModelConfig, train: Ratings, config: TrainConfig,

@@ -10,10 +10,8 @@ checks run in eval mode on a fixed sample of up to 4,096 training pairs:
 - **constant predictions**: the predictions' standard deviation over the sample
   is below 0.1% of the rating scale's range.
 - **over-fitting**: validation RMSE more than ``OVERFIT_RATIO`` = 1.3 times the
-  train RMSE (both in eval mode, predictions clipped to the scale). On ML-100K
-  well-regularised models stay at 1.1-1.25 (biased MF at the default preset:
-  0.91 / 0.79 = 1.15); the Goodreads notebook's train/test MSE of 0.26 vs
-  0.77 is a ratio of 1.71.
+  train RMSE (both in eval mode, predictions clipped to the scale); well-regularised
+  models stay below it (``benchmarks/results/model_notes.md``).
 """
 
 from __future__ import annotations
@@ -25,8 +23,7 @@ import torch
 from torch import Tensor
 
 from embrec.errors import TrainingWarning
-from embrec.models.base import RatingModel
-from embrec.models.mlp import Tower
+from embrec.models.base import RatingModel, Tower
 from embrec.training.batches import Columns
 
 __all__ = ["OVERFIT_RATIO", "diagnose", "error_metrics"]
@@ -46,19 +43,12 @@ def error_metrics(predictions: Tensor, rating: Tensor, prefix: str) -> dict[str,
 def diagnose(model: RatingModel, data: Columns, held: Columns | None,
              history: list[dict[str, float]], scale: tuple[float, float],
              *, ratings: bool = True) -> list[dict[str, Any]]:
-    """Run the checks, warn about each finding and return them.
+    """Run the checks on the trained ``model``, warn about each finding and return them.
 
-    Args:
-        model: the trained model.
-        data: the training columns.
-        held: the validation columns, if any.
-        history: the per-epoch records (unused when empty).
-        scale: the rating scale.
-        ratings: whether the model's scores are ratings; a ranking model's raw
-            scores are checked unclipped, and not for over-fitting (no RMSE).
-
-    Returns:
-        One ``{"kind", "message", ...}`` dict per finding.
+    ``held`` is the validation columns, if any; nothing is checked without a
+    ``history``. A model whose scores are not ``ratings`` is checked unclipped,
+    and not for over-fitting (no RMSE). Returns one ``{"kind", "message", ...}``
+    dict per finding.
     """
     if len(data) == 0 or not history:
         return []

@@ -1,22 +1,17 @@
 """fit(): the one training loop. Seed, shuffle, train an epoch, validate, checkpoint, stop early.
 
-Read :func:`_epochs` top to bottom: each epoch shuffles the device-resident
-ratings once and hands that order to the run's trainer
-(:mod:`embrec.training.trainers`: compiled per-rating kernels, the fused Keras
-step, or mini-batch torch steps), which writes every rating's prediction into
-one buffer; the epoch's train RMSE/MAE come from that buffer once the epoch is
-over, which is also when non-finite values are checked. Then the validation
-rows are scored, the best epoch kept (:mod:`embrec.training.watch`) and a
-checkpoint written (:mod:`embrec.training.checkpoint`).
-
-``fit`` leaves no process-wide state changed (:mod:`embrec.training.process`):
-the global random generator's state is restored after the model is
-initialised, and shuffling and dropout draw from ``fit``'s own seeded generator.
+Read :func:`_epochs` top to bottom: each epoch hands a shuffled order to the run's
+trainer (:mod:`embrec.training.trainers`), which writes every rating's prediction
+into one buffer; the epoch's train RMSE/MAE come from it once the epoch is over,
+when non-finite values are checked too. Then the validation rows are scored, the
+best epoch kept (:mod:`embrec.training.watch`) and a checkpoint written
+(:mod:`embrec.training.checkpoint`). ``fit`` leaves no process-wide state changed
+(:mod:`embrec.training.process`): shuffling and dropout draw from its own seeded
+generator.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from pathlib import Path
@@ -30,24 +25,20 @@ from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
 from embrec.models.base import EmbeddingModel, ModelConfig
-from embrec.models.mlp import Tower
+from embrec.models.defaults import default_training
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
+from embrec.training.closed_form import fit_closed_form, solves_itself
 from embrec.training.diagnostics import diagnose
-from embrec.training.engine import Engine
-from embrec.training.losses import objective_for
-from embrec.training.optim import Schedule
-from embrec.training.process import process_state, resolve_device, threads_for, training_device
-from embrec.training.progress import close_bar, progress_bar
-from embrec.training.ranking_progress import LossMeter, metered
-from embrec.training.step import Objective
+from embrec.training.losses import Objective, objective_for
+from embrec.training.optim import Engine, Schedule
+from embrec.training.process import process_state, training_device
+from embrec.training.progress import LossMeter, close_bar, metered, progress_bar
 from embrec.training.trainers import pick_trainer
 from embrec.training.watch import Best, diverged, finite, validate, validation_columns
 
-__all__ = ["fit", "resolve_device", "threads_for"]
-
-log = logging.getLogger(__name__)
+__all__ = ["fit"]
 
 
 def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | None = None, *,
@@ -65,7 +56,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         model_config: the model to build (``embrec.models.MODELS`` lists them).
         train: the training ratings.
         train_config: how to train; when omitted, the model's default training
-            (``embrec.presets.DEFAULT_TRAINING``, what ``embrec train --model``
+            (``embrec.models.defaults.DEFAULT_TRAINING``, what ``embrec train --model``
             uses too).
         validation: held-out ratings to watch (raw ids are mapped through
             ``train``'s indexes; pairs with unseen ids are left out and counted).
@@ -73,10 +64,9 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         metadata: extra facts to record in the recommender's ``metadata``.
         objective: the training loss (:mod:`embrec.training.step`); when omitted,
             the one ``train_config.loss`` names (:mod:`embrec.training.losses`).
-            An objective with ``prepare(data, n_items, seed) -> data`` is bound to
-            the training rows first (popularity counts, its own seeded generator);
-            its ``scores`` attribute (``"rating"`` or ``"ranking"``) is recorded
-            as ``metadata["scores"]``.
+            It is bound to the training rows first (``prepare``: popularity counts,
+            its own seeded generator); its ``scores`` (``"rating"`` or ``"ranking"``)
+            is recorded as ``metadata["scores"]``.
         checkpoint_dir: write a checkpoint here at the end of every epoch (and
             every ``train_config.checkpoint_every`` steps); see
             :mod:`embrec.training.checkpoint`.
@@ -99,10 +89,9 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
     if len(train) == 0:  # else every path reports a NaN loss as a divergence
         raise ConfigError("train", "0 ratings", "has no rating to train on",
                           hint="check the data's filters and split")
-    if getattr(model_config, "closed_form", False):
-        from embrec.training.closed_form import fit_closed_form
+    if solves_itself(model_config):
         return fit_closed_form(model_config, train, train_config, metadata=metadata)
-    config = train_config or _default_training(model_config)
+    config = train_config or default_training(model_config)
     group = join(training_device(config))
     try:
         return _fit(model_config, train, config, group, validation, metadata or {}, objective,
@@ -139,9 +128,9 @@ def _fit(model_config: ModelConfig, train: Ratings, config: TrainConfig, group: 
             facts["rows_per_rank"] = [r[0] for r in group.gather_ints([len(shard)])]
         facts["world_size"] = 1 if group is None else group.world_size
         facts.setdefault("rows_per_rank", [len(data)])
-        objective = metered(objective or objective_for(config))  # ranking: loss + NDCG per epoch
+        objective = metered(objective or objective_for(config), config.positive_threshold)
         data = _prepare(objective, data, train.n_items, seed, group)
-        facts["scores"] = getattr(objective, "scores", "rating")
+        facts["scores"] = objective.scores
         generator = torch.Generator(device=device).manual_seed(seed)
         history, facts["step_path"], kernel_threads = _epochs(
             model, data, held, config, generator, train.scale, objective, hooks)
@@ -163,20 +152,13 @@ def _seed(config: TrainConfig, hooks: RunHooks, group: Group | None) -> int:
     return seed if group is None else group.broadcast_int(seed)
 
 
-def _default_training(model_config: ModelConfig) -> TrainConfig:
-    from embrec.presets import default_training  # presets import fit lazily too
-
-    return default_training(model_config)
-
-
 def _prepare(objective: Objective, data: Columns, n_items: int, seed: int,
              group: Group | None) -> Columns:
-    """Bind ``objective`` to the training rows when it asks to be; return the rows to train on."""
-    prepare = getattr(objective, "prepare", None)
-    if prepare is not None and group is not None:
+    """Bind ``objective`` to the training rows; return the rows to train on."""
+    rows = objective.prepare(data, n_items, seed)
+    if objective.generator is not None and group is not None:  # ranks would draw apart
         raise ConfigError("loss", "ranking", "trains in one process for now",
                           hint="train ranking losses without torchrun, or use loss='rating'")
-    rows: Columns = data if prepare is None else prepare(data, n_items, seed)
     return rows
 
 
@@ -192,12 +174,10 @@ def _build(model_config: ModelConfig, train: Ratings, mean: float, seed: int,
 
 
 def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: TrainConfig,
-            generator: torch.Generator, scale: tuple[float, float], objective: Objective | None,
+            generator: torch.Generator, scale: tuple[float, float], objective: Objective,
             hooks: RunHooks) -> tuple[list[dict[str, float]], str, int | None]:
     """The training loop: one history record per epoch, the trainer's path and its threads."""
-    for module in model.modules():
-        if isinstance(module, Tower):
-            module.reset_masks(generator)
+    model.reset_masks(generator)
     engine = Engine(model, config)
     total = len(data) if hooks.parallel is None else hooks.parallel.shard.total
     trainer = pick_trainer(model, engine, config, objective, hooks.parallel, total)

@@ -1,17 +1,16 @@
 """One fused step for the MLP under Keras' dense Adam (the ``movielens-notebook`` preset).
 
 The general loop (:func:`embrec.training.fit._one_epoch`) takes a step through
-the step interface, then hands its row gradients to the engine; at a batch of
-64 that plumbing, not the arithmetic, is most of a step: two gathers and a
-concatenation, two scatters and two clears, a dataclass, checks repeated on
-every call. This path does exactly the same arithmetic with less of it:
+the step interface, then hands its row gradients to the engine; at small
+batches that plumbing, not the arithmetic, is most of a step. This path does
+the same arithmetic with less of it:
 
 - both tables live in one buffer (:class:`~embrec.training.sparse.DenseTableAdam`),
   so one gather of an interleaved ``(user, n_users + item)`` index, cut once per
   epoch, reads the concatenated tower input, and one ``index_add_`` and one
   ``index_fill_`` write and clear its gradient;
-- the dense gradients are written, not added into a zeroed buffer, and the last
-  layer writes straight into the epoch's prediction buffer;
+- the tower's :class:`~embrec.models.base.TowerStep` writes the dense gradients
+  instead of adding them, and the last layer writes into the epoch's prediction buffer;
 - the one fused Adam call's tensors and checks are settled once per fit.
 
 It is an optional implementation of the general path, taken only where it
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from embrec.models.mlp import MLP, TowerStep
+from embrec.models.base import ConcatTowerModel, TowerStep, add_decay
 from embrec.training.progress import report
 from embrec.training.sparse import BETAS, FUSED_ADAM
 from embrec.training.step import RatingLoss
@@ -38,7 +37,8 @@ class FusedKerasMLP:
     """Forward, backward and Keras-dense Adam of an unbiased, unbounded MLP, one call a batch.
 
     Args:
-        model: the MLP, its parameters already installed in the engine's buffers.
+        model: the MLP (one tower over ``[user; item]``), its parameters already
+            installed in the engine's buffers.
         engine: the fit's engine (``keras`` tables and the dense optimiser).
         weight_decay: the per-use L2 penalty on the embedding rows read.
     """
@@ -47,14 +47,11 @@ class FusedKerasMLP:
     path = "fast"
     threads: int | None = None
 
-    def __init__(self, model: MLP, engine: Any, weight_decay: float) -> None:
+    def __init__(self, model: ConcatTowerModel, engine: Any, weight_decay: float) -> None:
         keras = engine.keras
         self.table, self.table_grad = keras.data, keras.grad
         self.n_users, self.width = keras.weights[0].shape[0], keras.weights[0].shape[1]
-        tower = TowerStep(model.tower)
-        # (weight, weight transposed, bias, weight grad, bias grad, masks, activation)
-        self.layers = [(w, w.t(), b, wg, bg, masks, activation)
-                       for w, b, wg, bg, masks, activation in tower.layers]
+        self.tower = TowerStep(model.concat_tower, write=True)
         self.engine, self.weight_decay = engine, weight_decay
         self.epsilon = keras.epsilon
         self.count = torch.zeros((), device=self.table.device)
@@ -73,23 +70,23 @@ class FusedKerasMLP:
         """Return the fused path for this fit, or ``None`` where the general loop must run.
 
         It applies to the rating loss on the hand-written path, in one CPU process, for an
-        :class:`~embrec.models.mlp.MLP` without bias columns or bounded output whose
-        tables take Keras' dense Adam in one fused call with its dense layers, and whose
-        dense parameters are exactly its tower's (so every gradient is written each step),
-        all float32 (under ``torch.set_default_dtype(torch.float64)`` the general loop runs).
+        :class:`~embrec.models.base.ConcatTowerModel` (the MLP) without bias columns or
+        bounded output whose tables take Keras' dense Adam in one fused call with its dense layers,
+        and whose dense parameters are exactly its tower's (so every gradient is written
+        each step), all float32 (under a float64 default dtype the general loop runs).
         """
         keras = getattr(engine, "keras", None)
         if not cls.ENABLED or FUSED_ADAM is None or path != "fast" or parallel is not None \
-                or not isinstance(objective, RatingLoss) or not isinstance(model, MLP) \
-                or model.bias_columns or model.bounds is not None or model.tower.activate_last \
-                or keras is None \
+                or not isinstance(objective, RatingLoss) \
+                or not isinstance(model, ConcatTowerModel) or model.bias_columns \
+                or model.bounds is not None or model.concat_tower.activate_last or keras is None \
                 or not keras.fused or not engine.one_adam_call:
             return None
-        tower = sum(p.numel() for p in model.tower.parameters())
+        size = sum(p.numel() for p in model.concat_tower.parameters())
         tensors = [keras.data, keras.grad, keras.first, keras.second, engine.dense.data,
                    engine.dense.grad, engine.dense_optimizer.first, engine.dense_optimizer.second]
         # the last layer writes into the epoch's float32 prediction buffer (batches.columns)
-        if tower != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
+        if size != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
                 or any(t.dtype != torch.float32 for t in tensors) \
                 or not all(t.is_contiguous() for t in tensors) \
                 or tensors[0].device.type != "cpu":  # proven equal on CPU only
@@ -125,52 +122,12 @@ class FusedKerasMLP:
               step: int) -> None:
         """One batch: forward, backward, and Keras' Adam over both tables and the layers."""
         x = self.table.index_select(0, index).view(rows, 2 * self.width)  # [user | item]
-        saved = self._forward(x, prediction)
-        grad = self._backward(saved, (prediction - rating).mul_(2.0 / max(rows, 1)))
-        if self.weight_decay > 0:
-            grad.add_(x, alpha=2.0 * self.weight_decay / rows)
+        _, saved = self.tower.forward(x, out=prediction)
+        grad = self.tower.backward(saved, (prediction - rating).mul_(2.0 / max(rows, 1)))
+        add_decay(grad, x, 0, self.weight_decay, 0.0, rows)
         self.table_grad.index_add_(0, index, grad.view(2 * rows, self.width))
         self._adam(lr, step)
         self.table_grad.index_fill_(0, index, 0.0)
-
-    def _forward(self, x: Tensor, prediction: Tensor) -> list[tuple[Tensor, Tensor | None, Tensor]]:
-        """Training-mode forward; the output layer writes the predictions in place.
-
-        Returns, per layer, its input after dropout, the dropout mask and its output.
-        """
-        z, saved, last = x, [], len(self.layers) - 1
-        for k, (_, transposed, bias, _, _, masks, activation) in enumerate(self.layers):
-            mask = None if masks is None else masks.take(z)
-            inputs = z if mask is None else z * mask
-            if k < last:
-                z = torch.addmm(bias, inputs, transposed)
-                if activation is not None:
-                    z = z.clamp_min_(0.0) if activation == "relu" else z.tanh_()
-            else:  # the output layer is linear
-                z = torch.addmm(bias, inputs, transposed, out=prediction)
-            saved.append((inputs, mask, z))
-        return saved
-
-    def _backward(self, saved: list[tuple[Tensor, Tensor | None, Tensor]], grad: Tensor) -> Tensor:
-        """Write every layer's gradients; return the gradient of the tower input."""
-        layers = self.layers
-        for k in range(len(layers) - 1, -1, -1):
-            weight, _, _, weight_grad, bias_grad, _, _ = layers[k]
-            inputs, mask, _ = saved[k]
-            torch.mm(grad.t(), inputs, out=weight_grad)
-            torch.sum(grad, 0, out=bias_grad)
-            grad = torch.mm(grad, weight)
-            below = layers[k - 1][6] if k else None  # the activation under this layer's input
-            if below == "relu":  # dropout and ReLU in one product: the output is >= 0
-                signs = saved[k - 1][2].sign()
-                grad.mul_(signs if mask is None else signs.mul_(mask))
-                continue
-            if mask is not None:
-                grad.mul_(mask)
-            if below == "tanh":
-                z = saved[k - 1][2]
-                grad = grad * (1.0 - z * z)
-        return grad
 
     def _adam(self, lr: float, step: int) -> None:
         """The Keras tables' and dense layers' Adam update: one fused call."""
@@ -180,3 +137,4 @@ class FusedKerasMLP:
         FUSED_ADAM(*self.adam_lists, lr=lr, beta1=BETAS[0], beta2=BETAS[1],  # type: ignore[misc]
                    weight_decay=0.0, eps=self.epsilon / math.sqrt(1 - BETAS[1] ** step),
                    amsgrad=False, maximize=False)
+

@@ -128,15 +128,11 @@ def sample_side(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: n
                 max_iter: int = 200) -> None:
     """Draw ``side.weights`` from its normal conditional given the other side (in place).
 
-    Args:
-        side: the side to sample.
-        ratings: ``(n_rows, n_other)`` CSR of ``y - w0`` for every training pair.
-        other: ``(n_other, K)`` the other side's summed vectors.
-        offset: ``(n_other,)`` the other side's bias, subtracted from the ratings.
-        alpha: the noise precision.
-        rng: the random generator; None gives the conditional mean (no noise).
-        tolerance: relative residual at which conjugate gradients stop.
-        max_iter: most conjugate-gradient iterations.
+    ``ratings``: ``(n_rows, n_other)`` CSR of ``y - w0`` for every training pair; ``other``:
+    ``(n_other, K)`` the other side's summed vectors, ``offset`` ``(n_other,)`` its bias
+    (subtracted from the ratings); ``alpha``: the noise precision; ``rng=None`` gives the
+    conditional mean. Conjugate gradients stop at relative residual ``tolerance`` or after
+    ``max_iter`` iterations.
     """
     curvature, targets, z = _curvature(ratings, other, offset)
     row_mean, row_precision = side.mean[side.group], side.precision[side.group]
@@ -192,17 +188,10 @@ def run_chain(users: Side, items: Side, user: np.ndarray, item: np.ndarray, y: n
               tolerance: float = 1e-2) -> Stacks:
     """Run the chain and keep every sample after burn-in.
 
-    Args:
-        users: the user side (its design rows are training users).
-        items: the item side.
-        user: ``(n,)`` user index of every training rating.
-        item: ``(n,)`` item index.
-        y: ``(n,)`` ratings.
-        sweeps: total sweeps.
-        burn_in: sweeps discarded first.
-        seed: the random seed.
-        side_rows: where the side features start in each side's design (for cold start).
-        tolerance: the conjugate gradients' relative residual (see :func:`sample_side`).
+    ``user``, ``item`` and ``y`` are the training ratings' ``(n,)`` indices and values;
+    the first ``burn_in`` of ``sweeps`` sweeps are discarded; ``side_rows`` says where the
+    side features start in each side's design (for cold start); ``tolerance`` is
+    :func:`sample_side`'s.
 
     Returns:
         The per-sample vectors ``[p, b_u, 1]`` and ``[q, 1, b_i + w0]``, and the side

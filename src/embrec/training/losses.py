@@ -1,11 +1,10 @@
-"""Ranking objectives: BPR and softmax losses over items, alone or added to the rating loss.
+"""Training objectives: the :class:`Objective` protocol, the rating MSE and the ranking losses.
 
 A model trained to regress star values ranks obscure items with a few high
 ratings first; top-N lists need a loss that compares items for a user. Every
-loss here is an :class:`~embrec.training.step.Objective`, written with the
-model's ``score``/``score_matrix`` only, so autograd differentiates it for any
-embedding model and the engine updates exactly the rows :meth:`RankingLoss.rows`
-names:
+objective is written with the model's ``score``/``score_matrix`` only, so autograd
+differentiates it for any embedding model and the engine updates exactly the rows
+:meth:`Objective.rows` names. The ranking losses:
 
 - ``bpr`` (Rendle et al. 2009): ``-log sigmoid(s(u, i) - s(u, j))`` for each
   positive ``(u, i)`` and ``negatives`` sampled items ``j``.
@@ -29,7 +28,7 @@ objective owns, seeded by :meth:`RankingLoss.prepare` from ``fit``'s seed.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -45,10 +44,67 @@ from embrec.config import (
 )
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
-from embrec.training.step import Objective, RatingLoss
 
-__all__ = ["LOSSES", "NEGATIVE_SAMPLINGS", "RANKING_LOSSES", "NegativeSampler", "RankingLoss",
-           "objective_for"]
+__all__ = ["LOSSES", "NEGATIVE_SAMPLINGS", "RANKING_LOSSES", "NegativeSampler", "Objective",
+           "RankingLoss", "RatingLoss", "objective_for"]
+
+Scores = Literal["rating", "ranking"]
+
+
+class Objective(Protocol):
+    """A training loss, written against the model's ``score`` only (autograd differentiates it).
+
+    ``fit`` calls :meth:`prepare` once with the training rows, records :attr:`scores` as
+    ``metadata["scores"]`` and checkpoints :attr:`generator`; every step calls :meth:`rows`,
+    gathers those embedding rows and calls :meth:`loss` on them.
+
+    Attributes:
+        scores: what the trained model's scores mean, ``"rating"`` or ``"ranking"``.
+    """
+
+    scores: Scores
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The objective's own generator once prepared (checkpoints save it); ``None`` if it
+        draws nothing. Under ``torchrun`` only objectives without one train."""
+        ...
+
+    def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
+        """Bind to the training rows (``seed`` is ``fit``'s); return the rows to train on."""
+        ...
+
+    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
+        """Return the user and item indices whose embedding rows the loss reads."""
+        ...
+
+    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
+             item_index: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(scalar loss, (batch,) predictions)``; ``users`` and ``items`` are the rows
+        :meth:`rows` named, ``item_index`` the item indices it returned."""
+        ...
+
+
+class RatingLoss:
+    """Mean squared error between predicted and given ratings (the rating objective)."""
+
+    scores: Scores = "rating"
+    generator: torch.Generator | None = None
+
+    def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
+        """Every training row, unchanged."""
+        return data
+
+    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
+        """One user row and one item row per rating."""
+        return batch.user, batch.item
+
+    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
+             item_index: Tensor) -> tuple[Tensor, Tensor]:
+        """``mean((score - rating)²)`` and the scores."""
+        prediction = model.score(users, items)
+        return F.mse_loss(prediction, batch.rating), prediction
+
 
 SEED_OFFSET = 0x5EED
 """Added to ``fit``'s seed for the sampler's generator, so its stream differs from shuffling's."""
@@ -57,10 +113,8 @@ SEED_OFFSET = 0x5EED
 class NegativeSampler:
     """Draws item indices uniformly or in proportion to popularity, from its own generator.
 
-    Args:
-        counts: ``(n_items,)`` how often each item is a positive in training.
-        mode: ``uniform`` or ``popularity``.
-        seed: seeds the generator.
+    ``counts``: ``(n_items,)`` how often each item is a positive in training; ``mode``:
+    ``uniform`` or ``popularity``; ``seed`` seeds the generator.
     """
 
     def __init__(self, counts: Tensor, mode: str, seed: int) -> None:
@@ -115,9 +169,8 @@ class RankingLoss:
         self.kind, self.negatives, self.sampling = kind, negatives, sampling
         self.threshold, self.weighted = positive_threshold, rating_weighted
         self.rating_weight, self.ranking_weight = rating_weight, ranking_weight
-        self.scores: Literal["rating", "ranking"] = "rating" if rating_weight > 0 else "ranking"
+        self.scores: Scores = "rating" if rating_weight > 0 else "ranking"
         self._sampler: NegativeSampler | None = None
-        self._drawn = torch.empty(0, dtype=torch.int64)
         self._top = 1.0
 
     @property
@@ -126,15 +179,8 @@ class RankingLoss:
         return None if self._sampler is None else self._sampler.generator
 
     def prepare(self, data: Columns, n_items: int, seed: int) -> Columns:
-        """Bind to the training data: popularity counts and a generator seeded from ``seed``.
-
-        Args:
-            data: the training columns.
-            n_items: catalogue size.
-            seed: ``fit``'s seed.
-
-        Returns:
-            The rows to train on: the positives for a ranking-only loss, else ``data``.
+        """Count the positives' items, seed the sampler from ``seed``; return the rows to train
+        on: the positives for a ranking-only loss, else ``data``.
 
         Raises:
             ConfigError: if no training rating is a positive.
@@ -164,12 +210,14 @@ class RankingLoss:
         if self.kind == "in-batch":
             return batch.user, batch.item
         count = self.negatives * (self._count(batch) if self.kind == "bpr" else 1)
-        self._drawn = self.sampler.draw(count)  # read back by loss() for the same batch
-        return batch.user, torch.cat((batch.item, self._drawn))
+        return batch.user, torch.cat((batch.item, self.sampler.draw(count)))
 
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
-        """``rating_weight * MSE + ranking_weight * ranking loss`` and the batch's scores."""
+    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
+             item_index: Tensor) -> tuple[Tensor, Tensor]:
+        """``rating_weight * MSE + ranking_weight * ranking loss`` and the batch's scores.
+
+        ``item_index[len(batch):]`` are the sampled items :meth:`rows` drew for this batch.
+        """
         b = len(batch)
         pairs = items.index_select(0, batch.item) if self.kind == "softmax" else items[:b]
         prediction = model.score(users, pairs)  # (b,)
@@ -179,13 +227,13 @@ class RankingLoss:
             users.index_select(0, index), pairs.index_select(0, index),
             Columns(batch.user[index], batch.item[index], batch.rating[index]))
         extra = items if self.kind == "softmax" else items[b:]
-        total = self.ranking_weight * self._ranking(model, u, p, extra, rated)
+        total = self.ranking_weight * self._ranking(model, u, p, extra, item_index[b:], rated)
         if self.rating_weight > 0:
             total = total + self.rating_weight * F.mse_loss(prediction, batch.rating)
         return total, prediction
 
     def _ranking(self, model: EmbeddingModel, users: Tensor, positives: Tensor, extra: Tensor,
-                 rated: Columns) -> Tensor:
+                 drawn: Tensor, rated: Columns) -> Tensor:
         """The weighted mean ranking loss over the positives (0 when there are none)."""
         if len(rated) == 0:
             return users.sum() * 0.0
@@ -195,7 +243,7 @@ class RankingLoss:
             per_row = F.cross_entropy(model.score_matrix(users, extra), rated.item,
                                       reduction="none")
         else:
-            per_row = self._sampled(model, users, positives, extra, rated.item)
+            per_row = self._sampled(model, users, positives, extra, drawn, rated.item)
         if self.weighted:
             return (per_row * (rated.rating / self._top)).mean()
         return per_row.mean()
@@ -208,7 +256,7 @@ class RankingLoss:
         return F.softplus(negative - positive.unsqueeze(1)).mean(1)
 
     def _sampled(self, model: EmbeddingModel, users: Tensor, positives: Tensor, extra: Tensor,
-                 item: Tensor) -> Tensor:
+                 negative_items: Tensor, item: Tensor) -> Tensor:
         """Sampled (shared negatives) or in-batch softmax with the log-Q correction."""
         sampler = self.sampler
         if self.kind == "in-batch":  # the other positives are the negatives
@@ -216,7 +264,6 @@ class RankingLoss:
             duplicate = (item.unsqueeze(1) == item.unsqueeze(0)).fill_diagonal_(False)
             return F.cross_entropy(logits.masked_fill(duplicate, -math.inf),
                                    torch.arange(len(item), device=item.device), reduction="none")
-        negative_items = self._drawn
         positive = model.score(users, positives) - sampler.log_q[item]  # (k,)
         negative = model.score_matrix(users, extra) - sampler.log_q[negative_items]  # (k, s)
         hit = item.unsqueeze(1) == negative_items.unsqueeze(0)
@@ -238,15 +285,9 @@ class RankingLoss:
 
 
 def objective_for(config: TrainConfig) -> Objective:
-    """Return the objective ``config.loss`` names, with its knobs from ``config``.
-
-    Args:
-        config: the training settings (``loss``, ``negatives``, ``negative_sampling``,
-            ``positive_threshold``, ``rating_weighted``, ``ranking_weight``).
-
-    Returns:
-        :class:`~embrec.training.step.RatingLoss` for ``"rating"``, else a :class:`RankingLoss`.
-    """
+    """Return the objective ``config.loss`` names (:class:`RatingLoss` for ``"rating"``, else a
+    :class:`RankingLoss`), with its knobs (``negatives``, ``positive_threshold``...) from
+    ``config``."""
     if config.loss == "rating":
         return RatingLoss()
     combined = config.loss.startswith("rating+")

@@ -1,13 +1,13 @@
-"""Dense layers' parameters in one flat buffer, their optimiser, and the learning-rate schedules.
+"""A fit's optimisers (:class:`Engine`): the dense layers in one flat buffer, and the schedules.
 
-Embedding tables are updated row-sparsely (:mod:`embrec.training.sparse`); what
-is left, the dense layers and global biases of a model, is small (7,141 numbers
-for the MovieLens notebook's network, one for biased MF) and updated every step.
-Training takes thousands of tiny steps, so those parameters are moved into one
-contiguous buffer (as ``nn.Parameter`` views, registered in place of the
-originals) and their gradients into another: an Adam step is then one fused
-kernel (seven tensor operations where torch lacks it) whatever the number of
-layers, and zeroing the gradients is one fill.
+The engine owns the trained storage: the tables live in their row optimiser's
+``[weights | state]`` buffers (:mod:`embrec.training.sparse`); the rest, the dense
+layers and global biases (small, updated every step), in one contiguous buffer (as
+``nn.Parameter`` views registered in place of the originals) with their gradients in
+another, so an Adam step is one call whatever the number of layers and zeroing the
+gradients one fill. Every trainer updates those buffers, torch steps through
+:meth:`Engine.update`, the compiled kernels in place; checkpoints save them whichever
+trainer ran.
 
 Parameter groups: only weight matrices (kernels, two or more dimensions) are
 decayed, by ``dense_weight_decay``; layer biases and the global bias never are,
@@ -23,9 +23,17 @@ import torch
 from torch import Tensor, nn
 
 from embrec.config import TrainConfig
-from embrec.training.sparse import AdamTensors, adam_update
+from embrec.models.base import EmbeddingModel
+from embrec.training.sparse import (
+    AdamTensors,
+    DenseTableAdam,
+    RowOptimizer,
+    adam_update,
+    row_optimizer,
+)
 
-__all__ = ["DenseOptimizer", "DenseParameters", "Schedule", "learning_rate", "learning_rates"]
+__all__ = ["DenseOptimizer", "DenseParameters", "Engine", "Schedule", "learning_rate",
+           "learning_rates"]
 
 
 class DenseParameters:
@@ -120,30 +128,57 @@ class DenseOptimizer:
         return {"first": self.first, "second": self.second}
 
 
-def learning_rate(config: TrainConfig, step: int, total: int) -> float:
-    """Return the learning rate for optimiser step ``step`` of ``total``.
+class Engine:
+    """The model's optimisers: row-sparse (or Keras-dense) for the tables, flat for the rest.
 
-    Args:
-        config: the schedule and peak learning rate.
-        step: zero-based step number.
-        total: number of steps in the whole training.
-
-    Returns:
-        The learning rate.
+    ``one_adam_call``: the Keras-dense tables and the dense layers take the same Adam
+    update, so the fused MLP step (:mod:`embrec.training.fused`) takes both in one call.
     """
-    peak, progress = config.learning_rate, step / max(total, 1)
-    if config.schedule == "constant":
-        return peak
-    if config.schedule == "cosine":
-        return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if config.schedule == "step":
-        return peak * (0.1 if progress >= 0.5 else 1.0) * (0.1 if progress >= 0.75 else 1.0)
-    warm = 0.25  # onecycle
-    if progress < warm:
-        start = peak / 25
-        return start + (peak - start) * 0.5 * (1.0 - math.cos(math.pi * progress / warm))
-    end = peak / 1e4
-    return end + (peak - end) * 0.5 * (1.0 + math.cos(math.pi * (progress - warm) / (1 - warm)))
+
+    def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
+        self.modules = [model.user_embedding, model.item_embedding]
+        self.dense = DenseParameters(model, [m.weight for m in self.modules])
+        self.dense_optimizer = DenseOptimizer(self.dense, config)
+        epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
+        weights = [m.weight.detach() for m in self.modules]
+        self.keras: DenseTableAdam | None = None
+        self.tables: list[RowOptimizer] = []
+        if config.embedding_updates == "dense":
+            self.keras = DenseTableAdam(weights[0], weights[1], epsilon)
+            trained = list(self.keras.weights)
+        else:
+            self.tables = [row_optimizer(config.optimizer, w, epsilon) for w in weights]
+            trained = [table.weight for table in self.tables]
+        for module, weight in zip(self.modules, trained, strict=True):
+            module.weight = nn.Parameter(weight)  # trained in the optimiser's buffer
+        self.one_adam_call = self.keras is not None \
+            and self.dense_optimizer.kind in ("adam", "adamw") \
+            and self.dense_optimizer.epsilon == self.keras.epsilon
+
+    def update(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor,
+               item_grad: Tensor, lr: float, step: int) -> None:
+        """Apply update ``step`` (from 1): the rows used, then the dense layers."""
+        with torch.no_grad():
+            if self.keras is not None:
+                self.keras.step(user_index, user_grad, item_index, item_grad, lr, step)
+            else:
+                self.tables[0].step(user_index, user_grad, lr, step)
+                self.tables[1].step(item_index, item_grad, lr, step)
+            self.dense_optimizer.step(lr, step)
+            self.dense.grad.zero_()
+
+    def release(self) -> None:
+        """Give every parameter its own contiguous storage back; drop the optimiser state."""
+        self.dense.release()
+        for module in self.modules:  # one copy each, whether the view is strided or not
+            weight = module.weight.detach().clone(memory_format=torch.contiguous_format)
+            module.weight = nn.Parameter(weight)
+        self.tables, self.keras = [], None
+
+
+def learning_rate(config: TrainConfig, step: int, total: int) -> float:
+    """Return the learning rate of zero-based optimiser step ``step`` of ``total``."""
+    return float(learning_rates(config, np.array([float(step)]), total)[0])
 
 
 class Schedule:
@@ -172,8 +207,11 @@ class Schedule:
 
 
 def learning_rates(config: TrainConfig, steps: np.ndarray, total: int) -> np.ndarray:
-    """:func:`learning_rate` of many zero-based, ascending steps at once (the kernels take one a
-    rating)."""
+    """The learning rates of zero-based, ascending optimiser steps ``steps`` of ``total``.
+
+    Schedules: ``constant``; ``cosine`` to 0; ``step`` (x0.1 at half and three quarters);
+    ``onecycle`` (cosine warm-up from peak/25 over the first quarter, cosine fall to peak/1e4).
+    """
     peak, progress = config.learning_rate, steps / max(total, 1)
     if config.schedule == "constant":
         return np.full(len(steps), peak)

@@ -10,7 +10,6 @@ before training starts, never a traceback mid-run or a silently different model.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from embrec.errors import ArtifactError
-from embrec.modeldir import sha256
+from embrec.writers import matches, read_json
 
 __all__ = ["check_facts", "check_tensors", "field_error", "read_pointer", "read_state",
            "verify_files"]
@@ -141,17 +140,8 @@ def read_state(file: Path) -> Any:
     Raises:
         ArtifactError: if it is missing, too large or not JSON.
     """
-    hint = f"remove {file.parent.parent} and train without resume"
-    try:
-        if file.stat().st_size > MAX_STATE_BYTES:
-            raise ArtifactError(f"checkpoint {file} is larger than {MAX_STATE_BYTES} bytes",
-                                hint=hint)
-        return json.loads(file.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as error:
-        problem = "nested too deeply" if isinstance(error, RecursionError) else \
-            (error.strerror if isinstance(error, OSError) else str(error))
-        raise ArtifactError(f"checkpoint {file} cannot be read ({str(problem)[:200]})",
-                            hint=hint) from None
+    return read_json(file, MAX_STATE_BYTES,
+                     hint=f"remove {file.parent.parent} and train without resume")
 
 
 def verify_files(facts: dict[str, Any], where: Path, names: list[str]) -> None:
@@ -167,7 +157,7 @@ def verify_files(facts: dict[str, Any], where: Path, names: list[str]) -> None:
     if not isinstance(files, dict):
         raise field_error(where / "state.json", "files", files, "the hash of each tensor file")
     for name in names:
-        if not (where / name).is_file() or sha256(where / name) != files.get(name):
+        if not matches(where / name, files.get(name)):
             raise ArtifactError(
                 f"checkpoint file {where / name} is missing or does not match the hash in "
                 "state.json (changed, corrupted or copied from another run)",

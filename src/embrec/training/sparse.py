@@ -2,10 +2,10 @@
 
 A batch of 2,048 ratings uses at most 4,096 embedding rows whatever the size of
 the catalogue, so updating (and keeping moments for) only those rows makes a
-step cost O(batch), not O(users + items) (timings in
-``benchmarks/results/engine.md``). Gradients arrive as ``(index, rows)`` pairs,
-one row per occurrence; repeated indices are summed first (:func:`coalesce`),
-then the optimiser reads, updates and writes back only the unique rows.
+step cost O(batch), not O(users + items) (``benchmarks/results/engine.md``,
+catalogue). Gradients arrive as ``(index, rows)`` pairs, one row per occurrence;
+repeated indices are summed first (:func:`coalesce`), then the optimiser reads,
+updates and writes back only the unique rows.
 
 Optimisers and their state per embedding row of width ``w`` (float32):
 
@@ -17,6 +17,11 @@ Optimisers and their state per embedding row of width ``w`` (float32):
   gradient over the row (FBGEMM/TorchRec's default for huge tables): ``4 w + 4``.
 - ``sgd``: plain SGD: ``4 w`` (momentum is not applied to embedding rows).
 
+Tables of at least :data:`HUGE_MIN_BYTES` on the CPU live on transparent huge pages
+(:func:`huge_zeros`): a step of a large catalogue touches rows scattered over hundreds
+of megabytes, and with 4 KiB pages each is a TLB miss on top of the cache miss
+(``benchmarks/results/engine.md``, hugepages).
+
 ``DenseTableAdam`` is the explicit exception: every row's moments decay at every
 step, as Keras' Adam does with embedding layers. It costs O(catalogue) per step
 and exists so the notebook presets reproduce Keras; nothing else uses it.
@@ -25,42 +30,34 @@ and exists so the notebook presets reproduce Keras; nothing else uses it.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from embrec.training import memory
-
-__all__ = ["ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer", "adam_update",
-           "adam_update_groups", "coalesce", "row_optimizer"]
+__all__ = ["HUGE_MIN_BYTES", "ROW_OPTIMIZERS", "AdamTensors", "DenseTableAdam", "RowOptimizer",
+           "adam_update", "coalesce", "huge_zeros", "row_optimizer"]
 
 ROW_OPTIMIZERS = ("adam", "adamw", "adagrad", "rowwise-adagrad", "sgd")
 BETAS = (0.9, 0.999)
 
 
 FUSED_ADAM = getattr(torch, "_fused_adam_", None)
-"""torch's fused Adam kernel: one pass over memory instead of seven. It is a private API, so it
-is an optional fast path of :func:`adam_update` (tests prove the two equal), used only where it
-exists, for contiguous CPU/CUDA tensors."""
+"""torch's fused Adam kernel (a private API, so optional): one pass over memory instead of seven.
+The fused MLP step calls it, so the general loop's Adam takes it too (the two are proven equal
+bit for bit); :func:`adam_update` without it is the reference."""
 
 
 def adam_update(params: Tensor, grad: Tensor, first: Tensor, second: Tensor, lr: float,
                 step: int, epsilon: float, *, fused: bool = False) -> None:
     """One Adam update in place, in Kingma and Ba's form that Keras and torch's SparseAdam use.
 
-    ``params -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)``: epsilon is
-    not bias-corrected (``torch.optim.Adam`` differs from it by that alone).
-
-    Args:
-        params: the parameters (or rows of them).
-        grad: their gradients.
-        first: the first moments, updated in place.
-        second: the second moments, updated in place.
-        lr: the learning rate.
-        step: the update number, from 1.
-        epsilon: the epsilon.
-        fused: take torch's fused kernel when it is available for these tensors.
+    ``params -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)`` at update ``step``
+    (from 1), the moments ``first`` and ``second`` updated in place: epsilon is not
+    bias-corrected (``torch.optim.Adam`` differs from it by that alone). ``fused``: take
+    torch's fused kernel where it is available for these tensors.
     """
     correction = math.sqrt(1 - BETAS[1] ** step)
     tensors = (params, grad, first, second)
@@ -83,36 +80,35 @@ AdamTensors = tuple[Tensor, Tensor, Tensor, Tensor]
 """``(params, grad, first, second)`` of one group of parameters Adam updates."""
 
 
-def adam_update_groups(groups: list[AdamTensors], lr: float, step: int, epsilon: float) -> None:
-    """:func:`adam_update` of several groups with one hyper-parameter set: one fused call.
+HUGE_MIN_BYTES = 64 << 20
+"""Tables below 64 MiB fit the TLB's reach well enough; they use torch's allocator."""
+_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
-    A step of the notebook presets updates both embedding tables and the dense layers;
-    one kernel call for all of them instead of one per group saves a dispatch per step.
+
+def huge_zeros(rows: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``torch.zeros((rows, width))``, on huge pages where large, on the CPU and possible.
+
+    Only anonymous memory that ``madvise(MADV_HUGEPAGE)`` can mark is used; anywhere
+    else (another OS, THP disabled, a GPU) this is plain ``torch.zeros``. The tensor
+    keeps the mapping alive.
     """
-    if FUSED_ADAM is not None and all(t.is_contiguous() and t.device.type in ("cpu", "cuda")
-                                      for group in groups for t in group) \
-            and len({t.device for group in groups for t in group}) == 1:
-        correction = math.sqrt(1 - BETAS[1] ** step)
-        count = torch.full((), float(step), device=groups[0][0].device)
-        params, grads, firsts, seconds = (list(part) for part in zip(*groups, strict=True))
-        FUSED_ADAM(params, grads, firsts, seconds, [], [count] * len(groups), lr=lr,
-                   beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
-                   eps=epsilon / correction, amsgrad=False, maximize=False)
-        return
-    for group in groups:
-        adam_update(*group, lr, step, epsilon, fused=True)
+    size = rows * width * torch.empty((), dtype=dtype).element_size()
+    if device.type != "cpu" or size < HUGE_MIN_BYTES or _HUGEPAGE is None \
+            or dtype not in _NUMPY:
+        return torch.zeros((rows, width), dtype=dtype, device=device)
+    try:
+        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(_HUGEPAGE)
+    except OSError:  # no such advice on this kernel, or no memory map: torch's allocator
+        return torch.zeros((rows, width), dtype=dtype, device=device)
+    array = np.frombuffer(region, dtype=_NUMPY[dtype]).reshape(rows, width)
+    return torch.from_numpy(array)  # anonymous maps start zeroed
 
 
 def coalesce(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Sum the gradient rows of repeated indices.
-
-    Args:
-        index: ``(k,)`` row indices, possibly repeated.
-        rows: ``(k, w)`` one gradient row per index.
-
-    Returns:
-        ``(unique indices, summed rows)``.
-    """
+    """Sum the gradient ``rows`` ``(k, w)`` of repeated ``index`` entries ``(k,)``: ``(unique
+    indices, summed rows)``."""
     unique, inverse = torch.unique(index, return_inverse=True)
     summed = torch.zeros((len(unique), rows.shape[1]), dtype=rows.dtype, device=rows.device)
     return unique, summed.index_add_(0, inverse, rows)
@@ -124,9 +120,11 @@ class RowOptimizer(Protocol):
     Attributes:
         weight: the table being trained, ``(rows, width)``; a view into the
             optimiser's row buffer, so install it as the model's parameter.
+        buffer: the ``[weights | state]`` rows (the compiled kernels train them in place).
     """
 
     weight: Tensor
+    buffer: Tensor
 
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         """Apply update number ``step`` (from 1) given one gradient row per index occurrence."""
@@ -140,105 +138,83 @@ class RowOptimizer(Protocol):
 class _RowBuffer:
     """A table's weights and per-row state side by side, ``[weights | state]`` in one row.
 
-    A touched row's weights and state then share their cache lines (and, for
-    large tables, huge pages: :mod:`embrec.training.memory`): in a large
-    catalogue every touched row is a cache miss, and the misses per row are
-    what the step costs. Each part is gathered into its own contiguous tensor
-    for the update (the first gather loads the row, the others hit the cache)
-    and written back the same way.
+    A touched row's weights and state then share their cache lines (and, for large
+    tables, huge pages); in a large catalogue every touched row is a cache miss. The
+    compiled kernels train these buffers in place. A step gathers the touched rows'
+    parts into contiguous tensors, :meth:`update` s them and writes them back.
     """
 
-    def __init__(self, weight: Tensor, state_width: int) -> None:
+    def __init__(self, weight: Tensor, state: dict[str, int]) -> None:
         width = weight.shape[1]
-        self.buffer = memory.zeros(weight.shape[0], width + state_width, weight.dtype,
-                                   weight.device)
+        self.buffer = huge_zeros(weight.shape[0], width + sum(state.values()), weight.dtype,
+                                 weight.device)
         self.buffer[:, :width] = weight
-        self.width = width
-        self.weight = self.buffer[:, :width]
+        self.weight, self.state, start = self.buffer[:, :width], {}, width
+        for name, size in state.items():
+            self.state[name], start = self.buffer[:, start:start + size], start + size
+
+    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
+        """Apply update ``step`` (from 1) to the rows ``index`` names (repeats summed)."""
+        index, grad = coalesce(index, grad)
+        parts = (self.weight, *self.state.values())
+        rows = [part.index_select(0, index) for part in parts]
+        self.update(grad, lr, step, *rows)
+        for part, new in zip(parts, rows, strict=True):
+            part.index_copy_(0, index, new)
+
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        """Update the gathered rows in place."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state columns by name (views of the buffer)."""
+        return dict(self.state)
 
 
 class _RowAdam(_RowBuffer):
-    """Lazy Adam on a ``[weights | first | second]`` buffer.
-
-    The three parts of the touched rows are gathered into three contiguous
-    tensors (the second and third gathers find the rows' cache lines already
-    loaded), so the update is one fused kernel instead of seven strided passes.
-    """
+    """Lazy Adam on a ``[weights | first | second]`` buffer."""
 
     def __init__(self, weight: Tensor, epsilon: float) -> None:
-        super().__init__(weight, 2 * weight.shape[1])
+        super().__init__(weight, {"first": weight.shape[1], "second": weight.shape[1]})
         self.epsilon = epsilon
-        w = self.width
-        self.parts = (self.weight, self.buffer[:, w:2 * w], self.buffer[:, 2 * w:])
 
-    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
-        index, grad = coalesce(index, grad)
-        params, first, second = (part.index_select(0, index) for part in self.parts)
-        adam_update(params, grad, first, second, lr, step, self.epsilon, fused=True)
-        for part, rows in zip(self.parts, (params, first, second), strict=True):
-            part.index_copy_(0, index, rows)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        w = self.width
-        return {"first": self.buffer[:, w:2 * w], "second": self.buffer[:, 2 * w:]}
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        adam_update(params, grad, state[0], state[1], lr, step, self.epsilon, fused=True)
 
 
 class _RowAdagrad(_RowBuffer):
     def __init__(self, weight: Tensor, epsilon: float, rowwise: bool) -> None:
-        super().__init__(weight, 1 if rowwise else weight.shape[1])
+        super().__init__(weight, {"total": 1 if rowwise else weight.shape[1]})
         self.epsilon, self.rowwise = epsilon, rowwise
-        self.parts = (self.weight, self.buffer[:, self.width:])
 
-    def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
-        index, grad = coalesce(index, grad)
-        params, total = (part.index_select(0, index) for part in self.parts)  # contiguous
+    def update(self, grad: Tensor, lr: float, step: int, params: Tensor, *state: Tensor) -> None:
+        total = state[0]
         total.add_(grad.square().mean(1, keepdim=True) if self.rowwise else grad.square())
         params.addcdiv_(grad, total.sqrt().add_(self.epsilon), value=-lr)
-        for part, rows in zip(self.parts, (params, total), strict=True):
-            part.index_copy_(0, index, rows)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {"total": self.buffer[:, self.width:]}
 
 
-class _RowSGD:
-    def __init__(self, weight: Tensor) -> None:
-        self.weight = memory.zeros(weight.shape[0], weight.shape[1], weight.dtype, weight.device)
-        self.weight.copy_(weight)
-
+class _RowSGD(_RowBuffer):
     def step(self, index: Tensor, grad: Tensor, lr: float, step: int) -> None:
         self.weight.index_add_(0, index, grad, alpha=-lr)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
-
 
 def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
-    """Return the row-sparse optimiser ``kind`` for a table starting at ``weight``.
-
-    Args:
-        kind: one of :data:`ROW_OPTIMIZERS` (``adamw`` is lazy Adam here: decoupled
-            decay applies to dense layers only).
-        weight: the ``(rows, width)`` initial embedding weights (copied).
-        epsilon: the optimiser's epsilon.
-
-    Returns:
-        The optimiser; train ``optimizer.weight``.
-    """
+    """Return the row-sparse optimiser ``kind`` (one of :data:`ROW_OPTIMIZERS`) for a table
+    starting at ``weight`` (copied); train ``optimizer.weight``. ``adamw`` is lazy Adam here:
+    decoupled decay applies to dense layers only."""
     if kind in ("adam", "adamw"):
         return _RowAdam(weight, epsilon)
     if kind in ("adagrad", "rowwise-adagrad"):
         return _RowAdagrad(weight, epsilon, rowwise=kind == "rowwise-adagrad")
-    return _RowSGD(weight)
+    return _RowSGD(weight, {})
 
 
 class DenseTableAdam:
     """Keras' Adam on both embedding tables: rows outside the batch decay too (O(catalogue)).
 
     The user and item tables are two views of one buffer, so a step is one Adam
-    update (torch's fused kernel where available, see :func:`adam_update`) over
-    every row; gradients are added into a full-size buffer whose touched rows
-    are cleared after the step.
+    update over every row; gradients are added into a full-size buffer whose
+    touched rows are cleared after the step.
 
     Args:
         user_weight: the ``(n_users, width)`` initial user table (copied).
@@ -257,22 +233,12 @@ class DenseTableAdam:
         self._grads = (self.grad[:n], self.grad[n:])
 
     def step(self, user_index: Tensor, user_grad: Tensor, item_index: Tensor, item_grad: Tensor,
-             lr: float, step: int, dense: AdamTensors | None = None) -> None:
-        """Add the rows' gradients and take Adam update ``step`` over every row of both tables.
-
-        ``dense``: the dense layers' Adam tensors, when they take the same update (one
-        fused call for both; see :func:`adam_update_groups`).
-        """
+             lr: float, step: int) -> None:
+        """Add the rows' gradients and take Adam update ``step`` over every row of both tables."""
         self._grads[0].index_add_(0, user_index, user_grad)
         self._grads[1].index_add_(0, item_index, item_grad)
-        tables = (self.data, self.grad, self.first, self.second)
-        if not self.fused:
-            adam_update(*tables, lr, step, self.epsilon)
-            if dense is not None:
-                adam_update(*dense, lr, step, self.epsilon)
-        else:
-            adam_update_groups([tables] if dense is None else [tables, dense], lr, step,
-                               self.epsilon)
+        adam_update(self.data, self.grad, self.first, self.second, lr, step, self.epsilon,
+                    fused=self.fused)
         self._grads[0].index_fill_(0, user_index, 0.0)
         self._grads[1].index_fill_(0, item_index, 0.0)
 

@@ -9,35 +9,26 @@ plugs into the same loop.
 
 Autograd is the reference: :func:`autograd_step` needs only the model's
 ``score`` and an :class:`Objective`. A model may also offer a hand-written
-``gradient_step`` for the rating loss (biased MF, GMF and MLP do; for networks
-this small autograd's bookkeeping costs more than the arithmetic); the contract
-suite proves it equal to autograd, gradients and trained weights alike, and
-:func:`make_step` uses it unless ``TrainConfig.step_path="autograd"``.
-
-The penalty every step adds is the same, whatever the objective::
-
-    weight_decay * mean_over_batch(|factors of the rows used|²)
-    + bias_weight_decay * mean_over_batch(|bias columns of the rows used|²)
-
-so a user with 500 ratings is penalised 500 times as often as one with 1 (as
-Surprise's ``reg``), and rows outside the batch are not touched at all.
+step for the rating loss (:class:`~embrec.models.base.HandStepModel`); the
+contract suite proves it equal to autograd, and :func:`make_step` uses it
+unless ``TrainConfig.step_path="autograd"``. Every path adds the same per-use
+L2 penalty, whatever the objective (:func:`~embrec.models.base.add_decay`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from embrec.config import TrainConfig
-from embrec.models.base import EmbeddingModel
+from embrec.models.base import EmbeddingModel, HandStepModel, add_decay
 from embrec.training.batches import Columns
+from embrec.training.losses import Objective, RatingLoss
 
-__all__ = ["Objective", "RatingLoss", "Step", "StepOutput", "autograd_step", "make_step",
-           "penalty"]
+__all__ = ["Objective", "RatingLoss", "Step", "StepOutput", "autograd_step", "make_step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,54 +54,11 @@ class StepOutput:
 Step = Callable[[Columns], StepOutput]
 
 
-class Objective(Protocol):
-    """A training loss, written against the model's ``score`` only (autograd differentiates it)."""
-
-    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
-        """Return the user and item indices whose embedding rows the loss reads."""
-        ...
-
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
-        """Return ``(scalar loss, (batch,) predictions)`` from the rows :meth:`rows` named."""
-        ...
-
-
-class RatingLoss:
-    """Mean squared error between predicted and given ratings (the rating objective)."""
-
-    def rows(self, batch: Columns) -> tuple[Tensor, Tensor]:
-        """One user row and one item row per rating."""
-        return batch.user, batch.item
-
-    def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor,
-             batch: Columns) -> tuple[Tensor, Tensor]:
-        """``mean((score - rating)²)`` and the scores."""
-        prediction = model.score(users, items)
-        return torch.nn.functional.mse_loss(prediction, batch.rating), prediction
-
-
-def penalty(rows: Tensor, bias_columns: int, weight_decay: float, bias_weight_decay: float,
-            n: int) -> Tensor:
-    """Return the L2 penalty on ``rows`` (one per use), divided by the batch size ``n``."""
-    factors = rows[:, :rows.shape[1] - bias_columns] if bias_columns else rows
-    total = factors.square().sum() * (weight_decay / n)
-    if bias_columns and bias_weight_decay:
-        total = total + rows[:, -bias_columns:].square().sum() * (bias_weight_decay / n)
-    return total
 
 
 def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConfig) -> Step:
-    """Return the reference step: the objective's loss plus the penalty, through autograd.
-
-    Args:
-        model: the model; its dense parameters need ``.grad`` buffers to add into.
-        objective: the loss.
-        config: ``weight_decay`` and ``bias_weight_decay``.
-
-    Returns:
-        The step.
-    """
+    """Return the reference step: the objective's loss through autograd, plus the penalty
+    (``config.weight_decay``, ``bias_weight_decay``); dense parameters need ``.grad`` buffers."""
     user_table = model.user_embedding.weight.detach()
     item_table = model.item_embedding.weight.detach()
     decay, bias_decay = config.weight_decay, config.bias_weight_decay
@@ -121,14 +69,12 @@ def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConf
         users = user_table.index_select(0, user_index).requires_grad_()
         items = item_table.index_select(0, item_index).requires_grad_()
         with torch.enable_grad():
-            loss, prediction = objective.loss(model, users, items, batch)
-            if decay or bias_decay:
-                n = len(batch)
-                loss = loss + penalty(users, bias_columns, decay, bias_decay, n) \
-                    + penalty(items, bias_columns, decay, bias_decay, n)
+            loss, prediction = objective.loss(model, users, items, batch, item_index)
             loss.backward()  # type: ignore[no-untyped-call]
         user_grad = users.grad if users.grad is not None else torch.zeros_like(users)
         item_grad = items.grad if items.grad is not None else torch.zeros_like(items)
+        for grad, rows in ((user_grad, users), (item_grad, items)):
+            add_decay(grad, rows.detach(), bias_columns, decay, bias_decay, len(batch))
         return StepOutput(prediction.detach(), user_index, user_grad, item_index, item_grad)
 
     return step
@@ -138,22 +84,14 @@ def make_step(model: EmbeddingModel, config: TrainConfig,
               objective: Objective | None = None) -> tuple[Step, str]:
     """Return the step for ``model`` and which path it takes (``fast`` or ``autograd``).
 
-    The hand-written path is taken for the rating loss when the model has one
-    and ``config.step_path`` allows it.
-
-    Args:
-        model: the model, with ``.grad`` buffers on its dense parameters.
-        config: the training settings.
-        objective: the loss; the rating loss when omitted.
-
-    Returns:
-        ``(step, path)``.
+    The hand-written path is taken for the rating loss (the default ``objective``)
+    when the model has one and ``config.step_path`` allows it.
     """
     objective = objective or RatingLoss()
-    build = getattr(model, "gradient_step", None)
-    if build is None or config.step_path == "autograd" or not isinstance(objective, RatingLoss):
+    if not isinstance(model, HandStepModel) or config.step_path == "autograd" \
+            or not isinstance(objective, RatingLoss):
         return autograd_step(model, objective, config), "autograd"
-    hand = build(config.weight_decay, config.bias_weight_decay)
+    hand = model.gradient_step(config.weight_decay, config.bias_weight_decay)
 
     def step(batch: Columns) -> StepOutput:
         with torch.no_grad():

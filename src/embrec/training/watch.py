@@ -53,21 +53,16 @@ def validation_columns(train: Ratings, validation: Ratings | None, config: Train
 def finite(tensors: list[Tensor]) -> bool:
     """Whether every value is finite: one sum per tensor (NaN and inf survive a sum).
 
-    Each epoch checks the dense layers only; the embedding tables are checked once,
-    after the last epoch. A table's rows change only through updates driven by
-    predictions, and a non-finite prediction already fails the epoch's train RMSE,
-    so a per-epoch pass over every row (O(catalogue) each epoch) would find
-    nothing the RMSE missed.
+    Each epoch checks the dense layers only, the tables once after the last epoch: a
+    row changes only through updates driven by predictions, and a non-finite
+    prediction already fails the epoch's train RMSE.
     """
     return all(math.isfinite(float(t.detach().sum())) for t in tensors)
 
 
 class Best:
-    """The best validation RMSE so far, its epoch and (with early stopping) a copy of its weights.
-
-    Without early stopping no copy is kept: the one full copy of the parameters
-    exists only when it can be used.
-    """
+    """The best validation RMSE so far, its epoch and (with early stopping only) a copy of its
+    weights."""
 
     def __init__(self, model: EmbeddingModel, keep: bool) -> None:
         self.rmse, self.epoch = math.inf, 0
