@@ -34,14 +34,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
-import torch.distributed as dist
 
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.data.readers import format_of
 from embrec.data.validation import build_ratings, warn_skipped
-from embrec.distributed.collectives import CHUNK, gather_array, gather_floats, stream_rows
+from embrec.distributed.collectives import (
+    CHUNK,
+    gather_array,
+    gather_floats,
+    gather_rows,
+    stream_rows,
+)
 from embrec.distributed.exchange import Group, shard_bounds
 from embrec.distributed.shards import (
     ShardedRatings,
@@ -50,7 +54,6 @@ from embrec.distributed.shards import (
     merged_index,
     read_parquet_rows,
     read_text_rows,
-    shard_identity,
     split_positions,
     text_bounds,
 )
@@ -157,16 +160,9 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
                  group: Group) -> Shards | str:
     """Read this rank's rows of a Parquet file and agree with the other ranks on the split.
 
-    Args:
-        path: the Parquet file.
-        options: reading options (columns, ``scale``, ``on_bad_lines``).
-        seed: the random split's seed.
-        test_size: the random split's test fraction.
-        group: the process group.
-
-    Returns:
-        This rank's shards, or why the file must be read whole after all (the
-        same answer on every rank).
+    ``seed`` and ``test_size`` are the random split's. Returns this rank's
+    shards, or why the file must be read whole after all (the same answer on
+    every rank).
 
     Raises:
         DataError: for bad rows, repeated pairs (on one rank or across ranks) or
@@ -230,15 +226,9 @@ def _check_pairs(group: Group, keys: np.ndarray, users: IdIndex, items: IdIndex,
     found = [0, -1]
     owner = (keys % group.world_size).astype(np.int32)
     for rank in range(group.world_size):
-        mine = keys[owner == rank]
-        sizes = [s[0] for s in group.gather_ints([len(mine)])]
-        box = torch.full((max(*sizes, 1),), -1, dtype=torch.int64)
-        box[:len(mine)] = torch.from_numpy(mine)
-        every = [torch.empty_like(box) for _ in sizes] if group.rank == rank else None
-        dist.gather(box, every, dst=rank)
-        if every is not None:
-            got = np.sort(np.concatenate([e[:s].numpy() for e, s in zip(every, sizes,
-                                                                            strict=True)]))
+        every = gather_rows(group, keys[owner == rank], dst=rank)
+        if group.rank == rank:
+            got = np.sort(np.concatenate(every))
             repeats = got[1:][got[1:] == got[:-1]]
             found = [len(repeats), int(repeats.min()) if len(repeats) else -1]
     every_found = group.gather_ints(found)
@@ -275,8 +265,8 @@ def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.n
         for piece in (positions[part].tobytes(), id_digest(sides[0][1].ids[user[part]]),
                       id_digest(sides[1][1].ids[item[part]]), rating[part].tobytes()):
             digest.update(piece)
-    mine = np.frombuffer(digest.digest(), dtype=np.uint8)
-    identity = shard_identity([d.tobytes() for d in gather_array(group, mine)])
+    every = gather_array(group, np.frombuffer(digest.digest(), dtype=np.uint8))
+    identity = hashlib.sha256(b"".join(d.tobytes() for d in every)).hexdigest()  # rank order
     return ShardedRatings(user, item, rating, sides[0][1], sides[1][1], None, scale=scale,
                           source=source, positions=positions, total=n_train, identity=identity)
 
