@@ -77,11 +77,8 @@ def main_process() -> bool:
 class Group:
     """This process's place in the process group.
 
-    Attributes:
-        rank: this process's rank.
-        world_size: number of processes.
-        device: the training device of this rank.
-        owned: whether :func:`join` created the group (and :meth:`leave` ends it).
+    ``device`` is this rank's training device; ``owned`` says whether
+    :func:`join` created the group (and :meth:`leave` ends it).
     """
 
     rank: int

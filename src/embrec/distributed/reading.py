@@ -271,42 +271,31 @@ def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.n
                           source=source, positions=positions, total=n_train, identity=identity)
 
 
-def _gathered(group: Group, positions: np.ndarray, rows: list[np.ndarray],
-              total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _gathered(group: Group, positions: np.ndarray, rows: list[np.ndarray], total: int,
+              users: IdIndex, items: IdIndex, like: Ratings) -> Ratings | None:
     """Every rank's (user, item, rating bits) rows on rank 0, in place order; ``None`` elsewhere.
 
-    The chunks are written straight into int32/int32/float32 arrays, so rank 0
-    holds 12 bytes a row, as one process does.
+    The chunks are written straight into int32 columns, so rank 0 holds 12
+    bytes a row, as one process does.
     """
-    size = total if group.rank == 0 else 0
-    user, item = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32)
-    rating = np.empty(size, dtype=np.int32)
-    start = 0
-    for chunk in stream_rows(group, positions, rows, total):
-        stop = start + len(chunk)
-        user[start:stop], item[start:stop], rating[start:stop] = chunk.T
-        start = stop
-    rating = rating.view(np.float32)
-    return (user, item, rating) if group.rank == 0 else None
+    got = np.empty((3, total if group.rank == 0 else 0), dtype=np.int32)
+    for k, chunk in enumerate(stream_rows(group, positions, rows, total, CHUNK)):
+        got[:, k * CHUNK:k * CHUNK + len(chunk)] = chunk.T
+    return Ratings(got[0], got[1], got[2].view(np.float32), users, items, None,
+                   scale=like.scale, source=like.source) if group.rank == 0 else None
 
 
 def gathered_train(group: Group, shard: ShardedRatings) -> Ratings | None:
     """The whole training set on rank 0 (``None`` elsewhere), gathered a chunk at a time."""
-    got = _gathered(group, shard.positions, [shard.user, shard.item, shard.rating.view(np.int32)],
-                    shard.total)
-    if got is None:
-        return None
-    return Ratings(*got, shard.users, shard.items, None, scale=shard.scale, source=shard.source)
+    return _gathered(group, shard.positions, [shard.user, shard.item, shard.rating.view(np.int32)],
+                     shard.total, shard.users, shard.items, shard)
 
 
 def gathered_test(group: Group, shards: Shards) -> Ratings | None:
     """The whole test set on rank 0 (``None`` elsewhere), indexed as the random split does."""
-    got = _gathered(group, shards.test_positions, shards.test_rows, shards.n_test)
-    if got is None:
-        return None
-    whole = Ratings(*got, shards.users, shards.items, None, scale=shards.train.scale,
-                    source=shards.train.source)
-    return whole.take(np.arange(len(whole)), reindex=True)
+    whole = _gathered(group, shards.test_positions, shards.test_rows, shards.n_test,
+                      shards.users, shards.items, shards.train)
+    return None if whole is None else whole.take(np.arange(len(whole)), reindex=True)
 
 
 def summed_errors(group: Group, result: dict[str, Any]) -> dict[str, float]:
