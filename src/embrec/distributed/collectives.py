@@ -68,20 +68,11 @@ def stream_rows(group: Group, positions: np.ndarray, rows: list[np.ndarray], tot
                 chunk: int = CHUNK) -> Iterator[np.ndarray]:
     """Gather every rank's rows onto rank 0 in place order, ``chunk`` places at a time.
 
-    Every rank must walk the iterator to its end (each chunk is a collective);
-    only rank 0 gets chunks.
-
-    Args:
-        group: the process group.
-        positions: this rank's rows' places in ``0..total-1`` (sorted, disjoint
-            between ranks, covering every place together).
-        rows: integer columns (a float column viewed as same-width integers),
-            one value per place.
-        total: places over every rank.
-        chunk: places per collective.
-
-    Yields:
-        On rank 0, the rows of places ``[k * chunk, (k + 1) * chunk)``, in order.
+    ``positions`` are this rank's rows' places in ``0..total-1`` (sorted,
+    disjoint between ranks, covering every place together); ``rows`` are
+    integer columns (a float column viewed as same-width integers). Every rank
+    must walk the iterator to its end (each chunk is a collective); rank 0 alone
+    gets the rows of places ``[k * chunk, (k + 1) * chunk)``, in order.
     """
     width = len(rows)
     for start in range(0, total, chunk):

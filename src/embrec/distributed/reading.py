@@ -92,9 +92,8 @@ class Shards:
 
 def _no_rows(error: EmbrecError) -> bool:
     """Whether a rank's error only says its part holds no ratings (blank, header, all skipped)."""
-    if type(error) is not DataError:
-        return False
-    return error.message.removeprefix(f"{error.path}: ").startswith(NO_ROWS)
+    return type(error) is DataError and \
+        error.message.removeprefix(f"{error.path}: ").startswith(NO_ROWS)
 
 
 def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,

@@ -192,18 +192,9 @@ def split_positions(n: int, seed: int, offset: int, count: int,
     The random split (:func:`embrec.data.split.split`) draws
     ``perm = default_rng(seed).permutation(n)``; training row ``p`` is file row
     ``perm[p]`` for ``p < n - n_test`` and test row ``p - (n - n_test)``
-    after. This returns ``p`` for each of a rank's rows, drawing the same
-    permutation and inverting it a chunk at a time.
-
-    Args:
-        n: rows in the whole file (after bad rows are dropped).
-        seed: the split's seed.
-        offset: this rank's first row.
-        count: this rank's rows.
-        chunk: permutation entries scanned at a time.
-
-    Returns:
-        int64 places, one per row of the rank.
+    after. This returns ``p`` (int64) for each of a rank's rows, drawing the
+    same permutation (``n``: rows in the whole file, after bad rows are dropped)
+    and inverting it ``chunk`` entries at a time.
     """
     perm = np.random.default_rng(seed).permutation(n)
     where = np.empty(count, dtype=np.int64)
