@@ -287,11 +287,7 @@ def _add_model_commands(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``embrec`` argument parser with every subcommand.
-
-    Returns:
-        The parser; each subcommand sets ``handler``, which imports its code on use.
-    """
+    """Return the ``embrec`` argument parser; each subcommand's ``handler`` imports its code."""
     from embrec import __version__
 
     parser = argparse.ArgumentParser(

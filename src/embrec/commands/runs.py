@@ -168,7 +168,7 @@ def _run(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: 
     if shards is None:
         train, test, record = _load(data, spec, test_data, options)
     else:
-        train, test, record = shards.train, None, _split_record(spec)
+        train, test, record = shards.train, None, {"split": asdict(spec)}
     metadata = {"data": _data_source(data), **record, **(shards.facts if shards else {})}
     if options:
         metadata["read"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
@@ -209,10 +209,6 @@ def _result(rec: Recommender, metrics: dict[str, dict[str, float]], train: Ratin
                      notes + _split_notes(metrics["test"]), test)
 
 
-def _split_record(spec: SplitSpec) -> dict[str, Any]:
-    return {"split": asdict(spec)}
-
-
 def _load(data: str, spec: SplitSpec, test_data: str | None,
           options: dict[str, Any]) -> tuple[Ratings, Ratings, dict[str, Any]]:
     """Read the whole file and split it (or read the separate test file)."""
@@ -220,7 +216,7 @@ def _load(data: str, spec: SplitSpec, test_data: str | None,
     if test_data is None:
         train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
                             n_last=spec.n_last)
-        return train, test, _split_record(spec)
+        return train, test, {"split": asdict(spec)}
     return ratings, load_dataset(test_data, **options), {
         "split": {"test_data": _data_source(test_data)}}
 
@@ -337,13 +333,7 @@ def recorded_read_options(rec: Recommender) -> dict[str, Any]:
 
 
 def recorded_test_split(rec: Recommender) -> Ratings:
-    """Re-create the test ratings a saved model was evaluated on.
-
-    Args:
-        rec: a recommender trained by :func:`train_run` (or loaded from one).
-
-    Returns:
-        The test ratings.
+    """Re-create the test ratings a model trained by :func:`train_run` was evaluated on.
 
     Raises:
         ArtifactError: if the model records no data source or split.

@@ -41,10 +41,7 @@ def gather_rows(group: Group, rows: np.ndarray, dst: int | None = None) -> list[
 
 
 def gather_array(group: Group, array: np.ndarray) -> list[np.ndarray]:
-    """Every rank's 1-D array of ids, flags or numbers (int64, float64, bool or text).
-
-    Text travels as Arrow string buffers (offsets and bytes), never pickled.
-    """
+    """Every rank's 1-D array of ids, flags or numbers (int64, float64, bool or text)."""
     if array.dtype.kind in "iufb":
         raw = gather_rows(group, array.view(np.uint8))
         return [part.view(array.dtype) for part in raw]

@@ -272,9 +272,7 @@ def _mine(order: Tensor, shard: Shard, chunk: int = 1 << 22) -> tuple[Tensor, Te
 class ShardedMasks(DropoutMasks):
     """Dropout masks drawn for the whole global batch, as one process would; a rank keeps its own.
 
-    Args:
-        rate: the dropout rate.
-        columns: the width of the layer input the masks apply to.
+    ``columns`` is the width of the layer input the masks apply to.
     """
 
     def __init__(self, rate: float, columns: int) -> None:
@@ -347,16 +345,11 @@ def exchange(group: Group, dense_grad: Tensor, tables: list[tuple[Tensor, Tensor
     extra float32 columns, bit for bit. Traffic grows with the rows the batches
     touch, not with the tables' size.
 
-    Args:
-        group: the process group.
-        dense_grad: the flat dense gradient; replaced by the sum over ranks of
-            ``scale`` times each rank's.
-        tables: per table, ``(index, rows)`` of this rank (repeats allowed).
-        scale: this rank's share of the global batch (``local rows / global rows``).
-
-    Returns:
-        Per table, every rank's coalesced ``(index, rows * scale)``, concatenated
-        in rank order (identical on every rank).
+    ``dense_grad`` is replaced by the sum over ranks of ``scale`` (this rank's
+    share of the global batch) times each rank's; ``tables`` holds per table
+    this rank's ``(index, rows)`` (repeats allowed). Returns per table every
+    rank's coalesced ``(index, rows * scale)``, in rank order (identical on
+    every rank).
     """
     mine = [coalesce(index, rows) for index, rows in tables]
     size, slots = dense_grad.numel(), len(tables)

@@ -75,8 +75,7 @@ class Shards:
         test_positions: places of this rank's test rows in the test set (sorted).
         test_rows: per test row, whole-file user and item indices and the rating's bits
             (three int32 columns).
-        users: the whole file's user index.
-        items: the whole file's item index.
+        users, items: the whole file's user and item indexes.
         n_test: rows in the whole test set.
         facts: per-rank reading facts for the run's metadata.
     """
@@ -98,12 +97,10 @@ def _no_rows(error: EmbrecError) -> bool:
 
 def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
                 bounds: list[int]) -> tuple[Ratings, dict[str, int]] | str:
-    """Read and validate this rank's rows; if any rank fails, every rank raises.
+    """Read and validate this rank's rows and facts; if any rank fails, every rank raises.
 
-    Returns:
-        The rows and reading facts, or (on every rank) why the file must be read
-        whole: a rank's part held no ratings, though others may (one process
-        reading the whole file then decides).
+    Returns (on every rank) why the file must be read whole instead when a
+    rank's part held no ratings, though others may (one process then decides).
     """
     error: EmbrecError | None = None
     start, stop = bounds[group.rank], bounds[group.rank + 1]

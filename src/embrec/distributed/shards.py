@@ -209,17 +209,12 @@ def merged_index(parts: list[np.ndarray], used: list[np.ndarray],
                  kind: str) -> tuple[IdIndex, IdIndex, list[np.ndarray], list[np.ndarray]]:
     """The whole file's index and the training set's, from every rank's distinct ids.
 
-    Args:
-        parts: per rank, its distinct raw ids in its own index order.
-        used: per rank, whether each of those ids has a training row there.
-        kind: ``"user"`` or ``"item"``.
-
-    Returns:
-        The whole file's index (what :meth:`IdIndex.factorize` gives over every
-        row), the training set's (that index restricted to ids with a training
-        row, as ``Ratings.take(..., reindex=True)`` gives), and per rank the map
-        from its local indices to each of the two (``-1`` for an id with no
-        training row).
+    ``parts`` holds per rank its distinct raw ids (in its own index order) and
+    ``used`` whether each has a training row there. Returns the whole file's
+    index (what :meth:`IdIndex.factorize` gives over every row), the training
+    set's (restricted to ids with a training row, as ``Ratings.take(...,
+    reindex=True)`` gives), and per rank the map from its local indices to each
+    of the two (``-1`` for an id with no training row).
     """
     whole, codes = IdIndex.factorize(np.concatenate(parts) if parts else np.zeros(0), kind=kind)
     codes = codes.astype(np.int64)
