@@ -6,6 +6,7 @@ do; the encoding itself is :func:`embrec.data.features.features_from_frame`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -16,9 +17,11 @@ import pyarrow as pa
 
 from embrec.data.delimited import read_text, sniff
 from embrec.data.features import Features, features_from_frame
+from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError, DataError, ParseError
 
-__all__ = ["read_features"]
+__all__ = ["read_features", "with_features"]
+
 
 def read_features(path: str | os.PathLike[str], *, kind: str = "user", id: str | None = None,
                   columns: list[str] | None = None, multi: tuple[str, ...] = (),
@@ -81,3 +84,21 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
     frame = frame.fillna("")  # an empty field is read as null
     frame.attrs["lines"] = table.locator.key_of(np.arange(len(frame)))
     return frame
+
+
+def with_features(ratings: Ratings, *, user: str | os.PathLike[str] | Features | None = None,
+                  item: str | os.PathLike[str] | Features | None = None) -> Ratings:
+    """Return ``ratings`` carrying these user and item features (a file is read; None keeps
+    the ratings' own).
+
+    Raises:
+        DataError: for an unreadable feature file (see :func:`read_features`).
+    """
+    def table(value: str | os.PathLike[str] | Features | None, kind: str) -> Features | None:
+        if value is None or isinstance(value, Features):
+            return value
+        return read_features(value, kind=kind)
+
+    return dataclasses.replace(ratings, user_features=table(user, "user") or
+                               ratings.user_features,
+                               item_features=table(item, "item") or ratings.item_features)

@@ -1,9 +1,8 @@
 """LIBMF's grid: an epoch's ratings regrouped so that each stretch touches few rows.
 
 A rating's update reads and writes its user's and its item's rows. In a fully
-random order over a large catalogue every update misses the CPU caches twice; on
-the 10M-rating benchmark set (70k users, 11k items) the kernel then waits on
-memory most of the time. Cutting users and items into ``blocks`` ranges each and
+random order over a large catalogue every update misses the CPU caches twice, and
+the kernel waits on memory. Cutting users and items into ``blocks`` ranges each and
 visiting the ``blocks²`` cells of that grid one after another (each epoch in its
 own seeded order of cells), keeps a cell's rows in the cache while its ratings are trained
 (Chin et al., "A fast parallel SGD for matrix factorization", LIBMF). Within a

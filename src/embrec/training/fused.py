@@ -89,7 +89,7 @@ class FusedKerasMLP:
         if size != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
                 or any(t.dtype != torch.float32 for t in tensors) \
                 or not all(t.is_contiguous() for t in tensors) \
-                or tensors[0].device.type != "cpu":  # measured and tested on CPU only
+                or tensors[0].device.type != "cpu":  # proven equal on CPU only
             return None
         return cls(model, engine, config.weight_decay)
 
