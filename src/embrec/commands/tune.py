@@ -114,15 +114,10 @@ def to_toml(tables: dict[str, dict[str, Any]], header: str = "") -> str:
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if value != value else
-                                                         "inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else "inf" if value > 0 else "-inf"
+    if isinstance(value, bool | int | float | str):
+        return json.dumps(value)  # TOML writes these as JSON does
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -45,7 +45,6 @@ class TextFormat:
         sep: the field separator (one or more characters).
         header: whether the first line names the columns.
         names: the header's names, or ``"0"``, ``"1"``... without a header.
-        encoding: the text encoding.
         quoting: whether ``"`` quotes fields.
     """
 

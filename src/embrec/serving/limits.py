@@ -73,13 +73,10 @@ def count_outside_strings(body: bytes, byte: int) -> int:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` or ``entries`` (413), or too slow (408).
+    """ASGI middleware: refuse bodies over ``max_bytes`` or ``entries`` (413), or slower than
+    ``read_timeout`` between chunks or ``body_timeout`` in all (408).
 
     Args:
-        app: the app.
-        max_bytes: the largest body.
-        read_timeout: seconds between two body chunks.
-        body_timeout: seconds for the whole body.
         entries: ``{path: (field, byte, overhead, limit)}``: a POST body to ``path``
             holding ``byte`` outside its strings more than ``overhead + limit`` times
             has over ``limit`` entries in ``field``, and is refused (422, as the app
