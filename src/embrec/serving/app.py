@@ -249,11 +249,7 @@ def _add_item_routes(app: FastAPI, rec: Recommender, max_n: int) -> None:
 
 def _add_batch_routes(app: FastAPI, rec: Recommender, max_n: int, max_batch: int,
                       schema: FeatureSchema | None) -> None:
-    """``POST /predict`` and ``POST /recommendations``.
-
-    These are plain ``def`` handlers, run in the threadpool, so that a big batch
-    or a fold-in does not hold up the event loop.
-    """
+    """``POST /predict`` and ``POST /recommendations`` (threadpool handlers: see the module)."""
 
     @app.post("/predict", tags=["predict"])
     def predict(body: PredictRequest) -> PredictResponse:
