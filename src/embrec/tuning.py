@@ -110,16 +110,14 @@ def starting_point(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
         current["dropout"] = dropout
     elif isinstance(dropout, tuple):
         current.update({f"dropout_{k}": rate for k, rate in enumerate(dropout)})
-    inside = {}
-    for name, value in current.items():
+
+    def inside(name: str, value: Any) -> bool:
         if name in CHOICES:
-            ok = value in CHOICES[name]
-        else:
-            low, high = RANGES["dropout_k" if name.startswith("dropout_") else name]
-            ok = value is not None and low <= value <= high
-        if ok:
-            inside[name] = value
-    return inside
+            return value in CHOICES[name]
+        low, high = RANGES["dropout_k" if name.startswith("dropout_") else name]
+        return value is not None and low <= value <= high
+
+    return {name: value for name, value in current.items() if inside(name, value)}
 
 
 def tune(

@@ -145,13 +145,9 @@ def extract_zip(archive: Path, dest: Path, *, hint: str | None = None) -> None:
 
 
 def install(staged: Path, target: Path) -> bool:
-    """Move the complete folder ``staged`` to ``target`` in one atomic rename.
-
-    ``staged`` is on the same file system; ``target`` must not exist yet.
-
-    Returns:
-        ``True`` if it was moved, ``False`` if ``target`` appeared meanwhile
-        (another process finished the same download first).
+    """Move the complete folder ``staged`` to ``target`` (on the same file system, not there
+    yet) in one atomic rename; False if ``target`` appeared meanwhile (another process
+    finished the same download first).
 
     Raises:
         DownloadError: the folder cannot be moved for another reason.
