@@ -19,6 +19,7 @@ from typing import Any
 
 from embrec.commands.options import cli_hint
 from embrec.errors import EmbrecWarning
+from embrec.jsonsafe import dumps
 
 __all__ = ["cli_warnings", "format_warning", "print_baselines", "print_frame", "print_json",
            "print_train_table", "readable", "train_summary"]
@@ -26,8 +27,6 @@ __all__ = ["cli_warnings", "format_warning", "print_baselines", "print_frame", "
 
 def print_json(payload: Any) -> None:
     """Print ``payload`` as strict JSON (NaN and infinities become null)."""
-    from embrec.jsonsafe import dumps
-
     print(dumps(payload))
 
 
