@@ -247,8 +247,7 @@ def _skip_over(positions: np.ndarray, skipped: _Runs) -> np.ndarray:
         return positions
     before = np.concatenate(([0], np.cumsum(skipped.lengths)))
     keys = skipped.starts - before[:-1]
-    shifted: np.ndarray = positions + before[np.searchsorted(keys, positions, side="right")]
-    return shifted
+    return positions + before[np.searchsorted(keys, positions, side="right")]
 
 
 class _Lines:

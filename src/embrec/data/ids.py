@@ -136,8 +136,7 @@ class IdIndex:
 
     def id_of(self, indices: Any) -> np.ndarray:
         """Return the raw ids at ``indices`` (the inverse of :meth:`index`)."""
-        ids: np.ndarray = self.ids[np.asarray(indices, dtype=np.int64)]
-        return ids
+        return self.ids[np.asarray(indices, dtype=np.int64)]
 
     def to_list(self) -> list[Any]:
         """Return the raw ids as plain Python values, in index order."""

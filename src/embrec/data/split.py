@@ -208,8 +208,7 @@ def _cold_start(ratings: Ratings, train_rows: np.ndarray, test_rows: np.ndarray,
         log.info("split: dropped %d of %d test ratings whose user (%d) or item (%d) is unseen "
                  "in train", counts["unseen_any"], len(test_rows), counts["unseen_user"],
                  counts["unseen_item"])
-        kept: np.ndarray = test_rows[~(unseen_user | unseen_item)]
-        return kept
+        return test_rows[~(unseen_user | unseen_item)]
     if counts["unseen_any"]:
         log.info("split: %d of %d test ratings are cold-start (unseen user %d, unseen item %d, "
                  "both %d); kept (cold_start='drop' removes them)", counts["unseen_any"],

@@ -182,8 +182,7 @@ def _sample_dense(n: int, user_p: np.ndarray, item_p: np.ndarray,
     race = rng.standard_exponential((len(user_p), len(item_p)), dtype=np.float32)
     race /= item_p.astype(np.float32)[None, :]
     race /= user_p.astype(np.float32)[:, None]
-    chosen: np.ndarray = np.argpartition(race.ravel(), n - 1)[:n].astype(np.int64)
-    return chosen
+    return np.argpartition(race.ravel(), n - 1)[:n].astype(np.int64)
 
 
 def _sample_pairs(n: int, user_p: np.ndarray, item_p: np.ndarray,
