@@ -34,8 +34,7 @@ def _errors(y_true: Any, y_pred: Any) -> np.ndarray:
     if truth.shape != predicted.shape:
         raise DataError(f"y_true has {len(truth)} values but y_pred has {len(predicted)}",
                         hint="pass one prediction per true rating")
-    error: np.ndarray = predicted - truth
-    return error
+    return predicted - truth
 
 
 def _mean_error(errors: np.ndarray, name: str) -> float:
