@@ -36,7 +36,6 @@ RANKING: dict[str, Callable[..., float]] = {
 METRICS = (*RATING, *(f"{name}@K" for name in RANKING), "coverage")
 """Every metric name ``evaluate`` accepts (``@K`` takes a list length, e.g. ``ndcg@10``)."""
 
-SEGMENTS = ("cold", "warm", "unknown-user", "unknown-item")
 RANKING_DEFAULT = ("ndcg", "precision", "recall", "hit_rate", "coverage")
 """The ranking metrics a ranking-only model, or a comparison with baselines, reports by default."""
 
