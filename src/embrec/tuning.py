@@ -179,12 +179,12 @@ def tune(
     with_retries(str(storage), lambda: sweep_stale(optuna, study))  # killed runs' trials fail
     with_retries(str(storage), lambda: start_if_missing(optuna, study,
                                                         starting_point(config, base_train)))
-    done = _finished(optuna, study)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
     if done < trials:
         from tqdm import tqdm
 
-        most = optuna.study.MaxTrialsCallback(
-            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+        most = optuna.study.MaxTrialsCallback(trials, states=finished)
         with tqdm(total=trials, initial=done, desc="trials", unit="trial",
                   disable=not progress) as bar:
             study.optimize(objective, n_trials=trials - done, timeout=timeout,
@@ -231,11 +231,6 @@ def _objective(optuna: Any, model: ModelConfig, train: TrainConfig, fit_rows: Ra
         return float(evaluate(rec, held, metrics=[metric])[metric])
 
     return objective
-
-
-def _finished(optuna: Any, study: Any) -> int:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _progress(bar: Any, metric: str) -> Callable[[Any, Any], None]:
