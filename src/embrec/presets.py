@@ -65,7 +65,6 @@ PRESETS: dict[str, Preset] = {
         model=MLPConfig(embedding_dim=50, hidden=(70,), dropout=(0.3, 0.75), activation="relu",
                         bounded=False, init="keras", biases=False),
         train=TrainConfig(epochs=2, batch_size=64, **KERAS_ADAM),  # type: ignore[arg-type]
-        test_size=0.2,
         description="MovieLens notebook: concat(50, 50) -> Dense(70, relu) -> Dense(1), 2 epochs",
     ),
     "goodreads-notebook": Preset(
@@ -101,12 +100,10 @@ PRESETS: dict[str, Preset] = {
         model=BiasedMFConfig(embedding_dim=64, init="normal", init_std=0.01),
         train=TrainConfig(epochs=20, batch_size=1024, learning_rate=0.01, weight_decay=0.1,
                           loss="in-batch", positive_threshold=4.0),
-        test_size=0.2,
         description="top-N on explicit ratings: biased MF trained with a softmax over "
                     "in-batch items (ratings >= 4 are positives)",
     ),
 }
-
 
 
 def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
@@ -144,4 +141,3 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
                                  **{k: v for k, v in overrides.items() if k in train_fields})
     return fit(model, train, config, validation=validation,
                metadata={"preset": name, **(metadata or {})})
-

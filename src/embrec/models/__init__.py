@@ -55,14 +55,8 @@ MODELS: dict[str, type[Any]] = {
 
 
 def model_config_from_dict(name: str, data: dict[str, object]) -> ModelConfig:
-    """Rebuild a registered model config from its registry name and ``to_dict()``.
-
-    Args:
-        name: a key of ``MODELS``.
-        data: the config's fields.
-
-    Returns:
-        The config.
+    """Rebuild a registered model config from its registry name (a key of ``MODELS``) and
+    ``to_dict()``.
 
     Raises:
         ConfigError: for an unknown model name (with the closest match) or bad fields.

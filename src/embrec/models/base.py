@@ -50,10 +50,6 @@ class RatingModel(nn.Module, ABC):
     Subclasses define :meth:`user_vectors`, :meth:`item_vectors` and
     :meth:`score`; :meth:`score_matrix` and :meth:`item_factors` have generic
     defaults that a model may override with something faster.
-
-    Args:
-        n_users: number of users (rows of the user embedding).
-        n_items: number of items (rows of the item embedding).
     """
 
     def __init__(self, n_users: int, n_items: int) -> None:
@@ -90,11 +86,7 @@ class RatingModel(nn.Module, ABC):
 
     def item_factors(self) -> Tensor:
         """Return the vectors used for item-item similarity: ``(n_items, dim)``."""
-        all_items = torch.arange(self.n_items, device=self._device())
-        return self.item_vectors(all_items)
-
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.item_vectors(torch.arange(self.n_items, device=next(self.parameters()).device))
 
     def dropout_masks(self) -> list[DropoutMasks]:
         """Return the model's whole random state: its towers' masks, in module order."""
@@ -194,13 +186,11 @@ class EmbeddingModel(RatingModel):
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return the users' embedding rows: ``(batch, width)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
+        return cast(Tensor, self.user_embedding(user))
 
     def item_vectors(self, item: Tensor) -> Tensor:
         """Return the items' embedding rows: ``(batch, width)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
+        return cast(Tensor, self.item_embedding(item))
 
     def factors(self, vectors: Tensor) -> Tensor:
         """Return ``vectors`` without their trailing bias columns: ``(batch, width - bias)``."""

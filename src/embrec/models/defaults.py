@@ -37,12 +37,6 @@ use when no training settings are given (``TrainConfig()`` for a model not liste
 
 
 def default_training(model_config: ModelConfig) -> TrainConfig:
-    """Return the training settings ``model_config``'s model trains with by default.
-
-    Args:
-        model_config: a model config.
-
-    Returns:
-        ``DEFAULT_TRAINING[name]``, or ``TrainConfig()`` for a model without an entry.
-    """
+    """Return ``DEFAULT_TRAINING[model_config.name]``, or ``TrainConfig()`` for a model
+    without an entry."""
     return DEFAULT_TRAINING.get(str(model_config.name), TrainConfig())

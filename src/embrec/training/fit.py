@@ -214,5 +214,3 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
                             hint=f"lower learning_rate={config.learning_rate}")
     model.eval()
     return run.history, trainer.path, trainer.threads
-
-

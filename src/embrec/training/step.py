@@ -54,8 +54,6 @@ class StepOutput:
 Step = Callable[[Columns], StepOutput]
 
 
-
-
 def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConfig) -> Step:
     """Return the reference step: the objective's loss through autograd, plus the penalty
     (``config.weight_decay``, ``bias_weight_decay``); dense parameters need ``.grad`` buffers."""

@@ -19,18 +19,13 @@ and world size:
 ``TrainConfig(step_path="autograd")`` always takes the :class:`StepTrainer` with
 autograd: the reference every faster trainer is tested against.
 
-The kernel trainer trains ``batch_size=1``: every rating is one optimiser step,
-exactly as the torch step at batch size 1 takes it (the contract tests prove the
-weights equal), on the engine's own ``[weights | state]`` buffers, so checkpoints,
-validation and early stopping work as for any trainer. Small tables take the
-epoch's shuffle, as every trainer does. Tables too large for the cache take LIBMF's
-grid (:mod:`embrec.kernels.order`): the fit's ratings are shuffled once by the run's
-seed and grouped by cell of a ``blocks x blocks`` grid of user and item ranges; each
-epoch visits the cells in its own seeded order, so a cell's rows stay in the cache
-while its ratings train and no epoch pays for a fresh shuffle and gather. With one
-thread a seed reproduces the weights bitwise; with several, threads take chunks of
-the epoch and update shared rows without waiting (:mod:`embrec.kernels.hogwild`), so
-results vary slightly between runs.
+The kernel trainer's every rating is one optimiser step on the engine's own
+``[weights | state]`` buffers, equal to the torch step at batch size 1, so checkpoints,
+validation and early stopping work as for any trainer. Tables too large for the cache
+take LIBMF's grid (:mod:`embrec.kernels.order`): ratings grouped once by cell of user
+and item ranges, each epoch visiting the cells in its own seeded order. One thread
+reproduces a seed bitwise; several update shared rows without waiting
+(:mod:`embrec.kernels.hogwild`), so results vary slightly between runs.
 """
 
 from __future__ import annotations
@@ -57,7 +52,6 @@ from embrec.training.progress import report
 from embrec.training.step import Step, make_step
 
 __all__ = ["CHUNK", "THREADED_FROM", "KernelTrainer", "StepTrainer", "Trainer", "pick_trainer"]
-
 
 
 class Trainer(Protocol):
@@ -165,12 +159,7 @@ class KernelTrainer:
         row-sparse updates, in one process, for a model that offers one, unless
         ``step_path="autograd"``. Threads: ``num_threads``, else one under
         :data:`THREADED_FROM` ratings (reproducible; fast enough) and every core above.
-
-        Float32 only: the kernels compute in float32 (constants and gradient rows, so
-        Numba vectorises them) and are proven equal to the float32 torch step. Tables
-        built under ``torch.set_default_dtype(torch.float64)`` would be trained at float32
-        precision, neither what was asked for nor the reference step's result, so such a
-        fit takes the torch step, and a log line says it is slower.
+        The kernels compute in float32, so float64 tables take the (logged, slower) torch step.
         """
         if not isinstance(model, KernelModel) or config.batch_size != 1 \
                 or config.step_path == "autograd" or parallel is not None \
