@@ -227,17 +227,15 @@ def _shifted(ratings: sp.csr_matrix, w0: float) -> sp.csr_matrix:
 def _keep(stacks: Stacks, users: Side, items: Side, w0: float, side_rows: tuple[int, int]) -> None:
     p, q = users.vectors(), items.vectors()
     k = p.shape[1] - 1
-    ones_u, ones_i = np.ones((len(p), 1)), np.ones((len(q), 1))
-    stacks.users.append(np.hstack([p, ones_u]))
-    stacks.items.append(np.hstack([q[:, :k], ones_i, q[:, k:] + w0]))
+    stacks.users.append(np.hstack([p, np.ones((len(p), 1))]))
+    stacks.items.append(np.hstack([q[:, :k], np.ones((len(q), 1)), q[:, k:] + w0]))
     for side, start, out, bias_last in ((users, side_rows[0], stacks.user_side, False),
                                         (items, side_rows[1], stacks.item_side, True)):
         # an unseen id's guess before its features: the average trained row's id and
         # history part (a new user has no history, but the chain fitted q_i to users who do)
         base = np.asarray(side.design[:, :start] @ side.weights[:start]).mean(0)
         rows = np.vstack([base, side.weights[start:]])
-        zero = np.zeros((len(rows), 1))
-        constant = zero.copy()
+        constant = np.zeros((len(rows), 1))
         constant[0] = 1.0
         if bias_last:  # items: [q, 1, b + w0]; w0 rides on the base row
             bias = rows[:, k:].copy()
