@@ -37,9 +37,17 @@ from typing import Any
 from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, GMFConfig, MLPConfig
+from embrec.models import (
+    DEFAULT_TRAINING,
+    PER_RATING,
+    AutoRecConfig,
+    BiasedMFConfig,
+    BlendConfig,
+    GMFConfig,
+    MLPConfig,
+    default_training,
+)
 from embrec.models.base import ModelConfig
-from embrec.models.defaults import DEFAULT_TRAINING, PER_RATING, default_training
 from embrec.recommender import Recommender
 
 __all__ = ["DEFAULT_TRAINING", "PRESETS", "Preset", "default_training", "fit_preset"]
