@@ -34,11 +34,8 @@ __all__ = ["FusedKerasMLP"]
 class FusedKerasMLP:
     """Forward, backward and Keras-dense Adam of an unbiased, unbounded MLP, one call a batch.
 
-    Args:
-        model: the MLP (one tower over ``[user; item]``), its parameters already
-            installed in the engine's buffers.
-        engine: the fit's engine (``keras`` tables and the dense optimiser).
-        weight_decay: the per-use L2 penalty on the embedding rows read.
+    ``model``'s parameters are already installed in ``engine``'s buffers (``keras`` tables
+    and the dense optimiser); ``weight_decay`` is the per-use L2 on the rows read.
     """
 
     ENABLED = True

@@ -209,7 +209,9 @@ class RankingLoss:
             return batch.user, torch.arange(self.sampler.n_items, device=batch.item.device)
         if self.kind == "in-batch":
             return batch.user, batch.item
-        count = self.negatives * (self._count(batch) if self.kind == "bpr" else 1)
+        mask = self._trained_mask(batch.rating) if self.kind == "bpr" else None
+        positives = len(batch) if mask is None else int(mask.sum())
+        count = self.negatives * (positives if self.kind == "bpr" else 1)
         return batch.user, torch.cat((batch.item, self.sampler.draw(count)))
 
     def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
@@ -269,10 +271,6 @@ class RankingLoss:
         hit = item.unsqueeze(1) == negative_items.unsqueeze(0)
         logits = torch.cat((positive.unsqueeze(1), negative.masked_fill(hit, -math.inf)), 1)
         return F.cross_entropy(logits, torch.zeros_like(item), reduction="none")
-
-    def _count(self, batch: Columns) -> int:
-        mask = self._trained_mask(batch.rating)
-        return len(batch) if mask is None else int(mask.sum())
 
     def _trained_mask(self, rating: Tensor) -> Tensor | None:
         """Which batch rows are positives; ``None`` when all are (a ranking-only loss trains

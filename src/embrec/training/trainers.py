@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -210,8 +209,9 @@ class KernelTrainer:
                             *self.rows, *shared, self.kinds, self.settings, base + s - a,
                             predictions)
 
-            train_range(train, _chunks(pieces, first, last), self.threads or 1, self.shared,
-                        None if bar is None else _mover(bar, first))
+            moved = None if bar is None else \
+                (lambda rows, first=first: bar.update(first + rows - bar.n))  # bar at first + rows
+            train_range(train, _chunks(pieces, first, last), self.threads or 1, self.shared, moved)
             schedule.advance(last - first)
             run.after_step(last - 1, n)
             first = last
@@ -239,14 +239,6 @@ def _chunks(pieces: list[tuple[int, int]], first: int,
         out += [(s, min(s + CHUNK, hi), row + s - step) for s in range(lo, hi, CHUNK)]
         step += size
     return out
-
-
-def _mover(bar: Any, first: int) -> Callable[[int], None]:
-    """Move ``bar`` to step ``first + rows`` when ``rows`` more are done."""
-    def moved(rows: int) -> None:
-        bar.update(first + rows - bar.n)
-
-    return moved
 
 
 def _array(tensor: Tensor) -> np.ndarray:
