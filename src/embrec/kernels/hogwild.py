@@ -31,15 +31,12 @@ Chunk = Callable[[int, int, int, list[np.ndarray]], None]
 
 def train_range(kernel: Chunk, bounds: list[tuple[int, int, int]], threads: int,
                 shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
-    """Train the chunks ``bounds`` (``(start, stop, row)`` each) on ``threads`` threads.
+    """Train the chunks ``bounds`` (``(start, stop, row)`` each, in one thread's order) with
+    ``kernel`` (which must release the GIL) on ``threads`` threads, the caller's included.
 
-    Args:
-        kernel: the compiled kernel for one chunk (it must release the GIL).
-        bounds: the chunks, in the order one thread would train them.
-        threads: threads to use (the caller's thread is one of them).
-        shared: the dense parameters and their optimiser state; with several
-            threads each works on its own copy and the copies are averaged.
-        done: called on the caller's thread with the rows finished so far.
+    ``shared`` holds the dense parameters and their optimiser state; with several threads
+    each works on its own copy and the copies are averaged. ``done`` is called on the
+    caller's thread with the rows finished so far.
     """
     finished, counter = [0], itertools.count()  # next() is atomic under the GIL
     one = threads <= 1 or len(bounds) <= 1  # in order, on the caller's thread, on ``shared``

@@ -143,9 +143,8 @@ class KernelTrainer:
                        _array(optimizer.second)]
         self.kinds = np.array([ROW_CODES[config.optimizer], DENSE_CODES[config.optimizer]],
                               dtype=np.int64)
-        row_epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
-        low, width = bounds if bounds is not None else (0.0, 1.0)
-        self.settings = np.array([row_epsilon, optimizer.epsilon, config.weight_decay,
+        low, width = bounds if bounds is not None else (0.0, 1.0)  # rows: the dense epsilon
+        self.settings = np.array([optimizer.epsilon, optimizer.epsilon, config.weight_decay,
                                   config.bias_weight_decay, config.momentum,
                                   float(bounds is not None), low, width])
 
@@ -229,10 +228,8 @@ class KernelTrainer:
 
 def _chunks(pieces: list[tuple[int, int]], first: int,
             last: int) -> list[tuple[int, int, int]]:
-    """Steps ``first:last`` of the traversal as ``(first step, end step, first row)`` chunks.
-
-    A chunk lies in one piece and holds at most :data:`CHUNK` ratings.
-    """
+    """Steps ``first:last`` of the traversal as ``(first step, end step, first row)`` chunks,
+    each in one piece and of at most :data:`CHUNK` ratings."""
     out, step = [], 0
     for row, size in pieces:
         lo, hi = max(first, step), min(last, step + size)
