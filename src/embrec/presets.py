@@ -83,17 +83,13 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # selected on validation rows of ML-100K and an ML-10M-shaped set, never test rows
-    # (benchmarks/select_default.py; benchmarks/results/default.md): the smallest worst-case gap
-    "default": Preset(
+    "default": Preset(  # benchmarks/select_default.py; benchmarks/results/default.md
         model=BiasedMFConfig(),
         train=PER_RATING,
         test_size=0.1,
         description="biased MF, 32 factors, per-rating lazy Adam (compiled kernel), one-cycle, "
                     "10 epochs (selected on validation rows of ML-100K and a 10M-rating set)",
     ),
-    # Chosen on validation rows carved from ML-100K's 80/20 training part
-    # (benchmarks/results/ranking.md): the test rows played no part.
     "accurate": Preset(
         model=BlendConfig(components=(
             {"model": "biased-mf", "config": BiasedMFConfig().to_dict(),

@@ -62,8 +62,7 @@ class GMFConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> GMF:
-        """Create the untrained network (``scale`` bounds it; the output starts at ``mean``
-        with ``init="normal"``, at zero with Keras' ``init="keras"``)."""
+        """The untrained network (``scale`` bounds it; ``init="normal"`` starts at ``mean``)."""
         return GMF(n_users, n_items, self, scale, mean)
 
 
