@@ -34,19 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from embrec.config import (
-    LOSSES,
-    NEGATIVE_SAMPLINGS,
-    RANKING_LOSSES,
-    TrainConfig,
-    require,
-    require_choice,
-)
+from embrec.config import NEGATIVE_SAMPLINGS, RANKING_LOSSES, TrainConfig, require, require_choice
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
 
-__all__ = ["LOSSES", "NEGATIVE_SAMPLINGS", "RANKING_LOSSES", "NegativeSampler", "Objective",
-           "RankingLoss", "RatingLoss", "objective_for"]
+__all__ = ["NegativeSampler", "Objective", "RankingLoss", "RatingLoss", "objective_for"]
 
 Scores = Literal["rating", "ranking"]
 
