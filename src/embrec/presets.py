@@ -37,17 +37,12 @@ from typing import Any
 from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models import (
-    DEFAULT_TRAINING,
-    PER_RATING,
-    AutoRecConfig,
-    BiasedMFConfig,
-    BlendConfig,
-    GMFConfig,
-    MLPConfig,
-    default_training,
-)
+from embrec.models import DEFAULT_TRAINING, PER_RATING, BlendConfig, default_training
+from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig
+from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.gmf import GMFConfig
+from embrec.models.mlp import MLPConfig
 from embrec.recommender import Recommender
 
 __all__ = ["DEFAULT_TRAINING", "PRESETS", "Preset", "default_training", "fit_preset"]

@@ -10,7 +10,7 @@ registry name (the ``--model`` flag of the CLI) to the config class, and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from embrec.config import TrainConfig, require_choice
 from embrec.models.autorec import AutoRecConfig
@@ -67,8 +67,7 @@ def model_config_from_dict(name: str, data: dict[str, object]) -> ModelConfig:
         ConfigError: for an unknown model name (with the closest match) or bad fields.
     """
     require_choice("model", name, MODELS)
-    config: ModelConfig = MODELS[name].from_dict(data)
-    return config
+    return cast(ModelConfig, MODELS[name].from_dict(data))
 
 
 PER_RATING = TrainConfig(epochs=10, batch_size=1, learning_rate=0.002, weight_decay=0.02,
