@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Side", "Stacks", "conditional_mean", "run_chain", "sample_side"]
+__all__ = ["Side", "Stacks", "run_chain", "sample_side"]
 
 PRIOR_SHAPE, PRIOR_RATE, MEAN_STRENGTH = 1.0, 1.0, 1.0
 """libFM's hyper-prior: gamma(1, 1) on precisions, the group mean's prior worth one row."""
@@ -144,20 +144,6 @@ def sample_side(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: n
         rhs += np.sqrt(row_precision) * rng.standard_normal(row_precision.shape)
     side.weights = _solve(side, curvature, alpha, row_precision, np.asarray(rhs),
                           side.weights, tolerance, max_iter)
-
-
-def conditional_mean(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: np.ndarray,
-                     alpha: float) -> np.ndarray:
-    """The conditional mean of ``side.weights`` by a dense solve (small problems: tests)."""
-    curvature, targets, _ = _curvature(ratings, other, offset)
-    n, k1 = side.weights.shape
-    dense = side.design.toarray()
-    # A = alpha Σ_u (x_u x_uᵀ) ⊗ C_u + diag(row precision), V flattened row-major
-    a = alpha * np.einsum("uj,ul,ukm->jklm", dense, dense, curvature).reshape(n * k1, n * k1)
-    a += np.diag((side.precision[side.group]).ravel())
-    rhs = dense.T @ (alpha * targets) + side.precision[side.group] * side.mean[side.group]
-    solved: np.ndarray = np.linalg.solve(a, rhs.ravel()).reshape(n, k1)
-    return solved
 
 
 def sample_priors(side: Side, rng: np.random.Generator) -> None:
