@@ -143,7 +143,7 @@ class KernelTrainer:
                        _array(optimizer.second)]
         self.kinds = np.array([ROW_CODES[config.optimizer], DENSE_CODES[config.optimizer]],
                               dtype=np.int64)
-        low, width = bounds if bounds is not None else (0.0, 1.0)  # rows: the dense epsilon
+        low, width = bounds if bounds is not None else (0.0, 1.0)  # rows share the dense epsilon
         self.settings = np.array([optimizer.epsilon, optimizer.epsilon, config.weight_decay,
                                   config.bias_weight_decay, config.momentum,
                                   float(bounds is not None), low, width])
