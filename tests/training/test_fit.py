@@ -94,6 +94,7 @@ def test_given_validation_maps_raw_ids_and_counts_unknowns(tiny: Ratings) -> Non
     assert rec.metadata["validation_unknown"] == 1
 
 
+@pytest.mark.filterwarnings("ignore::embrec.errors.TrainingWarning")  # 9 ratings: may be constant
 @pytest.mark.parametrize("mode", ["random", "last"])
 def test_a_validation_share_of_no_rating_trains_without_validation(tiny: Ratings,
                                                                     mode: str) -> None:

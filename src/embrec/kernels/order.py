@@ -35,22 +35,13 @@ def grid_size(n_users: int, n_items: int, row_bytes: int) -> int:
 def arrange(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, draws: np.ndarray,
             n_users: int, n_items: int,
             blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rows grouped by grid cell, each cell in a random order.
+    """The fit's columns grouped by cell of a ``blocks x blocks`` grid, each cell shuffled.
 
     A counting sort reads the columns once, in order; then each cell, small enough
     for the cache, is shuffled in place (Fisher-Yates, from ``draws``: one uniform
     number in [0, 1) per row, from the run's seeded generator), so the columns are
-    never read in a random order.
-
-    Args:
-        users, items, ratings: the fit's columns.
-        draws: ``len(users)`` uniform numbers: the shuffles' randomness.
-        n_users, n_items: the table sizes.
-        blocks: ranges per side.
-
-    Returns:
-        ``(users, items, ratings, starts)``: the grouped columns (indices as int64) and
-        each cell's first row (``starts[c]:starts[c + 1]`` is cell ``c``).
+    never read in a random order. Returns the grouped columns (indices as int64) and
+    each cell's first row (``starts[c]:starts[c + 1]`` is cell ``c``).
     """
     n, cells = users.shape[0], blocks * blocks
     starts = np.zeros(cells + 1, dtype=np.int64)
