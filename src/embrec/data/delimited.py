@@ -32,8 +32,7 @@ _FAILED_COLUMN = re.compile(r"In CSV column #(\d+)")
 _BLOCK = 1 << 22  # PyArrow's block: no line may be longer
 THREADED_BYTES = 4 * _BLOCK
 """Smaller files are read on one thread: as fast, and PyArrow's threaded reader can leave a
-read-ahead thread running for a moment after it returns; a command that fails at once then
-exited while it ran, and the C++ runtime aborted the process (exit 134)."""
+read-ahead thread running after it returns, aborting a process that exits at once (134)."""
 BAD_LINE_LIMIT = 1000  # in strict mode, stop parsing after this many malformed lines
 
 

@@ -108,7 +108,8 @@ def create_app(rec: Recommender, *, max_n: int = 1000, max_batch: int = 10_000,
     _add_info_routes(app, rec)
     _add_user_routes(app, rec, max_n)
     _add_item_routes(app, rec, max_n)
-    schema = _user_features(rec)
+    encoder = getattr(rec.model, "feature_schema", None)  # only models with side features
+    schema = None if encoder is None else encoder("user")
     _add_batch_routes(app, rec, max_n, max_batch, schema)
     state_limits(app, max_n=max_n, max_batch=max_batch, max_body_bytes=max_body_bytes,
                  scale=rec.scale, features=None if schema is None else
@@ -286,12 +287,6 @@ def _check_scale(values: Any, scale: tuple[float, float]) -> None:
                         f"[{scale[0]:g}, {scale[1]:g}], e.g. {outside[0]:.6g}",
                         column="ratings", value=outside[0],
                         hint=f"send ratings between {scale[0]:g} and {scale[1]:g}")
-
-
-def _user_features(rec: Recommender) -> FeatureSchema | None:
-    """How the model encodes a user's side features; None when it learnt none."""
-    feature_schema = getattr(rec.model, "feature_schema", None)
-    return None if feature_schema is None else feature_schema("user")
 
 
 def _check_features(schema: FeatureSchema | None, values: Mapping[str, Any]) -> None:
