@@ -1,10 +1,9 @@
 """Recommender: a trained model together with its id maps, scale and training facts.
 
 ``fit()`` returns one, so there is no unfitted state: raw ids in, raw ids out; the
-model inside only sees contiguous indices. The model is frozen after training, so
-what is derived from it (item vectors, unit item factors, mean ratings, the fold-in
-prior) is computed once, on first use, and kept. ``save`` and ``load`` go through
-the plain state of :mod:`embrec.artifacts`.
+model inside only sees contiguous indices. What is derived from the frozen model
+(item vectors, unit factors, mean ratings, the fold-in prior) is computed once, on
+first use. ``save`` and ``load`` go through the plain state of :mod:`embrec.artifacts`.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import torch
 
 from embrec import artifacts
 from embrec.artifacts import ModelState
+from embrec.coldstart import cold_vector
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
@@ -87,9 +87,8 @@ class Recommender:
         adds to those (split, seed, metrics...).
         """
         model.eval()
-        seen = sp.csr_matrix(
-            (train.rating, (train.user, train.item)), shape=(train.n_users, train.n_items)
-        )
+        seen = sp.csr_matrix((train.rating, (train.user, train.item)),
+                             shape=(train.n_users, train.n_items))
         facts = {"data": train.source, "fingerprint": train.fingerprint(),
                  "n_train": len(train), "scores": getattr(model_config, "scores", "rating"),
                  **(metadata or {})}
@@ -114,13 +113,9 @@ class Recommender:
 
     @property
     def scores(self) -> str:
-        """What the model's scores mean: ``"rating"`` (a predicted rating) or ``"ranking"``.
-
-        A ranking score (``popular``, ``ease``, a model trained on a ranking
-        loss) orders items for a user but is on no rating scale: ``predict``
-        refuses it unless asked for ``kind="score"``, and ``evaluate`` reports
-        ranking metrics only.
-        """
+        """What the model's scores mean: ``"rating"`` or ``"ranking"`` (``popular``, ``ease``,
+        a ranking loss): a ranking score is on no rating scale, so ``predict`` refuses it
+        unless asked for ``kind="score"`` and ``evaluate`` reports ranking metrics only."""
         return str(self.metadata.get("scores") or getattr(self.model_config, "scores", "rating"))
 
     @property
@@ -208,18 +203,8 @@ class Recommender:
 
     def predict_with_fallback(self, user: np.ndarray, item: np.ndarray, *,
                               on_unknown: OnUnknown = "mean", clip: bool = True) -> np.ndarray:
-        """Predict for index arrays where -1 marks an unknown id.
-
-        Args:
-            user: int user indices, -1 for unknown users.
-            item: int item indices, -1 for unknown items (broadcast with ``user``).
-            on_unknown: ``"nan"`` or ``"mean"``: the value for pairs with a -1
-                (see :meth:`predict`).
-            clip: clip predictions to the rating scale.
-
-        Returns:
-            A float32 array of predictions.
-        """
+        """:meth:`predict` on index arrays (broadcast together) where -1 marks an unknown id;
+        ``on_unknown`` (``"nan"`` or ``"mean"``) gives those pairs' value. Returns float32."""
         u, i = np.broadcast_arrays(np.asarray(user, dtype=np.int64),
                                    np.asarray(item, dtype=np.int64))
         u, i = u.ravel(), i.ravel()
@@ -234,17 +219,8 @@ class Recommender:
 
     def predict_indices(self, user: np.ndarray, item: np.ndarray, *, clip: bool = True,
                         batch_size: int = 65_536) -> np.ndarray:
-        """Predict for internal index arrays, in batches, without autograd.
-
-        Args:
-            user: int user indices.
-            item: int item indices, aligned with ``user``.
-            clip: clip predictions to the rating scale.
-            batch_size: pairs scored per forward pass.
-
-        Returns:
-            A float32 array of predictions.
-        """
+        """Predict float32 scores for aligned index arrays, ``batch_size`` pairs per forward
+        pass, without autograd (clipped to the rating scale with ``clip``)."""
         out = np.empty(len(user), dtype=np.float32)
         users = torch.as_tensor(np.asarray(user, dtype=np.int64))
         items = torch.as_tensor(np.asarray(item, dtype=np.int64))
@@ -302,18 +278,9 @@ class Recommender:
 
     def top_n_indices(self, users: np.ndarray, *, n: int = 10,
                       exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Rank the catalogue for user indices: the index-level form of :meth:`recommend`.
-
-        Args:
-            users: int user indices.
-            n: items per user.
-            exclude_seen: leave out the items each user rated in training.
-
-        Returns:
-            ``(items, scores)``, each ``(len(users), min(n, n_items))``: int64
-            item indices padded with -1, and float32 scores (clipped to the scale
-            when they are ratings) padded with NaN.
-        """
+        """:meth:`recommend` on user indices: ``(items, scores)``, each ``(len(users),
+        min(n, n_items))``, int64 item indices padded with -1 and float32 scores (clipped
+        when they are ratings) padded with NaN."""
         seen = (self.seen.indptr, self.seen.indices) if exclude_seen else None
         items, scores = top_n(self.model, users, self._item_vectors(), n, seen=seen)
         if self.scores == "rating":
@@ -367,19 +334,15 @@ class Recommender:
         _check_n(n)
         require_choice("on_unknown", on_unknown, ("error", "ignore"))
         index, values = rated_items(self.items, ratings, on_unknown=on_unknown)
-        item_vectors = self._item_vectors()
         direct = getattr(self.model, "history_vector", None)
         if direct is not None:
             vector = direct(index, values)
         else:
+            item_vectors = self._item_vectors()
             targets = torch.as_tensor(values, device=item_vectors.device)
             vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets,
                              self._prior())
-        items, scores = top_n_for_vector(self.model, vector, item_vectors, n,
-                                         exclude=index if exclude_seen else None)
-        if self.scores == "rating":
-            scores = np.clip(scores, *self.scale)
-        return self._item_frame(items, scores, "score")
+        return self._vector_frame(vector, n, index if exclude_seen else None)
 
     def recommend_for_features(self, features: Mapping[str, Any], *, n: int = 10
                                ) -> pd.DataFrame:
@@ -395,58 +358,55 @@ class Recommender:
         Raises:
             ConfigError: if the model learnt no user features (see :mod:`embrec.coldstart`).
         """
-        from embrec.coldstart import cold_vector
-
         _check_n(n)
-        items, scores = top_n_for_vector(self.model, cold_vector(self, features),
-                                         self._item_vectors(), n, exclude=None)
-        return self._item_frame(items, np.clip(scores, *self.scale), "score")
+        return self._vector_frame(cold_vector(self, features), n, None)
 
     # ------------------------------------------------------------------ helpers
-    def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
-        if "titles" not in self._cache:
-            self._cache["titles"] = titles_by_index(self.item_info, self.items)
-        return item_frame(self.items.id_of(items), values, column, self._cache["titles"], items)
-
-    def _cached_tensor(self, key: str, build: Callable[[], T]) -> T:
-        value = self._cache.get(key)
-        if value is None or _device_of(value) != self.device:
+    def _cached(self, key: str, build: Callable[[], T]) -> T:
+        """``build()`` once per model device (a moved model's vectors are rebuilt)."""
+        device, value = self._cache.get(key, (None, None))
+        if device != self.device:
             with torch.no_grad():
-                value = build()
-            self._cache[key] = value
+                device, value = self._cache[key] = (self.device, build())
         return cast(T, value)
+
+    def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
+        titles = self._cached("titles", lambda: titles_by_index(self.item_info, self.items))
+        return item_frame(self.items.id_of(items), values, column, titles, items)
+
+    def _vector_frame(self, vector: torch.Tensor, n: int, exclude: np.ndarray | None
+                      ) -> pd.DataFrame:
+        """The ``n`` best items for a user vector not in the model, as :meth:`recommend` gives."""
+        items, scores = top_n_for_vector(self.model, vector, self._item_vectors(), n,
+                                         exclude=exclude)
+        if self.scores == "rating":
+            scores = np.clip(scores, *self.scale)
+        return self._item_frame(items, scores, "score")
 
     def _item_vectors(self) -> torch.Tensor:
         all_items = torch.arange(self.n_items, device=self.device)
-        return self._cached_tensor("item_vectors",
-                                   lambda: self.model.item_vectors(all_items).detach())
+        return self._cached("item_vectors", lambda: self.model.item_vectors(all_items).detach())
 
     def _unit_factors(self) -> torch.Tensor:
         def build() -> torch.Tensor:
             factors = self.model.item_factors().detach().float()
             return factors.div(factors.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
-        return self._cached_tensor("unit_factors", build)
+        return self._cached("unit_factors", build)
 
     def _prior(self) -> UserPrior:
-        return self._cached_tensor("prior", lambda: user_prior(self.model))
+        return self._cached("prior", lambda: user_prior(self.model))
 
     def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
-        if "means" not in self._cache:
-            data, indices = np.asarray(self.seen.data, dtype=np.float64), self.seen.indices
-            user_counts = np.diff(self.seen.indptr)
-            rows = np.repeat(np.arange(self.n_users), user_counts)
-            user_sums = np.bincount(rows, weights=data, minlength=self.n_users)
-            item_sums = np.bincount(indices, weights=data, minlength=self.n_items)
-            item_counts = np.bincount(indices, minlength=self.n_items)
-            prior = BIAS_DAMPING * self.mean
-            self._cache["means"] = ((user_sums + prior) / (user_counts + BIAS_DAMPING),
-                                    (item_sums + prior) / (item_counts + BIAS_DAMPING))
-        return cast(tuple[np.ndarray, np.ndarray], self._cache["means"])
+        """Each user's and item's mean training rating, damped towards the global mean."""
+        def build() -> tuple[np.ndarray, np.ndarray]:
+            seen, prior = self.seen.astype(np.float64), BIAS_DAMPING * self.mean
+            user_count = np.diff(seen.indptr)
+            item_count = np.bincount(seen.indices, minlength=self.n_items)
+            return ((np.asarray(seen.sum(axis=1)).ravel() + prior) / (user_count + BIAS_DAMPING),
+                    (np.asarray(seen.sum(axis=0)).ravel() + prior) / (item_count + BIAS_DAMPING))
 
-
-def _device_of(value: Any) -> torch.device:
-    return cast(torch.device, (value[0] if isinstance(value, tuple) else value).device)
+        return self._cached("means", build)
 
 
 def _check_n(n: int) -> None:

@@ -40,21 +40,20 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
 from embrec.errors import ArtifactError
-from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig
+from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.resume_checks import (
+    MAX_STATE_BYTES,
     check_facts,
     check_tensors,
     field_error,
     read_pointer,
-    read_state,
     verify_files,
 )
-from embrec.writers import file_above, publish, replace_text, sha256, stage
+from embrec.writers import file_above, publish, read_json, replace_text, sha256, stage
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "copy_into",
-           "masks_state", "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "run_identity"]
 
 FORMAT = 2
 """2: ``state.json`` records the SHA-256 of every tensor file (1: no hashes, still resumed)."""
@@ -75,14 +74,8 @@ RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A checkpoint read back.
-
-    Attributes:
-        tensors: the state every rank shares (written by rank 0).
-        local: this rank's own state.
-        facts: the JSON part.
-        where: the checkpoint's folder.
-    """
+    """A checkpoint read back from its folder ``where``: the ``tensors`` every rank shares
+    (written by rank 0), this rank's ``local`` ones and the JSON ``facts``."""
 
     tensors: dict[str, Tensor]
     local: dict[str, Tensor]
@@ -167,7 +160,8 @@ class Checkpoints:
         if not pointer.exists() and not pointer.is_symlink():
             return None
         where = self.folder / read_pointer(pointer, _STEP)
-        facts = read_state(where / "state.json")
+        facts = read_json(where / "state.json", MAX_STATE_BYTES,
+                          hint=f"remove {self.folder} and train without resume")
         self._check(facts, where)
         names = ["state.safetensors", f"rank-{self.rank}.safetensors"]
         verify_files(facts, where, names)
@@ -313,14 +307,15 @@ class RunState:
         if self.hooks.checkpoints is None:
             return
         start = self.epoch_state if step else self.generator.get_state()
-        masks, positions = masks_state(self.masks)
+        masks = {f"masks.{k}": m.block for k, m in enumerate(self.masks) if m.block is not None}
         tensors = {**self._live(), **masks, "generator": self.generator.get_state(),
                    "epoch_generator": start}
         if self.sampler is not None:
             tensors["objective_generator"] = self.sampler.get_state()
         facts = {"epoch": epoch, "step": step, "steps": self.schedule.done, "stopped": stopped,
                  "lr": self.schedule.last, "history": self.history, "best_rmse": self.best.rmse,
-                 "best_epoch": self.best.epoch, "masks": positions, "seed": self.hooks.seed}
+                 "best_epoch": self.best.epoch, "seed": self.hooks.seed,
+                 "masks": [[m.used, m.rows, m.width] for m in self.masks]}
         self.hooks.checkpoints.save(tensors, {"predictions": self.predictions}, facts)
 
     def _live(self) -> dict[str, Tensor]:
@@ -348,8 +343,11 @@ class RunState:
         rank = self.hooks.checkpoints.rank if self.hooks.checkpoints else 0
         check_tensors(snapshot.tensors, snapshot.local, snapshot.where, rank,
                       self.generator.get_state(), self.predictions)
-        copy_into(self._live(), snapshot.tensors)
-        restore_masks(self.masks, snapshot.tensors, facts["masks"], self.predictions)
+        _copy_into(self._live(), snapshot.tensors)
+        for k, m in enumerate(self.masks):  # the pre-drawn blocks and their positions
+            block = snapshot.tensors.get(f"masks.{k}")
+            m.block = None if block is None else block.to(self.predictions)
+            m.used, m.rows, m.width = facts["masks"][k]
         self.epoch, self.step, self.stopped = facts["epoch"], facts["step"], facts["stopped"]
         self.schedule.done, self.schedule.last = facts["steps"], facts["lr"]
         self.history, self.best.rmse = facts["history"], facts["best_rmse"]
@@ -387,27 +385,9 @@ def _write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def masks_state(masks: list[DropoutMasks]) -> tuple[dict[str, Tensor], list[list[int]]]:
-    """Return the dropout masks' pre-drawn blocks and their positions (for a checkpoint)."""
-    tensors = {f"masks.{k}": m.block for k, m in enumerate(masks) if m.block is not None}
-    return tensors, [[m.used, m.rows, m.width] for m in masks]
-
-
-def restore_masks(masks: list[DropoutMasks], tensors: dict[str, Tensor],
-                  positions: list[list[int]], like: Tensor) -> None:
-    """Put pre-drawn dropout masks back as :func:`masks_state` saved them."""
-    for k, m in enumerate(masks):
-        block = tensors.get(f"masks.{k}")
-        m.block = None if block is None else block.to(like.device, like.dtype)
-        m.used, m.rows, m.width = positions[k]
-
-
-def copy_into(live: dict[str, Tensor], saved: dict[str, Tensor]) -> None:
-    """Copy every saved tensor into the live tensor of the same name.
-
-    Raises:
-        ArtifactError: if a tensor is missing or has another shape.
-    """
+def _copy_into(live: dict[str, Tensor], saved: dict[str, Tensor]) -> None:
+    """Copy every saved tensor into the live tensor of the same name (refusing a missing one
+    or one of another shape)."""
     with torch.no_grad():
         for name, tensor in live.items():
             value = saved.get(name)
