@@ -20,7 +20,7 @@ import torch
 
 from embrec import artifacts
 from embrec.artifacts import ModelState
-from embrec.coldstart import cold_vector
+from embrec.coldstart import BIAS_DAMPING, cold_vector, damped_means
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
@@ -34,9 +34,6 @@ __all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender", "load", "save"]
 
 OnUnknown = Literal["error", "nan", "mean"]
 T = TypeVar("T")
-
-BIAS_DAMPING = 5.0
-"""Pseudo-ratings at the global mean added to a user's or item's mean rating (the fallback)."""
 
 
 @dataclass(eq=False)
@@ -81,11 +78,8 @@ class Recommender:
         history: list[dict[str, float]] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Wrap a freshly trained model (put in eval mode) with the facts of its training data.
-
-        ``train`` gives the id maps, scale, seen items and data facts; ``metadata``
-        adds to those (split, seed, metrics...).
-        """
+        """Wrap a freshly trained model (put in eval mode) with the id maps, scale, seen items
+        and facts of its training data ``train``; ``metadata`` adds to those (split, seed...)."""
         model.eval()
         seen = sp.csr_matrix((train.rating, (train.user, train.item)),
                              shape=(train.n_users, train.n_items))
@@ -95,7 +89,6 @@ class Recommender:
         return cls(model, model_config, train_config, train.users, train.items, train.scale,
                    float(train.rating.mean()), seen, list(history or []), train.item_info, facts)
 
-    # ------------------------------------------------------------------ facts
     @property
     def device(self) -> torch.device:
         """The device the model's weights live on."""
@@ -123,13 +116,25 @@ class Recommender:
         """The registry name of the model, e.g. ``"biased-mf"``."""
         return str(self.model_config.name)
 
-    def save(self, path: str | Path) -> Path:
-        """Save to the model directory ``path``: :func:`save` as a method.
+    def save(self, path: str | Path, *, test: Ratings | None = None) -> Path:
+        """Write to the directory ``path``, replacing an earlier model there atomically.
+
+        Only an empty folder or an embrec model folder is replaced; files you added
+        to a model folder are kept (:mod:`embrec.modeldir`; the files: :mod:`embrec.artifacts`).
+
+        Args:
+            path: the model directory; its parent folders are created.
+            test: the rows held out from training, saved for ``embrec evaluate DIR``.
+
+        Returns:
+            The directory's path.
 
         Raises:
-            ArtifactError: if ``path`` is refused or cannot be written (see :func:`save`).
+            ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
+                model directory (never touched), if the weights hold NaN or infinity, or
+                another process is saving to ``path``.
         """
-        return save(self, path)
+        return artifacts.write(self.to_state(), path, test=test)
 
     def to_state(self) -> ModelState:
         """The plain state a model folder holds (see :mod:`embrec.artifacts`)."""
@@ -154,7 +159,6 @@ class Recommender:
         kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
         return cls(model, **kept)
 
-    # ------------------------------------------------------------------ predict
     def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
                 clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
         """Predict ratings for raw ids: a float for scalars, an array for arrays.
@@ -234,7 +238,6 @@ class Recommender:
             np.clip(out, self.scale[0], self.scale[1], out=out)
         return out
 
-    # ------------------------------------------------------------------ recommend
     def recommend(self, user: Any = None, *, users: Any = None, n: int = 10,
                   exclude_seen: bool = True) -> pd.DataFrame:
         """Recommend the ``n`` best-scored items for one user or for many.
@@ -266,14 +269,11 @@ class Recommender:
         raw = self.users.coerce(user if users is None else users)
         index = self.users.index(raw)
         items, scores = self.top_n_indices(index, n=n, exclude_seen=exclude_seen)
-        keep = items >= 0
-        if users is None:
-            return self._item_frame(items[0][keep[0]], scores[0][keep[0]], "score")
-        rank = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
-        frame = self._item_frame(items[keep], scores[keep], "score")
-        rows = np.broadcast_to(np.arange(len(index))[:, None], items.shape)[keep]
-        frame.insert(0, "rank", rank[keep])
-        frame.insert(0, "user", self.users.id_of(index)[rows])
+        rows, ranks = np.nonzero(items >= 0)  # row by row, best first
+        frame = self._item_frame(items[rows, ranks], scores[rows, ranks], "score")
+        if users is not None:
+            frame.insert(0, "rank", ranks + 1)
+            frame.insert(0, "user", self.users.id_of(index)[rows])
         return frame
 
     def top_n_indices(self, users: np.ndarray, *, n: int = 10,
@@ -361,7 +361,6 @@ class Recommender:
         _check_n(n)
         return self._vector_frame(cold_vector(self, features), n, None)
 
-    # ------------------------------------------------------------------ helpers
     def _cached(self, key: str, build: Callable[[], T]) -> T:
         """``build()`` once per model device (a moved model's vectors are rebuilt)."""
         device, value = self._cache.get(key, (None, None))
@@ -398,15 +397,7 @@ class Recommender:
         return self._cached("prior", lambda: user_prior(self.model))
 
     def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each user's and item's mean training rating, damped towards the global mean."""
-        def build() -> tuple[np.ndarray, np.ndarray]:
-            seen, prior = self.seen.astype(np.float64), BIAS_DAMPING * self.mean
-            user_count = np.diff(seen.indptr)
-            item_count = np.bincount(seen.indices, minlength=self.n_items)
-            return ((np.asarray(seen.sum(axis=1)).ravel() + prior) / (user_count + BIAS_DAMPING),
-                    (np.asarray(seen.sum(axis=0)).ravel() + prior) / (item_count + BIAS_DAMPING))
-
-        return self._cached("means", build)
+        return self._cached("means", lambda: damped_means(self.seen, self.mean))
 
 
 def _check_n(n: int) -> None:
@@ -415,25 +406,12 @@ def _check_n(n: int) -> None:
 
 
 def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
-    """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
-
-    Only an empty folder or an embrec model folder is replaced; files you added
-    to a model folder are kept (:mod:`embrec.modeldir`; the files: :mod:`embrec.artifacts`).
-
-    Args:
-        rec: the recommender to save.
-        path: the model directory; its parent folders are created.
-        test: the rows held out from training, saved for ``embrec evaluate DIR``.
-
-    Returns:
-        The directory's path.
+    """Write ``rec`` to the directory ``path``: :meth:`Recommender.save` as a function.
 
     Raises:
-        ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
-            model directory (never touched), if the weights hold NaN or infinity, or
-            another process is saving to ``path``.
+        ArtifactError: as :meth:`Recommender.save` does.
     """
-    return artifacts.write(rec.to_state(), path, test=test)
+    return rec.save(path, test=test)
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
