@@ -140,10 +140,8 @@ def _write_all(state: ModelState, tensors: dict[str, torch.Tensor], folder: Path
 def _tensors(state: ModelState) -> dict[str, torch.Tensor]:
     tensors = {f"model.{key}": value.detach().to("cpu").contiguous().clone()
                for key, value in state.weights.items()}
-    seen = state.seen
-    tensors["seen.indptr"] = torch.as_tensor(np.asarray(seen.indptr, dtype=np.int64))
-    tensors["seen.indices"] = torch.as_tensor(np.asarray(seen.indices, dtype=np.int64))
-    tensors["seen.data"] = torch.as_tensor(np.asarray(seen.data, dtype=np.float32))
+    for name, dtype in (("indptr", np.int64), ("indices", np.int64), ("data", np.float32)):
+        tensors[f"seen.{name}"] = torch.as_tensor(np.asarray(getattr(state.seen, name), dtype))
     return tensors
 
 
@@ -218,14 +216,17 @@ def read(path: str | Path) -> ModelState:
     for name, ids, n in ((USERS, users, n_users), (ITEMS, items, n_items)):
         if len(ids) != n:
             raise corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
-    metadata = dict(config.get("metadata") or {})
-    metadata["metrics"] = _read_metrics(path / METRICS)
+    metrics = read_json(path / METRICS)
+    if not isinstance(metrics, dict):
+        raise corrupt(path / METRICS, "must hold a JSON object")
+    item_info = read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
     return ModelState(
         model_config, train_config, users, items,
         (float(config["scale"][0]), float(config["scale"][1])), float(config["mean"]),
         _seen(path, tensors, n_users, n_items),
         {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")},
-        _read_history(path, listed), _read_item_info(path, listed), metadata)
+        _read_history(path, listed), item_info,
+        {**(config.get("metadata") or {}), "metrics": metrics})
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], set[str]]:
@@ -320,13 +321,6 @@ def _read_ids(file: Path, kind: str) -> IdIndex:
         raise corrupt(file, f"holds unusable ids ({str(error).splitlines()[0][:200]})") from None
 
 
-def _read_metrics(file: Path) -> dict[str, Any]:
-    metrics = read_json(file)
-    if not isinstance(metrics, dict):
-        raise corrupt(file, "must hold a JSON object")
-    return metrics
-
-
 def _seen(path: Path, tensors: dict[str, torch.Tensor], n_users: int,
           n_items: int) -> sp.csr_matrix:
     try:
@@ -350,7 +344,3 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
     if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
         raise corrupt(path / HISTORY, "holds values that are not numbers")
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
-    return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None

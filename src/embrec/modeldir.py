@@ -231,9 +231,7 @@ def _staging_name(target: Path) -> Path:
 def _retire(folder: Path, target: Path) -> None:
     """Delete embrec's files in a staging folder; give the user's files back to ``target``."""
     fresh = (folder / STAGING_MARKER).exists()
-    owned = OWN_NAMES if fresh else owned_names(folder)
-    if owned is None:
-        owned = set()
+    owned = OWN_NAMES if fresh else owned_names(folder) or set()
     for name in sorted(set(os.listdir(folder)) - set(owned)):
         if target.is_dir() and not (target / name).exists():
             os.rename(folder / name, target / name)

@@ -7,8 +7,6 @@ the lower item index, so the same model always gives the same lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import torch
@@ -102,11 +100,6 @@ def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values.gather(1, order), indices.gather(1, order)
 
 
-def _blocks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *,
           seen: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rank the whole catalogue (``item_vectors`` on the model's device) for each user and
@@ -124,7 +117,8 @@ def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *
     size = block_size(model, item_vectors.shape[0], item_vectors.shape[1] * 2)
     device = item_vectors.device
     with torch.inference_mode():
-        for block in _blocks(len(users), size):
+        for start in range(0, len(users), size):
+            block = slice(start, start + size)
             vectors = model.user_vectors(torch.as_tensor(users[block], device=device))
             scores = score_block(model, vectors, item_vectors)
             if seen is not None:
