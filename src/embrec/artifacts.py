@@ -65,7 +65,7 @@ from embrec.modeldir import (
     remove_stale_staging,
     write_model_dir,
 )
-from embrec.models.base import ModelConfig
+from embrec.models.base import ModelConfig, RatingModel
 from embrec.writers import matches
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "read", "write"]
@@ -93,6 +93,21 @@ class ModelState:
     history: list[dict[str, float]]
     item_info: pd.DataFrame | None
     metadata: dict[str, Any]
+
+    def build_model(self, device: torch.device) -> RatingModel:
+        """The model these weights are for, on ``device`` in eval mode.
+
+        Raises:
+            ArtifactError: if the weights do not fit the model.
+        """
+        model = self.model_config.build(len(self.users), len(self.items), scale=self.scale,
+                                        mean=self.mean)
+        try:
+            model.load_state_dict(self.weights, strict=True)
+        except RuntimeError as error:
+            raise ArtifactError(f"saved weights do not fit the {self.model_config.name} model "
+                                f"({str(error)[-200:]})", hint="re-save the model") from None
+        return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------- write

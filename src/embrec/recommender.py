@@ -25,8 +25,8 @@ from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.device import resolve_device
-from embrec.errors import ArtifactError, ConfigError, UnknownIdError
-from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
+from embrec.errors import ConfigError, UnknownIdError
+from embrec.foldin import fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
 
@@ -143,21 +143,10 @@ class Recommender:
 
     @classmethod
     def from_state(cls, state: ModelState, device: torch.device) -> Recommender:
-        """Build the model of a read model folder on ``device``, in eval mode.
-
-        Raises:
-            ArtifactError: if the weights do not fit the model.
-        """
-        model = state.model_config.build(len(state.users), len(state.items), scale=state.scale,
-                                         mean=state.mean)
-        try:
-            model.load_state_dict(state.weights, strict=True)
-        except RuntimeError as error:
-            raise ArtifactError(f"saved weights do not fit the {state.model_config.name} model "
-                                f"({str(error)[-200:]})", hint="re-save the model") from None
-        model.to(device).eval()
+        """The recommender a read model folder holds, its model on ``device`` in eval mode
+        (raises ArtifactError if its weights do not fit the model)."""
         kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
-        return cls(model, **kept)
+        return cls(state.build_model(device), **kept)
 
     def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
                 clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
@@ -215,7 +204,8 @@ class Recommender:
         known = (u >= 0) & (i >= 0)
         out = np.full(len(u), np.nan, dtype=np.float32)
         if on_unknown == "mean" and not known.all():
-            user_means, item_means = self._data_means()
+            user_means, item_means = self._cached("means",
+                                                  lambda: damped_means(self.seen, self.mean))
             fallback = np.where(i >= 0, item_means[np.maximum(i, 0)], self.mean)
             out[~known] = np.where(u >= 0, user_means[np.maximum(u, 0)], fallback)[~known]
         out[known] = self.predict_indices(u[known], i[known], clip=clip)
@@ -303,7 +293,9 @@ class Recommender:
         """
         _check_n(n)
         index = int(self.items.index(self.items.coerce(item))[0])
-        neighbours, similarity = top_similar(self._unit_factors(), index, n)
+        unit = self._cached("unit_factors", lambda: torch.nn.functional.normalize(
+            self.model.item_factors().detach().float(), dim=1, eps=1e-12))
+        neighbours, similarity = top_similar(unit, index, n)
         return self._item_frame(neighbours, similarity, "similarity")
 
     def recommend_for_ratings(self, ratings: Mapping[Any, float], *, n: int = 10,
@@ -311,10 +303,9 @@ class Recommender:
                               on_unknown: Literal["error", "ignore"] = "error") -> pd.DataFrame:
         """Recommend for a new user given their ratings, without retraining.
 
-        A user vector is fitted to the ratings with the items frozen (see
-        :mod:`embrec.foldin`); with no usable rating it is the mean user's. A
-        model that builds a user's vector from the history itself (``popular``,
-        ``ease``: ``model.history_vector``) gets it directly, exactly.
+        A user vector is fitted to the ratings with the items frozen (:mod:`embrec.foldin`);
+        with no usable rating it is the mean user's. A model that builds it from the history
+        itself (``popular``, ``ease``: ``model.history_vector``) gets it exactly.
 
         Args:
             ratings: raw item id -> rating.
@@ -340,8 +331,8 @@ class Recommender:
         else:
             item_vectors = self._item_vectors()
             targets = torch.as_tensor(values, device=item_vectors.device)
-            vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets,
-                             self._prior())
+            prior = self._cached("prior", lambda: user_prior(self.model))
+            vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets, prior)
         return self._vector_frame(vector, n, index if exclude_seen else None)
 
     def recommend_for_features(self, features: Mapping[str, Any], *, n: int = 10
@@ -385,19 +376,6 @@ class Recommender:
     def _item_vectors(self) -> torch.Tensor:
         all_items = torch.arange(self.n_items, device=self.device)
         return self._cached("item_vectors", lambda: self.model.item_vectors(all_items).detach())
-
-    def _unit_factors(self) -> torch.Tensor:
-        def build() -> torch.Tensor:
-            factors = self.model.item_factors().detach().float()
-            return factors.div(factors.norm(dim=1, keepdim=True).clamp_min(1e-12))
-
-        return self._cached("unit_factors", build)
-
-    def _prior(self) -> UserPrior:
-        return self._cached("prior", lambda: user_prior(self.model))
-
-    def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._cached("means", lambda: damped_means(self.seen, self.mean))
 
 
 def _check_n(n: int) -> None:
