@@ -141,13 +141,6 @@ class Recommender:
         kept = {f.name: getattr(self, f.name) for f in fields(ModelState) if f.name != "weights"}
         return ModelState(weights=self.model.state_dict(), **kept)
 
-    @classmethod
-    def from_state(cls, state: ModelState, device: torch.device) -> Recommender:
-        """The recommender a read model folder holds, its model on ``device`` in eval mode
-        (raises ArtifactError if its weights do not fit the model)."""
-        kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
-        return cls(state.build_model(device), **kept)
-
     def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
                 clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
         """Predict ratings for raw ids: a float for scalars, an array for arrays.
@@ -409,4 +402,6 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
         ConfigError: for a device that is not available.
     """
     target = resolve_device(device)  # before reading: a bad device is said first
-    return Recommender.from_state(artifacts.read(path), target)
+    state = artifacts.read(path)
+    kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
+    return Recommender(state.build_model(target), **kept)
