@@ -1,8 +1,8 @@
 """A model folder read and written as plain state (ids, configs, tensors, metadata), no pickle.
 
-:class:`ModelState` is everything a saved model holds; ``Recommender.to_state``
-and ``load`` (:mod:`embrec.recommender`, which holds the public ``save`` and
-``load``) convert, so this module never sees a ``Recommender``.
+:class:`ModelState` is everything a saved model holds; ``save`` and ``load``
+(:mod:`embrec.recommender`) convert a ``Recommender`` to and from it, so this
+module never sees one.
 
 A model directory holds::
 

@@ -119,8 +119,7 @@ class Recommender:
     def save(self, path: str | Path, *, test: Ratings | None = None) -> Path:
         """Write to the directory ``path``, replacing an earlier model there atomically.
 
-        Only an empty folder or an embrec model folder is replaced; files you added
-        to a model folder are kept (:mod:`embrec.modeldir`; the files: :mod:`embrec.artifacts`).
+        Files you added to the folder stay (:mod:`embrec.modeldir`; files: :mod:`embrec.artifacts`).
 
         Args:
             path: the model directory; its parent folders are created.
@@ -131,15 +130,11 @@ class Recommender:
 
         Raises:
             ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
-                model directory (never touched), if the weights hold NaN or infinity, or
-                another process is saving to ``path``.
+                model folder (never touched), the weights hold NaN or infinity, or another
+                process is saving to ``path``.
         """
-        return artifacts.write(self.to_state(), path, test=test)
-
-    def to_state(self) -> ModelState:
-        """The plain state a model folder holds (see :mod:`embrec.artifacts`)."""
         kept = {f.name: getattr(self, f.name) for f in fields(ModelState) if f.name != "weights"}
-        return ModelState(weights=self.model.state_dict(), **kept)
+        return artifacts.write(ModelState(weights=self.model.state_dict(), **kept), path, test=test)
 
     def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
                 clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
@@ -197,10 +192,9 @@ class Recommender:
         known = (u >= 0) & (i >= 0)
         out = np.full(len(u), np.nan, dtype=np.float32)
         if on_unknown == "mean" and not known.all():
-            user_means, item_means = self._cached("means",
-                                                  lambda: damped_means(self.seen, self.mean))
-            fallback = np.where(i >= 0, item_means[np.maximum(i, 0)], self.mean)
-            out[~known] = np.where(u >= 0, user_means[np.maximum(u, 0)], fallback)[~known]
+            means = self._cached("means", lambda: damped_means(self.seen, self.mean))
+            fallback = np.where(i >= 0, means[1][np.maximum(i, 0)], self.mean)
+            out[~known] = np.where(u >= 0, means[0][np.maximum(u, 0)], fallback)[~known]
         out[known] = self.predict_indices(u[known], i[known], clip=clip)
         return out
 
@@ -249,8 +243,7 @@ class Recommender:
         if (user is None) == (users is None) or (user is not None and np.ndim(user) != 0):
             raise ConfigError("user", user, "needs exactly one user id, or users=[...]",
                               hint="pass user=<id> for one user or users=[ids] for many")
-        raw = self.users.coerce(user if users is None else users)
-        index = self.users.index(raw)
+        index = self.users.index(self.users.coerce(user if users is None else users))
         items, scores = self.top_n_indices(index, n=n, exclude_seen=exclude_seen)
         rows, ranks = np.nonzero(items >= 0)  # row by row, best first
         frame = self._item_frame(items[rows, ranks], scores[rows, ranks], "score")
@@ -322,10 +315,9 @@ class Recommender:
         if direct is not None:
             vector = direct(index, values)
         else:
-            item_vectors = self._item_vectors()
-            targets = torch.as_tensor(values, device=item_vectors.device)
             prior = self._cached("prior", lambda: user_prior(self.model))
-            vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets, prior)
+            vector = fold_in(self.model, self._item_vectors()[torch.as_tensor(index)],
+                             torch.as_tensor(values), prior)
         return self._vector_frame(vector, n, index if exclude_seen else None)
 
     def recommend_for_features(self, features: Mapping[str, Any], *, n: int = 10
