@@ -136,14 +136,9 @@ def write_model_dir(target: str | Path, write: Callable[[Path], None], *, format
                     lock_timeout: float = 60.0) -> Path:
     """Write a model folder at ``target`` with ``write(staging)`` and move it into place.
 
-    Args:
-        target: the model folder (followed if it is a symlink).
-        write: writes the model's files (names from :data:`OWN_NAMES`) into a folder.
-        format_version: recorded in the manifest.
-        lock_timeout: seconds to wait for another save to the same target.
-
-    Returns:
-        The folder the model is in (the symlink's target for a symlink).
+    ``write`` writes the model's files (names from :data:`OWN_NAMES`); ``format_version``
+    goes in the manifest; another save to ``target`` is waited for ``lock_timeout``
+    seconds. Returns the folder the model is in (a symlinked ``target`` is followed).
 
     Raises:
         ArtifactError: if ``target`` is a file or a non-empty folder that is not

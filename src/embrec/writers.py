@@ -198,11 +198,8 @@ def process_alive(pid: int) -> bool:
 
 @contextmanager
 def hold_outputs(*paths: str | Path | None, what: str = "training") -> Iterator[None]:
-    """Hold the run lock of every path given (``None`` entries are skipped).
-
-    Args:
-        paths: the outputs this run writes (a model folder, its checkpoints).
-        what: what this run does, for the refusal's wording.
+    """Hold the run lock of every output ``paths`` this run writes (``None`` entries are
+    skipped); ``what`` the run does words the refusal.
 
     Raises:
         ArtifactError: if another live process holds one of the locks.

@@ -84,16 +84,11 @@ class Snapshot:
 
 
 class Checkpoints:
-    """The checkpoints of one run in ``folder``.
+    """The checkpoints of one run in ``folder`` (created on the first save).
 
-    Args:
-        folder: the checkpoint directory (created on the first save).
-        identity: what a checkpoint must match to be resumed: ``fingerprint``,
-            ``model``, ``train`` and ``world_size``.
-        every: also checkpoint every this many optimiser steps (``None``: at
-            the end of each epoch only).
-        rank: this process's rank.
-        barrier: waits for every rank (``None`` in one process).
+    ``identity`` (:func:`run_identity`) is what a checkpoint must match to be resumed;
+    ``every``: also checkpoint every this many optimiser steps (``None``: at each
+    epoch's end only); ``barrier`` waits for every rank (``None`` in one process).
     """
 
     def __init__(self, folder: str | Path, identity: dict[str, Any], every: int | None = None,
@@ -108,16 +103,9 @@ class Checkpoints:
 
     def save(self, tensors: dict[str, Tensor], local: dict[str, Tensor],
              facts: dict[str, Any]) -> Path:
-        """Write a checkpoint atomically (every rank calls this at the same step).
-
-        Args:
-            tensors: the shared state (only rank 0 writes it).
-            local: this rank's own state.
-            facts: JSON-ready facts; ``steps`` names the checkpoint.
-
-        Returns:
-            The checkpoint's folder.
-        """
+        """Write a checkpoint atomically; every rank calls this at the same step with its
+        ``local`` tensors (rank 0 also writes the shared ``tensors``). ``facts["steps"]``
+        names the checkpoint folder, which is returned."""
         name = f"step-{int(facts['steps']):09d}"
         staging = self.folder / f".{name}.tmp"
         if self.rank == 0:
@@ -251,15 +239,9 @@ class RunHooks:
 class RunState:
     """The loop's position and state: what a checkpoint saves and a resume puts back.
 
-    Args:
-        model: the model being trained.
-        engine: its optimisers (``tables``: row optimisers, ``dense_optimizer``).
-        config: the training settings.
-        generator: the run's seeded generator.
-        data: this rank's training columns.
-        hooks: data-parallel training and checkpoints.
-        schedule: the learning-rate position (``done``, ``last``, ``next()``).
-        best: the best epoch so far (``rmse``, ``epoch``, ``params``).
+    ``engine`` holds the optimisers (``tables``, ``keras``, ``dense_optimizer``),
+    ``schedule`` the learning-rate position (``done``, ``last``, ``total``), ``best``
+    the best epoch so far (``rmse``, ``epoch``, ``params``); ``data`` is this rank's.
     """
 
     def __init__(self, model: EmbeddingModel, engine: Any, config: TrainConfig,

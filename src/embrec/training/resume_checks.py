@@ -45,14 +45,8 @@ def _number(value: Any) -> bool:
 
 def check_facts(facts: dict[str, Any], file: Path, *, epochs: int, per_epoch: int,
                 masks: int) -> None:
-    """Check the resumed fields of ``facts`` against a run of ``epochs`` x ``per_epoch`` steps.
-
-    Args:
-        facts: the parsed ``state.json``.
-        file: its path, for the message.
-        epochs: the run's epochs.
-        per_epoch: optimiser steps in one epoch.
-        masks: how many dropout-mask streams the model has.
+    """Check the resumed fields of ``facts`` (parsed from ``file``) against a run of
+    ``epochs`` x ``per_epoch`` optimiser steps whose model has ``masks`` dropout streams.
 
     Raises:
         ArtifactError: naming the first field whose type or range is wrong.
