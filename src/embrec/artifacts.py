@@ -110,7 +110,6 @@ class ModelState:
         return model.to(device).eval()
 
 
-# ----------------------------------------------------------------------------- write
 def write(state: ModelState, path: str | Path, *, test: Ratings | None = None) -> Path:
     """Write ``state`` to the model folder ``path`` (see :func:`embrec.recommender.save`).
 
@@ -211,7 +210,6 @@ def _json(value: Any) -> str:
     return dumps(value, default=str) + "\n"  # a device or anything else: kept readable
 
 
-# ----------------------------------------------------------------------------- read
 def read(path: str | Path) -> ModelState:
     """Read and check the model folder ``path`` (see :func:`embrec.recommender.load`).
 

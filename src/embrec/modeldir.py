@@ -65,7 +65,6 @@ def _checkpoint(stage: str) -> None:
     """A no-op the crash tests replace to kill the process at ``stage``."""
 
 
-# ----------------------------------------------------------------------------- manifest
 def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -131,7 +130,6 @@ def owned_names(folder: Path) -> set[str] | None:
     return None
 
 
-# ----------------------------------------------------------------------------- save
 def write_model_dir(target: str | Path, write: Callable[[Path], None], *, format_version: int,
                     lock_timeout: float = 60.0) -> Path:
     """Write a model folder at ``target`` with ``write(staging)`` and move it into place.

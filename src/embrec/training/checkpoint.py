@@ -135,10 +135,8 @@ class Checkpoints:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> Snapshot | None:
-        """Read the latest complete checkpoint; ``None`` when there is none.
-
-        Returns:
-            The snapshot, checked against this run's identity.
+        """Read the latest complete checkpoint, checked against this run's identity;
+        ``None`` when there is none.
 
         Raises:
             ArtifactError: if the checkpoint is unreadable or belongs to a
