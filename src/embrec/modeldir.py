@@ -282,9 +282,6 @@ def _complete(folder: Path) -> bool:
 
 def _locked(target: Path, timeout: float) -> AbstractContextManager[None]:
     """Hold ``.NAME.embrec-lock`` beside ``target``: one save to a folder at a time."""
-    def refuse(holder: str) -> ArtifactError:
-        return ArtifactError(f"another process is saving a model to {target} "
-                             f"(pid {holder}, lock .{target.name}.embrec-lock)",
-                             hint="wait for it to finish, or save to another folder")
-
-    return locked(target.with_name(f".{target.name}.embrec-lock"), refuse, timeout)
+    lock = target.with_name(f".{target.name}.embrec-lock")
+    return locked(lock, f"another process is saving a model to {target} (pid {{pid}}, lock "
+                  f"{lock.name})", "wait for it to finish, or save to another folder", timeout)

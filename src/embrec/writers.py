@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -141,12 +141,12 @@ def read_json(file: Path, limit: int, hint: str) -> Any:
 
 # ----------------------------------------------------------------------------- locks
 @contextmanager
-def locked(lock: Path, refuse: Callable[[str], ArtifactError],
-           timeout: float = 0.0) -> Iterator[None]:
+def locked(lock: Path, refusal: str, hint: str, timeout: float = 0.0) -> Iterator[None]:
     """Hold ``lock`` (flock) with our pid in it, waiting at most ``timeout`` seconds.
 
     Raises:
-        ArtifactError: ``refuse(holder_pid)`` when another process still holds it.
+        ArtifactError: ``refusal`` (its ``{pid}`` the holder's) when another process
+            still holds it.
         OSError: when the lock file cannot be made.
     """
     deadline = time.monotonic() + timeout
@@ -158,7 +158,7 @@ def locked(lock: Path, refuse: Callable[[str], ArtifactError],
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if time.monotonic() >= deadline:
-                raise refuse(holder) from None
+                raise ArtifactError(refusal.replace("{pid}", holder), hint=hint) from None
             time.sleep(0.05)
             continue
         if same_file(fd, lock):  # not a file its last holder removed as we opened it
@@ -213,15 +213,11 @@ def hold_outputs(*paths: str | Path | None, what: str = "training") -> Iterator[
 
 def _hold(stack: ExitStack, path: Path, what: str) -> None:
     lock = path.with_name(RUN_LOCK.format(name=path.name))
-
-    def refuse(holder: str) -> ArtifactError:
-        return ArtifactError(f"another embrec process (pid {holder}) is already {what} into "
-                             f"{path}", hint="wait for it to finish, or pass another --out")
-
+    refusal = f"another embrec process (pid {{pid}}) is already {what} into {path}"
     with suppress(OSError):  # the save makes it anyway; a file above is refused later
         lock.parent.mkdir(parents=True, exist_ok=True)
     try:
-        stack.enter_context(locked(lock, refuse))
+        stack.enter_context(locked(lock, refusal, "wait for it to finish, or pass another --out"))
     except ArtifactError:
         raise
     except OSError:  # a read-only or missing parent: the save itself will say so
