@@ -37,7 +37,6 @@ STAGING_MARKER = ".embrec-staging"
 RUN_LOCK = ".{name}.embrec-run"
 
 
-# ----------------------------------------------------------------------------- stage and rename
 def stage(staging: Path) -> Path:
     """Make the new staging folder ``staging``, marked as embrec's with this process's pid."""
     staging.mkdir(mode=0o755, parents=True)
@@ -104,7 +103,6 @@ def file_above(path: Path) -> Path | None:
     return None
 
 
-# ----------------------------------------------------------------------------- verify
 def sha256(path: Path) -> str:
     """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -139,7 +137,6 @@ def read_json(file: Path, limit: int, hint: str) -> Any:
         raise ArtifactError(f"{file}: is not valid JSON ({problem})", hint=hint) from None
 
 
-# ----------------------------------------------------------------------------- locks
 @contextmanager
 def locked(lock: Path, refusal: str, hint: str, timeout: float = 0.0) -> Iterator[None]:
     """Hold ``lock`` (flock) with our pid in it, waiting at most ``timeout`` seconds.
@@ -247,7 +244,6 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
     return path.with_name(path.name + ".checkpoints")
 
 
-# ----------------------------------------------------------------------------- own text files
 def check_own_file(path: str | Path, mark: str, *, flag: str = "--out") -> None:
     """Refuse ``path`` unless it is absent or a file whose first line starts with ``mark``.
 
