@@ -8,11 +8,19 @@ Two modes, both running pytest in a subprocess with ``benchmarks/seed_sweep_plug
 * otherwise: run the given tests once per seed ``0..N-1`` with every unseeded draw forced to
   that seed, and count the failures of each test.
 
+No tests named means the whole suite. ``--seeded`` adds every test file that sets a training
+seed (``seed=`` or ``--seed``); with ``--override-seeded`` their fits run at the swept seeds
+instead, which shows whether a test passes only at the seed it was pinned to.
+
 Usage (from the repository root)::
 
     PYTHONPATH=src python3 benchmarks/seed_sweep.py --discover --out benchmarks/results/x.json
     PYTHONPATH=src python3 benchmarks/seed_sweep.py --seeds 15 --out benchmarks/results/y.json \\
         tests/test_cli.py::test_train_with_no_options_uses_synthetic ...
+    PYTHONPATH=src python3 benchmarks/seed_sweep.py --in-process --override-seeded --seeds 8 \\
+        --seeded --out benchmarks/results/z.json           # every seeded test file
+    PYTHONPATH=src python3 benchmarks/seed_sweep.py --in-process --override-seeded --seeds 8 \\
+        --out benchmarks/results/suite.json                # the whole suite
 
 Results are written as JSON (and a Markdown table beside it).
 """
@@ -31,6 +39,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def seeded_files() -> list[str]:
+    """Every test file that sets a training seed (``seed=`` or ``--seed``), repo-relative."""
+    pattern = re.compile(r"\bseed=|--seed\b")
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
+                  if pattern.search(p.read_text()))
 
 
 def _pytest(tests: list[str], env: dict[str, str], junit: Path) -> float:
@@ -107,7 +122,7 @@ def sweep_in_process(tests: list[str], seeds: int, scratch: Path,
         ratios.setdefault(re.sub(r"\[seed\d+\]|-seed\d+(?=\])|seed\d+-", "", test), []).extend(
             values)
     return {"mode": "sweep", "in_process": True, "override_seeded": override,
-            "seeds": list(range(seeds)), "tests": tests,
+            "seeds": list(range(seeds)), "tests": tests or ["<suite>"],
             "seconds": round(seconds, 1), "failing_seeds": failures,
             "failure_rate": {t: f"{len(s)}/{seeds}" for t, s in failures.items()},
             "worst_train_rmse_over_mean_rmse": {t: round(max(v), 4) for t, v in ratios.items()},
@@ -146,7 +161,11 @@ def _markdown(result: dict[str, object]) -> str:
     worst = result["worst_train_rmse_over_mean_rmse"]
     rows = [f"| `{t}` | {rate[t]} | {seeds[t]} | {worst.get(t, '')} |"  # type: ignore
             for t in sorted(rate)]  # type: ignore
-    return ("| test | failures | failing seeds | worst train RMSE / mean RMSE |\n"
+    failing = sorted(t for t in rate if seeds[t])  # type: ignore
+    swept = "every fit" if result.get("override_seeded") else "unseeded fits"
+    summary = (f"{len(rate)} tests x {len(result['seeds'])} seeds ({swept} at the swept seed):"  # type: ignore
+               f" {len(failing)} failed on some seed{''.join(f'; `{t}`' for t in failing)}\n\n")
+    return (summary + "| test | failures | failing seeds | worst train RMSE / mean RMSE |\n"
             "|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
@@ -159,9 +178,13 @@ def main() -> None:
                         help="sweep the seeds in one pytest process (a seed parameter)")
     parser.add_argument("--override-seeded", action="store_true",
                         help="with --in-process: force the seed of seeded fits too")
+    parser.add_argument("--seeded", action="store_true",
+                        help="add every test file that sets a training seed to the tests")
     parser.add_argument("--order", help="reverse or shuffle:N: run the tests in that order")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.seeded:
+        args.tests = sorted(set(args.tests) | set(seeded_files()))
     with tempfile.TemporaryDirectory() as scratch:
         result = (discover(args.tests, Path(scratch)) if args.discover
                   else order(args.tests, args.order, Path(scratch)) if args.order

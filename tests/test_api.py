@@ -14,8 +14,14 @@ def _public(module: object) -> set[str]:
 
 
 def test_all_equals_the_public_names() -> None:
-    assert set(embrec.__all__) == _public(embrec)
+    """``dir`` is ``__all__``; each name resolves, and every lazily imported name is listed."""
+    assert dir(embrec) == sorted(embrec.__all__)
     assert len(embrec.__all__) == len(set(embrec.__all__))
+    assert set(embrec.__all__) == set(embrec._WHERE) | {"__version__"}  # none missing
+    assert _public(embrec) == set(embrec.__all__)  # each resolves and is no module
+    defined = {n for n, v in vars(embrec).items()
+               if not n.startswith("_") and not inspect.ismodule(v)}
+    assert defined <= set(embrec.__all__)  # no public helper left out of __all__
 
 
 def test_the_quickstart_verbs_are_exported() -> None:

@@ -24,8 +24,8 @@ if typing.TYPE_CHECKING:
     from embrec.blending import blend
     from embrec.config import TrainConfig
     from embrec.data.datasets import DATASETS, dataset_info, fetch, list_datasets, load_dataset
-    from embrec.data.feature_files import read_features
-    from embrec.data.features import Features, with_features
+    from embrec.data.feature_files import read_features, with_features
+    from embrec.data.features import Features
     from embrec.data.ids import IdIndex
     from embrec.data.layouts import read_layout
     from embrec.data.ratings import Ratings
@@ -93,7 +93,7 @@ _WHERE: dict[str, str] = {
     "read_ratings": "embrec.data.readers",
     "save": "embrec.recommender",
     "split": "embrec.data.split",
-    "with_features": "embrec.data.features",
+    "with_features": "embrec.data.feature_files",
 }
 
 
@@ -152,4 +152,5 @@ def __getattr__(name: str) -> typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """Exactly the public names, so ``dir(embrec)`` is the API and not its helpers."""
+    return sorted(__all__)

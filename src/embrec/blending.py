@@ -21,6 +21,7 @@ from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.evaluation.metrics import ndcg_at_k_per_user, relevance_matrix
+from embrec.models import default_training
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.blend import Blend, BlendConfig, component_configs
 from embrec.recommender import Recommender
@@ -124,7 +125,6 @@ def _rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _fit_component(spec: dict[str, Any], train: Ratings, seed: int, blend: Blend) -> Recommender:
-    from embrec.presets import default_training
     from embrec.training.fit import fit
 
     model_config, train_config = component_configs(spec)

@@ -37,9 +37,12 @@ from typing import Any
 from embrec.config import TrainConfig, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models import AutoRecConfig, BiasedMFConfig, BlendConfig, GMFConfig, MLPConfig
+from embrec.models import DEFAULT_TRAINING, PER_RATING, BlendConfig, default_training
+from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig
-from embrec.models.defaults import DEFAULT_TRAINING, PER_RATING, default_training
+from embrec.models.biased_mf import BiasedMFConfig
+from embrec.models.gmf import GMFConfig
+from embrec.models.mlp import MLPConfig
 from embrec.recommender import Recommender
 
 __all__ = ["DEFAULT_TRAINING", "PRESETS", "Preset", "default_training", "fit_preset"]
@@ -65,7 +68,6 @@ PRESETS: dict[str, Preset] = {
         model=MLPConfig(embedding_dim=50, hidden=(70,), dropout=(0.3, 0.75), activation="relu",
                         bounded=False, init="keras", biases=False),
         train=TrainConfig(epochs=2, batch_size=64, **KERAS_ADAM),  # type: ignore[arg-type]
-        test_size=0.2,
         description="MovieLens notebook: concat(50, 50) -> Dense(70, relu) -> Dense(1), 2 epochs",
     ),
     "goodreads-notebook": Preset(
@@ -76,17 +78,13 @@ PRESETS: dict[str, Preset] = {
         test_size=0.1,
         description="Goodreads notebook: 99 x 99 product -> Dense(1, relu) -> Dense(1), 10 epochs",
     ),
-    # selected on validation rows of ML-100K and an ML-10M-shaped set, never test rows
-    # (benchmarks/select_default.py; benchmarks/results/default.md): the smallest worst-case gap
-    "default": Preset(
+    "default": Preset(  # benchmarks/select_default.py; benchmarks/results/default.md
         model=BiasedMFConfig(),
         train=PER_RATING,
         test_size=0.1,
         description="biased MF, 32 factors, per-rating lazy Adam (compiled kernel), one-cycle, "
                     "10 epochs (selected on validation rows of ML-100K and a 10M-rating set)",
     ),
-    # Chosen on validation rows carved from ML-100K's 80/20 training part
-    # (benchmarks/results/ranking.md): the test rows played no part.
     "accurate": Preset(
         model=BlendConfig(components=(
             {"model": "biased-mf", "config": BiasedMFConfig().to_dict(),
@@ -101,12 +99,10 @@ PRESETS: dict[str, Preset] = {
         model=BiasedMFConfig(embedding_dim=64, init="normal", init_std=0.01),
         train=TrainConfig(epochs=20, batch_size=1024, learning_rate=0.01, weight_decay=0.1,
                           loss="in-batch", positive_threshold=4.0),
-        test_size=0.2,
         description="top-N on explicit ratings: biased MF trained with a softmax over "
                     "in-batch items (ratings >= 4 are positives)",
     ),
 }
-
 
 
 def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
@@ -144,4 +140,3 @@ def fit_preset(name: str, train: Ratings, *, validation: Ratings | None = None,
                                  **{k: v for k, v in overrides.items() if k in train_fields})
     return fit(model, train, config, validation=validation,
                metadata={"preset": name, **(metadata or {})})
-

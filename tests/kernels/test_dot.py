@@ -103,6 +103,7 @@ class Crash(RuntimeError):
     pass
 
 
+@pytest.mark.filterwarnings("ignore::embrec.errors.TrainingWarning")  # over-fitting, some seeds
 @pytest.mark.parametrize("blocks", [1, 3])  # the epoch's order, and LIBMF's grid of it
 @pytest.mark.parametrize("at", [3, 11])  # mid-epoch, and just after an epoch's end
 def test_a_resumed_kernel_run_equals_the_uninterrupted_run(few: Any, tmp_path: Any,

@@ -61,4 +61,5 @@ def test_a_grid_fit_is_seeded_and_learns_as_well(grid: Any) -> None:
     with pytest.MonkeyPatch.context() as plain:
         plain.setattr(trainers, "grid_size", lambda *args: 1)
         ungridded = fit(BiasedMFConfig(embedding_dim=8), train, config)
-    assert abs(evaluate(first, test)["rmse"] - evaluate(ungridded, test)["rmse"]) < 0.01
+    # another order of the same ratings: not worse beyond the noise of 2,000 test ratings
+    assert evaluate(first, test)["rmse"] < evaluate(ungridded, test)["rmse"] + 0.02

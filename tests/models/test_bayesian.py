@@ -15,9 +15,23 @@ from embrec.data.features import features_from_frame
 from embrec.data.synthetic import generate
 from embrec.models import BayesianFMConfig
 from embrec.models.bayesian import _sides
-from embrec.training.gibbs import conditional_mean, sample_side
+from embrec.training.gibbs import Side, _curvature, sample_side
 
 FAST = {"embedding_dim": 4, "sweeps": 30, "burn_in": 10}
+
+
+def conditional_mean(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: np.ndarray,
+                     alpha: float) -> np.ndarray:
+    """The conditional mean of ``side.weights`` by a dense solve: the oracle for sample_side."""
+    curvature, targets, _ = _curvature(ratings, other, offset)
+    n, k1 = side.weights.shape
+    dense = side.design.toarray()
+    # A = alpha Σ_u (x_u x_uᵀ) ⊗ C_u + diag(row precision), V flattened row-major
+    a = alpha * np.einsum("uj,ul,ukm->jklm", dense, dense, curvature).reshape(n * k1, n * k1)
+    a += np.diag((side.precision[side.group]).ravel())
+    rhs = dense.T @ (alpha * targets) + side.precision[side.group] * side.mean[side.group]
+    solved: np.ndarray = np.linalg.solve(a, rhs.ravel()).reshape(n, k1)
+    return solved
 
 
 def test_conditional_update_is_the_normal_posterior_mean_without_noise(tiny: embrec.Ratings

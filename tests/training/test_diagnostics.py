@@ -19,8 +19,8 @@ def kinds(findings: list[dict[str, object]]) -> list[object]:
     return [finding["kind"] for finding in findings]
 
 
-def test_dead_relu_unit_is_reported(tiny: Ratings) -> None:
-    """The Goodreads network's one-unit ReLU dies at a high learning rate."""
+def test_dead_relu_unit_is_reported(tiny: Ratings, dead_gmf_unit: None) -> None:
+    """The Goodreads network's one-unit ReLU, dead: reported, and the model is a constant."""
     config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, seed=1)
     with pytest.warns(TrainingWarning) as caught:
         rec = fit(GMFConfig(embedding_dim=8, hidden=(1,), dropout=0.2, init="keras",
@@ -31,7 +31,8 @@ def test_dead_relu_unit_is_reported(tiny: Ratings) -> None:
     assert any("predicts (almost) one constant" in m for m in messages)
 
 
-def test_bias_terms_keep_a_dead_unit_from_making_the_model_constant(tiny: Ratings) -> None:
+def test_bias_terms_keep_a_dead_unit_from_making_the_model_constant(
+        tiny: Ratings, dead_gmf_unit: None) -> None:
     """The same network with user and item biases still tells pairs apart."""
     config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, seed=1)
     with pytest.warns(TrainingWarning):

@@ -28,7 +28,7 @@ def test_biased_mf_hints_mention_no_relu_and_no_dropout(tiny: Ratings) -> None:
     assert "raise weight_decay, or stop earlier" in _messages(caught)
 
 
-def test_a_relu_tower_keeps_its_dead_unit_hint(tiny: Ratings) -> None:
+def test_a_relu_tower_keeps_its_dead_unit_hint(tiny: Ratings, dead_gmf_unit: None) -> None:
     config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.05, seed=1)
     with pytest.warns(TrainingWarning) as caught:
         fit(GMFConfig(embedding_dim=8, hidden=(1,), dropout=0.2, init="keras", biases=False),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +164,7 @@ def test_the_fused_path_reports_the_rows_and_losses_the_general_loop_does(
         reports.append((stop, size, float(predictions[:stop].sum())))
 
     for module in ("fused", "trainers"):  # each path's own reference to it
-        monkeypatch.setattr(sys.modules[f"embrec.training.{module}"], "report", report)
+        monkeypatch.setattr(f"embrec.training.{module}.report", report)
     config = _config(epochs=2, batch_size=7, progress=True)
     _both(_model(), tiny, config, monkeypatch)
     half = len(reports) // 2

@@ -27,7 +27,7 @@ from embrec.commands.display import (
     train_summary,
 )
 from embrec.commands.options import read_options
-from embrec.errors import ConfigError, DataError, EmbrecError
+from embrec.errors import ArtifactError, ConfigError, DataError, EmbrecError
 
 __all__ = [
     "cmd_datasets_fetch", "cmd_datasets_info", "cmd_datasets_list", "cmd_evaluate",
@@ -157,8 +157,6 @@ def _report_problems(result: Any, save: bool, out: Path) -> None:
 def _load(path: str) -> Any:
     """Load a model folder; a path that is no folder is refused before PyTorch is imported."""
     if not Path(path).is_dir():
-        from embrec.errors import ArtifactError
-
         raise ArtifactError(f"no model directory at {path}",
                             hint="pass a folder written by `embrec train --out DIR`")
     from embrec.recommender import load

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 __all__ = ["add_launch", "cmd_launch"]
@@ -64,14 +65,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
              f"--log-dir={logs}", "--tee=3", "-m", "embrec", *command],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         streams = _Streams()
-        readers = [threading.Thread(target=streams.pass_on, args=(source, target))
-                   for source, target in ((process.stdout, sys.stdout),
-                                          (process.stderr, sys.stderr))]
-        for reader in readers:
-            reader.start()
-        code = process.wait()
-        for reader in readers:
-            reader.join()
+        with ThreadPoolExecutor(2) as readers:  # leaving it waits for both streams' ends
+            readers.submit(streams.pass_on, process.stdout, sys.stdout)
+            readers.submit(streams.pass_on, process.stderr, sys.stderr)
+            code = process.wait()
     return code if code == 0 else streams.finish(code)
 
 

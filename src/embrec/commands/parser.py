@@ -27,8 +27,7 @@ from embrec.commands.options import add_read_arguments
 __all__ = ["SUBCOMMANDS", "Formatter", "build_parser"]
 
 SUBCOMMANDS = ("datasets", "train", "tune", "blend", "evaluate", "predict", "recommend",
-               "similar-items",
-               "serve", "launch")
+               "similar-items", "serve", "launch")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -59,17 +58,10 @@ def _handler(name: str) -> Handler:
     """A handler that imports its module only when the command runs."""
 
     def run(args: argparse.Namespace) -> int:
-        if name == "tune":
-            from embrec.commands.tune import cmd_tune
+        from embrec.commands import blend, handlers, tune
 
-            return cmd_tune(args)
-        if name == "blend":
-            from embrec.commands.blend import cmd_blend
-
-            return cmd_blend(args)
-        from embrec.commands import handlers
-
-        result: int = getattr(handlers, f"cmd_{name}")(args)
+        module = {"tune": tune, "blend": blend}.get(name, handlers)
+        result: int = getattr(module, f"cmd_{name}")(args)
         return result
 
     return run
@@ -295,11 +287,7 @@ def _add_model_commands(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``embrec`` argument parser with every subcommand.
-
-    Returns:
-        The parser; each subcommand sets ``handler``, which imports its code on use.
-    """
+    """Return the ``embrec`` argument parser; each subcommand's ``handler`` imports its code."""
     from embrec import __version__
 
     parser = argparse.ArgumentParser(

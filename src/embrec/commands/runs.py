@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def _run(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: 
     if shards is None:
         train, test, record = _load(data, spec, test_data, options)
     else:
-        train, test, record = shards.train, None, _split_record(spec)
+        train, test, record = shards.train, None, {"split": asdict(spec)}
     metadata = {"data": _data_source(data), **record, **(shards.facts if shards else {})}
     if options:
         metadata["read"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
@@ -191,22 +191,22 @@ def _run(model_config: ModelConfig, train_config: TrainConfig, data: str, spec: 
     if rec.scores == "ranking":  # no rating error to report: top-N on the test rows only
         metrics = {"test": {key: value for key, value in evaluate(rec, test).items()
                             if isinstance(value, int | float)}}
-    else:
-        metrics = {
-            "train": _rating_metrics(rec, fitted_rows(rec, train, train_config)),
-            "validation": _validation_metrics(rec),
-            "test": _rating_metrics(rec, test),
-            "baselines": rating_baselines(rec, test),
-        }
+        return _result(rec, metrics, train, test, seconds, rate, diverged, notes)
+    train_metrics = _rating_metrics(rec, fitted_rows(rec, train, train_config))
+    return _result(rec, {"train": train_metrics}, train, test, seconds, rate, diverged, notes)
+
+
+def _result(rec: Recommender, metrics: dict[str, dict[str, float]], train: Ratings,
+            test: Ratings, seconds: float, rate: float, diverged: list[str],
+            notes: list[str]) -> RunResult:
+    """Rank 0's result: a rating model's metrics on every side, its problems and notes."""
+    if "train" in metrics:
+        metrics |= {"validation": _validation_metrics(rec), "test": _rating_metrics(rec, test),
+                    "baselines": rating_baselines(rec, test)}
     rec.metadata["metrics"] = metrics
     return RunResult(rec, metrics, seconds, rate,
                      degenerate(rec, train, metrics.get("train", {}), diverged),
                      notes + _split_notes(metrics["test"]), test)
-
-
-def _split_record(spec: SplitSpec) -> dict[str, Any]:
-    return {"split": {"method": spec.method, "test_size": spec.test_size, "seed": spec.seed,
-                      "n_last": spec.n_last}}
 
 
 def _load(data: str, spec: SplitSpec, test_data: str | None,
@@ -216,7 +216,7 @@ def _load(data: str, spec: SplitSpec, test_data: str | None,
     if test_data is None:
         train, test = split(ratings, test_size=spec.test_size, seed=spec.seed, method=spec.method,
                             n_last=spec.n_last)
-        return train, test, _split_record(spec)
+        return train, test, {"split": asdict(spec)}
     return ratings, load_dataset(test_data, **options), {
         "split": {"test_data": _data_source(test_data)}}
 
@@ -227,10 +227,9 @@ def _shards(model_config: ModelConfig, train_config: TrainConfig, data: str, spe
     """Under torchrun, read only this rank's rows when the run allows it (else say why not)."""
     if group is None:
         return None, []
-    shards: Shards | str | None = whole_file_reason(data, options, spec.method, test_data,
-                                                    model_config, train_config, group)
-    if shards is None:
-        shards = read_sharded(Path(data).expanduser(), options, spec.seed, spec.test_size, group)
+    shards = whole_file_reason(data, options, spec.method, test_data, model_config,
+                               train_config, group) or read_sharded(
+        Path(data).expanduser(), options, spec.seed, spec.test_size, group)
     if isinstance(shards, str):
         return None, [f"every rank read the whole file: {shards}"]
     return shards, []
@@ -251,32 +250,23 @@ def _sharded_result(rec: Recommender, shards: Shards, group: Group, seconds: flo
     facts = {k: v for k, v in rec.metadata.items() if k not in ("fingerprint", "n_train")}
     rec = Recommender.from_training(rec.model, rec.model_config, rec.train_config, full,
                                     history=rec.history, metadata=facts)
-    metrics = {"train": train_metrics, "validation": _validation_metrics(rec),
-               "test": _rating_metrics(rec, test), "baselines": rating_baselines(rec, test)}
-    rec.metadata["metrics"] = metrics
-    return RunResult(rec, metrics, seconds, rate, degenerate(rec, full, train_metrics, diverged),
-                     notes + _split_notes(metrics["test"]), test)
+    return _result(rec, {"train": train_metrics}, full, test, seconds, rate, diverged, notes)
 
 
 def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float],
                diverged: list[str]) -> list[str]:
     """Why a trained model is not worth saving; empty when it is healthy.
 
-    Args:
-        rec: the trained model.
-        train: its training ratings.
-        train_metrics: its rmse etc. on ``train``.
-        diverged: the messages of non-finite-loss warnings raised while training.
-
-    Returns:
-        One message per problem: divergence, non-finite weights, constant
-        predictions, or a training RMSE worse than always predicting the mean.
+    One message per problem: divergence (``diverged`` holds the non-finite-loss
+    warnings training raised), non-finite weights, constant predictions, or a
+    training RMSE (from ``train_metrics``) worse than always predicting the mean.
     """
     problems = [f"training diverged: {message}" for message in diverged]
     closed_form = solves_itself(rec.model_config)  # solved: no epochs
     if not rec.history and not diverged and not closed_form:
         problems.append("training diverged: no epoch finished with a finite loss")
-    if not all(bool(_finite_tensor(v)) for v in rec.model.state_dict().values()):
+    if not all(not v.is_floating_point() or bool(v.isfinite().all())  # integers always are
+               for v in rec.model.state_dict().values()):
         problems.append(NOT_FINITE)
     problems += [f"constant model: {d['message'].splitlines()[0]}"
                  for d in rec.metadata.get("diagnostics", [])
@@ -289,11 +279,6 @@ def degenerate(rec: Recommender, train: Ratings, train_metrics: dict[str, float]
         problems.append(f"train RMSE {rmse:.4g} is worse than predicting the training mean "
                         f"({baseline:.4g})")
     return problems
-
-
-def _finite_tensor(tensor: Any) -> bool:
-    """Whether every value of a tensor is finite (integer tensors always are)."""
-    return not tensor.is_floating_point() or bool(tensor.isfinite().all())
 
 
 def _split_notes(test: dict[str, float]) -> list[str]:
@@ -348,13 +333,7 @@ def recorded_read_options(rec: Recommender) -> dict[str, Any]:
 
 
 def recorded_test_split(rec: Recommender) -> Ratings:
-    """Re-create the test ratings a saved model was evaluated on.
-
-    Args:
-        rec: a recommender trained by :func:`train_run` (or loaded from one).
-
-    Returns:
-        The test ratings.
+    """Re-create the test ratings a model trained by :func:`train_run` was evaluated on.
 
     Raises:
         ArtifactError: if the model records no data source or split.

@@ -311,7 +311,7 @@ def load_dataset(
         "user": user, "item": item, "rating": rating, "timestamp": timestamp, "format": format,
         "sep": sep, "scale": scale, "duplicates": duplicates, "on_bad_lines": on_bad_lines}
     if user_features is not None or item_features is not None:
-        from embrec.data.features import with_features
+        from embrec.data.feature_files import with_features
 
         ratings = load_dataset(name, home=home, download=download, progress=progress, **options)
         return with_features(ratings, user=user_features, item=item_features)

@@ -6,6 +6,7 @@ do; the encoding itself is :func:`embrec.data.features.features_from_frame`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -14,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from embrec.data.features import Features, features_from_frame
+from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError, DataError, ParseError
 
-__all__ = ["read_features"]
+__all__ = ["read_features", "with_features"]
 
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
@@ -99,3 +101,21 @@ def _read_text(file: Path, sep: str | None, names: list[str] | None) -> pd.DataF
     table = table[~blank].reset_index(drop=True)
     table.attrs["lines"] = lines[~blank]
     return table
+
+
+def with_features(ratings: Ratings, *, user: str | os.PathLike[str] | Features | None = None,
+                  item: str | os.PathLike[str] | Features | None = None) -> Ratings:
+    """Return ``ratings`` carrying these user and item features (a file is read; None keeps
+    the ratings' own).
+
+    Raises:
+        DataError: for an unreadable feature file (see :func:`read_features`).
+    """
+    def table(value: str | os.PathLike[str] | Features | None, kind: str) -> Features | None:
+        if value is None or isinstance(value, Features):
+            return value
+        return read_features(value, kind=kind)
+
+    return dataclasses.replace(ratings, user_features=table(user, "user") or
+                               ratings.user_features,
+                               item_features=table(item, "item") or ratings.item_features)

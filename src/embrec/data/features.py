@@ -8,7 +8,6 @@ features encode exactly as training's did (the cold start).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,10 +20,9 @@ from embrec.data.ids import IdIndex
 from embrec.errors import DataError, MissingColumnError, ParseError
 
 if TYPE_CHECKING:
-    from embrec.data.ratings import Ratings
+    pass
 
-__all__ = ["FeatureColumn", "FeatureSchema", "Features", "features_from_frame", "layout_features",
-           "with_features"]
+__all__ = ["FeatureColumn", "FeatureSchema", "Features", "features_from_frame", "layout_features"]
 
 KINDS = ("categorical", "multi", "numeric", "flag")
 
@@ -299,25 +297,3 @@ def layout_features(layout: str, user_info: pd.DataFrame | None,
                 info, kind=kind, columns=present, multi=("genres",) if "genres" in present
                 else (), categorical=tuple(c for c in codes if c in present), source=layout)
     return found[0], found[1]
-
-
-def with_features(ratings: Ratings, *, user: str | os.PathLike[str] | Features | None = None,
-                  item: str | os.PathLike[str] | Features | None = None) -> Ratings:
-    """Return ``ratings`` carrying these user and item features (a file is read; None keeps
-    the ratings' own).
-
-    Raises:
-        DataError: for an unreadable feature file (see :func:`read_features`).
-    """
-    import dataclasses
-
-    from embrec.data.feature_files import read_features
-
-    def table(value: str | os.PathLike[str] | Features | None, kind: str) -> Features | None:
-        if value is None or isinstance(value, Features):
-            return value
-        return read_features(value, kind=kind)
-
-    return dataclasses.replace(ratings, user_features=table(user, "user") or
-                               ratings.user_features,
-                               item_features=table(item, "item") or ratings.item_features)

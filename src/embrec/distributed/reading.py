@@ -34,14 +34,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
-import torch.distributed as dist
 
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.data.readers import format_of
 from embrec.data.validation import build_ratings, warn_skipped
-from embrec.distributed.collectives import CHUNK, gather_array, gather_floats, stream_rows
+from embrec.distributed.collectives import (
+    CHUNK,
+    gather_array,
+    gather_floats,
+    gather_rows,
+    stream_rows,
+)
 from embrec.distributed.exchange import Group, shard_bounds
 from embrec.distributed.shards import (
     ShardedRatings,
@@ -50,7 +54,6 @@ from embrec.distributed.shards import (
     merged_index,
     read_parquet_rows,
     read_text_rows,
-    shard_identity,
     split_positions,
     text_bounds,
 )
@@ -72,8 +75,7 @@ class Shards:
         test_positions: places of this rank's test rows in the test set (sorted).
         test_rows: per test row, whole-file user and item indices and the rating's bits
             (three int32 columns).
-        users: the whole file's user index.
-        items: the whole file's item index.
+        users, items: the whole file's user and item indexes.
         n_test: rows in the whole test set.
         facts: per-rank reading facts for the run's metadata.
     """
@@ -89,19 +91,16 @@ class Shards:
 
 def _no_rows(error: EmbrecError) -> bool:
     """Whether a rank's error only says its part holds no ratings (blank, header, all skipped)."""
-    if type(error) is not DataError:
-        return False
-    return error.message.removeprefix(f"{error.path}: ").startswith(NO_ROWS)
+    return type(error) is DataError and \
+        error.message.removeprefix(f"{error.path}: ").startswith(NO_ROWS)
 
 
 def _agree_read(group: Group, path: Path, options: dict[str, Any], kind: str,
                 bounds: list[int]) -> tuple[Ratings, dict[str, int]] | str:
-    """Read and validate this rank's rows; if any rank fails, every rank raises.
+    """Read and validate this rank's rows and facts; if any rank fails, every rank raises.
 
-    Returns:
-        The rows and reading facts, or (on every rank) why the file must be read
-        whole: a rank's part held no ratings, though others may (one process
-        reading the whole file then decides).
+    Returns (on every rank) why the file must be read whole instead when a
+    rank's part held no ratings, though others may (one process then decides).
     """
     error: EmbrecError | None = None
     start, stop = bounds[group.rank], bounds[group.rank + 1]
@@ -157,16 +156,9 @@ def read_sharded(path: Path, options: dict[str, Any], seed: int, test_size: floa
                  group: Group) -> Shards | str:
     """Read this rank's rows of a Parquet file and agree with the other ranks on the split.
 
-    Args:
-        path: the Parquet file.
-        options: reading options (columns, ``scale``, ``on_bad_lines``).
-        seed: the random split's seed.
-        test_size: the random split's test fraction.
-        group: the process group.
-
-    Returns:
-        This rank's shards, or why the file must be read whole after all (the
-        same answer on every rank).
+    ``seed`` and ``test_size`` are the random split's. Returns this rank's
+    shards, or why the file must be read whole after all (the same answer on
+    every rank).
 
     Raises:
         DataError: for bad rows, repeated pairs (on one rank or across ranks) or
@@ -230,15 +222,9 @@ def _check_pairs(group: Group, keys: np.ndarray, users: IdIndex, items: IdIndex,
     found = [0, -1]
     owner = (keys % group.world_size).astype(np.int32)
     for rank in range(group.world_size):
-        mine = keys[owner == rank]
-        sizes = [s[0] for s in group.gather_ints([len(mine)])]
-        box = torch.full((max(*sizes, 1),), -1, dtype=torch.int64)
-        box[:len(mine)] = torch.from_numpy(mine)
-        every = [torch.empty_like(box) for _ in sizes] if group.rank == rank else None
-        dist.gather(box, every, dst=rank)
-        if every is not None:
-            got = np.sort(np.concatenate([e[:s].numpy() for e, s in zip(every, sizes,
-                                                                            strict=True)]))
+        every = gather_rows(group, keys[owner == rank], dst=rank)
+        if group.rank == rank:
+            got = np.sort(np.concatenate(every))
             repeats = got[1:][got[1:] == got[:-1]]
             found = [len(repeats), int(repeats.min()) if len(repeats) else -1]
     every_found = group.gather_ints(found)
@@ -275,48 +261,37 @@ def _train_shard(group: Group, local: Ratings, where: np.ndarray, in_train: np.n
         for piece in (positions[part].tobytes(), id_digest(sides[0][1].ids[user[part]]),
                       id_digest(sides[1][1].ids[item[part]]), rating[part].tobytes()):
             digest.update(piece)
-    mine = np.frombuffer(digest.digest(), dtype=np.uint8)
-    identity = shard_identity([d.tobytes() for d in gather_array(group, mine)])
+    every = gather_array(group, np.frombuffer(digest.digest(), dtype=np.uint8))
+    identity = hashlib.sha256(b"".join(d.tobytes() for d in every)).hexdigest()  # rank order
     return ShardedRatings(user, item, rating, sides[0][1], sides[1][1], None, scale=scale,
                           source=source, positions=positions, total=n_train, identity=identity)
 
 
-def _gathered(group: Group, positions: np.ndarray, rows: list[np.ndarray],
-              total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _gathered(group: Group, positions: np.ndarray, rows: list[np.ndarray], total: int,
+              users: IdIndex, items: IdIndex, like: Ratings) -> Ratings | None:
     """Every rank's (user, item, rating bits) rows on rank 0, in place order; ``None`` elsewhere.
 
-    The chunks are written straight into int32/int32/float32 arrays, so rank 0
-    holds 12 bytes a row, as one process does.
+    The chunks are written straight into int32 columns, so rank 0 holds 12
+    bytes a row, as one process does.
     """
-    size = total if group.rank == 0 else 0
-    user, item = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32)
-    rating = np.empty(size, dtype=np.int32)
-    start = 0
-    for chunk in stream_rows(group, positions, rows, total):
-        stop = start + len(chunk)
-        user[start:stop], item[start:stop], rating[start:stop] = chunk.T
-        start = stop
-    rating = rating.view(np.float32)
-    return (user, item, rating) if group.rank == 0 else None
+    got = np.empty((3, total if group.rank == 0 else 0), dtype=np.int32)
+    for k, chunk in enumerate(stream_rows(group, positions, rows, total, CHUNK)):
+        got[:, k * CHUNK:k * CHUNK + len(chunk)] = chunk.T
+    return Ratings(got[0], got[1], got[2].view(np.float32), users, items, None,
+                   scale=like.scale, source=like.source) if group.rank == 0 else None
 
 
 def gathered_train(group: Group, shard: ShardedRatings) -> Ratings | None:
     """The whole training set on rank 0 (``None`` elsewhere), gathered a chunk at a time."""
-    got = _gathered(group, shard.positions, [shard.user, shard.item, shard.rating.view(np.int32)],
-                    shard.total)
-    if got is None:
-        return None
-    return Ratings(*got, shard.users, shard.items, None, scale=shard.scale, source=shard.source)
+    return _gathered(group, shard.positions, [shard.user, shard.item, shard.rating.view(np.int32)],
+                     shard.total, shard.users, shard.items, shard)
 
 
 def gathered_test(group: Group, shards: Shards) -> Ratings | None:
     """The whole test set on rank 0 (``None`` elsewhere), indexed as the random split does."""
-    got = _gathered(group, shards.test_positions, shards.test_rows, shards.n_test)
-    if got is None:
-        return None
-    whole = Ratings(*got, shards.users, shards.items, None, scale=shards.train.scale,
-                    source=shards.train.source)
-    return whole.take(np.arange(len(whole)), reindex=True)
+    whole = _gathered(group, shards.test_positions, shards.test_rows, shards.n_test,
+                      shards.users, shards.items, shards.train)
+    return None if whole is None else whole.take(np.arange(len(whole)), reindex=True)
 
 
 def summed_errors(group: Group, result: dict[str, Any]) -> dict[str, float]:

@@ -16,9 +16,11 @@ index one process would build from every rank's distinct ids.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -33,8 +35,7 @@ from embrec.data.validation import Locator, Problem, RawRatings
 from embrec.errors import DataError
 
 __all__ = ["Part", "ShardedRatings", "file_rows", "id_digest", "merged_index",
-           "read_parquet_rows", "read_text_rows", "shard_identity", "split_positions",
-           "text_bounds"]
+           "read_parquet_rows", "read_text_rows", "split_positions", "text_bounds"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -81,28 +82,28 @@ def file_rows(path: Path) -> tuple[int, np.ndarray]:
     Raises:
         DataError: for a file that is not readable Parquet.
     """
-    try:
+    with _unreadable(path):
         meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return int(meta.num_rows), np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+
+
+@contextmanager
+def _unreadable(path: Path) -> Iterator[None]:
+    """Turn Arrow's read errors into a ``DataError`` naming the file."""
+    try:
+        yield
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"not a readable Parquet file: {error}", path=path,
                         hint="check the file, or pass format= if it is not Parquet") from None
-    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    return int(meta.num_rows), np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
 
 
 def read_parquet_rows(path: Path, requested: dict[str, ColumnRef | None], start: int,
                       stop: int) -> Part:
     """Read file rows ``[start, stop)`` of a Parquet file: only the row groups they overlap.
 
-    Args:
-        path: the Parquet file.
-        requested: per role, a column name or position, or None to recognise it.
-        start: the first row wanted.
-        stop: one past the last row wanted.
-
-    Returns:
-        The rows' columns (messages name rows by their place in the whole file),
-        the rows read, the row groups read and the rows they decoded.
+    Messages name rows by their place in the whole file; ``requested`` gives per
+    role a column name or position, or None to recognise it.
 
     Raises:
         DataError: for an unreadable file.
@@ -110,24 +111,16 @@ def read_parquet_rows(path: Path, requested: dict[str, ColumnRef | None], start:
     """
     _, bounds = file_rows(path)
     groups = [g for g in range(len(bounds) - 1) if bounds[g] < stop and bounds[g + 1] > start]
-    try:
+    with _unreadable(path):
         parquet = pq.ParquetFile(path)
         chosen = resolve_columns(parquet.schema_arrow.names, requested, source=str(path))
-        names = [str(name) for name in chosen.values()]
-        table = parquet.read_row_groups(groups, columns=names)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise DataError(f"not a readable Parquet file: {error}", path=path,
-                        hint="check the file, or pass format= if it is not Parquet") from None
-    decoded = table.num_rows
-    first = int(bounds[groups[0]]) if groups else start
-    table = table.slice(start - first, stop - start)
+        table = parquet.read_row_groups(groups, columns=[str(name) for name in chosen.values()])
+    facts = {"file_rows": stop - start, "row_groups": len(groups), "decoded_rows": table.num_rows}
+    table = table.slice(start - (int(bounds[groups[0]]) if groups else start), stop - start)
     columns = {role: arrow_column(table.column(str(name)), role, str(name))
                for role, name in chosen.items()}
-    locator = Locator(str(path), "row", keys=lambda rows: np.asarray(rows) + start)
-    raw = RawRatings(columns["user"], columns["item"], columns["rating"],
-                     columns.get("timestamp"), locator)
-    return Part(raw, {"file_rows": stop - start, "row_groups": len(groups),
-                      "decoded_rows": decoded})
+    return Part(RawRatings.of(columns, Locator(str(path), "row",
+                                               keys=lambda rows: np.asarray(rows) + start)), facts)
 
 
 def text_bounds(path: Path, parts: int) -> list[int]:
@@ -166,10 +159,9 @@ def read_text_rows(path: Path, requested: dict[str, ColumnRef | None], kind: str
     with path.open("rb") as source, piece.open("wb") as target:
         if head:
             target.write(next(line for line in source if line.strip()))
-        source.seek(start)
-        for offset in range(start, stop, 1 << 24):
-            target.write(source.read(min(1 << 24, stop - offset)))
-    shift = _lines_before(path, start) - int(head)
+        shift = sum(chunk.count(b"\n") for chunk in _chunks(source, 0, start)) - int(head)
+        for chunk in _chunks(source, start, stop):
+            target.write(chunk)
     try:
         raw = text_raw(path, requested, kind, sep, strict, part=piece)
     except DataError as error:
@@ -178,25 +170,19 @@ def read_text_rows(path: Path, requested: dict[str, ColumnRef | None], kind: str
                           line=None if error.line is None else error.line + shift,
                           column=error.column, value=error.value, hint=error.hint) from None
     moved = raw.locator
-
-    def lines(rows: np.ndarray) -> np.ndarray:
-        return moved.key_of(rows) + shift
-
     invalid = [Problem(p.key + shift, f"line {p.key + shift}", p.message, p.column, p.value,
                        p.kind) for p in raw.invalid]
-    raw = replace(raw, locator=Locator(str(path), moved.unit, keys=lines), invalid=invalid)
+    raw = replace(raw, invalid=invalid, locator=Locator(
+        str(path), moved.unit, keys=lambda rows: moved.key_of(rows) + shift))
     return Part(raw, {"file_rows": len(raw.rating.values) + raw.n_invalid,
                       "bytes": stop - start})
 
 
-def _lines_before(path: Path, start: int) -> int:
-    """Line ends in the first ``start`` bytes of a file (a chunked byte count)."""
-    count = 0
-    with path.open("rb") as file:
-        for offset in range(0, start, 1 << 24):
-            chunk = np.frombuffer(file.read(min(1 << 24, start - offset)), dtype=np.uint8)
-            count += int(np.count_nonzero(chunk == 10))
-    return count
+def _chunks(file: BinaryIO, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes ``[start, stop)`` of an open file, 16 MiB at a time."""
+    file.seek(start)
+    for offset in range(start, stop, 1 << 24):
+        yield file.read(min(1 << 24, stop - offset))
 
 
 def split_positions(n: int, seed: int, offset: int, count: int,
@@ -206,18 +192,9 @@ def split_positions(n: int, seed: int, offset: int, count: int,
     The random split (:func:`embrec.data.split.split`) draws
     ``perm = default_rng(seed).permutation(n)``; training row ``p`` is file row
     ``perm[p]`` for ``p < n - n_test`` and test row ``p - (n - n_test)``
-    after. This returns ``p`` for each of a rank's rows, drawing the same
-    permutation and inverting it a chunk at a time.
-
-    Args:
-        n: rows in the whole file (after bad rows are dropped).
-        seed: the split's seed.
-        offset: this rank's first row.
-        count: this rank's rows.
-        chunk: permutation entries scanned at a time.
-
-    Returns:
-        int64 places, one per row of the rank.
+    after. This returns ``p`` (int64) for each of a rank's rows, drawing the
+    same permutation (``n``: rows in the whole file, after bad rows are dropped)
+    and inverting it ``chunk`` entries at a time.
     """
     perm = np.random.default_rng(seed).permutation(n)
     where = np.empty(count, dtype=np.int64)
@@ -232,17 +209,12 @@ def merged_index(parts: list[np.ndarray], used: list[np.ndarray],
                  kind: str) -> tuple[IdIndex, IdIndex, list[np.ndarray], list[np.ndarray]]:
     """The whole file's index and the training set's, from every rank's distinct ids.
 
-    Args:
-        parts: per rank, its distinct raw ids in its own index order.
-        used: per rank, whether each of those ids has a training row there.
-        kind: ``"user"`` or ``"item"``.
-
-    Returns:
-        The whole file's index (what :meth:`IdIndex.factorize` gives over every
-        row), the training set's (that index restricted to ids with a training
-        row, as ``Ratings.take(..., reindex=True)`` gives), and per rank the map
-        from its local indices to each of the two (``-1`` for an id with no
-        training row).
+    ``parts`` holds per rank its distinct raw ids (in its own index order) and
+    ``used`` whether each has a training row there. Returns the whole file's
+    index (what :meth:`IdIndex.factorize` gives over every row), the training
+    set's (restricted to ids with a training row, as ``Ratings.take(...,
+    reindex=True)`` gives), and per rank the map from its local indices to each
+    of the two (``-1`` for an id with no training row).
     """
     whole, codes = IdIndex.factorize(np.concatenate(parts) if parts else np.zeros(0), kind=kind)
     codes = codes.astype(np.int64)
@@ -260,8 +232,3 @@ def id_digest(ids: np.ndarray) -> bytes:
     if ids.dtype.kind in "iu":
         return np.ascontiguousarray(ids, dtype=np.int64).tobytes()
     return bytes(pd.util.hash_array(ids.astype(str)).tobytes())
-
-
-def shard_identity(parts: list[bytes]) -> str:
-    """One digest of every rank's digest, in rank order (the same on every rank)."""
-    return hashlib.sha256(b"".join(parts)).hexdigest()

@@ -1,12 +1,9 @@
 """``njit`` with Numba's disk cache where one can be written, and without it elsewhere.
 
-Numba caches a compiled function in the ``__pycache__`` beside its module, else
-in the user's cache folder (``~/.cache/numba``), else in ``NUMBA_CACHE_DIR``
-when set; where none is writable (a read-only site-packages run by a user
-without a writable home: containers, services) ``njit(cache=True)`` raises
-``RuntimeError`` when the module is imported, which would make ``fit``
-unimportable. Then the kernels compile in each process instead (a few seconds
-on a fit's first kernel call).
+Where no Numba cache folder is writable (``__pycache__``, ``~/.cache/numba``,
+``NUMBA_CACHE_DIR``: a read-only install in a container or service),
+``njit(cache=True)`` raises ``RuntimeError`` at import, which would make ``fit``
+unimportable; the kernels then compile in each process instead.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 One call trains a contiguous range of an epoch's shuffled ratings, one rating at
 a time, as LIBMF and Surprise do: predict, take the squared error's gradient,
 update the user's row, the item's row and the global bias. A mini-batch step
-through torch pays ~2,000 CPU cycles a rating in gathers, de-duplication and
-write-backs; here a rating costs the two rows' arithmetic.
+through torch pays for gathers, de-duplication and write-backs; here a rating
+costs the two rows' arithmetic.
 
 The update is exactly the torch step at ``batch_size=1`` (the contract tests
 prove it): the same per-use L2 (``2 * weight_decay * row`` on the factors), the

@@ -31,26 +31,16 @@ Chunk = Callable[[int, int, int, list[np.ndarray]], None]
 
 def train_range(kernel: Chunk, bounds: list[tuple[int, int, int]], threads: int,
                 shared: list[np.ndarray], done: Callable[[int], None] | None = None) -> None:
-    """Train the chunks ``bounds`` (``(start, stop, row)`` each) on ``threads`` threads.
+    """Train the chunks ``bounds`` (``(start, stop, row)`` each, in one thread's order) with
+    ``kernel`` (which must release the GIL) on ``threads`` threads, the caller's included.
 
-    Args:
-        kernel: the compiled kernel for one chunk (it must release the GIL).
-        bounds: the chunks, in the order one thread would train them.
-        threads: threads to use (the caller's thread is one of them).
-        shared: the dense parameters and their optimiser state; with several
-            threads each works on its own copy and the copies are averaged.
-        done: called on the caller's thread with the rows finished so far.
+    ``shared`` holds the dense parameters and their optimiser state; with several threads
+    each works on its own copy and the copies are averaged. ``done`` is called on the
+    caller's thread with the rows finished so far.
     """
-    finished = [0]
-    if threads <= 1 or len(bounds) <= 1:
-        for s, e, row in bounds:
-            kernel(s, e, row, shared)
-            finished[0] += e - s
-            if done is not None:
-                done(finished[0])
-        return
-    counter = itertools.count()  # next() is atomic under the GIL
-    copies = [[a.copy() for a in shared] for _ in range(threads)]
+    finished, counter = [0], itertools.count()  # next() is atomic under the GIL
+    one = threads <= 1 or len(bounds) <= 1  # in order, on the caller's thread, on ``shared``
+    copies = [shared] if one else [[a.copy() for a in shared] for _ in range(threads)]
     errors: list[BaseException] = []
 
     def work(mine: list[np.ndarray], report: bool) -> None:
@@ -65,7 +55,7 @@ def train_range(kernel: Chunk, bounds: list[tuple[int, int, int]], threads: int,
             errors.append(error)
 
     helpers = [threading.Thread(target=work, args=(copies[t], False), daemon=True)
-               for t in range(1, threads)]
+               for t in range(1, len(copies))]
     for helper in helpers:
         helper.start()
     work(copies[0], True)
@@ -73,5 +63,5 @@ def train_range(kernel: Chunk, bounds: list[tuple[int, int, int]], threads: int,
         helper.join()
     if errors:
         raise errors[0]
-    for k, array in enumerate(shared):
+    for k, array in enumerate(shared if not one else ()):
         array[:] = np.mean([c[k] for c in copies], axis=0)

@@ -1,9 +1,8 @@
 """LIBMF's grid: an epoch's ratings regrouped so that each stretch touches few rows.
 
 A rating's update reads and writes its user's and its item's rows. In a fully
-random order over a large catalogue every update misses the CPU caches twice; on
-the 10M-rating benchmark set (70k users, 11k items) the kernel then waits on
-memory most of the time. Cutting users and items into ``blocks`` ranges each and
+random order over a large catalogue every update misses the CPU caches twice, and
+the kernel waits on memory. Cutting users and items into ``blocks`` ranges each and
 visiting the ``blocks²`` cells of that grid one after another (each epoch in its
 own seeded order of cells), keeps a cell's rows in the cache while its ratings are trained
 (Chin et al., "A fast parallel SGD for matrix factorization", LIBMF). Within a
@@ -36,22 +35,13 @@ def grid_size(n_users: int, n_items: int, row_bytes: int) -> int:
 def arrange(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, draws: np.ndarray,
             n_users: int, n_items: int,
             blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rows grouped by grid cell, each cell in a random order.
+    """The fit's columns grouped by cell of a ``blocks x blocks`` grid, each cell shuffled.
 
     A counting sort reads the columns once, in order; then each cell, small enough
     for the cache, is shuffled in place (Fisher-Yates, from ``draws``: one uniform
     number in [0, 1) per row, from the run's seeded generator), so the columns are
-    never read in a random order.
-
-    Args:
-        users, items, ratings: the fit's columns.
-        draws: ``len(users)`` uniform numbers: the shuffles' randomness.
-        n_users, n_items: the table sizes.
-        blocks: ranges per side.
-
-    Returns:
-        ``(users, items, ratings, starts)``: the grouped columns (indices as int64) and
-        each cell's first row (``starts[c]:starts[c + 1]`` is cell ``c``).
+    never read in a random order. Returns the grouped columns (indices as int64) and
+    each cell's first row (``starts[c]:starts[c + 1]`` is cell ``c``).
     """
     n, cells = users.shape[0], blocks * blocks
     starts = np.zeros(cells + 1, dtype=np.int64)

@@ -12,11 +12,8 @@ user folds in exactly: the score is affine in their decoder row, which
 
 U-AutoRec (``based="user"``) swaps the roles: a user's ratings of all items are
 encoded, ``h_u``, and item ``i``'s decoder row scores it; a new user's code
-comes straight from their ratings (``history_vector``), as in training.
-
-Fitted by its own loop (:mod:`embrec.training.autorec`), not by ``fit()``'s
-embedding loop: ``closed_form = True`` routes it to
-:func:`embrec.training.closed_form.fit_closed_form`, which seeds it.
+comes straight from their ratings (``history_vector``), as in training. Trained by
+its own loop (:mod:`embrec.training.autorec`), not ``fit()``'s embedding loop.
 """
 
 from __future__ import annotations

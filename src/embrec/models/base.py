@@ -28,14 +28,14 @@ The per-use L2 penalty every training path applies is
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from embrec.models.fastpath import HandStep, add_decay, output_and_gradient, tower_gradient_step
-from embrec.models.init import init_embedding
+from embrec.models.init import init_embedding, init_layers, output_bounds, start_output
 from embrec.models.tower import DropoutMasks, Tower, TowerStep
 
 __all__ = ["ConcatTowerModel", "DotModel", "DropoutMasks", "EmbeddingModel", "HandStep",
@@ -50,10 +50,6 @@ class RatingModel(nn.Module, ABC):
     Subclasses define :meth:`user_vectors`, :meth:`item_vectors` and
     :meth:`score`; :meth:`score_matrix` and :meth:`item_factors` have generic
     defaults that a model may override with something faster.
-
-    Args:
-        n_users: number of users (rows of the user embedding).
-        n_items: number of items (rows of the item embedding).
     """
 
     def __init__(self, n_users: int, n_items: int) -> None:
@@ -90,11 +86,7 @@ class RatingModel(nn.Module, ABC):
 
     def item_factors(self) -> Tensor:
         """Return the vectors used for item-item similarity: ``(n_items, dim)``."""
-        all_items = torch.arange(self.n_items, device=self._device())
-        return self.item_vectors(all_items)
-
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.item_vectors(torch.arange(self.n_items, device=next(self.parameters()).device))
 
     def dropout_masks(self) -> list[DropoutMasks]:
         """Return the model's whole random state: its towers' masks, in module order."""
@@ -162,20 +154,30 @@ class EmbeddingModel(RatingModel):
     """
 
     bias_columns: int = 0
+    bounds: tuple[float, float] | None = None
 
-    def __init__(self, n_users: int, n_items: int, width: int) -> None:
+    def __init__(self, n_users: int, n_items: int, factors: int, *, biases: bool = False) -> None:
         super().__init__(n_users, n_items)
-        # uninitialised: every model draws its tables itself (init_tables), once
+        self.bias_columns = int(biases)
+        width = factors + self.bias_columns  # rows are [factors, bias]
+        # uninitialised: every model draws its tables itself (init_weights), once
         self.user_embedding = nn.Embedding(n_users, width, _weight=torch.empty(n_users, width))
         self.item_embedding = nn.Embedding(n_items, width, _weight=torch.empty(n_items, width))
 
-    def init_tables(self, scheme: str, std: float) -> None:
-        """Draw both tables' factors (:func:`~embrec.models.init.init_embedding`), biases at 0."""
+    def init_weights(self, config: EmbeddingFields, scale: tuple[float, float], mean: float,
+                     layers: Iterable[nn.Module] = (), *, start: bool = True) -> None:
+        """Set ``bounds`` (if ``config.bounded``), draw both tables' factors (biases at 0) and
+        the dense ``layers`` by ``config.init``; if ``start``, the last layer predicts ``mean``."""
+        self.bounds = output_bounds(scale) if config.bounded else None
         for table in (self.user_embedding, self.item_embedding):
-            init_embedding(table.weight, scheme, std)
+            init_embedding(table.weight, config.init, config.init_std)
             if self.bias_columns:
                 with torch.no_grad():
                     table.weight[:, -self.bias_columns:].zero_()
+        dense = list(layers)
+        init_layers(dense, config.init)
+        if dense and start:
+            start_output(cast(nn.Linear, dense[-1]), mean, self.bounds)
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """Return every parameter except the two tables (updated densely, every step)."""
@@ -184,13 +186,11 @@ class EmbeddingModel(RatingModel):
 
     def user_vectors(self, user: Tensor) -> Tensor:
         """Return the users' embedding rows: ``(batch, width)``."""
-        vectors: Tensor = self.user_embedding(user)
-        return vectors
+        return cast(Tensor, self.user_embedding(user))
 
     def item_vectors(self, item: Tensor) -> Tensor:
         """Return the items' embedding rows: ``(batch, width)``."""
-        vectors: Tensor = self.item_embedding(item)
-        return vectors
+        return cast(Tensor, self.item_embedding(item))
 
     def factors(self, vectors: Tensor) -> Tensor:
         """Return ``vectors`` without their trailing bias columns: ``(batch, width - bias)``."""
@@ -240,6 +240,17 @@ class KernelModel(Protocol):
     def rating_kernel(self) -> tuple[Any, tuple[float, float] | None]:
         """Return the kernel and the output bounds ``(low, width)`` or ``None``."""
         ...
+
+
+class EmbeddingFields(Protocol):
+    """The fields every embedding model's config has (:meth:`EmbeddingModel.init_weights`)."""
+
+    @property
+    def bounded(self) -> bool: ...
+    @property
+    def init(self) -> str: ...
+    @property
+    def init_std(self) -> float: ...
 
 
 class ModelConfig(Protocol):

@@ -8,11 +8,8 @@ the data decide how much each group counts (libFM's MCMC, Rendle 2012; the
 sampler is :mod:`embrec.training.gibbs`). A prediction is the average over the
 samples after burn-in, kept exactly: the user table holds every kept sample's
 ``[p, b_u, 1] / S`` side by side and the item table ``[q, 1, b_i + w0]``, so
-one dot product (and one matrix product for top-N) gives the posterior mean.
-
-A user or item without ratings but with features (the cold start) gets the average
-trained row's id and history part plus its feature rows, sample by sample:
-:meth:`BayesianFM.cold_vectors`.
+one dot product (and one matrix product for top-N) gives the posterior mean; an id
+with features but no ratings gets :meth:`BayesianFM.cold_vectors`.
 """
 
 from __future__ import annotations
@@ -98,8 +95,7 @@ def _schema_bytes(features: Features | None) -> Tensor:
 class BayesianFM(DotModel):
     """Posterior-averaged predictions as a dot product of sample-stacked user and item rows."""
 
-    variable_buffers = ("user_cold", "item_cold", "user_schema", "item_schema")
-    """Buffers sized by the data's feature columns, not by the config."""
+    variable_buffers = ("user_cold", "item_cold", "user_schema", "item_schema")  # feature-sized
 
     def __init__(self, n_users: int, n_items: int, config: BayesianFMConfig) -> None:
         super().__init__(n_users, n_items)

@@ -53,15 +53,13 @@ class BiasedMFConfig(JsonConfig):
 class BiasedMF(EmbeddingModel):
     """``mean + b_u + b_i + p_u · q_i``; rows are ``[factors, bias]``."""
 
-    bias_columns = 1
-
     def __init__(self, n_users: int, n_items: int, config: BiasedMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
-        super().__init__(n_users, n_items, config.embedding_dim + 1)  # rows are [factors, bias]
-        self.bounds = output_bounds(scale) if config.bounded else None
-        start = mean if self.bounds is None else logit((mean - self.bounds[0]) / self.bounds[1])
+        super().__init__(n_users, n_items, config.embedding_dim, biases=True)
+        bounds = output_bounds(scale) if config.bounded else None
+        start = mean if bounds is None else logit((mean - bounds[0]) / bounds[1])
         self.global_bias = nn.Parameter(torch.tensor([float(start)]))
-        self.init_tables(config.init, config.init_std)
+        self.init_weights(config, scale, mean)
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""

@@ -20,7 +20,7 @@ would fold them in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -155,8 +155,7 @@ class Blend(RatingModel):
 
     def part(self, k: int) -> RatingModel:
         """Component ``k``."""
-        part: RatingModel = self.parts[k]  # type: ignore[assignment]
-        return part
+        return cast(RatingModel, self.parts[k])
 
     def components(self) -> list[RatingModel]:
         """The components, in order."""

@@ -123,8 +123,7 @@ def ease_weights(history: sp.csr_matrix, l2: float, device: torch.device | str =
 class EASE(DotModel):
     """Scores ``X_u B``; ``weights`` holds ``Bᵀ`` (row ``j`` predicts item ``j``)."""
 
-    variable_buffers = ("history_indices", "history_values")
-    """Buffers whose length is the number of training ratings, not fixed by the config."""
+    variable_buffers = ("history_indices", "history_values")  # one entry per training rating
 
     def __init__(self, n_users: int, n_items: int, config: EASEConfig) -> None:
         super().__init__(n_users, n_items)

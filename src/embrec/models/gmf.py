@@ -19,7 +19,7 @@ from torch import Tensor
 from embrec.config import JsonConfig, require
 from embrec.models.base import EmbeddingModel
 from embrec.models.fastpath import HandStep, tower_gradient_step
-from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
+from embrec.models.init import bound, check_embedding
 from embrec.models.tower import PAIR_BUDGET, Tower, check_tower
 
 __all__ = ["GMF", "GMFConfig"]
@@ -62,8 +62,7 @@ class GMFConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> GMF:
-        """Create the untrained network (``scale`` bounds it; the output starts at ``mean``
-        with ``init="normal"``, at zero with Keras' ``init="keras"``)."""
+        """The untrained network (``scale`` bounds it; ``init="normal"`` starts at ``mean``)."""
         return GMF(n_users, n_items, self, scale, mean)
 
 
@@ -73,15 +72,10 @@ class GMF(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, config: GMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
         dim = config.embedding_dim
-        self.bias_columns = int(config.biases)
-        super().__init__(n_users, n_items, dim + self.bias_columns)  # rows are [factors, bias]
+        super().__init__(n_users, n_items, dim, biases=config.biases)
         dropout = (config.dropout,) + (0.0,) * len(config.hidden)
         self.tower = Tower((dim, *config.hidden, 1), dropout, config.activation)
-        self.bounds = output_bounds(scale) if config.bounded else None
-        self.init_tables(config.init, config.init_std)
-        init_layers(self.tower.layers, config.init)
-        if config.init == "normal":
-            start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
+        self.init_weights(config, scale, mean, self.tower.layers, start=config.init == "normal")
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
         """Predict ratings for aligned rows: ``(batch,)``."""

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from embrec.config import require, require_choice
 
-__all__ = ["INITS", "bound", "check_embedding", "init_dense", "init_embedding", "init_layers",
-           "logit", "output_bounds", "start_output"]
+__all__ = ["INITS", "bound", "check_embedding", "init_embedding", "init_layers", "logit",
+           "output_bounds", "start_output"]
 
 INITS = ("keras", "normal")
 
@@ -43,21 +43,16 @@ def init_embedding(weight: Tensor, scheme: str, std: float) -> None:
             weight.normal_(0.0, std)
 
 
-def init_dense(layer: nn.Linear, scheme: str) -> None:
-    """Initialise a dense layer in place: Glorot-uniform (keras) or He-normal, zero bias."""
-    with torch.no_grad():
-        if scheme == "keras":
-            nn.init.xavier_uniform_(layer.weight)
-        else:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        if layer.bias is not None:
-            layer.bias.zero_()
-
-
 def init_layers(layers: Iterable[nn.Module], scheme: str) -> None:
-    """Initialise every dense layer in ``layers`` with :func:`init_dense`."""
-    for layer in layers:
-        init_dense(cast(nn.Linear, layer), scheme)
+    """Initialise dense layers in place: Glorot-uniform (keras) or He-normal, zero bias."""
+    with torch.no_grad():
+        for layer in cast(Iterable[nn.Linear], layers):
+            if scheme == "keras":
+                nn.init.xavier_uniform_(layer.weight)
+            else:
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                layer.bias.zero_()
 
 
 def check_embedding(embedding_dim: int, init: str, init_std: float) -> None:

@@ -18,7 +18,7 @@ from torch import Tensor
 from embrec.config import JsonConfig, require
 from embrec.models.base import EmbeddingModel
 from embrec.models.fastpath import HandStep, tower_gradient_step
-from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
+from embrec.models.init import bound, check_embedding
 from embrec.models.tower import ItemHalfCache, Tower, check_tower
 
 __all__ = ["MLP", "MLPConfig"]
@@ -63,8 +63,7 @@ class MLPConfig(JsonConfig):
 
     def build(self, n_users: int, n_items: int, *, scale: tuple[float, float] = (1.0, 5.0),
               mean: float = 3.0) -> MLP:
-        """Create the untrained network (``scale`` bounds it; the output starts at ``mean``
-        with ``init="normal"``, at zero with Keras' ``init="keras"``)."""
+        """The untrained network (``scale`` bounds it; ``init="normal"`` starts at ``mean``)."""
         return MLP(n_users, n_items, self, scale, mean)
 
 
@@ -74,14 +73,9 @@ class MLP(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, config: MLPConfig,
                  scale: tuple[float, float], mean: float) -> None:
         dim = config.embedding_dim
-        self.bias_columns = int(config.biases)
-        super().__init__(n_users, n_items, dim + self.bias_columns)  # rows are [factors, bias]
+        super().__init__(n_users, n_items, dim, biases=config.biases)
         self.tower = Tower((2 * dim, *config.hidden, 1), config.dropout, config.activation)
-        self.bounds = output_bounds(scale) if config.bounded else None
-        self.init_tables(config.init, config.init_std)
-        init_layers(self.tower.layers, config.init)
-        if config.init == "normal":
-            start_output(self.tower.layer(len(self.tower.layers) - 1), mean, self.bounds)
+        self.init_weights(config, scale, mean, self.tower.layers, start=config.init == "normal")
         self.item_half = ItemHalfCache()
 
     @property

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from embrec.config import JsonConfig, require
 from embrec.models.base import EmbeddingModel
-from embrec.models.init import bound, check_embedding, init_layers, output_bounds, start_output
+from embrec.models.init import bound, check_embedding
 from embrec.models.tower import ItemHalfCache, Tower, check_tower
 
 __all__ = ["NeuMF", "NeuMFConfig"]
@@ -72,17 +72,13 @@ class NeuMF(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, config: NeuMFConfig,
                  scale: tuple[float, float], mean: float) -> None:
         width = config.embedding_dim + config.mlp_embedding_dim
-        self.bias_columns = int(config.biases)
-        super().__init__(n_users, n_items, width + self.bias_columns)  # rows: [gmf, mlp, bias]
+        super().__init__(n_users, n_items, width, biases=config.biases)  # rows: [gmf, mlp, bias]
         self.gmf_dim = config.embedding_dim
         self.tower = Tower((2 * config.mlp_embedding_dim, *config.hidden),
                            (config.dropout,) * len(config.hidden), config.activation,
                            activate_last=True)
         self.output = nn.Linear(config.embedding_dim + config.hidden[-1], 1)
-        self.bounds = output_bounds(scale) if config.bounded else None
-        self.init_tables(config.init, config.init_std)
-        init_layers((*self.tower.layers, self.output), config.init)
-        start_output(self.output, mean, self.bounds)
+        self.init_weights(config, scale, mean, (*self.tower.layers, self.output))
         self.item_half = ItemHalfCache()
 
     def score(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:

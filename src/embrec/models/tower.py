@@ -111,12 +111,6 @@ class Tower(nn.Module):
         """Return dense layer ``k`` (typed)."""
         return cast(nn.Linear, self.layers[k])
 
-    def reset_masks(self, generator: torch.Generator | None = None) -> None:
-        """Forget pre-drawn dropout masks and draw later ones from ``generator``."""
-        for masks in self.masks:
-            if masks is not None:
-                masks.reset(generator)
-
     def activates(self, k: int) -> bool:
         """Whether layer ``k``'s output goes through the activation."""
         return self.activation != "linear" and (k < len(self.layers) - 1 or self.activate_last)

@@ -90,10 +90,8 @@ def _epoch(model: AutoRec, matrix: sp.csr_matrix, observed: sp.csr_matrix,
            optimizer: torch.optim.Optimizer) -> float:
     """One pass over the rows; returns the root of the objective per observed rating.
 
-    ``rprop`` (the paper's optimiser) takes one full-batch step: the gradient is
-    summed over batches of rows first. ``adam`` steps after every batch, in a
-    seeded order.
-    """
+    ``rprop`` (the paper's) takes one full-batch step, the gradient summed over batches of
+    rows; ``adam`` steps after every batch, in a seeded order."""
     device = model.codes.device
     n_rows, size = matrix.shape[0], model.config.batch_size
     full_batch = model.config.optimizer == "rprop"

@@ -3,8 +3,8 @@
 No ``Dataset``/``DataLoader``: the whole training set lives on the device as
 int32 user and item indices and float32 ratings (12 bytes a rating, so 25M
 ratings take 300 MB); each epoch gathers them through one ``torch.randperm``
-into int64 copies (fastest to index with; ``index_select`` gathers twice as
-fast as ``[]``), and a batch is a slice of those, a view that costs nothing.
+into int64 copies (``index_select``, the cheapest gather), and a batch is a
+slice of those, a view that costs nothing.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Fit the models that solve themselves (``popular``, ``ease``, ``autorec``...): not fit()'s loop.
 
-A config meets :class:`ClosedFormConfig` when its class says ``closed_form = True``
-and its model solves itself on the ratings (``model.solve(train)``); ``fit()`` hands
-such a config to :func:`fit_closed_form`, which wraps the solved model in a
-``Recommender`` like any trained model, with the same metadata keys (seed, device,
-fit seconds, diagnostics) and ``"scores"`` saying what its scores mean.
+``fit()`` hands a :class:`ClosedFormConfig` to :func:`fit_closed_form`, which wraps the
+solved model in a ``Recommender`` with the same metadata keys as any trained model.
 """
 
 from __future__ import annotations

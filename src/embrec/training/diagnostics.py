@@ -26,7 +26,7 @@ from embrec.errors import TrainingWarning
 from embrec.models.base import RatingModel, Tower
 from embrec.training.batches import Columns
 
-__all__ = ["OVERFIT_RATIO", "diagnose", "error_metrics"]
+__all__ = ["OVERFIT_RATIO", "clipped", "diagnose", "error_metrics"]
 
 OVERFIT_RATIO = 1.3
 CONSTANT_SPREAD = 1e-3
@@ -58,7 +58,7 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     dense = [m for m in model.modules() if isinstance(m, Tower)]  # hints fit the model at hand
     relu = any(m.activation == "relu" for m in dense)
     findings = _dead_units(model, sample)
-    predictions = _predict(model, sample, scale if ratings else (-torch.inf, torch.inf))
+    predictions = clipped(model, sample, scale if ratings else (-torch.inf, torch.inf))
     spread = float(predictions.std()) if len(predictions) > 1 else 0.0
     # one pair cannot show a constant (a rank's one-row shard, a one-rating data set)
     if len(predictions) > 1 and spread < CONSTANT_SPREAD * (scale[1] - scale[0]):
@@ -73,8 +73,8 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
             f"every pair (std {spread:.2g})\n  hint: {cause}")})
     if ratings and held is not None and len(held):
         # every fitted row, as the train row of `embrec train`'s table: the two figures agree
-        train_rmse = error_metrics(_predict(model, data, scale), data.rating, "t")["t_rmse"]
-        held_rmse = error_metrics(_predict(model, held, scale), held.rating, "v")["v_rmse"]
+        train_rmse = error_metrics(clipped(model, data, scale), data.rating, "t")["t_rmse"]
+        held_rmse = error_metrics(clipped(model, held, scale), held.rating, "v")["v_rmse"]
         ratio = held_rmse / max(train_rmse, 1e-12)
         if ratio > OVERFIT_RATIO:
             findings.append({"kind": "overfitting", "ratio": ratio, "message": (
@@ -87,8 +87,9 @@ def diagnose(model: RatingModel, data: Columns, held: Columns | None,
     return findings
 
 
-def _predict(model: RatingModel, data: Columns, scale: tuple[float, float],
-             chunk: int = 1 << 16) -> Tensor:
+def clipped(model: RatingModel, data: Columns, scale: tuple[float, float],
+            chunk: int = 1 << 16) -> Tensor:
+    """The eval-mode predictions of ``data``'s pairs, clipped to ``scale``: ``(n,)``."""
     model.eval()
     with torch.no_grad():
         out = [model(data.user[s:s + chunk].long(), data.item[s:s + chunk].long())
@@ -105,7 +106,7 @@ def _dead_units(model: RatingModel, sample: Columns) -> list[dict[str, Any]]:
         lambda module, args, name=name: inputs.__setitem__(name, args[0]))
         for name, tower in towers.items()]
     try:
-        _predict(model, sample, (-float("inf"), float("inf")))
+        clipped(model, sample, (-float("inf"), float("inf")))
     finally:
         for hook in hooks:
             hook.remove()

@@ -24,8 +24,8 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
+from embrec.models import default_training
 from embrec.models.base import EmbeddingModel, ModelConfig
-from embrec.models.defaults import default_training
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
@@ -56,7 +56,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         model_config: the model to build (``embrec.models.MODELS`` lists them).
         train: the training ratings.
         train_config: how to train; when omitted, the model's default training
-            (``embrec.models.defaults.DEFAULT_TRAINING``, what ``embrec train --model``
+            (``embrec.models.DEFAULT_TRAINING``, what ``embrec train --model``
             uses too).
         validation: held-out ratings to watch (raw ids are mapped through
             ``train``'s indexes; pairs with unseen ids are left out and counted).
@@ -214,5 +214,3 @@ def _epochs(model: EmbeddingModel, data: Columns, held: Columns | None, config: 
                             hint=f"lower learning_rate={config.learning_rate}")
     model.eval()
     return run.history, trainer.path, trainer.threads
-
-

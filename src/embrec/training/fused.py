@@ -1,9 +1,8 @@
 """One fused step for the MLP under Keras' dense Adam (the ``movielens-notebook`` preset).
 
-The general loop (:func:`embrec.training.fit._one_epoch`) takes a step through
-the step interface, then hands its row gradients to the engine; at small
-batches that plumbing, not the arithmetic, is most of a step. This path does
-the same arithmetic with less of it:
+The general loop (:class:`~embrec.training.trainers.StepTrainer`) takes a step through
+the step interface, then hands its row gradients to the engine; at small batches that
+plumbing, not the arithmetic, is most of a step. This path does the same arithmetic:
 
 - both tables live in one buffer (:class:`~embrec.training.sparse.DenseTableAdam`),
   so one gather of an interleaved ``(user, n_users + item)`` index, cut once per
@@ -13,9 +12,8 @@ the same arithmetic with less of it:
   instead of adding them, and the last layer writes into the epoch's prediction buffer;
 - the one fused Adam call's tensors and checks are settled once per fit.
 
-It is an optional implementation of the general path, taken only where it
-applies (:meth:`FusedKerasMLP.build`), and proven equal to it, trained weights
-included, by ``tests/training/test_fused.py``. ``FusedKerasMLP.ENABLED = False`` turns it off.
+Taken only where it applies (:meth:`FusedKerasMLP.build`); ``tests/training/test_fused.py``
+proves it equal to the general path. ``FusedKerasMLP.ENABLED = False`` turns it off.
 """
 
 from __future__ import annotations
@@ -36,11 +34,8 @@ __all__ = ["FusedKerasMLP"]
 class FusedKerasMLP:
     """Forward, backward and Keras-dense Adam of an unbiased, unbounded MLP, one call a batch.
 
-    Args:
-        model: the MLP (one tower over ``[user; item]``), its parameters already
-            installed in the engine's buffers.
-        engine: the fit's engine (``keras`` tables and the dense optimiser).
-        weight_decay: the per-use L2 penalty on the embedding rows read.
+    ``model``'s parameters are already installed in ``engine``'s buffers (``keras`` tables
+    and the dense optimiser); ``weight_decay`` is the per-use L2 on the rows read.
     """
 
     ENABLED = True
@@ -89,7 +84,7 @@ class FusedKerasMLP:
         if size != engine.dense.data.numel() or len({t.device for t in tensors}) != 1 \
                 or any(t.dtype != torch.float32 for t in tensors) \
                 or not all(t.is_contiguous() for t in tensors) \
-                or tensors[0].device.type != "cpu":  # measured and tested on CPU only
+                or tensors[0].device.type != "cpu":  # proven equal on CPU only
             return None
         return cls(model, engine, config.weight_decay)
 
@@ -137,4 +132,3 @@ class FusedKerasMLP:
         FUSED_ADAM(*self.adam_lists, lr=lr, beta1=BETAS[0], beta2=BETAS[1],  # type: ignore[misc]
                    weight_decay=0.0, eps=self.epsilon / math.sqrt(1 - BETAS[1] ** step),
                    amsgrad=False, maximize=False)
-

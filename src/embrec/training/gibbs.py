@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Side", "Stacks", "conditional_mean", "run_chain", "sample_side"]
+__all__ = ["Side", "Stacks", "run_chain", "sample_side"]
 
 PRIOR_SHAPE, PRIOR_RATE, MEAN_STRENGTH = 1.0, 1.0, 1.0
 """libFM's hyper-prior: gamma(1, 1) on precisions, the group mean's prior worth one row."""
@@ -146,20 +146,6 @@ def sample_side(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: n
                           side.weights, tolerance, max_iter)
 
 
-def conditional_mean(side: Side, ratings: sp.csr_matrix, other: np.ndarray, offset: np.ndarray,
-                     alpha: float) -> np.ndarray:
-    """The conditional mean of ``side.weights`` by a dense solve (small problems: tests)."""
-    curvature, targets, _ = _curvature(ratings, other, offset)
-    n, k1 = side.weights.shape
-    dense = side.design.toarray()
-    # A = alpha Σ_u (x_u x_uᵀ) ⊗ C_u + diag(row precision), V flattened row-major
-    a = alpha * np.einsum("uj,ul,ukm->jklm", dense, dense, curvature).reshape(n * k1, n * k1)
-    a += np.diag((side.precision[side.group]).ravel())
-    rhs = dense.T @ (alpha * targets) + side.precision[side.group] * side.mean[side.group]
-    solved: np.ndarray = np.linalg.solve(a, rhs.ravel()).reshape(n, k1)
-    return solved
-
-
 def sample_priors(side: Side, rng: np.random.Generator) -> None:
     """Draw each group's prior mean and precision given its rows (normal-gamma)."""
     n_groups = side.mean.shape[0]
@@ -227,17 +213,15 @@ def _shifted(ratings: sp.csr_matrix, w0: float) -> sp.csr_matrix:
 def _keep(stacks: Stacks, users: Side, items: Side, w0: float, side_rows: tuple[int, int]) -> None:
     p, q = users.vectors(), items.vectors()
     k = p.shape[1] - 1
-    ones_u, ones_i = np.ones((len(p), 1)), np.ones((len(q), 1))
-    stacks.users.append(np.hstack([p, ones_u]))
-    stacks.items.append(np.hstack([q[:, :k], ones_i, q[:, k:] + w0]))
+    stacks.users.append(np.hstack([p, np.ones((len(p), 1))]))
+    stacks.items.append(np.hstack([q[:, :k], np.ones((len(q), 1)), q[:, k:] + w0]))
     for side, start, out, bias_last in ((users, side_rows[0], stacks.user_side, False),
                                         (items, side_rows[1], stacks.item_side, True)):
         # an unseen id's guess before its features: the average trained row's id and
         # history part (a new user has no history, but the chain fitted q_i to users who do)
         base = np.asarray(side.design[:, :start] @ side.weights[:start]).mean(0)
         rows = np.vstack([base, side.weights[start:]])
-        zero = np.zeros((len(rows), 1))
-        constant = zero.copy()
+        constant = np.zeros((len(rows), 1))
         constant[0] = 1.0
         if bias_last:  # items: [q, 1, b + w0]; w0 rides on the base row
             bias = rows[:, k:].copy()

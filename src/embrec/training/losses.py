@@ -34,19 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from embrec.config import (
-    LOSSES,
-    NEGATIVE_SAMPLINGS,
-    RANKING_LOSSES,
-    TrainConfig,
-    require,
-    require_choice,
-)
+from embrec.config import NEGATIVE_SAMPLINGS, RANKING_LOSSES, TrainConfig, require, require_choice
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns
 
-__all__ = ["LOSSES", "NEGATIVE_SAMPLINGS", "RANKING_LOSSES", "NegativeSampler", "Objective",
-           "RankingLoss", "RatingLoss", "objective_for"]
+__all__ = ["NegativeSampler", "Objective", "RankingLoss", "RatingLoss", "objective_for"]
 
 Scores = Literal["rating", "ranking"]
 
@@ -209,7 +201,9 @@ class RankingLoss:
             return batch.user, torch.arange(self.sampler.n_items, device=batch.item.device)
         if self.kind == "in-batch":
             return batch.user, batch.item
-        count = self.negatives * (self._count(batch) if self.kind == "bpr" else 1)
+        mask = self._trained_mask(batch.rating) if self.kind == "bpr" else None
+        positives = len(batch) if mask is None else int(mask.sum())
+        count = self.negatives * (positives if self.kind == "bpr" else 1)
         return batch.user, torch.cat((batch.item, self.sampler.draw(count)))
 
     def loss(self, model: EmbeddingModel, users: Tensor, items: Tensor, batch: Columns,
@@ -269,10 +263,6 @@ class RankingLoss:
         hit = item.unsqueeze(1) == negative_items.unsqueeze(0)
         logits = torch.cat((positive.unsqueeze(1), negative.masked_fill(hit, -math.inf)), 1)
         return F.cross_entropy(logits, torch.zeros_like(item), reduction="none")
-
-    def _count(self, batch: Columns) -> int:
-        mask = self._trained_mask(batch.rating)
-        return len(batch) if mask is None else int(mask.sum())
 
     def _trained_mask(self, rating: Tensor) -> Tensor | None:
         """Which batch rows are positives; ``None`` when all are (a ranking-only loss trains

@@ -20,8 +20,7 @@ import torch
 from embrec.config import TrainConfig
 from embrec.device import resolve_device
 
-__all__ = ["SMALL_BATCH", "flushes_denormals", "paused", "process_state", "threads_for",
-           "training_device"]
+__all__ = ["SMALL_BATCH", "flushes_denormals", "paused", "process_state", "training_device"]
 
 SMALL_BATCH = 32_768
 """Below this batch size ``num_threads=None`` trains on one thread (see TrainConfig)."""
@@ -38,11 +37,6 @@ def training_device(config: TrainConfig) -> torch.device:
     return resolve_device(config.device)
 
 
-def threads_for(config: TrainConfig) -> int:
-    """Return the CPU threads ``fit`` uses for ``config`` (see ``TrainConfig.num_threads``)."""
-    return config.num_threads or (1 if config.batch_size < SMALL_BATCH else torch.get_num_threads())
-
-
 @contextlib.contextmanager
 def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
     """Set torch's CPU threads, flush-to-zero and Python's cycle collector for ``fit``; restore all.
@@ -52,7 +46,8 @@ def process_state(config: TrainConfig, device: torch.device) -> Iterator[int]:
     flushes them too (TensorFlow sets flush-to-zero in its CPU threads).
     """
     before, flushing = torch.get_num_threads(), flushes_denormals()
-    threads = threads_for(config) if device.type == "cpu" else before
+    small = config.batch_size < SMALL_BATCH  # see TrainConfig.num_threads
+    threads = (config.num_threads or (1 if small else before)) if device.type == "cpu" else before
     try:
         if threads != before:
             torch.set_num_threads(threads)

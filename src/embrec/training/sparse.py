@@ -20,11 +20,8 @@ Optimisers and their state per embedding row of width ``w`` (float32):
 Tables of at least :data:`HUGE_MIN_BYTES` on the CPU live on transparent huge pages
 (:func:`huge_zeros`): a step of a large catalogue touches rows scattered over hundreds
 of megabytes, and with 4 KiB pages each is a TLB miss on top of the cache miss
-(``benchmarks/results/engine.md``, hugepages).
-
-``DenseTableAdam`` is the explicit exception: every row's moments decay at every
-step, as Keras' Adam does with embedding layers. It costs O(catalogue) per step
-and exists so the notebook presets reproduce Keras; nothing else uses it.
+(``benchmarks/results/engine.md``, hugepages). :class:`DenseTableAdam`, Keras' Adam
+(every row decays every step), is the exception, so the notebook presets reproduce Keras.
 """
 
 from __future__ import annotations
@@ -212,15 +209,9 @@ def row_optimizer(kind: str, weight: Tensor, epsilon: float) -> RowOptimizer:
 class DenseTableAdam:
     """Keras' Adam on both embedding tables: rows outside the batch decay too (O(catalogue)).
 
-    The user and item tables are two views of one buffer, so a step is one Adam
-    update over every row; gradients are added into a full-size buffer whose
-    touched rows are cleared after the step.
-
-    Args:
-        user_weight: the ``(n_users, width)`` initial user table (copied).
-        item_weight: the ``(n_items, width)`` initial item table (copied).
-        epsilon: Adam's epsilon (Keras: 1e-7).
-        fused: allow torch's fused kernel (``False`` is the plain reference).
+    The user and item tables (copied in) are two views of one buffer, so a step is one
+    Adam update over every row; gradients are added into a full-size buffer whose
+    touched rows are cleared after the step. ``fused=False`` is the plain reference.
     """
 
     def __init__(self, user_weight: Tensor, item_weight: Tensor, epsilon: float,

@@ -5,14 +5,9 @@ the gradient of each row it read (one row per occurrence, as ``(index, rows)``),
 having added the dense layers' gradients into their ``.grad``. What happens to
 those gradients next (a row-sparse optimiser; an exchange between processes) is
 the caller's business, so a new loss, a new model or a new way of training
-plugs into the same loop.
-
-Autograd is the reference: :func:`autograd_step` needs only the model's
-``score`` and an :class:`Objective`. A model may also offer a hand-written
-step for the rating loss (:class:`~embrec.models.base.HandStepModel`); the
-contract suite proves it equal to autograd, and :func:`make_step` uses it
-unless ``TrainConfig.step_path="autograd"``. Every path adds the same per-use
-L2 penalty, whatever the objective (:func:`~embrec.models.base.add_decay`).
+plugs into the same loop. Autograd (:func:`autograd_step`) is the reference; a
+model's hand-written rating step is proven equal to it. Every path adds the same
+per-use L2 penalty, whatever the objective (:func:`~embrec.models.base.add_decay`).
 """
 
 from __future__ import annotations
@@ -52,8 +47,6 @@ class StepOutput:
 
 
 Step = Callable[[Columns], StepOutput]
-
-
 
 
 def autograd_step(model: EmbeddingModel, objective: Objective, config: TrainConfig) -> Step:

@@ -19,18 +19,13 @@ and world size:
 ``TrainConfig(step_path="autograd")`` always takes the :class:`StepTrainer` with
 autograd: the reference every faster trainer is tested against.
 
-The kernel trainer trains ``batch_size=1``: every rating is one optimiser step,
-exactly as the torch step at batch size 1 takes it (the contract tests prove the
-weights equal), on the engine's own ``[weights | state]`` buffers, so checkpoints,
-validation and early stopping work as for any trainer. Small tables take the
-epoch's shuffle, as every trainer does. Tables too large for the cache take LIBMF's
-grid (:mod:`embrec.kernels.order`): the fit's ratings are shuffled once by the run's
-seed and grouped by cell of a ``blocks x blocks`` grid of user and item ranges; each
-epoch visits the cells in its own seeded order, so a cell's rows stay in the cache
-while its ratings train and no epoch pays for a fresh shuffle and gather. With one
-thread a seed reproduces the weights bitwise; with several, threads take chunks of
-the epoch and update shared rows without waiting (:mod:`embrec.kernels.hogwild`), so
-results vary slightly between runs.
+The kernel trainer's every rating is one optimiser step on the engine's own
+``[weights | state]`` buffers, equal to the torch step at batch size 1, so checkpoints,
+validation and early stopping work as for any trainer. Tables too large for the cache
+take LIBMF's grid (:mod:`embrec.kernels.order`): ratings grouped once by cell of user
+and item ranges, each epoch visiting the cells in its own seeded order. One thread
+reproduces a seed bitwise; several update shared rows without waiting
+(:mod:`embrec.kernels.hogwild`), so results vary slightly between runs.
 """
 
 from __future__ import annotations
@@ -38,7 +33,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,7 +51,6 @@ from embrec.training.progress import report
 from embrec.training.step import Step, make_step
 
 __all__ = ["CHUNK", "THREADED_FROM", "KernelTrainer", "StepTrainer", "Trainer", "pick_trainer"]
-
 
 
 class Trainer(Protocol):
@@ -150,9 +143,8 @@ class KernelTrainer:
                        _array(optimizer.second)]
         self.kinds = np.array([ROW_CODES[config.optimizer], DENSE_CODES[config.optimizer]],
                               dtype=np.int64)
-        row_epsilon = config.adam_epsilon if config.optimizer.startswith("adam") else 1e-10
-        low, width = bounds if bounds is not None else (0.0, 1.0)
-        self.settings = np.array([row_epsilon, optimizer.epsilon, config.weight_decay,
+        low, width = bounds if bounds is not None else (0.0, 1.0)  # rows share the dense epsilon
+        self.settings = np.array([optimizer.epsilon, optimizer.epsilon, config.weight_decay,
                                   config.bias_weight_decay, config.momentum,
                                   float(bounds is not None), low, width])
 
@@ -165,12 +157,7 @@ class KernelTrainer:
         row-sparse updates, in one process, for a model that offers one, unless
         ``step_path="autograd"``. Threads: ``num_threads``, else one under
         :data:`THREADED_FROM` ratings (reproducible; fast enough) and every core above.
-
-        Float32 only: the kernels compute in float32 (constants and gradient rows, so
-        Numba vectorises them) and are proven equal to the float32 torch step. Tables
-        built under ``torch.set_default_dtype(torch.float64)`` would be trained at float32
-        precision, neither what was asked for nor the reference step's result, so such a
-        fit takes the torch step, and a log line says it is slower.
+        The kernels compute in float32, so float64 tables take the (logged, slower) torch step.
         """
         if not isinstance(model, KernelModel) or config.batch_size != 1 \
                 or config.step_path == "autograd" or parallel is not None \
@@ -221,8 +208,9 @@ class KernelTrainer:
                             *self.rows, *shared, self.kinds, self.settings, base + s - a,
                             predictions)
 
-            train_range(train, _chunks(pieces, first, last), self.threads or 1, self.shared,
-                        None if bar is None else _mover(bar, first))
+            moved = None if bar is None else \
+                (lambda rows, first=first: bar.update(first + rows - bar.n))  # bar at first + rows
+            train_range(train, _chunks(pieces, first, last), self.threads or 1, self.shared, moved)
             schedule.advance(last - first)
             run.after_step(last - 1, n)
             first = last
@@ -240,24 +228,14 @@ class KernelTrainer:
 
 def _chunks(pieces: list[tuple[int, int]], first: int,
             last: int) -> list[tuple[int, int, int]]:
-    """Steps ``first:last`` of the traversal as ``(first step, end step, first row)`` chunks.
-
-    A chunk lies in one piece and holds at most :data:`CHUNK` ratings.
-    """
+    """Steps ``first:last`` of the traversal as ``(first step, end step, first row)`` chunks,
+    each in one piece and of at most :data:`CHUNK` ratings."""
     out, step = [], 0
     for row, size in pieces:
         lo, hi = max(first, step), min(last, step + size)
         out += [(s, min(s + CHUNK, hi), row + s - step) for s in range(lo, hi, CHUNK)]
         step += size
     return out
-
-
-def _mover(bar: Any, first: int) -> Callable[[int], None]:
-    """Move ``bar`` to step ``first + rows`` when ``rows`` more are done."""
-    def moved(rows: int) -> None:
-        bar.update(first + rows - bar.n)
-
-    return moved
 
 
 def _array(tensor: Tensor) -> np.ndarray:

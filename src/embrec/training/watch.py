@@ -22,7 +22,7 @@ from embrec.data.ratings import Ratings
 from embrec.errors import TrainingError, TrainingWarning
 from embrec.models.base import EmbeddingModel
 from embrec.training.batches import Columns, columns, known_rows, validation_rows
-from embrec.training.diagnostics import error_metrics
+from embrec.training.diagnostics import clipped, error_metrics
 from embrec.training.process import training_device
 
 __all__ = ["Best", "diverged", "finite", "validate", "validation_columns"]
@@ -101,11 +101,6 @@ def diverged(epoch: int, rmse: float, config: TrainConfig, best: Best) -> None:
                   TrainingWarning, stacklevel=4)
 
 
-def validate(model: EmbeddingModel, held: Columns, scale: tuple[float, float],
-              chunk: int = 1 << 16) -> dict[str, float]:
+def validate(model: EmbeddingModel, held: Columns, scale: tuple[float, float]) -> dict[str, float]:
     """Validation RMSE and MAE of predictions clipped to the scale, as ``predict`` gives."""
-    model.eval()
-    with torch.no_grad():
-        out = torch.cat([model(held.user[s:s + chunk].long(), held.item[s:s + chunk].long())
-                         for s in range(0, len(held), chunk)])
-    return error_metrics(out.clamp_(scale[0], scale[1]), held.rating, "validation")
+    return error_metrics(clipped(model, held, scale), held.rating, "validation")
