@@ -336,14 +336,14 @@ def test_every_model_recommends_its_best_unseen_items(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(_registry()))
 def test_every_model_folds_a_user_in(name: str) -> None:
-    from embrec.foldin import fold_in
+    from embrec.foldin import fold_in, user_prior
 
     rec = model_rec(name)
     rated = np.arange(0, rec.n_items, 2)
     with torch.no_grad():
         target = rec.model(torch.full((len(rated),), 4), torch.as_tensor(rated))
         vectors = rec.model.item_vectors(torch.as_tensor(rated))
-    prior = rec._prior()
+    prior = user_prior(rec.model)
     fitted = fold_in(rec.model, vectors, target, prior, regularization=1e-3)
     with torch.no_grad():
         def error(vector: Tensor) -> float:

@@ -56,10 +56,6 @@ def read_json(file: Path) -> Any:
     return read_record(file, MAX_JSON_BYTES, RESAVE)
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int
-
-
 def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
@@ -72,7 +68,7 @@ def check_config(file: Path, config: dict[str, Any]) -> None:
     """
     for key in ("n_users", "n_items"):
         value = config[key]
-        if not _is_int(value) or not 1 <= value <= MAX_IDS:
+        if type(value) is not int or not 1 <= value <= MAX_IDS:
             raise corrupt(file, f"{key}={value!r:.60} must be an integer in [1, {MAX_IDS}]")
     scale = config["scale"]
     if (not isinstance(scale, list) or len(scale) != 2 or not all(map(_is_number, scale))

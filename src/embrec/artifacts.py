@@ -1,8 +1,8 @@
 """A model folder read and written as plain state (ids, configs, tensors, metadata), no pickle.
 
-:class:`ModelState` is everything a saved model holds; ``Recommender.to_state``
-and ``Recommender.from_state`` (:mod:`embrec.recommender`, which holds the public
-``save`` and ``load``) convert, so this module never sees a ``Recommender``.
+:class:`ModelState` is everything a saved model holds; ``save`` and ``load``
+(:mod:`embrec.recommender`) convert a ``Recommender`` to and from it, so this
+module never sees one.
 
 A model directory holds::
 
@@ -65,7 +65,7 @@ from embrec.modeldir import (
     remove_stale_staging,
     write_model_dir,
 )
-from embrec.models.base import ModelConfig
+from embrec.models.base import ModelConfig, RatingModel
 from embrec.writers import matches
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "read", "write"]
@@ -94,8 +94,22 @@ class ModelState:
     item_info: pd.DataFrame | None
     metadata: dict[str, Any]
 
+    def build_model(self, device: torch.device) -> RatingModel:
+        """The model these weights are for, on ``device`` in eval mode.
 
-# ----------------------------------------------------------------------------- write
+        Raises:
+            ArtifactError: if the weights do not fit the model.
+        """
+        model = self.model_config.build(len(self.users), len(self.items), scale=self.scale,
+                                        mean=self.mean)
+        try:
+            model.load_state_dict(self.weights, strict=True)
+        except RuntimeError as error:
+            raise ArtifactError(f"saved weights do not fit the {self.model_config.name} model "
+                                f"({str(error)[-200:]})", hint="re-save the model") from None
+        return model.to(device).eval()
+
+
 def write(state: ModelState, path: str | Path, *, test: Ratings | None = None) -> Path:
     """Write ``state`` to the model folder ``path`` (see :func:`embrec.recommender.save`).
 
@@ -140,10 +154,8 @@ def _write_all(state: ModelState, tensors: dict[str, torch.Tensor], folder: Path
 def _tensors(state: ModelState) -> dict[str, torch.Tensor]:
     tensors = {f"model.{key}": value.detach().to("cpu").contiguous().clone()
                for key, value in state.weights.items()}
-    seen = state.seen
-    tensors["seen.indptr"] = torch.as_tensor(np.asarray(seen.indptr, dtype=np.int64))
-    tensors["seen.indices"] = torch.as_tensor(np.asarray(seen.indices, dtype=np.int64))
-    tensors["seen.data"] = torch.as_tensor(np.asarray(seen.data, dtype=np.float32))
+    for name, dtype in (("indptr", np.int64), ("indices", np.int64), ("data", np.float32)):
+        tensors[f"seen.{name}"] = torch.as_tensor(np.asarray(getattr(state.seen, name), dtype))
     return tensors
 
 
@@ -198,7 +210,6 @@ def _json(value: Any) -> str:
     return dumps(value, default=str) + "\n"  # a device or anything else: kept readable
 
 
-# ----------------------------------------------------------------------------- read
 def read(path: str | Path) -> ModelState:
     """Read and check the model folder ``path`` (see :func:`embrec.recommender.load`).
 
@@ -218,14 +229,17 @@ def read(path: str | Path) -> ModelState:
     for name, ids, n in ((USERS, users, n_users), (ITEMS, items, n_items)):
         if len(ids) != n:
             raise corrupt(path / name, f"holds {len(ids)} ids, config.json says {n}")
-    metadata = dict(config.get("metadata") or {})
-    metadata["metrics"] = _read_metrics(path / METRICS)
+    metrics = read_json(path / METRICS)
+    if not isinstance(metrics, dict):
+        raise corrupt(path / METRICS, "must hold a JSON object")
+    item_info = read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None
     return ModelState(
         model_config, train_config, users, items,
         (float(config["scale"][0]), float(config["scale"][1])), float(config["mean"]),
         _seen(path, tensors, n_users, n_items),
         {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")},
-        _read_history(path, listed), _read_item_info(path, listed), metadata)
+        _read_history(path, listed), item_info,
+        {**(config.get("metadata") or {}), "metrics": metrics})
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], set[str]]:
@@ -320,13 +334,6 @@ def _read_ids(file: Path, kind: str) -> IdIndex:
         raise corrupt(file, f"holds unusable ids ({str(error).splitlines()[0][:200]})") from None
 
 
-def _read_metrics(file: Path) -> dict[str, Any]:
-    metrics = read_json(file)
-    if not isinstance(metrics, dict):
-        raise corrupt(file, "must hold a JSON object")
-    return metrics
-
-
 def _seen(path: Path, tensors: dict[str, torch.Tensor], n_users: int,
           n_items: int) -> sp.csr_matrix:
     try:
@@ -350,7 +357,3 @@ def _read_history(path: Path, listed: set[str]) -> list[dict[str, float]]:
     if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
         raise corrupt(path / HISTORY, "holds values that are not numbers")
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def _read_item_info(path: Path, listed: set[str]) -> pd.DataFrame | None:
-    return read_optional_frame(path / ITEM_INFO, "parquet") if ITEM_INFO in listed else None

@@ -24,7 +24,21 @@ from embrec.evaluation.metrics import rmse
 if TYPE_CHECKING:
     from embrec.recommender import Recommender
 
-__all__ = ["cold_vector", "evaluate_cold", "predict_with_features"]
+__all__ = ["BIAS_DAMPING", "cold_vector", "damped_means", "evaluate_cold",
+           "predict_with_features"]
+
+BIAS_DAMPING = 5.0
+"""Pseudo-ratings at the global mean added to a user's or item's mean rating (the fallback)."""
+
+
+def damped_means(seen: sp.csr_matrix, mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's and item's mean rating in ``seen``, damped towards the global ``mean``:
+    what ``predict(on_unknown="mean")`` gives an unknown item's or user's pairs."""
+    seen, prior = seen.astype(np.float64), BIAS_DAMPING * mean
+    user_count = np.diff(seen.indptr)
+    item_count = np.bincount(seen.indices, minlength=seen.shape[1])
+    return ((np.asarray(seen.sum(axis=1)).ravel() + prior) / (user_count + BIAS_DAMPING),
+            (np.asarray(seen.sum(axis=0)).ravel() + prior) / (item_count + BIAS_DAMPING))
 
 
 def _model(rec: Recommender, kind: str) -> Any:

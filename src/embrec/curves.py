@@ -78,7 +78,8 @@ def learning_curves(history: list[dict[str, float]], *, metadata: dict[str, Any]
                   label="validation, after each epoch (eval mode)")
     kept = epochs[-1]
     if early_stopping and any(math.isfinite(v) for v in valid):
-        kept = epochs[min(range(len(valid)), key=lambda k: _finite(valid[k]))]
+        kept = epochs[min(range(len(valid)), key=lambda k: math.inf if math.isnan(valid[k])
+                          else valid[k])]
     _final_points(axes, meta.get("metrics") or {}, kept)
     _baseline(axes, (meta.get("metrics") or {}).get("baselines") or {})
     axes.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
@@ -108,10 +109,6 @@ def ranking_curves(history: list[dict[str, float]], *, metadata: dict[str, Any] 
                 ncol=2)
     figure.tight_layout()
     return figure
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else math.inf
 
 
 def _final_points(axes: Any, metrics: dict[str, dict[str, float]], epoch: int) -> None:

@@ -35,12 +35,8 @@ def finite(value: Any) -> Any:
 
 def dumps(value: Any, *, indent: int | None = 2,
           default: Callable[[Any], Any] | None = None) -> str:
-    """Serialise ``value`` as strict JSON (``null`` for NaN and infinities).
-
-    Args:
-        value: what to serialise.
-        indent: as for ``json.dumps``.
-        default: turns a value JSON cannot hold into one it can (``str`` keeps it readable).
+    """Serialise ``value`` as strict JSON (``null`` for NaN and infinities); ``indent`` and
+    ``default`` as for ``json.dumps`` (``default=str`` keeps any value readable).
 
     Raises:
         TypeError: for a value JSON cannot hold, without ``default``.

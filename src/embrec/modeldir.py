@@ -65,7 +65,6 @@ def _checkpoint(stage: str) -> None:
     """A no-op the crash tests replace to kill the process at ``stage``."""
 
 
-# ----------------------------------------------------------------------------- manifest
 def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -131,19 +130,13 @@ def owned_names(folder: Path) -> set[str] | None:
     return None
 
 
-# ----------------------------------------------------------------------------- save
 def write_model_dir(target: str | Path, write: Callable[[Path], None], *, format_version: int,
                     lock_timeout: float = 60.0) -> Path:
     """Write a model folder at ``target`` with ``write(staging)`` and move it into place.
 
-    Args:
-        target: the model folder (followed if it is a symlink).
-        write: writes the model's files (names from :data:`OWN_NAMES`) into a folder.
-        format_version: recorded in the manifest.
-        lock_timeout: seconds to wait for another save to the same target.
-
-    Returns:
-        The folder the model is in (the symlink's target for a symlink).
+    ``write`` writes the model's files (names from :data:`OWN_NAMES`); ``format_version``
+    goes in the manifest; another save to ``target`` is waited for ``lock_timeout``
+    seconds. Returns the folder the model is in (a symlinked ``target`` is followed).
 
     Raises:
         ArtifactError: if ``target`` is a file or a non-empty folder that is not
@@ -231,9 +224,7 @@ def _staging_name(target: Path) -> Path:
 def _retire(folder: Path, target: Path) -> None:
     """Delete embrec's files in a staging folder; give the user's files back to ``target``."""
     fresh = (folder / STAGING_MARKER).exists()
-    owned = OWN_NAMES if fresh else owned_names(folder)
-    if owned is None:
-        owned = set()
+    owned = OWN_NAMES if fresh else owned_names(folder) or set()
     for name in sorted(set(os.listdir(folder)) - set(owned)):
         if target.is_dir() and not (target / name).exists():
             os.rename(folder / name, target / name)
@@ -291,9 +282,6 @@ def _complete(folder: Path) -> bool:
 
 def _locked(target: Path, timeout: float) -> AbstractContextManager[None]:
     """Hold ``.NAME.embrec-lock`` beside ``target``: one save to a folder at a time."""
-    def refuse(holder: str) -> ArtifactError:
-        return ArtifactError(f"another process is saving a model to {target} "
-                             f"(pid {holder}, lock .{target.name}.embrec-lock)",
-                             hint="wait for it to finish, or save to another folder")
-
-    return locked(target.with_name(f".{target.name}.embrec-lock"), refuse, timeout)
+    lock = target.with_name(f".{target.name}.embrec-lock")
+    return locked(lock, f"another process is saving a model to {target} (pid {{pid}}, lock "
+                  f"{lock.name})", "wait for it to finish, or save to another folder", timeout)

@@ -1,10 +1,9 @@
 """Recommender: a trained model together with its id maps, scale and training facts.
 
 ``fit()`` returns one, so there is no unfitted state: raw ids in, raw ids out; the
-model inside only sees contiguous indices. The model is frozen after training, so
-what is derived from it (item vectors, unit item factors, mean ratings, the fold-in
-prior) is computed once, on first use, and kept. ``save`` and ``load`` go through
-the plain state of :mod:`embrec.artifacts`.
+model inside only sees contiguous indices. What is derived from the frozen model
+(item vectors, unit factors, mean ratings, the fold-in prior) is computed once, on
+first use. ``save`` and ``load`` go through the plain state of :mod:`embrec.artifacts`.
 """
 
 from __future__ import annotations
@@ -21,12 +20,13 @@ import torch
 
 from embrec import artifacts
 from embrec.artifacts import ModelState
+from embrec.coldstart import BIAS_DAMPING, cold_vector, damped_means
 from embrec.config import TrainConfig, require, require_choice
 from embrec.data.ids import IdIndex
 from embrec.data.ratings import Ratings
 from embrec.device import resolve_device
-from embrec.errors import ArtifactError, ConfigError, UnknownIdError
-from embrec.foldin import UserPrior, fold_in, rated_items, user_prior
+from embrec.errors import ConfigError, UnknownIdError
+from embrec.foldin import fold_in, rated_items, user_prior
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.topn import item_frame, titles_by_index, top_n, top_n_for_vector, top_similar
 
@@ -34,9 +34,6 @@ __all__ = ["BIAS_DAMPING", "OnUnknown", "Recommender", "load", "save"]
 
 OnUnknown = Literal["error", "nan", "mean"]
 T = TypeVar("T")
-
-BIAS_DAMPING = 5.0
-"""Pseudo-ratings at the global mean added to a user's or item's mean rating (the fallback)."""
 
 
 @dataclass(eq=False)
@@ -81,22 +78,17 @@ class Recommender:
         history: list[dict[str, float]] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Wrap a freshly trained model (put in eval mode) with the facts of its training data.
-
-        ``train`` gives the id maps, scale, seen items and data facts; ``metadata``
-        adds to those (split, seed, metrics...).
-        """
+        """Wrap a freshly trained model (put in eval mode) with the id maps, scale, seen items
+        and facts of its training data ``train``; ``metadata`` adds to those (split, seed...)."""
         model.eval()
-        seen = sp.csr_matrix(
-            (train.rating, (train.user, train.item)), shape=(train.n_users, train.n_items)
-        )
+        seen = sp.csr_matrix((train.rating, (train.user, train.item)),
+                             shape=(train.n_users, train.n_items))
         facts = {"data": train.source, "fingerprint": train.fingerprint(),
                  "n_train": len(train), "scores": getattr(model_config, "scores", "rating"),
                  **(metadata or {})}
         return cls(model, model_config, train_config, train.users, train.items, train.scale,
                    float(train.rating.mean()), seen, list(history or []), train.item_info, facts)
 
-    # ------------------------------------------------------------------ facts
     @property
     def device(self) -> torch.device:
         """The device the model's weights live on."""
@@ -114,13 +106,9 @@ class Recommender:
 
     @property
     def scores(self) -> str:
-        """What the model's scores mean: ``"rating"`` (a predicted rating) or ``"ranking"``.
-
-        A ranking score (``popular``, ``ease``, a model trained on a ranking
-        loss) orders items for a user but is on no rating scale: ``predict``
-        refuses it unless asked for ``kind="score"``, and ``evaluate`` reports
-        ranking metrics only.
-        """
+        """What the model's scores mean: ``"rating"`` or ``"ranking"`` (``popular``, ``ease``,
+        a ranking loss): a ranking score is on no rating scale, so ``predict`` refuses it
+        unless asked for ``kind="score"`` and ``evaluate`` reports ranking metrics only."""
         return str(self.metadata.get("scores") or getattr(self.model_config, "scores", "rating"))
 
     @property
@@ -128,38 +116,26 @@ class Recommender:
         """The registry name of the model, e.g. ``"biased-mf"``."""
         return str(self.model_config.name)
 
-    def save(self, path: str | Path) -> Path:
-        """Save to the model directory ``path``: :func:`save` as a method.
+    def save(self, path: str | Path, *, test: Ratings | None = None) -> Path:
+        """Write to the directory ``path``, replacing an earlier model there atomically.
+
+        Files you added to the folder stay (:mod:`embrec.modeldir`; files: :mod:`embrec.artifacts`).
+
+        Args:
+            path: the model directory; its parent folders are created.
+            test: the rows held out from training, saved for ``embrec evaluate DIR``.
+
+        Returns:
+            The directory's path.
 
         Raises:
-            ArtifactError: if ``path`` is refused or cannot be written (see :func:`save`).
+            ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
+                model folder (never touched), the weights hold NaN or infinity, or another
+                process is saving to ``path``.
         """
-        return save(self, path)
-
-    def to_state(self) -> ModelState:
-        """The plain state a model folder holds (see :mod:`embrec.artifacts`)."""
         kept = {f.name: getattr(self, f.name) for f in fields(ModelState) if f.name != "weights"}
-        return ModelState(weights=self.model.state_dict(), **kept)
+        return artifacts.write(ModelState(weights=self.model.state_dict(), **kept), path, test=test)
 
-    @classmethod
-    def from_state(cls, state: ModelState, device: torch.device) -> Recommender:
-        """Build the model of a read model folder on ``device``, in eval mode.
-
-        Raises:
-            ArtifactError: if the weights do not fit the model.
-        """
-        model = state.model_config.build(len(state.users), len(state.items), scale=state.scale,
-                                         mean=state.mean)
-        try:
-            model.load_state_dict(state.weights, strict=True)
-        except RuntimeError as error:
-            raise ArtifactError(f"saved weights do not fit the {state.model_config.name} model "
-                                f"({str(error)[-200:]})", hint="re-save the model") from None
-        model.to(device).eval()
-        kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
-        return cls(model, **kept)
-
-    # ------------------------------------------------------------------ predict
     def predict(self, user: Any, item: Any, *, on_unknown: OnUnknown = "error",
                 clip: bool = True, kind: Literal["rating", "score"] = "rating") -> Any:
         """Predict ratings for raw ids: a float for scalars, an array for arrays.
@@ -208,43 +184,24 @@ class Recommender:
 
     def predict_with_fallback(self, user: np.ndarray, item: np.ndarray, *,
                               on_unknown: OnUnknown = "mean", clip: bool = True) -> np.ndarray:
-        """Predict for index arrays where -1 marks an unknown id.
-
-        Args:
-            user: int user indices, -1 for unknown users.
-            item: int item indices, -1 for unknown items (broadcast with ``user``).
-            on_unknown: ``"nan"`` or ``"mean"``: the value for pairs with a -1
-                (see :meth:`predict`).
-            clip: clip predictions to the rating scale.
-
-        Returns:
-            A float32 array of predictions.
-        """
+        """:meth:`predict` on index arrays (broadcast together) where -1 marks an unknown id;
+        ``on_unknown`` (``"nan"`` or ``"mean"``) gives those pairs' value. Returns float32."""
         u, i = np.broadcast_arrays(np.asarray(user, dtype=np.int64),
                                    np.asarray(item, dtype=np.int64))
         u, i = u.ravel(), i.ravel()
         known = (u >= 0) & (i >= 0)
         out = np.full(len(u), np.nan, dtype=np.float32)
         if on_unknown == "mean" and not known.all():
-            user_means, item_means = self._data_means()
-            fallback = np.where(i >= 0, item_means[np.maximum(i, 0)], self.mean)
-            out[~known] = np.where(u >= 0, user_means[np.maximum(u, 0)], fallback)[~known]
+            means = self._cached("means", lambda: damped_means(self.seen, self.mean))
+            fallback = np.where(i >= 0, means[1][np.maximum(i, 0)], self.mean)
+            out[~known] = np.where(u >= 0, means[0][np.maximum(u, 0)], fallback)[~known]
         out[known] = self.predict_indices(u[known], i[known], clip=clip)
         return out
 
     def predict_indices(self, user: np.ndarray, item: np.ndarray, *, clip: bool = True,
                         batch_size: int = 65_536) -> np.ndarray:
-        """Predict for internal index arrays, in batches, without autograd.
-
-        Args:
-            user: int user indices.
-            item: int item indices, aligned with ``user``.
-            clip: clip predictions to the rating scale.
-            batch_size: pairs scored per forward pass.
-
-        Returns:
-            A float32 array of predictions.
-        """
+        """Predict float32 scores for aligned index arrays, ``batch_size`` pairs per forward
+        pass, without autograd (clipped to the rating scale with ``clip``)."""
         out = np.empty(len(user), dtype=np.float32)
         users = torch.as_tensor(np.asarray(user, dtype=np.int64))
         items = torch.as_tensor(np.asarray(item, dtype=np.int64))
@@ -258,7 +215,6 @@ class Recommender:
             np.clip(out, self.scale[0], self.scale[1], out=out)
         return out
 
-    # ------------------------------------------------------------------ recommend
     def recommend(self, user: Any = None, *, users: Any = None, n: int = 10,
                   exclude_seen: bool = True) -> pd.DataFrame:
         """Recommend the ``n`` best-scored items for one user or for many.
@@ -287,33 +243,20 @@ class Recommender:
         if (user is None) == (users is None) or (user is not None and np.ndim(user) != 0):
             raise ConfigError("user", user, "needs exactly one user id, or users=[...]",
                               hint="pass user=<id> for one user or users=[ids] for many")
-        raw = self.users.coerce(user if users is None else users)
-        index = self.users.index(raw)
+        index = self.users.index(self.users.coerce(user if users is None else users))
         items, scores = self.top_n_indices(index, n=n, exclude_seen=exclude_seen)
-        keep = items >= 0
-        if users is None:
-            return self._item_frame(items[0][keep[0]], scores[0][keep[0]], "score")
-        rank = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
-        frame = self._item_frame(items[keep], scores[keep], "score")
-        rows = np.broadcast_to(np.arange(len(index))[:, None], items.shape)[keep]
-        frame.insert(0, "rank", rank[keep])
-        frame.insert(0, "user", self.users.id_of(index)[rows])
+        rows, ranks = np.nonzero(items >= 0)  # row by row, best first
+        frame = self._item_frame(items[rows, ranks], scores[rows, ranks], "score")
+        if users is not None:
+            frame.insert(0, "rank", ranks + 1)
+            frame.insert(0, "user", self.users.id_of(index)[rows])
         return frame
 
     def top_n_indices(self, users: np.ndarray, *, n: int = 10,
                       exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Rank the catalogue for user indices: the index-level form of :meth:`recommend`.
-
-        Args:
-            users: int user indices.
-            n: items per user.
-            exclude_seen: leave out the items each user rated in training.
-
-        Returns:
-            ``(items, scores)``, each ``(len(users), min(n, n_items))``: int64
-            item indices padded with -1, and float32 scores (clipped to the scale
-            when they are ratings) padded with NaN.
-        """
+        """:meth:`recommend` on user indices: ``(items, scores)``, each ``(len(users),
+        min(n, n_items))``, int64 item indices padded with -1 and float32 scores (clipped
+        when they are ratings) padded with NaN."""
         seen = (self.seen.indptr, self.seen.indices) if exclude_seen else None
         items, scores = top_n(self.model, users, self._item_vectors(), n, seen=seen)
         if self.scores == "rating":
@@ -336,7 +279,9 @@ class Recommender:
         """
         _check_n(n)
         index = int(self.items.index(self.items.coerce(item))[0])
-        neighbours, similarity = top_similar(self._unit_factors(), index, n)
+        unit = self._cached("unit_factors", lambda: torch.nn.functional.normalize(
+            self.model.item_factors().detach().float(), dim=1, eps=1e-12))
+        neighbours, similarity = top_similar(unit, index, n)
         return self._item_frame(neighbours, similarity, "similarity")
 
     def recommend_for_ratings(self, ratings: Mapping[Any, float], *, n: int = 10,
@@ -344,10 +289,9 @@ class Recommender:
                               on_unknown: Literal["error", "ignore"] = "error") -> pd.DataFrame:
         """Recommend for a new user given their ratings, without retraining.
 
-        A user vector is fitted to the ratings with the items frozen (see
-        :mod:`embrec.foldin`); with no usable rating it is the mean user's. A
-        model that builds a user's vector from the history itself (``popular``,
-        ``ease``: ``model.history_vector``) gets it directly, exactly.
+        A user vector is fitted to the ratings with the items frozen (:mod:`embrec.foldin`);
+        with no usable rating it is the mean user's. A model that builds it from the history
+        itself (``popular``, ``ease``: ``model.history_vector``) gets it exactly.
 
         Args:
             ratings: raw item id -> rating.
@@ -367,19 +311,14 @@ class Recommender:
         _check_n(n)
         require_choice("on_unknown", on_unknown, ("error", "ignore"))
         index, values = rated_items(self.items, ratings, on_unknown=on_unknown)
-        item_vectors = self._item_vectors()
         direct = getattr(self.model, "history_vector", None)
         if direct is not None:
             vector = direct(index, values)
         else:
-            targets = torch.as_tensor(values, device=item_vectors.device)
-            vector = fold_in(self.model, item_vectors[torch.as_tensor(index)], targets,
-                             self._prior())
-        items, scores = top_n_for_vector(self.model, vector, item_vectors, n,
-                                         exclude=index if exclude_seen else None)
-        if self.scores == "rating":
-            scores = np.clip(scores, *self.scale)
-        return self._item_frame(items, scores, "score")
+            prior = self._cached("prior", lambda: user_prior(self.model))
+            vector = fold_in(self.model, self._item_vectors()[torch.as_tensor(index)],
+                             torch.as_tensor(values), prior)
+        return self._vector_frame(vector, n, index if exclude_seen else None)
 
     def recommend_for_features(self, features: Mapping[str, Any], *, n: int = 10
                                ) -> pd.DataFrame:
@@ -395,58 +334,33 @@ class Recommender:
         Raises:
             ConfigError: if the model learnt no user features (see :mod:`embrec.coldstart`).
         """
-        from embrec.coldstart import cold_vector
-
         _check_n(n)
-        items, scores = top_n_for_vector(self.model, cold_vector(self, features),
-                                         self._item_vectors(), n, exclude=None)
-        return self._item_frame(items, np.clip(scores, *self.scale), "score")
+        return self._vector_frame(cold_vector(self, features), n, None)
 
-    # ------------------------------------------------------------------ helpers
-    def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
-        if "titles" not in self._cache:
-            self._cache["titles"] = titles_by_index(self.item_info, self.items)
-        return item_frame(self.items.id_of(items), values, column, self._cache["titles"], items)
-
-    def _cached_tensor(self, key: str, build: Callable[[], T]) -> T:
-        value = self._cache.get(key)
-        if value is None or _device_of(value) != self.device:
+    def _cached(self, key: str, build: Callable[[], T]) -> T:
+        """``build()`` once per model device (a moved model's vectors are rebuilt)."""
+        device, value = self._cache.get(key, (None, None))
+        if device != self.device:
             with torch.no_grad():
-                value = build()
-            self._cache[key] = value
+                device, value = self._cache[key] = (self.device, build())
         return cast(T, value)
+
+    def _item_frame(self, items: np.ndarray, values: np.ndarray, column: str) -> pd.DataFrame:
+        titles = self._cached("titles", lambda: titles_by_index(self.item_info, self.items))
+        return item_frame(self.items.id_of(items), values, column, titles, items)
+
+    def _vector_frame(self, vector: torch.Tensor, n: int, exclude: np.ndarray | None
+                      ) -> pd.DataFrame:
+        """The ``n`` best items for a user vector not in the model, as :meth:`recommend` gives."""
+        items, scores = top_n_for_vector(self.model, vector, self._item_vectors(), n,
+                                         exclude=exclude)
+        if self.scores == "rating":
+            scores = np.clip(scores, *self.scale)
+        return self._item_frame(items, scores, "score")
 
     def _item_vectors(self) -> torch.Tensor:
         all_items = torch.arange(self.n_items, device=self.device)
-        return self._cached_tensor("item_vectors",
-                                   lambda: self.model.item_vectors(all_items).detach())
-
-    def _unit_factors(self) -> torch.Tensor:
-        def build() -> torch.Tensor:
-            factors = self.model.item_factors().detach().float()
-            return factors.div(factors.norm(dim=1, keepdim=True).clamp_min(1e-12))
-
-        return self._cached_tensor("unit_factors", build)
-
-    def _prior(self) -> UserPrior:
-        return self._cached_tensor("prior", lambda: user_prior(self.model))
-
-    def _data_means(self) -> tuple[np.ndarray, np.ndarray]:
-        if "means" not in self._cache:
-            data, indices = np.asarray(self.seen.data, dtype=np.float64), self.seen.indices
-            user_counts = np.diff(self.seen.indptr)
-            rows = np.repeat(np.arange(self.n_users), user_counts)
-            user_sums = np.bincount(rows, weights=data, minlength=self.n_users)
-            item_sums = np.bincount(indices, weights=data, minlength=self.n_items)
-            item_counts = np.bincount(indices, minlength=self.n_items)
-            prior = BIAS_DAMPING * self.mean
-            self._cache["means"] = ((user_sums + prior) / (user_counts + BIAS_DAMPING),
-                                    (item_sums + prior) / (item_counts + BIAS_DAMPING))
-        return cast(tuple[np.ndarray, np.ndarray], self._cache["means"])
-
-
-def _device_of(value: Any) -> torch.device:
-    return cast(torch.device, (value[0] if isinstance(value, tuple) else value).device)
+        return self._cached("item_vectors", lambda: self.model.item_vectors(all_items).detach())
 
 
 def _check_n(n: int) -> None:
@@ -455,25 +369,12 @@ def _check_n(n: int) -> None:
 
 
 def save(rec: Recommender, path: str | Path, *, test: Ratings | None = None) -> Path:
-    """Write ``rec`` to the directory ``path``, replacing an earlier model there atomically.
-
-    Only an empty folder or an embrec model folder is replaced; files you added
-    to a model folder are kept (:mod:`embrec.modeldir`; the files: :mod:`embrec.artifacts`).
-
-    Args:
-        rec: the recommender to save.
-        path: the model directory; its parent folders are created.
-        test: the rows held out from training, saved for ``embrec evaluate DIR``.
-
-    Returns:
-        The directory's path.
+    """Write ``rec`` to the directory ``path``: :meth:`Recommender.save` as a function.
 
     Raises:
-        ArtifactError: if ``path`` is a file or a non-empty folder that is not an embrec
-            model directory (never touched), if the weights hold NaN or infinity, or
-            another process is saving to ``path``.
+        ArtifactError: as :meth:`Recommender.save` does.
     """
-    return artifacts.write(rec.to_state(), path, test=test)
+    return rec.save(path, test=test)
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender:
@@ -493,4 +394,6 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Recommender
         ConfigError: for a device that is not available.
     """
     target = resolve_device(device)  # before reading: a bad device is said first
-    return Recommender.from_state(artifacts.read(path), target)
+    state = artifacts.read(path)
+    kept = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "weights"}
+    return Recommender(state.build_model(target), **kept)

@@ -7,8 +7,6 @@ the lower item index, so the same model always gives the same lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import torch
@@ -102,20 +100,12 @@ def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values.gather(1, order), indices.gather(1, order)
 
 
-def _blocks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *,
           seen: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rank the whole catalogue (``item_vectors`` on the model's device) for each user and
-    keep the ``n`` best items, leaving out the ``seen`` CSR ``(indptr, indices)``.
-
-    Returns:
-        ``(items, scores)``, each ``(b, min(n, n_items))``: int64 item indices
-        padded with -1 where a user has fewer unseen items, and float32 raw
-        (unclipped) scores padded with NaN.
+    keep the ``n`` best items, leaving out the ``seen`` CSR ``(indptr, indices)``: ``(items,
+    scores)``, each ``(b, min(n, n_items))``, int64 item indices padded with -1 where a user
+    has fewer unseen items and float32 raw (unclipped) scores padded with NaN.
     """
     users = np.asarray(users, dtype=np.int64)
     k = min(n, item_vectors.shape[0])
@@ -124,7 +114,8 @@ def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *
     size = block_size(model, item_vectors.shape[0], item_vectors.shape[1] * 2)
     device = item_vectors.device
     with torch.inference_mode():
-        for block in _blocks(len(users), size):
+        for start in range(0, len(users), size):
+            block = slice(start, start + size)
             vectors = model.user_vectors(torch.as_tensor(users[block], device=device))
             scores = score_block(model, vectors, item_vectors)
             if seen is not None:
@@ -139,12 +130,9 @@ def top_n(model: RatingModel, users: np.ndarray, item_vectors: Tensor, n: int, *
 
 def top_n_for_vector(model: RatingModel, vector: Tensor, item_vectors: Tensor, n: int, *,
                      exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rank the catalogue for one ``(1, user_dim)`` vector not in the model (a folded-in user).
-
-    Returns:
-        ``(items, scores)``: int64 item indices and raw float32 scores, best first,
-        without the ``exclude`` items.
-    """
+    """Rank the catalogue for one ``(1, user_dim)`` vector not in the model (a folded-in
+    user): ``(items, scores)``, int64 indices and raw float32 scores, best first, but
+    for the ``exclude`` items."""
     with torch.inference_mode():
         scores = score_block(model, vector.to(item_vectors.dtype), item_vectors)
         if exclude is not None:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ STAGING_MARKER = ".embrec-staging"
 RUN_LOCK = ".{name}.embrec-run"
 
 
-# ----------------------------------------------------------------------------- stage and rename
 def stage(staging: Path) -> Path:
     """Make the new staging folder ``staging``, marked as embrec's with this process's pid."""
     staging.mkdir(mode=0o755, parents=True)
@@ -104,7 +103,6 @@ def file_above(path: Path) -> Path | None:
     return None
 
 
-# ----------------------------------------------------------------------------- verify
 def sha256(path: Path) -> str:
     """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -139,14 +137,13 @@ def read_json(file: Path, limit: int, hint: str) -> Any:
         raise ArtifactError(f"{file}: is not valid JSON ({problem})", hint=hint) from None
 
 
-# ----------------------------------------------------------------------------- locks
 @contextmanager
-def locked(lock: Path, refuse: Callable[[str], ArtifactError],
-           timeout: float = 0.0) -> Iterator[None]:
+def locked(lock: Path, refusal: str, hint: str, timeout: float = 0.0) -> Iterator[None]:
     """Hold ``lock`` (flock) with our pid in it, waiting at most ``timeout`` seconds.
 
     Raises:
-        ArtifactError: ``refuse(holder_pid)`` when another process still holds it.
+        ArtifactError: ``refusal`` (its ``{pid}`` the holder's) when another process
+            still holds it.
         OSError: when the lock file cannot be made.
     """
     deadline = time.monotonic() + timeout
@@ -158,7 +155,7 @@ def locked(lock: Path, refuse: Callable[[str], ArtifactError],
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if time.monotonic() >= deadline:
-                raise refuse(holder) from None
+                raise ArtifactError(refusal.replace("{pid}", holder), hint=hint) from None
             time.sleep(0.05)
             continue
         if same_file(fd, lock):  # not a file its last holder removed as we opened it
@@ -198,11 +195,8 @@ def process_alive(pid: int) -> bool:
 
 @contextmanager
 def hold_outputs(*paths: str | Path | None, what: str = "training") -> Iterator[None]:
-    """Hold the run lock of every path given (``None`` entries are skipped).
-
-    Args:
-        paths: the outputs this run writes (a model folder, its checkpoints).
-        what: what this run does, for the refusal's wording.
+    """Hold the run lock of every output ``paths`` this run writes (``None`` entries are
+    skipped); ``what`` the run does words the refusal.
 
     Raises:
         ArtifactError: if another live process holds one of the locks.
@@ -216,15 +210,11 @@ def hold_outputs(*paths: str | Path | None, what: str = "training") -> Iterator[
 
 def _hold(stack: ExitStack, path: Path, what: str) -> None:
     lock = path.with_name(RUN_LOCK.format(name=path.name))
-
-    def refuse(holder: str) -> ArtifactError:
-        return ArtifactError(f"another embrec process (pid {holder}) is already {what} into "
-                             f"{path}", hint="wait for it to finish, or pass another --out")
-
+    refusal = f"another embrec process (pid {{pid}}) is already {what} into {path}"
     with suppress(OSError):  # the save makes it anyway; a file above is refused later
         lock.parent.mkdir(parents=True, exist_ok=True)
     try:
-        stack.enter_context(locked(lock, refuse))
+        stack.enter_context(locked(lock, refusal, "wait for it to finish, or pass another --out"))
     except ArtifactError:
         raise
     except OSError:  # a read-only or missing parent: the save itself will say so
@@ -254,7 +244,6 @@ def checkpoint_dir(out: str | Path | None, *, resume: bool = False) -> Path | No
     return path.with_name(path.name + ".checkpoints")
 
 
-# ----------------------------------------------------------------------------- own text files
 def check_own_file(path: str | Path, mark: str, *, flag: str = "--out") -> None:
     """Refuse ``path`` unless it is absent or a file whose first line starts with ``mark``.
 

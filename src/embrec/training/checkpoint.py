@@ -40,21 +40,20 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, EpochOrder, Group, epoch_order
 from embrec.errors import ArtifactError
-from embrec.models.base import DropoutMasks, EmbeddingModel, ModelConfig
+from embrec.models.base import EmbeddingModel, ModelConfig
 from embrec.training.batches import Columns
 from embrec.training.diagnostics import error_metrics
 from embrec.training.resume_checks import (
+    MAX_STATE_BYTES,
     check_facts,
     check_tensors,
     field_error,
     read_pointer,
-    read_state,
     verify_files,
 )
-from embrec.writers import file_above, publish, replace_text, sha256, stage
+from embrec.writers import file_above, publish, read_json, replace_text, sha256, stage
 
-__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "copy_into",
-           "masks_state", "restore_masks", "run_identity"]
+__all__ = ["Checkpoints", "RunHooks", "RunState", "Snapshot", "check_folder", "run_identity"]
 
 FORMAT = 2
 """2: ``state.json`` records the SHA-256 of every tensor file (1: no hashes, still resumed)."""
@@ -75,14 +74,8 @@ RUN_ONLY = ("progress", "num_threads", "device", "checkpoint_every")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A checkpoint read back.
-
-    Attributes:
-        tensors: the state every rank shares (written by rank 0).
-        local: this rank's own state.
-        facts: the JSON part.
-        where: the checkpoint's folder.
-    """
+    """A checkpoint read back from its folder ``where``: the ``tensors`` every rank shares
+    (written by rank 0), this rank's ``local`` ones and the JSON ``facts``."""
 
     tensors: dict[str, Tensor]
     local: dict[str, Tensor]
@@ -91,16 +84,11 @@ class Snapshot:
 
 
 class Checkpoints:
-    """The checkpoints of one run in ``folder``.
+    """The checkpoints of one run in ``folder`` (created on the first save).
 
-    Args:
-        folder: the checkpoint directory (created on the first save).
-        identity: what a checkpoint must match to be resumed: ``fingerprint``,
-            ``model``, ``train`` and ``world_size``.
-        every: also checkpoint every this many optimiser steps (``None``: at
-            the end of each epoch only).
-        rank: this process's rank.
-        barrier: waits for every rank (``None`` in one process).
+    ``identity`` (:func:`run_identity`) is what a checkpoint must match to be resumed;
+    ``every``: also checkpoint every this many optimiser steps (``None``: at each
+    epoch's end only); ``barrier`` waits for every rank (``None`` in one process).
     """
 
     def __init__(self, folder: str | Path, identity: dict[str, Any], every: int | None = None,
@@ -115,16 +103,9 @@ class Checkpoints:
 
     def save(self, tensors: dict[str, Tensor], local: dict[str, Tensor],
              facts: dict[str, Any]) -> Path:
-        """Write a checkpoint atomically (every rank calls this at the same step).
-
-        Args:
-            tensors: the shared state (only rank 0 writes it).
-            local: this rank's own state.
-            facts: JSON-ready facts; ``steps`` names the checkpoint.
-
-        Returns:
-            The checkpoint's folder.
-        """
+        """Write a checkpoint atomically; every rank calls this at the same step with its
+        ``local`` tensors (rank 0 also writes the shared ``tensors``). ``facts["steps"]``
+        names the checkpoint folder, which is returned."""
         name = f"step-{int(facts['steps']):09d}"
         staging = self.folder / f".{name}.tmp"
         if self.rank == 0:
@@ -154,10 +135,8 @@ class Checkpoints:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> Snapshot | None:
-        """Read the latest complete checkpoint; ``None`` when there is none.
-
-        Returns:
-            The snapshot, checked against this run's identity.
+        """Read the latest complete checkpoint, checked against this run's identity;
+        ``None`` when there is none.
 
         Raises:
             ArtifactError: if the checkpoint is unreadable or belongs to a
@@ -167,7 +146,8 @@ class Checkpoints:
         if not pointer.exists() and not pointer.is_symlink():
             return None
         where = self.folder / read_pointer(pointer, _STEP)
-        facts = read_state(where / "state.json")
+        facts = read_json(where / "state.json", MAX_STATE_BYTES,
+                          hint=f"remove {self.folder} and train without resume")
         self._check(facts, where)
         names = ["state.safetensors", f"rank-{self.rank}.safetensors"]
         verify_files(facts, where, names)
@@ -257,15 +237,9 @@ class RunHooks:
 class RunState:
     """The loop's position and state: what a checkpoint saves and a resume puts back.
 
-    Args:
-        model: the model being trained.
-        engine: its optimisers (``tables``: row optimisers, ``dense_optimizer``).
-        config: the training settings.
-        generator: the run's seeded generator.
-        data: this rank's training columns.
-        hooks: data-parallel training and checkpoints.
-        schedule: the learning-rate position (``done``, ``last``, ``next()``).
-        best: the best epoch so far (``rmse``, ``epoch``, ``params``).
+    ``engine`` holds the optimisers (``tables``, ``keras``, ``dense_optimizer``),
+    ``schedule`` the learning-rate position (``done``, ``last``, ``total``), ``best``
+    the best epoch so far (``rmse``, ``epoch``, ``params``); ``data`` is this rank's.
     """
 
     def __init__(self, model: EmbeddingModel, engine: Any, config: TrainConfig,
@@ -313,14 +287,15 @@ class RunState:
         if self.hooks.checkpoints is None:
             return
         start = self.epoch_state if step else self.generator.get_state()
-        masks, positions = masks_state(self.masks)
+        masks = {f"masks.{k}": m.block for k, m in enumerate(self.masks) if m.block is not None}
         tensors = {**self._live(), **masks, "generator": self.generator.get_state(),
                    "epoch_generator": start}
         if self.sampler is not None:
             tensors["objective_generator"] = self.sampler.get_state()
         facts = {"epoch": epoch, "step": step, "steps": self.schedule.done, "stopped": stopped,
                  "lr": self.schedule.last, "history": self.history, "best_rmse": self.best.rmse,
-                 "best_epoch": self.best.epoch, "masks": positions, "seed": self.hooks.seed}
+                 "best_epoch": self.best.epoch, "seed": self.hooks.seed,
+                 "masks": [[m.used, m.rows, m.width] for m in self.masks]}
         self.hooks.checkpoints.save(tensors, {"predictions": self.predictions}, facts)
 
     def _live(self) -> dict[str, Tensor]:
@@ -348,8 +323,11 @@ class RunState:
         rank = self.hooks.checkpoints.rank if self.hooks.checkpoints else 0
         check_tensors(snapshot.tensors, snapshot.local, snapshot.where, rank,
                       self.generator.get_state(), self.predictions)
-        copy_into(self._live(), snapshot.tensors)
-        restore_masks(self.masks, snapshot.tensors, facts["masks"], self.predictions)
+        _copy_into(self._live(), snapshot.tensors)
+        for k, m in enumerate(self.masks):  # the pre-drawn blocks and their positions
+            block = snapshot.tensors.get(f"masks.{k}")
+            m.block = None if block is None else block.to(self.predictions)
+            m.used, m.rows, m.width = facts["masks"][k]
         self.epoch, self.step, self.stopped = facts["epoch"], facts["step"], facts["stopped"]
         self.schedule.done, self.schedule.last = facts["steps"], facts["lr"]
         self.history, self.best.rmse = facts["history"], facts["best_rmse"]
@@ -387,27 +365,9 @@ def _write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def masks_state(masks: list[DropoutMasks]) -> tuple[dict[str, Tensor], list[list[int]]]:
-    """Return the dropout masks' pre-drawn blocks and their positions (for a checkpoint)."""
-    tensors = {f"masks.{k}": m.block for k, m in enumerate(masks) if m.block is not None}
-    return tensors, [[m.used, m.rows, m.width] for m in masks]
-
-
-def restore_masks(masks: list[DropoutMasks], tensors: dict[str, Tensor],
-                  positions: list[list[int]], like: Tensor) -> None:
-    """Put pre-drawn dropout masks back as :func:`masks_state` saved them."""
-    for k, m in enumerate(masks):
-        block = tensors.get(f"masks.{k}")
-        m.block = None if block is None else block.to(like.device, like.dtype)
-        m.used, m.rows, m.width = positions[k]
-
-
-def copy_into(live: dict[str, Tensor], saved: dict[str, Tensor]) -> None:
-    """Copy every saved tensor into the live tensor of the same name.
-
-    Raises:
-        ArtifactError: if a tensor is missing or has another shape.
-    """
+def _copy_into(live: dict[str, Tensor], saved: dict[str, Tensor]) -> None:
+    """Copy every saved tensor into the live tensor of the same name (refusing a missing one
+    or one of another shape)."""
     with torch.no_grad():
         for name, tensor in live.items():
             value = saved.get(name)

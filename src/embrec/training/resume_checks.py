@@ -18,12 +18,13 @@ from typing import Any
 from torch import Tensor
 
 from embrec.errors import ArtifactError
-from embrec.writers import matches, read_json
+from embrec.writers import matches
 
-__all__ = ["check_facts", "check_tensors", "field_error", "read_pointer", "read_state",
+__all__ = ["MAX_STATE_BYTES", "check_facts", "check_tensors", "field_error", "read_pointer",
            "verify_files"]
 
 MAX_STATE_BYTES = 64 << 20
+"""The largest ``state.json`` a resume parses."""
 
 
 def field_error(file: Path, field: str, value: Any, expected: str) -> ArtifactError:
@@ -44,14 +45,8 @@ def _number(value: Any) -> bool:
 
 def check_facts(facts: dict[str, Any], file: Path, *, epochs: int, per_epoch: int,
                 masks: int) -> None:
-    """Check the resumed fields of ``facts`` against a run of ``epochs`` x ``per_epoch`` steps.
-
-    Args:
-        facts: the parsed ``state.json``.
-        file: its path, for the message.
-        epochs: the run's epochs.
-        per_epoch: optimiser steps in one epoch.
-        masks: how many dropout-mask streams the model has.
+    """Check the resumed fields of ``facts`` (parsed from ``file``) against a run of
+    ``epochs`` x ``per_epoch`` optimiser steps whose model has ``masks`` dropout streams.
 
     Raises:
         ArtifactError: naming the first field whose type or range is wrong.
@@ -132,16 +127,6 @@ def read_pointer(pointer: Path, pattern: re.Pattern[str]) -> str:
         raise ArtifactError(f"checkpoint pointer {pointer} does not name a checkpoint folder "
                             f"(it holds {name[:40]!r})", hint=hint)
     return name
-
-
-def read_state(file: Path) -> Any:
-    """Parse ``state.json`` (at most 64 MiB; deep nesting is an error, not a crash).
-
-    Raises:
-        ArtifactError: if it is missing, too large or not JSON.
-    """
-    return read_json(file, MAX_STATE_BYTES,
-                     hint=f"remove {file.parent.parent} and train without resume")
 
 
 def verify_files(facts: dict[str, Any], where: Path, names: list[str]) -> None:
