@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import embrec
 from embrec.cli import main
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.studies import check_storage
+from embrec.studies import OPTUNA_TABLES, check_storage
 from embrec.tuning import starting_point
 
 SRC = str(Path(embrec.__file__).parent.parent)
@@ -84,8 +86,30 @@ def test_a_storage_that_is_not_an_optuna_store_is_refused_untouched(tmp_path: Pa
     assert (path.read_bytes() if path.is_file() else None) == before
 
 
+def test_a_store_another_tune_is_still_making_is_waited_for(tmp_path: Path) -> None:
+    """Two tunes on one new file: the second may look while the first creates the tables."""
+    path = tmp_path / "shared.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE studies (id)")
+    connection.close()
+
+    def finish() -> None:
+        time.sleep(0.3)
+        with sqlite3.connect(path) as late:
+            for table in sorted(OPTUNA_TABLES - {"studies"}):
+                late.execute(f"CREATE TABLE {table} (id)")
+        late.close()
+
+    maker = threading.Thread(target=finish)
+    maker.start()
+    check_storage(f"sqlite:///{path}")  # no error: the store became whole while it waited
+    maker.join()
+
+
 def test_storage_problems_are_one_error_line(ratings_csv: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("embrec.studies.CREATION_WAIT", 0.2)  # the dropped table never returns
     good = tmp_path / "t.db"
     assert main(["tune", "--data", str(ratings_csv), "--trials", "1", "--quiet", "--storage",
                  f"sqlite:///{good}", "--out", str(tmp_path / "a.toml")]) == 0

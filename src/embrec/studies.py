@@ -27,6 +27,13 @@ __all__ = ["OPTUNA_TABLES", "check_storage", "mark_trial", "open_study", "start_
 OPTUNA_TABLES = frozenset({"studies", "trials", "trial_params", "trial_values",
                            "version_info", "alembic_version"})
 """Tables every Optuna RDB store holds; a database holding tables but not these is not one."""
+OPTUNA_NAMES = OPTUNA_TABLES | {"study_directions", "study_system_attributes",
+                                "study_user_attributes", "trial_heartbeats",
+                                "trial_intermediate_values", "trial_system_attributes",
+                                "trial_user_attributes"}
+"""Every table an Optuna store may hold: a database of only these is one, perhaps half made."""
+CREATION_WAIT = 10.0
+"""Seconds a half-made Optuna store is waited for before it is refused as incomplete."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 HINT = "give an Optuna storage URL such as sqlite:///tune.db (a new file, or one tune made)"
 
@@ -65,7 +72,7 @@ def check_storage(storage: str | None) -> None:
         return  # an empty file: SQLite makes a new database in it
     if head != SQLITE_HEADER:
         raise _refuse(storage, f"names {path}, which is not a SQLite database")
-    tables = _tables(storage, path)
+    tables = _settled_tables(storage, path)
     if tables and not tables >= OPTUNA_TABLES:
         missing = sorted(OPTUNA_TABLES - tables)
         problem = ("is an Optuna store missing tables" if "studies" in tables else
@@ -73,6 +80,19 @@ def check_storage(storage: str | None) -> None:
         raise _refuse(storage, f"{problem} (no {', '.join(missing[:3])}); nothing was written",
                       hint="give a new file for the study; tune never writes into a "
                            "database it did not make")
+
+
+def _settled_tables(storage: str, path: Path) -> set[str]:
+    """The database's tables; an Optuna store still being made (by another ``tune`` that
+    opened the same new file a moment earlier) is re-read until it is whole or
+    :data:`CREATION_WAIT` seconds pass."""
+    deadline = time.monotonic() + CREATION_WAIT
+    tables = _tables(storage, path)
+    while tables and tables <= OPTUNA_NAMES and not tables >= OPTUNA_TABLES \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+        tables = _tables(storage, path)
+    return tables
 
 
 def _tables(storage: str, path: Path) -> set[str]:
