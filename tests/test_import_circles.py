@@ -15,12 +15,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lazy imports that close a circle, allowed until their fix lands: delete each entry then.
-KNOWN: dict[tuple[str, str], str] = {
-    # issue 20's two circles (artifacts <-> recommender, presets <-> training.fit) are gone;
-    # a blend is a model that fits other registered models: these two close through that
-    ("embrec.models.blend", "embrec.blending"): "models.blend -> blending -> ... -> models",
-    ("embrec.models.blend", "embrec.models"): "models.blend <-> models (the MODELS registry)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
+"""Import edges that close a circle and are allowed for now, with why (none are left)."""
 
 
 def _modules() -> dict[str, Path]:

@@ -24,6 +24,7 @@ from embrec.models.base import (
     add_decay,
 )
 from embrec.training.batches import Columns
+from embrec.training.closed_form import SolvedWithFit
 from embrec.training.fit import fit
 from embrec.training.step import make_step
 
@@ -68,7 +69,10 @@ def solved(model: Any, name: str) -> Any:
     if closed(name):
         data = generate(n_users=model.n_users, n_items=model.n_items,
                         n_ratings=model.n_users * model.n_items // 2, rank=2, seed=3)
-        model.solve(data.ratings)
+        if isinstance(model, SolvedWithFit):  # a blend: its parts are trained by fit
+            model.solve_with(data.ratings, fit)
+        else:
+            model.solve(data.ratings)
     return model
 
 

@@ -1,7 +1,7 @@
 """A blend of registered models: one model whose score is a non-negative mix of theirs.
 
 ``BlendConfig.components`` lists the models (each a registry name, its config
-and its training config); :func:`embrec.blending.fit_blend` fits them and chooses
+and its training config); :func:`embrec.training.blend_fit.fit_blend` fits them and chooses
 the weights on validation rows carved from the training ratings. The fitted
 components live inside :class:`Blend` as submodules, so a blend saves (one
 safetensors file), loads, serves and evaluates like any model.
@@ -19,6 +19,7 @@ would fold them in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -29,29 +30,12 @@ from torch import Tensor, nn
 from embrec.config import JsonConfig, require, require_choice
 from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
-from embrec.models.base import ModelConfig, RatingModel
+from embrec.models.base import RatingModel
+from embrec.models.registry import component_configs
 
 __all__ = ["Blend", "BlendConfig", "component_configs"]
 
 TARGETS = ("rating", "ranking")
-SPEC_KEYS = {"model", "config", "train"}
-
-
-def component_configs(spec: dict[str, Any]) -> tuple[ModelConfig, Any]:
-    """The (model config, train config or ``None``) of one component's JSON spec.
-
-    Raises:
-        ConfigError: for an unknown key, model name or field.
-    """
-    from embrec.config import TrainConfig
-    from embrec.models import model_config_from_dict
-
-    unknown = set(spec) - SPEC_KEYS
-    require(not unknown and "model" in spec, "components", spec,
-            "must be {'model': name, 'config': {...}, 'train': {...}}")
-    model = model_config_from_dict(str(spec["model"]), dict(spec.get("config") or {}))
-    train = spec.get("train")
-    return model, None if train is None else TrainConfig.from_dict(train)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -90,7 +74,6 @@ class BlendConfig(JsonConfig):
         for spec in self.components:
             require(isinstance(spec, dict), "components", spec, "must hold dicts")
             model, train = component_configs(spec)
-            require(model.name != "blend", "components", spec["model"], "cannot be a blend")
             entry: dict[str, Any] = {"model": model.name, "config": model.to_dict()}
             if train is not None:
                 entry["train"] = train.to_dict()
@@ -147,11 +130,12 @@ class Blend(RatingModel):
         return tuple(f"parts.{k}.{name}" for k, part in enumerate(self.parts)
                      for name in getattr(part, "variable_buffers", ()))
 
-    def solve(self, train: Ratings) -> None:
-        """Fit the components and the weights (see :func:`embrec.blending.fit_blend`)."""
-        from embrec.blending import fit_blend
+    def solve_with(self, train: Ratings, fit: Callable[..., Any]) -> None:
+        """Fit the components with ``fit`` and the weights (see
+        :func:`embrec.training.blend_fit.fit_blend`)."""
+        from embrec.training.blend_fit import fit_blend
 
-        fit_blend(self, train)
+        fit_blend(self, train, fit)
 
     def part(self, k: int) -> RatingModel:
         """Component ``k``."""

@@ -7,6 +7,7 @@ solved model in a ``Recommender`` with the same metadata keys as any trained mod
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 import torch
@@ -16,7 +17,7 @@ from embrec.data.ratings import Ratings
 from embrec.device import resolve_device
 from embrec.recommender import Recommender
 
-__all__ = ["ClosedFormConfig", "fit_closed_form", "solves_itself"]
+__all__ = ["ClosedFormConfig", "SolvedWithFit", "fit_closed_form", "solves_itself"]
 
 
 @runtime_checkable
@@ -43,15 +44,24 @@ def solves_itself(model_config: object) -> TypeGuard[ClosedFormConfig]:
     return isinstance(model_config, ClosedFormConfig) and model_config.closed_form
 
 
+@runtime_checkable
+class SolvedWithFit(Protocol):
+    """A model made of other models (a blend): ``fit`` trains its parts, then it solves."""
+
+    def solve_with(self, train: Ratings, fit: Callable[..., Recommender]) -> None: ...
+
+
 def fit_closed_form(model_config: ClosedFormConfig, train: Ratings,
                     train_config: TrainConfig | None = None, *,
-                    metadata: dict[str, Any] | None = None) -> Recommender:
+                    metadata: dict[str, Any] | None = None,
+                    fit: Callable[..., Recommender] | None = None) -> Recommender:
     """Fit a closed-form model on ``train``; return the recommender (empty ``history``).
 
     Of ``train_config`` (recorded with the model) only ``device`` and ``seed`` matter: a
     model that trains by its own loop (``autorec``) carries its epochs and learning rate in
     its config, and draws from torch's generator, seeded here (and restored after).
-    ``metadata`` holds extra facts to record.
+    ``metadata`` holds extra facts to record; ``fit`` (:func:`embrec.training.fit.fit`,
+    handed in by its caller so this module does not import it) trains a blend's parts.
 
     Raises:
         ConfigError: if ``train`` is empty, the device is not available, or the model
@@ -66,7 +76,12 @@ def fit_closed_form(model_config: ClosedFormConfig, train: Ratings,
             torch.manual_seed(config.seed)
         model = model_config.build(train.n_users, train.n_items, scale=train.scale,
                                    mean=float(train.rating.mean())).to(device)
-        model.solve(train)
+        if isinstance(model, SolvedWithFit):
+            if fit is None:
+                raise TypeError(f"{type(model).__name__} fits other models: pass fit=")
+            model.solve_with(train, fit)
+        else:
+            model.solve(train)
     facts: dict[str, Any] = {"seed": config.seed, "device": str(device),
                              "scores": model_config.scores,
                              "fit_seconds": time.perf_counter() - started, "diagnostics": [],

@@ -24,8 +24,8 @@ from embrec.config import TrainConfig
 from embrec.data.ratings import Ratings
 from embrec.distributed.exchange import DataParallel, Group, join, shard_columns
 from embrec.errors import ConfigError, TrainingError
-from embrec.models import default_training
 from embrec.models.base import EmbeddingModel, ModelConfig
+from embrec.models.registry import default_training
 from embrec.recommender import Recommender
 from embrec.training.batches import Columns
 from embrec.training.checkpoint import RunHooks, RunState
@@ -90,7 +90,7 @@ def fit(model_config: ModelConfig, train: Ratings, train_config: TrainConfig | N
         raise ConfigError("train", "0 ratings", "has no rating to train on",
                           hint="check the data's filters and split")
     if solves_itself(model_config):
-        return fit_closed_form(model_config, train, train_config, metadata=metadata)
+        return fit_closed_form(model_config, train, train_config, metadata=metadata, fit=fit)
     config = train_config or default_training(model_config)
     group = join(training_device(config))
     try:
