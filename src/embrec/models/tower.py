@@ -183,14 +183,16 @@ class TowerStep:
 
     def backward(self, saved: Saved, grad: Tensor) -> Tensor:
         """Put the layers' gradients in their ``.grad``, given the output's gradient ``grad``
-        and what :meth:`forward` ``saved``; return the input's gradient."""
-        for k in range(len(self.layers) - 1, -1, -1):
-            weight, _, _, weight_grad, bias_grad, _, activation = self.layers[k]
-            x, mask, z = saved[k]
-            if activation == "relu":
-                grad = grad.masked_fill_(z <= 0, 0.0)
-            elif activation == "tanh":
-                grad = grad * (1.0 - z * z)
+        and what :meth:`forward` ``saved``; return the input's gradient.
+
+        Under a ReLU layer, its derivative and the next layer's dropout are one product
+        (the ReLU output's sign times the mask): one pass over the batch instead of two.
+        """
+        last = len(self.layers) - 1
+        grad = _through(grad, self.layers[last][6], saved[last][2])
+        for k in range(last, -1, -1):
+            weight, _, _, weight_grad, bias_grad, _, _ = self.layers[k]
+            x, mask, _ = saved[k]
             if self.write:
                 torch.mm(grad.t(), x, out=weight_grad)
                 torch.sum(grad, 0, out=bias_grad)
@@ -198,9 +200,24 @@ class TowerStep:
                 weight_grad.addmm_(grad.t(), x)
                 bias_grad.add_(grad.sum(0))
             grad = grad @ weight  # (batch, layer inputs)
+            below = self.layers[k - 1][6] if k else None
+            if below == "relu":
+                signs = saved[k - 1][2].sign()
+                grad.mul_(signs if mask is None else signs.mul_(mask))
+                continue
             if mask is not None:
                 grad.mul_(mask)
+            grad = _through(grad, below, saved[k - 1][2] if k else grad)
         return grad
+
+
+def _through(grad: Tensor, activation: str | None, z: Tensor) -> Tensor:
+    """``grad`` through the activation whose output is ``z``."""
+    if activation == "relu":
+        return grad.mul_(z.sign())
+    if activation == "tanh":
+        return grad * (1.0 - z * z)
+    return grad
 
 
 class ItemHalfCache:
