@@ -26,8 +26,9 @@ for _ in range(2):
     started = time.perf_counter()
     rec = fit(preset.model, train, config)
     times.append(round(time.perf_counter() - started, 3))
-print(json.dumps({"preset": sys.argv[1], "rmse": round(float(embrec.evaluate(rec, test)["rmse"]), 5),
-                  "first_fit_s": times[0], "second_fit_s": times[1]}))
+rmse = round(float(embrec.evaluate(rec, test)["rmse"]), 5)
+print(json.dumps({"preset": sys.argv[1], "rmse": rmse, "first_fit_s": times[0],
+                  "second_fit_s": times[1]}))
 """
 
 
