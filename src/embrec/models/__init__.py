@@ -9,9 +9,8 @@ registry name (the ``--model`` flag of the CLI) to the config class, and
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from embrec.config import require_choice
 from embrec.models.autorec import AutoRecConfig
 from embrec.models.base import ModelConfig, RatingModel
 from embrec.models.bayesian import BayesianFMConfig
@@ -27,6 +26,7 @@ from embrec.models.registry import (
     COMPONENTS,
     DEFAULT_TRAINING,
     PER_RATING,
+    config_from,
     default_training,
 )
 
@@ -63,5 +63,4 @@ def model_config_from_dict(name: str, data: dict[str, object]) -> ModelConfig:
     Raises:
         ConfigError: for an unknown model name (with the closest match) or bad fields.
     """
-    require_choice("model", name, MODELS)
-    return cast(ModelConfig, MODELS[name].from_dict(data))
+    return config_from(MODELS, name, data)

@@ -9,6 +9,7 @@ importing the presets (which import ``fit``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, cast
 
 from embrec.config import TrainConfig, require, require_choice
@@ -24,7 +25,7 @@ from embrec.models.neumf import NeuMFConfig
 from embrec.models.popular import PopularConfig
 
 __all__ = ["COMPONENTS", "DEFAULT_TRAINING", "MINI_BATCH", "PER_RATING",
-           "component_config_from_dict", "component_configs", "default_training"]
+           "component_configs", "config_from", "default_training"]
 
 COMPONENTS: dict[str, type[Any]] = {
     "biased-mf": BiasedMFConfig,
@@ -39,15 +40,15 @@ COMPONENTS: dict[str, type[Any]] = {
 }
 
 
-def component_config_from_dict(name: str, data: dict[str, object]) -> ModelConfig:
-    """Rebuild a model config from its registry name (a key of ``COMPONENTS``) and
-    ``to_dict()``.
+def config_from(registry: Mapping[str, type[Any]], name: str,
+                data: dict[str, object]) -> ModelConfig:
+    """Rebuild the config registered as ``name`` in ``registry`` from its ``to_dict()``.
 
     Raises:
         ConfigError: for an unknown model name (with the closest match) or bad fields.
     """
-    require_choice("model", name, COMPONENTS)
-    return cast(ModelConfig, COMPONENTS[name].from_dict(data))
+    require_choice("model", name, registry)
+    return cast(ModelConfig, registry[name].from_dict(data))
 
 
 
@@ -65,7 +66,7 @@ def component_configs(spec: dict[str, Any]) -> tuple[ModelConfig, Any]:
     require(not unknown and "model" in spec, "components", spec,
             "must be {'model': name, 'config': {...}, 'train': {...}}")
     require(spec["model"] != "blend", "components", spec["model"], "cannot be a blend")
-    model = component_config_from_dict(str(spec["model"]), dict(spec.get("config") or {}))
+    model = config_from(COMPONENTS, str(spec["model"]), dict(spec.get("config") or {}))
     train = spec.get("train")
     return model, None if train is None else TrainConfig.from_dict(train)
 
