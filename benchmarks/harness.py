@@ -31,7 +31,11 @@ def busy_loops(count: int = 2, settle: float = 1.0) -> Iterator[list[int]]:
     loops: list[subprocess.Popen[bytes]] = []
     try:
         for _ in range(count):
-            loops.append(subprocess.Popen(BUSY_COMMAND, start_new_session=True,
+            # its own process group (killed whole below) but this session, as `cmd &` typed in
+            # the shell that runs the benchmark: with Linux's autogroup scheduler every session
+            # is one group, so loops in new sessions would each weigh as much as the whole
+            # benchmarked process, a harsher load than two loops started from one shell
+            loops.append(subprocess.Popen(BUSY_COMMAND, process_group=0,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(settle)  # let the scheduler see them before anything is timed
         yield [p.pid for p in loops]
