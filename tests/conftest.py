@@ -10,6 +10,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from embrec.data.synthetic import Synthetic, generate
+from tests.synthetic_files import synthetic_csv
 
 # Property tests draw the same examples on every run (CI runs the suite once: a failure must
 # not depend on the draw), with no deadline and no too-slow check (a loaded 2-core machine is
@@ -36,10 +37,8 @@ def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Modules that need other data (tuning, torchrun) define their own ``ratings_csv``.
     """
-    path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    generate(n_users=80, n_items=50, n_ratings=1500, rank=3, noise=0.2, seed=3) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
+    return synthetic_csv(tmp_path_factory.mktemp("data"), n_users=80, n_items=50,
+                         n_ratings=1500, rank=3, noise=0.2, seed=3)
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.models import BiasedMFConfig
 from embrec.tuning import starting_point
+from tests.synthetic_files import synthetic_csv
 
 SRC = str(Path(embrec.__file__).parent.parent)
 
@@ -32,12 +33,8 @@ def _pairs(ratings: Ratings) -> set[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embrec.data.synthetic import generate
-
-    path = tmp_path_factory.mktemp("tune") / "ratings.csv"
-    generate(n_users=60, n_items=40, n_ratings=1000, rank=3, noise=0.2, seed=4) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
+    return synthetic_csv(tmp_path_factory.mktemp("tune"), n_users=60, n_items=40,
+                         n_ratings=1000, rank=3, noise=0.2, seed=4)
 
 
 def test_trials_fit_and_score_inside_the_training_ratings(tiny: Ratings,

@@ -21,18 +21,15 @@ from embrec.data.ratings import Ratings
 from embrec.errors import ConfigError
 from embrec.studies import OPTUNA_TABLES, check_storage
 from embrec.tuning import starting_point
+from tests.synthetic_files import synthetic_csv
 
 SRC = str(Path(embrec.__file__).parent.parent)
 
 
 @pytest.fixture(scope="module")
 def ratings_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embrec.data.synthetic import generate
-
-    path = tmp_path_factory.mktemp("tune") / "ratings.csv"
-    generate(n_users=40, n_items=30, n_ratings=500, rank=3, noise=0.2, seed=4) \
-        .ratings.to_pandas().to_csv(path, index=False)
-    return path
+    return synthetic_csv(tmp_path_factory.mktemp("tune"), n_users=40, n_items=30,
+                         n_ratings=500, rank=3, noise=0.2, seed=4)
 
 
 def test_out_never_overwrites_a_file_tune_did_not_write(ratings_csv: Path, tmp_path: Path,

@@ -16,6 +16,7 @@ from embrec.data.synthetic import generate
 from embrec.models import BayesianFMConfig
 from embrec.models.bayesian import _sides
 from embrec.training.gibbs import Side, _curvature, sample_side
+from tests.synthetic_files import group_tastes
 
 FAST = {"embedding_dim": 4, "sweeps": 30, "burn_in": 10}
 
@@ -92,16 +93,8 @@ def test_averaged_prediction_is_the_mean_over_samples(tiny: embrec.Ratings) -> N
 
 def test_cold_start_uses_features(tmp_path: Path) -> None:
     """Users whose group decides their ratings: unseen users are predicted from the group."""
-    rng = np.random.default_rng(0)
-    n_users, n_items = 120, 40
-    group = rng.integers(0, 2, n_users)
-    taste = np.where(group[:, None] == 1, 1.0, -1.0) * np.linspace(-1, 1, n_items)[None, :]
-    user, item = np.nonzero(rng.random((n_users, n_items)) < 0.5)
-    rating = np.clip(3.0 + taste[user, item] + rng.normal(0, 0.2, len(user)), 1, 5)
-    ratings = embrec.Ratings.from_arrays(user, item, rating, scale=(1.0, 5.0))
-    table = features_from_frame(pd.DataFrame({"group": np.where(group == 1, "a", "b")}),
-                                kind="user")
-    ratings = dataclasses.replace(ratings, user_features=table)
+    n_users = 120
+    ratings = group_tastes(n_users, 40)
     new = np.isin(ratings.user, np.arange(100, n_users))
     train, test = ratings.take(~new), ratings.take(new)
     rec = embrec.fit(BayesianFMConfig(embedding_dim=3, sweeps=40, burn_in=10), train)
@@ -111,7 +104,7 @@ def test_cold_start_uses_features(tmp_path: Path) -> None:
     assert result["n"] == int(new.sum())
     assert result["rmse_features"] < 0.6 * result["rmse_mean"], result
     assert result["rmse_features"] < 0.6 * result["rmse_item_mean"], result
-    both = predict_with_features(rec, [100, 100], [0, 0], user_features=table)
+    both = predict_with_features(rec, [100, 100], [0, 0], user_features=ratings.user_features)
     without = predict_with_features(rec, [100], [0])  # no features: the id group's mean
     assert both[0] == both[1] and abs(both[0] - without[0]) > 0.2
     top_a = rec.recommend_for_features({"group": "a"}, n=5)

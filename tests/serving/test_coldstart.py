@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 import embrec
-from embrec.data.features import features_from_frame
 from embrec.models import BayesianFMConfig
 from embrec.serving import create_app
+from tests.synthetic_files import group_tastes
 
 
 @pytest.fixture(scope="module")
 def cold() -> Any:
     """Users whose group decides their taste; ages are noise."""
-    rng = np.random.default_rng(0)
-    n_users, n_items = 80, 30
-    group = rng.integers(0, 2, n_users)
-    taste = np.where(group[:, None] == 1, 1.0, -1.0) * np.linspace(-1, 1, n_items)[None, :]
-    user, item = np.nonzero(rng.random((n_users, n_items)) < 0.5)
-    rating = np.clip(3.0 + taste[user, item] + rng.normal(0, 0.2, len(user)), 1, 5)
-    ratings = embrec.Ratings.from_arrays(user, item, rating, scale=(1.0, 5.0))
-    table = features_from_frame(pd.DataFrame({"group": np.where(group == 1, "a", "b"),
-                                              "age": rng.integers(18, 70, n_users)}),
-                                kind="user")
-    train = dataclasses.replace(ratings, user_features=table)
+    train = group_tastes(80, 30, ages=True)
     return embrec.fit(BayesianFMConfig(embedding_dim=3, sweeps=20, burn_in=5), train)
 
 
