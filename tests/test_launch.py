@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -89,3 +91,43 @@ def test_streams_keep_rank_zero_plain_and_its_message_last() -> None:
 def test_launch_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["launch", "--nproc", "2", "--"]) == 2
     assert "command" in capsys.readouterr().err
+
+
+def _running(marker: str) -> list[str]:
+    """Command lines of the live processes that carry ``marker`` (the launcher, torchrun, ranks)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            line = (Path("/proc") / pid / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in line and "python" in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_killing_the_launcher_stops_every_rank(files: Path, tmp_path: Path) -> None:
+    """``kill`` of ``embrec launch`` reaches torchrun and the ranks: none trains on, orphaned."""
+    out = tmp_path / "killed-model"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "embrec", "launch", "--nproc", "2", "--", "train", "--data",
+         str(files / "tiny.csv"), "--model", "mlp", "--epochs", "100000", "--batch-size", "8",
+         "--allow-degenerate", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while len(_running(str(out))) < 4 and time.monotonic() < deadline:  # launcher, torchrun, 2
+        time.sleep(0.5)
+    assert len(_running(str(out))) >= 4, "the ranks never started"
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while _running(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(str(out)) == []
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert "Traceback" not in stderr
+    assert stderr.rstrip().splitlines()[-1] == \
+        "embrec launch: SIGTERM passed on; the ranks were stopped"

@@ -13,17 +13,21 @@ is torchrun's report shown.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 __all__ = ["add_launch", "cmd_launch"]
 
 PREFIX = re.compile(r"^\[(?:default|rank)(\d+)\]:")  # torchrun tags a rank's lines
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_CODE = re.compile(r"rank\s*:\s*(\d+)\D[^\n]*\n\s*exitcode\s*:\s*(-?\d+)")
 
 
@@ -63,13 +67,41 @@ def cmd_launch(args: argparse.Namespace) -> int:
             [sys.executable, "-m", "torch.distributed.run", "--standalone",
              f"--nproc-per-node={args.nproc}", f"--max-restarts={args.max_restarts}",
              f"--log-dir={logs}", "--tee=3", "-m", "embrec", *command],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            process_group=0)  # signals reach the ranks through the launcher, once
         streams = _Streams()
-        with ThreadPoolExecutor(2) as readers:  # leaving it waits for both streams' ends
+        stopped: list[int] = []  # the signal the launcher passed on, if one came
+        # leaving the pool waits for both streams' ends
+        with _forwarding(process, stopped), ThreadPoolExecutor(2) as readers:
             readers.submit(streams.pass_on, process.stdout, sys.stdout)
             readers.submit(streams.pass_on, process.stderr, sys.stderr)
             code = process.wait()
+    if stopped:  # torchrun's SignalException traceback says nothing the user does not know
+        name = signal.Signals(stopped[0]).name
+        print(f"embrec launch: {name} passed on; the ranks were stopped", file=sys.stderr)
+        return 128 + stopped[0]
     return code if code == 0 else streams.finish(code)
+
+
+@contextlib.contextmanager
+def _forwarding(process: subprocess.Popen[str], stopped: list[int]) -> Iterator[None]:
+    """Pass Ctrl-C, ``kill`` and a closed terminal on to torchrun, which stops the ranks:
+    killing the launcher must not leave ranks training (and holding ``--out``) behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals; a caller's thread keeps its own
+        return
+
+    def forward(signum: int, _frame: Any) -> None:
+        if process.poll() is None and not stopped:
+            stopped.append(signum)
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class _Streams:
